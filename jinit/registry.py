@@ -1,0 +1,338 @@
+"""Names for initializers: Keras, torch and JAX spellings, config round-trip, ``get``, ``names``.
+
+:func:`get` turns a *spec* into an :class:`~jinit.initializers.Initializer` value. A spec is
+
+- a name in any common spelling: ``"he_normal"``, ``"HeNormal"``, ``"kaiming_normal"``,
+  ``"kaiming_normal_"`` (torch), ``"xavier_uniform"``, ``"GlorotUniform"``, ``"RandomNormal"``,
+  ``"random_normal"``, ``"eye"``, ... (case, CamelCase, ``-`` vs ``_`` and a trailing ``_`` do
+  not matter);
+- a call with literal hyperparameters, e.g. ``"normal(stddev=0.01)"`` or
+  ``"variance_scaling(scale=2.0, mode='fan_in', distribution='normal')"``: parsed with
+  :mod:`ast`, literals only, never evaluated, so ``get(repr(init)) == init``;
+- a config dict ``{"name": ..., **hyperparameters}`` as returned by ``init.config()``;
+- an Initializer, returned as is (or rebuilt with the overrides applied).
+
+Keyword overrides replace hyperparameters: ``get("he_normal", distribution="normal")``.
+
+Example:
+    >>> import jinit
+    >>> jinit.get("HeNormal") == jinit.he_normal()
+    True
+    >>> init = jinit.get("normal(stddev=0.01)")
+    >>> jinit.get(repr(init)) == jinit.get(init.config()) == init
+    True
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from jinit import initializers as _init
+from jinit.initializers import Initializer
+
+
+class SchemeInfo(NamedTuple):
+    """One row of the catalogue (see :func:`catalog`).
+
+    Attributes:
+      name: canonical name (``jinit.<name>`` is the factory).
+      aliases: other accepted names (snake_case; CamelCase / trailing ``_`` forms work too).
+      distribution: the distribution drawn from.
+      variance: the variance of the entries as a formula in fan_in / fan_out / hyperparameters.
+      defaults: the factory's hyperparameters and defaults, as text.
+      applies_to: which kernels the scheme serves: ``"any"`` (any kernel of >= 2 dimensions),
+        ``"2d"`` (2-D matrices only) or ``"conv"`` (3-D to 5-D conv kernels only).
+    """
+
+    name: str
+    aliases: tuple[str, ...]
+    distribution: str
+    variance: str
+    defaults: str
+    applies_to: str
+
+
+class _Entry(NamedTuple):
+    factory: Callable[..., Initializer]
+    aliases: tuple[str, ...]
+    distribution: str
+    variance: str
+    applies_to: str
+    listed: bool = True  # in names() / catalog(); unlisted entries are still accepted by get()
+
+
+_VS_PER_DIST = "truncated normal / normal / uniform (per `distribution`)"
+_TRUNC = "truncated normal (+-2 sd)"
+_UNIF = "uniform"
+
+_ENTRIES: dict[str, _Entry] = {
+    "zeros": _Entry(_init.zeros, (), "constant 0", "0", "any"),
+    "ones": _Entry(_init.ones, (), "constant 1", "0", "any"),
+    "constant": _Entry(_init.constant, (), "constant value", "0", "any"),
+    "normal": _Entry(_init.normal, ("random_normal",), "normal", "stddev^2", "any"),
+    "uniform": _Entry(_init.uniform, ("random_uniform",), _UNIF, "(maxval - minval)^2 / 12", "any"),
+    "truncated_normal": _Entry(_init.truncated_normal, (), _TRUNC, "(0.8796 * stddev)^2", "any"),
+    "variance_scaling": _Entry(
+        _init.variance_scaling,
+        (),
+        _VS_PER_DIST,
+        "scale / n, n = fan_in | fan_out | (fan_in + fan_out)/2 | sqrt(fan_in * fan_out)",
+        "any",
+    ),
+    "glorot_normal": _Entry(
+        _init.glorot_normal, ("xavier_normal",), _TRUNC, "2 / (fan_in + fan_out)", "any"
+    ),
+    "glorot_uniform": _Entry(
+        _init.glorot_uniform,
+        ("xavier_uniform",),
+        _UNIF,
+        "2 / (fan_in + fan_out); limit sqrt(6 / (fan_in + fan_out))",
+        "any",
+    ),
+    "he_normal": _Entry(_init.he_normal, ("kaiming_normal",), _TRUNC, "2 / fan_in", "any"),
+    "he_uniform": _Entry(
+        _init.he_uniform, ("kaiming_uniform",), _UNIF, "2 / fan_in; limit sqrt(6 / fan_in)", "any"
+    ),
+    "lecun_normal": _Entry(_init.lecun_normal, (), _TRUNC, "1 / fan_in", "any"),
+    "lecun_uniform": _Entry(
+        _init.lecun_uniform, (), _UNIF, "1 / fan_in; limit sqrt(3 / fan_in)", "any"
+    ),
+    "orthogonal": _Entry(
+        _init.orthogonal,
+        ("orthogonal_initializer",),
+        "Haar (semi-)orthogonal",
+        "gain^2 / max(rows, cols); W^T W = gain^2 I",
+        "any",
+    ),
+    "delta_orthogonal": _Entry(
+        _init.delta_orthogonal,
+        (),
+        "orthogonal center tap, 0 elsewhere",
+        "gain^2 / out at the center tap, 0 elsewhere",
+        "conv",
+    ),
+    "identity": _Entry(
+        _init.identity,
+        ("eye", "identity_initializer"),
+        "deterministic gain * I",
+        "gain^2 on the diagonal, 0 elsewhere",
+        "2d",
+    ),
+    "dirac": _Entry(
+        _init.dirac,
+        (),
+        "deterministic identity conv",
+        "1 at (center, d, d) per group, 0 elsewhere",
+        "conv",
+    ),
+    "sparse": _Entry(
+        _init.sparse,
+        (),
+        "normal with ceil(sparsity * rows) zeros per column",
+        "(1 - ceil(sparsity * rows) / rows) * stddev^2",
+        "2d",
+    ),
+    "torch_default": _Entry(
+        _init.torch_default,
+        (),
+        _UNIF,
+        "1 / (3 fan_in); limit 1 / sqrt(fan_in)",
+        "any",
+    ),
+    "keras_default": _Entry(
+        _init.keras_default,
+        (),
+        _UNIF,
+        "2 / (fan_in + fan_out); limit sqrt(6 / (fan_in + fan_out))",
+        "any",
+    ),
+    "flax_default": _Entry(_init.flax_default, (), _TRUNC, "1 / fan_in", "any"),
+    # A bias initializer (needs fan_in, serves 1-D shapes): accepted by get() so that its
+    # config round-trips, but not a kernel scheme, so not in names() / catalog().
+    "torch_default_bias": _Entry(
+        _init.torch_default_bias,
+        (),
+        _UNIF,
+        "1 / (3 fan_in); limit 1 / sqrt(fan_in)",
+        "any",
+        listed=False,
+    ),
+}
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _normalize(name: str) -> str:
+    """'HeNormal' -> 'he_normal'; 'kaiming_normal_' -> 'kaiming_normal'; 'he-normal' -> ..."""
+    name = _CAMEL.sub("_", name.strip()).lower().replace("-", "_")
+    return name.rstrip("_")
+
+
+_LOOKUP: dict[str, str] = {}
+for _name, _entry in _ENTRIES.items():
+    for _spelling in (_name, *_entry.aliases):
+        _LOOKUP[_normalize(_spelling)] = _name
+
+
+def names() -> list[str]:
+    """The canonical scheme names, in catalogue order (aliases are accepted by :func:`get`).
+
+    Returns:
+      A list of names; ``jinit.get(name)`` builds each with its default hyperparameters, except
+      ``constant`` (needs ``value``) and ``sparse`` (needs ``sparsity``).
+    """
+    return [name for name, entry in _ENTRIES.items() if entry.listed]
+
+
+def _defaults_text(factory: Callable[..., Initializer], show_axes: bool) -> str:
+    parts = []
+    for p in inspect.signature(factory).parameters.values():
+        # The fan axes are shown for variance_scaling only, to keep the table readable.
+        if p.name in ("in_axis", "out_axis", "batch_axis") and not show_axes:
+            continue
+        if p.default is inspect.Parameter.empty:
+            parts.append(f"{p.name} (required)")
+        else:
+            default = p.default
+            if isinstance(default, float) and len(repr(default)) > 8:
+                default = float(f"{default:.4g}")
+            parts.append(f"{p.name}={default!r}")
+    return ", ".join(parts) if parts else "-"
+
+
+def catalog() -> list[SchemeInfo]:
+    """One :class:`SchemeInfo` per canonical scheme, in the order of :func:`names`.
+
+    ``applies_to`` tells a sweep which schemes serve which layers: ``"any"`` schemes serve Dense
+    and conv kernels, ``"2d"`` only 2-D matrices (``identity``, ``sparse``), ``"conv"`` only
+    conv kernels (``dirac``, ``delta_orthogonal``).
+
+    Returns:
+      A list of SchemeInfo named tuples.
+    """
+    return [
+        SchemeInfo(
+            name=name,
+            aliases=entry.aliases,
+            distribution=entry.distribution,
+            variance=entry.variance,
+            defaults=_defaults_text(entry.factory, name == "variance_scaling"),
+            applies_to=entry.applies_to,
+        )
+        for name, entry in _ENTRIES.items()
+        if entry.listed
+    ]
+
+
+def canonical_name(name: str) -> str:
+    """The canonical name of any accepted spelling, e.g. ``"KaimingNormal"`` -> ``"he_normal"``.
+
+    Raises:
+      ValueError: unknown name; the message names the closest valid names.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"initializer name must be a str, got {name!r}")
+    key = _normalize(name)
+    if key in _LOOKUP:
+        return _LOOKUP[key]
+    close = difflib.get_close_matches(key, list(_LOOKUP), n=3, cutoff=0.5)
+    close = list(dict.fromkeys(close))
+    hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    raise ValueError(f"unknown initializer {name!r}; {hint}valid names: {', '.join(names())}")
+
+
+def _parse_call(spec: str) -> tuple[str, list[Any], dict[str, Any]]:
+    """Parses ``"name"`` or ``"name(arg, key=literal, ...)"`` without evaluating anything."""
+    text = spec.strip()
+    if "(" not in text:
+        return text, [], {}
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError as e:
+        raise ValueError(f"cannot parse initializer spec {spec!r}: {e.msg}") from None
+    if not isinstance(node, ast.Call):
+        raise ValueError(
+            f"initializer spec {spec!r} is not a name or a call like 'normal(stddev=0.01)'"
+        )
+    func = node.func
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        func_name = func.attr  # allow "jinit.he_normal()"
+    elif isinstance(func, ast.Name):
+        func_name = func.id
+    else:
+        raise ValueError(f"initializer spec {spec!r}: expected a scheme name before '('")
+    if any(kw.arg is None for kw in node.keywords):
+        raise ValueError(f"initializer spec {spec!r}: '**' is not supported")
+    try:
+        args = [ast.literal_eval(a) for a in node.args]
+        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
+    except (ValueError, SyntaxError, TypeError):
+        raise ValueError(
+            f"initializer spec {spec!r}: hyperparameters must be literals "
+            "(numbers, strings, tuples, lists)"
+        ) from None
+    return func_name, args, kwargs
+
+
+def _build(name: str, args: list[Any], kwargs: Mapping[str, Any]) -> Initializer:
+    canonical = canonical_name(name)
+    factory = _ENTRIES[canonical].factory
+    signature = inspect.signature(factory)
+    unknown = [k for k in kwargs if k not in signature.parameters]
+    if unknown:
+        valid = ", ".join(signature.parameters) or "none"
+        raise TypeError(
+            f"{canonical}: unknown hyperparameter(s) {', '.join(unknown)}; valid: {valid}"
+        )
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as e:
+        raise TypeError(
+            f"{canonical}: {e}; hyperparameters: {_defaults_text(factory, True)}"
+        ) from None
+    return factory(*args, **kwargs)
+
+
+def get(spec: str | Mapping[str, Any] | Initializer, **overrides: Any) -> Initializer:
+    """Returns the Initializer a spec names, with ``overrides`` applied.
+
+    Args:
+      spec: a name in Keras / torch / JAX spelling (``"he_normal"``, ``"HeNormal"``,
+        ``"kaiming_normal"``, ``"GlorotUniform"``, ``"random_normal"``, ``"eye"``, ...); a call
+        string with literal hyperparameters (``"normal(stddev=0.01)"``, e.g. ``repr(init)``); a
+        config dict ``{"name": ..., **hyperparameters}`` (``init.config()``); or an Initializer.
+      **overrides: hyperparameters that replace those of the spec.
+
+    Returns:
+      An Initializer. An Initializer spec without overrides is returned as is.
+
+    Raises:
+      ValueError: unknown name (the message names the closest valid ones) or bad value.
+      TypeError: a spec of another type, or unknown hyperparameters.
+
+    Example:
+      >>> jinit.get("kaiming_normal", distribution="normal")
+      he_normal(scale=2.0, mode='fan_in', distribution='normal')
+    """
+    if isinstance(spec, Initializer):
+        if not overrides:
+            return spec
+        return _build(spec.name, [], {**spec.hyperparameters(), **overrides})
+    if isinstance(spec, Mapping):
+        params = dict(spec)
+        if "name" not in params:
+            raise ValueError(f"initializer config {spec!r} has no 'name' key")
+        name = params.pop("name")
+        return _build(name, [], {**params, **overrides})
+    if isinstance(spec, str):
+        name, args, kwargs = _parse_call(spec)
+        return _build(name, args, {**kwargs, **overrides})
+    raise TypeError(
+        f"expected an initializer name, config dict or jinit Initializer, got {spec!r} "
+        f"of type {type(spec).__name__}"
+    )
