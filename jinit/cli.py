@@ -30,6 +30,35 @@ def build_parser() -> argparse.ArgumentParser:
 _SUBCOMMANDS: list = []
 
 
+def _add_schemes(sub) -> None:
+    p = sub.add_parser(
+        "schemes",
+        help="list the initializer catalogue",
+        description="Print the initializer catalogue: name, aliases, distribution, variance "
+        "formula, defaults, and which kernels each scheme applies to.",
+    )
+    p.add_argument(
+        "--applies-to",
+        choices=("any", "2d", "conv"),
+        default=None,
+        help="only schemes for this kind of kernel",
+    )
+    p.set_defaults(func=_run_schemes)
+
+
+def _run_schemes(args) -> int:
+    from jinit import registry
+
+    rows = registry.catalog()
+    if args.applies_to is not None:
+        rows = [r for r in rows if r.applies_to == args.applies_to]
+    print(registry.format_catalog(rows))
+    return 0
+
+
+_SUBCOMMANDS.append(_add_schemes)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -66,7 +66,7 @@ class _Entry(NamedTuple):
     listed: bool = True  # in names() / catalog(); unlisted entries are still accepted by get()
 
 
-_VS_PER_DIST = "truncated normal / normal / uniform (per `distribution`)"
+_VS_PER_DIST = "per distribution="
 _TRUNC = "truncated normal (+-2 sd)"
 _UNIF = "uniform"
 
@@ -75,90 +75,90 @@ _ENTRIES: dict[str, _Entry] = {
     "ones": _Entry(_init.ones, (), "constant 1", "0", "any"),
     "constant": _Entry(_init.constant, (), "constant value", "0", "any"),
     "normal": _Entry(_init.normal, ("random_normal",), "normal", "stddev^2", "any"),
-    "uniform": _Entry(_init.uniform, ("random_uniform",), _UNIF, "(maxval - minval)^2 / 12", "any"),
-    "truncated_normal": _Entry(_init.truncated_normal, (), _TRUNC, "(0.8796 * stddev)^2", "any"),
+    "uniform": _Entry(_init.uniform, ("random_uniform",), _UNIF, "(maxval-minval)^2/12", "any"),
+    "truncated_normal": _Entry(_init.truncated_normal, (), _TRUNC, "(0.8796*stddev)^2", "any"),
     "variance_scaling": _Entry(
         _init.variance_scaling,
         (),
         _VS_PER_DIST,
-        "scale / n, n = fan_in | fan_out | (fan_in + fan_out)/2 | sqrt(fan_in * fan_out)",
+        "scale/n, n per mode: fan_in, fan_out, fan_avg, fan_geo_avg",
         "any",
     ),
     "glorot_normal": _Entry(
-        _init.glorot_normal, ("xavier_normal",), _TRUNC, "2 / (fan_in + fan_out)", "any"
+        _init.glorot_normal, ("xavier_normal",), _TRUNC, "2/(fan_in+fan_out)", "any"
     ),
     "glorot_uniform": _Entry(
         _init.glorot_uniform,
         ("xavier_uniform",),
         _UNIF,
-        "2 / (fan_in + fan_out); limit sqrt(6 / (fan_in + fan_out))",
+        "2/(fan_in+fan_out); limit sqrt(6/(fan_in+fan_out))",
         "any",
     ),
-    "he_normal": _Entry(_init.he_normal, ("kaiming_normal",), _TRUNC, "2 / fan_in", "any"),
+    "he_normal": _Entry(_init.he_normal, ("kaiming_normal",), _TRUNC, "2/fan_in", "any"),
     "he_uniform": _Entry(
-        _init.he_uniform, ("kaiming_uniform",), _UNIF, "2 / fan_in; limit sqrt(6 / fan_in)", "any"
+        _init.he_uniform, ("kaiming_uniform",), _UNIF, "2/fan_in; limit sqrt(6/fan_in)", "any"
     ),
-    "lecun_normal": _Entry(_init.lecun_normal, (), _TRUNC, "1 / fan_in", "any"),
+    "lecun_normal": _Entry(_init.lecun_normal, (), _TRUNC, "1/fan_in", "any"),
     "lecun_uniform": _Entry(
-        _init.lecun_uniform, (), _UNIF, "1 / fan_in; limit sqrt(3 / fan_in)", "any"
+        _init.lecun_uniform, (), _UNIF, "1/fan_in; limit sqrt(3/fan_in)", "any"
     ),
     "orthogonal": _Entry(
         _init.orthogonal,
         ("orthogonal_initializer",),
         "Haar (semi-)orthogonal",
-        "gain^2 / max(rows, cols); W^T W = gain^2 I",
+        "gain^2/max(rows,cols); W^T W = gain^2 I",
         "any",
     ),
     "delta_orthogonal": _Entry(
         _init.delta_orthogonal,
         (),
-        "orthogonal center tap, 0 elsewhere",
-        "gain^2 / out at the center tap, 0 elsewhere",
+        "orthogonal center tap",
+        "gain^2/out at the center tap, else 0",
         "conv",
     ),
     "identity": _Entry(
         _init.identity,
         ("eye", "identity_initializer"),
         "deterministic gain * I",
-        "gain^2 on the diagonal, 0 elsewhere",
+        "gain^2 on the diagonal, else 0",
         "2d",
     ),
     "dirac": _Entry(
         _init.dirac,
         (),
         "deterministic identity conv",
-        "1 at (center, d, d) per group, 0 elsewhere",
+        "1 at (center, d, d) per group, else 0",
         "conv",
     ),
     "sparse": _Entry(
         _init.sparse,
         (),
-        "normal with ceil(sparsity * rows) zeros per column",
-        "(1 - ceil(sparsity * rows) / rows) * stddev^2",
+        "normal, ceil(sparsity*rows) zeros/column",
+        "(1-ceil(sparsity*rows)/rows)*stddev^2",
         "2d",
     ),
     "torch_default": _Entry(
         _init.torch_default,
         (),
         _UNIF,
-        "1 / (3 fan_in); limit 1 / sqrt(fan_in)",
+        "1/(3 fan_in); limit 1/sqrt(fan_in)",
         "any",
     ),
     "keras_default": _Entry(
         _init.keras_default,
         (),
         _UNIF,
-        "2 / (fan_in + fan_out); limit sqrt(6 / (fan_in + fan_out))",
+        "2/(fan_in+fan_out); limit sqrt(6/(fan_in+fan_out))",
         "any",
     ),
-    "flax_default": _Entry(_init.flax_default, (), _TRUNC, "1 / fan_in", "any"),
+    "flax_default": _Entry(_init.flax_default, (), _TRUNC, "1/fan_in", "any"),
     # A bias initializer (needs fan_in, serves 1-D shapes): accepted by get() so that its
     # config round-trips, but not a kernel scheme, so not in names() / catalog().
     "torch_default_bias": _Entry(
         _init.torch_default_bias,
         (),
         _UNIF,
-        "1 / (3 fan_in); limit 1 / sqrt(fan_in)",
+        "1/(3 fan_in); limit 1/sqrt(fan_in)",
         "any",
         listed=False,
     ),
@@ -192,7 +192,7 @@ def names() -> list[str]:
 def _defaults_text(factory: Callable[..., Initializer], show_axes: bool) -> str:
     parts = []
     for p in inspect.signature(factory).parameters.values():
-        # The fan axes are shown for variance_scaling only, to keep the table readable.
+        # The fan axes (in_axis=-2, out_axis=-1, batch_axis=()) are left out of the table.
         if p.name in ("in_axis", "out_axis", "batch_axis") and not show_axes:
             continue
         if p.default is inspect.Parameter.empty:
@@ -221,7 +221,7 @@ def catalog() -> list[SchemeInfo]:
             aliases=entry.aliases,
             distribution=entry.distribution,
             variance=entry.variance,
-            defaults=_defaults_text(entry.factory, name == "variance_scaling"),
+            defaults=_defaults_text(entry.factory, False),
             applies_to=entry.applies_to,
         )
         for name, entry in _ENTRIES.items()
@@ -336,3 +336,26 @@ def get(spec: str | Mapping[str, Any] | Initializer, **overrides: Any) -> Initia
         f"expected an initializer name, config dict or jinit Initializer, got {spec!r} "
         f"of type {type(spec).__name__}"
     )
+
+
+def format_catalog(rows: list[SchemeInfo] | None = None) -> str:
+    """The catalogue as a plain-text table (what ``jinit schemes`` prints).
+
+    Args:
+      rows: the rows to show; default :func:`catalog`.
+
+    Returns:
+      The table, one scheme per line after a header and a rule.
+    """
+    rows = catalog() if rows is None else rows
+    header = ("name", "aliases", "distribution", "variance", "defaults", "applies_to")
+    cells = [header] + [
+        (r.name, ", ".join(r.aliases) or "-", r.distribution, r.variance, r.defaults, r.applies_to)
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
