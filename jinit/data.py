@@ -1,0 +1,719 @@
+"""Datasets as in-memory numpy arrays: local IDX files, tensorflow-datasets, scikit-learn, MNIST-1D.
+
+The sweep engine keeps the whole training set on the device (one ``device_put``, then batches
+are gathered inside the jitted loop), so a dataset here is just four numpy arrays plus a little
+metadata. :func:`load` produces them, from the first source that works:
+
+* ``mnist``, ``fashion_mnist``: a local folder of the classic LeCun IDX files
+  (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
+  ``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``) given as ``data_dir=`` or the
+  environment variable ``JINIT_DATA_DIR`` (the folder itself, or a parent holding a ``mnist/`` or
+  ``fashion_mnist/`` sub-folder); then a copy prepared by tensorflow-datasets, read without
+  TensorFlow through ``tfds.data_source`` (ArrayRecord or Parquet; ``data_dir=`` or
+  ``TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+* ``cifar10``: tensorflow-datasets only.
+* ``digits``: scikit-learn's 8x8 handwritten digits (1,797 images that ship inside scikit-learn):
+  the offline default. Pixel values 0..16 are divided by 16. The split is a deterministic
+  stratified 1,437 / 360 train / test split (``train_test_split(test_size=360, stratify=y,
+  random_state=0)``).
+* ``mnist1d``: MNIST-1D (Greydanus & Kobak), generated locally by the ``mnist1d`` package with its
+  default arguments (seed 42): 4,000 training and 1,000 test signals of length 40. Generation
+  never downloads anything. The signals are standardized by the package (mean 0, std 1 over the
+  generated set), not scaled to [0, 1].
+
+Images are float32 in [0, 1] in NHWC layout (``(28, 28, 1)`` for MNIST, ``(32, 32, 3)`` for
+CIFAR-10, ``(8, 8, 1)`` for digits), labels int32. Nothing ever falls back silently to another
+dataset: when no source works, one error says what was tried and what to do.
+
+What was slow to produce (parsed IDX files, tfds records, generated MNIST-1D) is cached under
+:func:`cache_dir` as a folder of ``.npy`` files holding the final float32/int32 arrays, keyed by
+the dataset, the source and a fingerprint of the source files (resolved paths, sizes,
+modification times), so a changed folder is never served stale. A cache hit memory-maps the
+files read-only instead of copying them (a cached MNIST loads in milliseconds). Entries are
+written atomically (a temporary folder renamed into place) and may be deleted at any time.
+
+Example:
+  >>> from jinit import data
+  >>> ds = data.load("digits")
+  >>> ds.x_train.shape, ds.x_test.shape, ds.input_shape
+  ((1437, 8, 8, 1), (360, 8, 8, 1), (8, 8, 1))
+  >>> data.load("digits", flatten=True).x_train.shape
+  (1437, 64)
+
+References:
+  Y. LeCun, C. Cortes, C. J. C. Burges. The MNIST database of handwritten digits (IDX format).
+  S. Greydanus, D. Kobak. Scaling down deep learning with MNIST-1D. ICML 2024.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Dataset",
+    "cache_dir",
+    "describe",
+    "load",
+    "names",
+    "read_idx",
+]
+
+SOURCES = ("auto", "idx", "tfds", "sklearn", "mnist1d")
+
+# The classic file names; some mirrors spell them with a dot (``train-images.idx3-ubyte``).
+_IDX_FILES = {
+    "x_train": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
+    "y_train": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
+    "x_test": ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
+    "y_test": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
+}
+_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+
+# IDX type codes (third byte of the magic number); multi-byte values are big-endian.
+_IDX_DTYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+# Training-label counts of the real MNIST and Fashion-MNIST: used to catch a folder of one being
+# loaded under the other's name (their IDX headers are identical).
+_MNIST_TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
+_FASHION_TRAIN_COUNTS = (6000,) * 10
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    name: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    sources: tuple[str, ...]  # in the order `auto` tries them
+    scale: float  # raw pixel values are divided by this (1.0: already float)
+    tfds_name: str | None = None
+
+
+_SPECS = {
+    "mnist": _Spec("mnist", 10, (28, 28, 1), ("idx", "tfds"), 255.0, "mnist"),
+    "fashion_mnist": _Spec(
+        "fashion_mnist", 10, (28, 28, 1), ("idx", "tfds"), 255.0, "fashion_mnist"
+    ),
+    "cifar10": _Spec("cifar10", 10, (32, 32, 3), ("tfds",), 255.0, "cifar10"),
+    "digits": _Spec("digits", 10, (8, 8, 1), ("sklearn",), 16.0),
+    "mnist1d": _Spec("mnist1d", 10, (40,), ("mnist1d",), 1.0),
+}
+
+DIGITS_TEST_SIZE = 360
+DIGITS_SEED = 0
+MNIST1D_NUM_TRAIN = 4000
+MNIST1D_NUM_TEST = 1000
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A dataset held in memory as numpy arrays.
+
+    Attributes:
+      name: the dataset name, one of :func:`names`.
+      x_train: float32 inputs, ``(n_train, *input_shape)``; images scaled to [0, 1].
+      y_train: int32 labels in ``[0, num_classes)``, ``(n_train,)``.
+      x_test: float32 inputs, ``(n_test, *input_shape)``.
+      y_test: int32 labels, ``(n_test,)``.
+      num_classes: number of classes.
+      input_shape: shape of one example, e.g. ``(28, 28, 1)``, or ``(784,)`` when flattened.
+      source: where the arrays came from: ``"idx:<folder>"``, ``"tfds:<data dir>"``,
+        ``"sklearn"`` or ``"mnist1d"`` (the original source, also when served from the cache).
+      from_cache: whether the arrays were read from the jinit cache.
+
+    The arrays are read-only; copy them to modify.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    input_shape: tuple[int, ...]
+    source: str
+    from_cache: bool = False
+
+    @property
+    def num_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def num_test(self) -> int:
+        return int(self.x_test.shape[0])
+
+
+def names() -> tuple[str, ...]:
+    """Returns the names :func:`load` accepts."""
+    return tuple(_SPECS)
+
+
+def cache_dir() -> Path:
+    """Returns the cache folder: ``$JINIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/jinit``, else
+    ``~/.cache/jinit``."""
+    if os.environ.get("JINIT_CACHE_DIR"):
+        return Path(os.environ["JINIT_CACHE_DIR"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "jinit"
+    return Path.home() / ".cache" / "jinit"
+
+
+# --------------------------------------------------------------------------------------------
+# IDX
+
+
+def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.ndarray:
+    """Reads one IDX file (gzipped or not) into a numpy array, validating it fully.
+
+    Args:
+      path: the file; gzip compression is detected from its first bytes, not its name.
+      expected_magic: if given, the magic number the file must have (2051 for an image file,
+        2049 for a label file).
+
+    Returns:
+      The array with the dimensions of the file header, in native byte order.
+
+    Raises:
+      ValueError: naming the file, when it is not a valid IDX file: a bad or unexpected magic
+        number, a truncated or over-long body, or a corrupt gzip stream.
+      FileNotFoundError: when the file does not exist.
+
+    Example:
+      >>> x = read_idx("train-images-idx3-ubyte.gz", expected_magic=2051)  # doctest: +SKIP
+      >>> x.shape, x.dtype
+      ((60000, 28, 28), dtype('uint8'))
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as e:
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({e})") from None
+    if len(raw) < 4:
+        raise ValueError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
+    magic = int.from_bytes(raw[:4], "big")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise ValueError(f"{path}: not an IDX file (magic number {magic:#010x})")
+    if expected_magic is not None and magic != expected_magic:
+        raise ValueError(
+            f"{path}: magic number {magic} where {expected_magic} was expected "
+            f"({_IMAGES_MAGIC} = images, {_LABELS_MAGIC} = labels)"
+        )
+    dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "has trailing bytes"
+        raise ValueError(
+            f"{path}: {what}: header says shape {shape} ({expected} bytes) but the data has "
+            f"{len(raw)} bytes"
+        )
+    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return arr.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _find_idx_files(folder: Path) -> dict[str, Path] | None:
+    """The four IDX files in `folder`: None if it has none of them; an error if only some."""
+    found, missing = {}, []
+    for key, stems in _IDX_FILES.items():
+        hits = [folder / f"{s}{ext}" for s in stems for ext in (".gz", "")]
+        hits = [p for p in hits if p.is_file()]
+        if hits:
+            found[key] = hits[0]
+        else:
+            missing.append(stems[0] + "[.gz]")
+    if not found:
+        return None
+    if missing:
+        raise FileNotFoundError(f"{folder}: has IDX files but lacks {', '.join(missing)}")
+    return found
+
+
+def _idx_folder(spec: _Spec, data_dir: Path) -> tuple[Path, dict[str, Path]] | None:
+    """The folder with the IDX files: `data_dir/<name>`, `data_dir/<name-with-dashes>`, then
+    `data_dir` itself."""
+    for folder in (data_dir / spec.name, data_dir / spec.name.replace("_", "-"), data_dir):
+        if folder.is_dir():
+            files = _find_idx_files(folder)
+            if files is not None:
+                return folder.resolve(), files
+    return None
+
+
+def _load_idx(spec: _Spec, files: dict[str, Path]) -> dict[str, np.ndarray]:
+    arrays = {}
+    for key, path in files.items():
+        magic = _IMAGES_MAGIC if key.startswith("x") else _LABELS_MAGIC
+        arrays[key] = read_idx(path, expected_magic=magic)
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"{files[f'x_{split}']} has {x.shape[0]} images but {files[f'y_{split}']} has "
+                f"{y.shape[0]} labels"
+            )
+        if x.shape[1:] != spec.input_shape[:2]:
+            raise ValueError(
+                f"{files[f'x_{split}']}: images of {x.shape[1]}x{x.shape[2]} pixels, "
+                f"{spec.name} has {spec.input_shape[0]}x{spec.input_shape[1]}"
+            )
+        if y.size and int(y.max()) >= spec.num_classes:
+            raise ValueError(
+                f"{files[f'y_{split}']}: label {int(y.max())} out of range for {spec.num_classes} "
+                "classes"
+            )
+        arrays[f"x_{split}"] = x[..., None]  # NHWC with one channel
+    _check_not_swapped(spec, arrays["y_train"], files["y_train"].parent)
+    return arrays
+
+
+def _check_not_swapped(spec: _Spec, y_train: np.ndarray, folder: Path) -> None:
+    """MNIST and Fashion-MNIST IDX files look alike; their training-label counts do not."""
+    others = {"mnist": ("fashion_mnist", _FASHION_TRAIN_COUNTS)}
+    others["fashion_mnist"] = ("mnist", _MNIST_TRAIN_COUNTS)
+    if spec.name not in others or y_train.shape[0] != 60000:
+        return
+    other, other_counts = others[spec.name]
+    if tuple(np.bincount(y_train, minlength=10).tolist()) == other_counts:
+        raise ValueError(
+            f"{folder} holds {other} (its training-label counts are those of {other}), not "
+            f"{spec.name}; point data_dir at a {spec.name} folder"
+        )
+
+
+def _idx_fingerprint(files: dict[str, Path]) -> list:
+    out = []
+    for key in sorted(files):
+        p = files[key].resolve()
+        st = p.stat()
+        out.append([key, str(p), st.st_size, st.st_mtime_ns])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# tensorflow-datasets
+
+
+def _tfds_dir(data_dir: Path | None) -> Path:
+    if data_dir is not None:
+        return data_dir
+    if os.environ.get("TFDS_DATA_DIR"):
+        return Path(os.environ["TFDS_DATA_DIR"]).expanduser()
+    return Path.home() / "tensorflow_datasets"
+
+
+def _tfds_fingerprint(spec: _Spec, tfds_dir: Path) -> list | None:
+    """Sizes and times of the prepared files, or None when there is no prepared copy on disk."""
+    root = tfds_dir / spec.tfds_name
+    if not root.is_dir():
+        return None
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
+    return out or None
+
+
+def _read_split(source: Sequence[Any], chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """All examples of one tfds data source, read in batches, as (images, labels)."""
+    n = len(source)
+    images, labels = [], []
+    batched = hasattr(source, "__getitems__")
+    for start in range(0, n, chunk):
+        keys = list(range(start, min(n, start + chunk)))
+        if batched:
+            try:
+                examples = source.__getitems__(keys)
+            except TypeError:  # a source without working batched reads: one record at a time
+                batched = False
+        if not batched:
+            examples = [source[k] for k in keys]
+        images.extend(np.asarray(ex["image"]) for ex in examples)
+        labels.extend(int(ex["label"]) for ex in examples)
+    if not images:
+        raise ValueError(f"tfds data source {source!r} is empty")
+    return np.stack(images), np.asarray(labels)
+
+
+def _load_tfds(spec: _Spec, data_dir: Path | None) -> dict[str, np.ndarray]:
+    import tensorflow_datasets as tfds
+
+    where = _tfds_dir(data_dir)
+    try:
+        train, test = tfds.data_source(
+            spec.tfds_name,
+            split=["train", "test"],
+            data_dir=None if data_dir is None else str(data_dir),
+            download=False,
+        )
+    except Exception as e:  # tfds raises KeyError / NotImplementedError / AssertionError here
+        msg = " ".join(str(e).split())
+        raise FileNotFoundError(
+            f"no prepared tensorflow-datasets copy of {spec.tfds_name} (ArrayRecord or Parquet) "
+            f"under {where} ({type(e).__name__}: {msg[:300]})"
+        ) from e
+    arrays = {}
+    for split, src in (("train", train), ("test", test)):
+        x, y = _read_split(src)
+        if x.ndim == 3:
+            x = x[..., None]
+        if x.shape[1:] != spec.input_shape:
+            raise ValueError(
+                f"tfds {spec.tfds_name} {split}: examples of shape {x.shape[1:]}, expected "
+                f"{spec.input_shape}"
+            )
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
+    return arrays
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-learn digits and MNIST-1D
+
+
+def _load_digits() -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = d.images.astype(np.uint8)[..., None]  # integer values 0..16
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, d.target, test_size=DIGITS_TEST_SIZE, stratify=d.target, random_state=DIGITS_SEED
+    )
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def _load_mnist1d(num_train: int, num_test: int) -> dict[str, np.ndarray]:
+    import random
+
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    total = num_train + num_test
+    args = get_dataset_args()
+    args.num_samples = -(-total // 10) * 10  # the package draws num_samples // 10 per class
+    args.train_split = 1.0  # split here, so the default sizes give the package's own split
+    # make_dataset seeds numpy's and Python's global generators; leave them as they were.
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        d = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    x, y = d["x"].astype(np.float32), d["y"]
+    return {
+        "x_train": x[:num_train],
+        "y_train": y[:num_train],
+        "x_test": x[num_train:total],
+        "y_test": y[num_train:total],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Cache
+
+
+_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _cache_path(name: str, kind: str, where: str, key: Any) -> tuple[Path, str]:
+    """``<name>-<kind>-<hash of where>-<hash of key>/``: one entry per source location."""
+    text = json.dumps([name, kind, where, key], sort_keys=True)
+    loc = hashlib.sha256(where.encode()).hexdigest()[:8]
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return cache_dir() / f"{name}-{kind}-{loc}-{digest}", text
+
+
+def _cache_read(entry: Path, key_text: str) -> tuple[dict[str, np.ndarray], str] | None:
+    """The arrays of a cache entry, memory-mapped read-only (no copy, so a hit is fast)."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        warnings.warn(f"ignoring unreadable cache entry {entry}: {e}", stacklevel=3)
+        return None
+    if meta.get("key") != key_text:
+        return None
+    try:
+        arrays = {}
+        for k in _ARRAYS:
+            arrays[k] = np.asarray(np.load(entry / f"{k}.npy", mmap_mode="r", allow_pickle=False))
+    except (OSError, ValueError) as e:  # damaged entry: rebuild it
+        warnings.warn(f"ignoring unreadable cache entry {entry}: {e}", stacklevel=3)
+        return None
+    return arrays, meta["source"]
+
+
+def _cache_write(entry: Path, key_text: str, source: str, arrays: dict[str, np.ndarray]) -> None:
+    """Writes an entry atomically: a temporary folder, renamed into place when complete."""
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp"))
+        try:
+            for k in _ARRAYS:
+                np.save(tmp / f"{k}.npy", arrays[k], allow_pickle=False)
+            (tmp / "meta.json").write_text(json.dumps({"key": key_text, "source": source}))
+            if entry.exists():  # a stale or damaged entry under the same name
+                shutil.rmtree(entry, ignore_errors=True)
+            try:
+                os.rename(tmp, entry)
+            except OSError:
+                if not (entry / "meta.json").is_file():  # not just another writer winning
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        # Entries of the same source location made from older files are stale now.
+        prefix = entry.name.rsplit("-", 1)[0]
+        for old in entry.parent.glob(f"{prefix}-*"):
+            if old != entry and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        warnings.warn(f"could not write the dataset cache {entry}: {e}", stacklevel=3)
+
+
+# --------------------------------------------------------------------------------------------
+# load
+
+
+def _spec(name: str) -> _Spec:
+    if not isinstance(name, str):
+        raise TypeError(f"dataset name must be a string, got {name!r}")
+    key = name.strip().lower().replace("-", "_")
+    if key in _SPECS:
+        return _SPECS[key]
+    close = difflib.get_close_matches(key, list(_SPECS), n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    raise ValueError(f"unknown dataset {name!r}; {hint}valid names: {', '.join(_SPECS)}")
+
+
+def _normalize(spec: _Spec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Raw arrays -> float32 inputs (images divided by `spec.scale`) and int32 labels."""
+    out = {}
+    for split in ("train", "test"):
+        x = arrays[f"x_{split}"]
+        if spec.scale != 1.0:
+            x = np.divide(x, np.float32(spec.scale), dtype=np.float32)
+        out[f"x_{split}"] = np.ascontiguousarray(x, dtype=np.float32)
+        out[f"y_{split}"] = np.ascontiguousarray(arrays[f"y_{split}"], dtype=np.int32)
+    return out
+
+
+def _finish(
+    spec: _Spec,
+    arrays: dict[str, np.ndarray],
+    source: str,
+    from_cache: bool,
+    flatten: bool,
+    num_train: int | None,
+    num_test: int | None,
+) -> Dataset:
+    """Normalized arrays -> a Dataset of read-only arrays, subset and flattened as asked."""
+    out = {}
+    for split, n in (("train", num_train), ("test", num_test)):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if n is not None and spec.name != "mnist1d":
+            if n > x.shape[0]:
+                raise ValueError(
+                    f"num_{split}={n} but {spec.name} has only {x.shape[0]} {split} examples"
+                )
+            x, y = x[:n], y[:n]
+        if flatten:
+            x = x.reshape(x.shape[0], -1)
+        x, y = x.view(), y.view()
+        x.setflags(write=False)
+        y.setflags(write=False)
+        out[f"x_{split}"], out[f"y_{split}"] = x, y
+    return Dataset(
+        name=spec.name,
+        num_classes=spec.num_classes,
+        input_shape=tuple(out["x_train"].shape[1:]),
+        source=source,
+        from_cache=from_cache,
+        **out,
+    )
+
+
+def load(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    source: str = "auto",
+    flatten: bool = False,
+    cache: bool = True,
+    num_train: int | None = None,
+    num_test: int | None = None,
+) -> Dataset:
+    """Loads a dataset into memory as numpy arrays.
+
+    Args:
+      name: one of :func:`names`: ``mnist``, ``fashion_mnist``, ``cifar10``, ``digits``,
+        ``mnist1d`` (case and ``-``/``_`` are forgiven).
+      data_dir: for ``mnist``/``fashion_mnist``, a folder with the four IDX files (or a parent
+        with a ``<name>/`` sub-folder); defaults to ``$JINIT_DATA_DIR``. If it holds no IDX files
+        it is also tried as the tensorflow-datasets data dir. Ignored by ``digits`` and
+        ``mnist1d``.
+      source: ``"auto"`` tries local IDX files, then tensorflow-datasets (``mnist``,
+        ``fashion_mnist``); ``"idx"`` or ``"tfds"`` forces one; ``"sklearn"`` (digits) and
+        ``"mnist1d"`` name the only source of those datasets.
+      flatten: give inputs as ``(n, features)`` instead of ``(n, H, W, C)``.
+      cache: read and write the ``.npz`` cache under :func:`cache_dir`.
+      num_train: for ``mnist1d``, how many training signals to generate (default 4000); for
+        the others, keep only the first ``num_train`` training examples.
+      num_test: likewise for the test set (``mnist1d`` default 1000).
+
+    Returns:
+      A :class:`Dataset`.
+
+    Raises:
+      ValueError: unknown name or source, or invalid data (a corrupt IDX file, mismatched
+        image and label counts), naming the file.
+      FileNotFoundError: when no source has the dataset; the message says what was tried and
+        what to do.
+
+    Example:
+      >>> ds = load("mnist", data_dir="../shared/data/mnist")  # doctest: +SKIP
+      >>> ds.x_train.shape, ds.source
+      ((60000, 28, 28, 1), 'idx:/work/shared/data/mnist')
+    """
+    spec = _spec(name)
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; valid sources: {', '.join(SOURCES)}")
+    if source != "auto" and source not in spec.sources:
+        raise ValueError(
+            f"dataset {spec.name!r} cannot be loaded from source {source!r}; its sources: "
+            f"{', '.join(('auto',) + spec.sources)}"
+        )
+    for arg, val in (("num_train", num_train), ("num_test", num_test)):
+        if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
+            raise ValueError(f"{arg} must be a positive integer, got {val!r}")
+    finish = dict(flatten=flatten, num_train=num_train, num_test=num_test)
+
+    if spec.name == "digits":
+        return _finish(spec, _normalize(spec, _load_digits()), "sklearn", False, **finish)
+    if spec.name == "mnist1d":
+        n_tr = MNIST1D_NUM_TRAIN if num_train is None else num_train
+        n_te = MNIST1D_NUM_TEST if num_test is None else num_test
+        import mnist1d
+
+        key = ["mnist1d", getattr(mnist1d, "__version__", "?"), n_tr, n_te]
+        return _cached(
+            spec, "mnist1d", key, "mnist1d", cache, finish, lambda: _load_mnist1d(n_tr, n_te)
+        )
+
+    explicit_dir = data_dir is not None
+    if data_dir is None and os.environ.get("JINIT_DATA_DIR"):
+        data_dir = os.environ["JINIT_DATA_DIR"]
+    data_dir = None if data_dir is None else Path(data_dir).expanduser()
+    tried = []
+    order = spec.sources if source == "auto" else (source,)
+    for kind in order:
+        if kind == "idx":
+            if data_dir is None:
+                tried.append("local IDX files: no data_dir given and JINIT_DATA_DIR is not set")
+                continue
+            if not data_dir.is_dir():
+                tried.append(f"local IDX files: {data_dir} is not a folder")
+                continue
+            hit = _idx_folder(spec, data_dir)
+            if hit is None:
+                tried.append(f"local IDX files: none in {data_dir}")
+                continue
+            folder, files = hit
+            src = f"idx:{folder}"
+            key = ["idx", spec.name, _idx_fingerprint(files)]
+            return _cached(
+                spec, "idx", key, src, cache, finish, functools.partial(_load_idx, spec, files)
+            )
+        if kind == "tfds":
+            tdir = data_dir if explicit_dir else None
+            where = _tfds_dir(tdir)
+            src = f"tfds:{where}"
+            fp = _tfds_fingerprint(spec, where)
+            key = None if fp is None else ["tfds", spec.name, str(where.resolve()), fp]
+            try:
+                return _cached(
+                    spec, "tfds", key, src, cache, finish, functools.partial(_load_tfds, spec, tdir)
+                )
+            except FileNotFoundError as e:
+                tried.append(f"tensorflow-datasets: {e}")
+    advice = (
+        "pass data_dir / --data-dir DIR pointing at a folder with the four IDX files "
+        f"({', '.join(s[0] + '.gz' for s in _IDX_FILES.values())}), or "
+        if "idx" in spec.sources
+        else ""
+    )
+    raise FileNotFoundError(
+        f"could not load {spec.name!r}: tried "
+        + "; ".join(f"({i + 1}) {t}" for i, t in enumerate(tried))
+        + f". To fix: {advice}prepare it with tensorflow-datasets in ArrayRecord format "
+        f"(TFDS_DATA_DIR), or use the offline dataset 'digits' (--dataset digits)"
+    )
+
+
+def _cached(spec, kind, key, source, cache, finish, produce) -> Dataset:
+    """Serves `key` from the cache, or produces the arrays, normalizes and caches them."""
+    if cache and key is not None:
+        path, key_text = _cache_path(spec.name, kind, source, key)
+        hit = _cache_read(path, key_text)
+        if hit is not None:
+            arrays, cached_source = hit
+            return _finish(spec, arrays, cached_source, True, **finish)
+    arrays = _normalize(spec, produce())
+    if cache and key is not None:
+        _cache_write(path, key_text, source, arrays)
+    return _finish(spec, arrays, source, False, **finish)
+
+
+def describe(ds: Dataset) -> dict[str, Any]:
+    """Summary statistics of a dataset: sizes, shapes, class counts, input mean/std/min/max.
+
+    Args:
+      ds: a :class:`Dataset`.
+
+    Returns:
+      A dict with ``name``, ``source``, ``from_cache``, ``num_classes``, ``input_shape``,
+      ``num_train``, ``num_test``, ``train_counts``, ``test_counts`` (lists, one count per
+      class) and ``mean``, ``std``, ``min``, ``max`` of the training inputs.
+    """
+    x = ds.x_train
+    return {
+        "name": ds.name,
+        "source": ds.source,
+        "from_cache": ds.from_cache,
+        "num_classes": ds.num_classes,
+        "input_shape": ds.input_shape,
+        "num_train": ds.num_train,
+        "num_test": ds.num_test,
+        "train_counts": np.bincount(ds.y_train, minlength=ds.num_classes).tolist(),
+        "test_counts": np.bincount(ds.y_test, minlength=ds.num_classes).tolist(),
+        "mean": float(x.mean(dtype=np.float64)),
+        "std": float(x.std(dtype=np.float64)),
+        "min": float(x.min()),
+        "max": float(x.max()),
+    }
