@@ -59,6 +59,51 @@ def _run_schemes(args) -> int:
 _SUBCOMMANDS.append(_add_schemes)
 
 
+def _add_data(sub) -> None:
+    p = sub.add_parser(
+        "data",
+        help="load a dataset and print what was found",
+        description="Load a dataset (mnist, fashion_mnist, cifar10, digits, mnist1d) and print "
+        "its source, sizes, shapes, class balance and input statistics. mnist/fashion_mnist are "
+        "read from a folder of IDX files (--data-dir or JINIT_DATA_DIR), else from a copy "
+        "prepared by tensorflow-datasets (TFDS_DATA_DIR); digits and mnist1d work offline.",
+    )
+    p.add_argument("name", help="dataset name")
+    p.add_argument("--data-dir", default=None, help="folder with the IDX files (or a TFDS data dir)")
+    p.add_argument(
+        "--source",
+        choices=("auto", "idx", "tfds", "sklearn", "mnist1d"),
+        default="auto",
+        help="where to load from (default auto: IDX files, then tensorflow-datasets)",
+    )
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.set_defaults(func=_run_data)
+
+
+def _run_data(args) -> int:
+    import time
+
+    from jinit import data
+
+    t0 = time.perf_counter()
+    ds = data.load(args.name, data_dir=args.data_dir, source=args.source, cache=not args.no_cache)
+    seconds = time.perf_counter() - t0
+    d = data.describe(ds)
+    print(f"dataset  {d['name']} ({d['num_classes']} classes)")
+    print(f"source   {d['source']}" + (" (from cache)" if d["from_cache"] else ""))
+    print(f"train    {d['num_train']} x {d['input_shape']} {ds.x_train.dtype}, labels {ds.y_train.dtype}")
+    print(f"test     {d['num_test']} x {d['input_shape']}")
+    print(f"inputs   mean {d['mean']:.4f}  std {d['std']:.4f}  min {d['min']:.4g}  max {d['max']:.4g}")
+    for split in ("train", "test"):
+        counts = " ".join(f"{c}:{n}" for c, n in enumerate(d[f"{split}_counts"]))
+        print(f"classes  {split:<5} {counts}")
+    print(f"time     {seconds:.3f} s")
+    return 0
+
+
+_SUBCOMMANDS.append(_add_data)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
