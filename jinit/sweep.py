@@ -1,0 +1,907 @@
+"""The sweep engine: many seeds x many initialization schemes trained at once by one compiled, vmapped program.
+
+A sweep is the grid ``schemes x seeds``. Every (scheme, seed) model gets its own keys, derived with ``fold_in``
+only (see :func:`model_keys`), so a model is the same model whatever else is in the grid. The initial parameters of
+the models are stacked on a leading *model axis*, and one ``jax.jit``-compiled function trains them all: the
+single-model epoch of :mod:`jinit.train` (a ``lax.scan`` over steps that gathers each batch from the training set,
+which was put on the device once) is ``jax.vmap``-ped over that axis. With ``vary="init"`` (the default) every model
+sees the same batches, so the permutation and the batch gather are computed once per step and shared by all models
+(``in_axes=None``); with ``vary="data"``/``"both"`` each model gathers its own batch.
+
+Chunks: the model axis is processed in chunks of a fixed size (the last one padded with copies that are dropped), so
+every chunk reuses one compiled program. The size comes from an estimate of the memory one model needs (parameters,
+optimizer state, gradients, activations of a training batch and of a test batch) and a budget: ``max_memory`` bytes,
+else 40% of the device's ``memory_stats()["bytes_limit"]``, else 2 GiB per CPU device; ``max_models_per_chunk`` caps
+it. Each completed chunk is written to ``chunks/NNNNN.npz`` of the run folder.
+
+Devices: the model axis of a chunk is sharded over all local devices with
+``NamedSharding(Mesh(devices, ("models",)), P("models"))`` (the chunk size is a multiple of the device count); the
+data is replicated. Models are independent, so results mean the same with 1 or N devices.
+
+Multi-host: start every process with ``jax.distributed.initialize()`` (see the JAX multi-process docs; on TPU pods
+and SLURM it needs no arguments), then call :func:`run` with the same config and the same ``out`` folder on a
+filesystem all hosts share. Each process trains the chunks ``i`` with ``i % jax.process_count() ==
+jax.process_index()`` on its local devices and writes them to ``out/chunks``; after a barrier
+(``multihost_utils.sync_global_devices``) every process assembles the full result from the chunk files and process 0
+writes the tables. (Multi-host runs were not tested on real hardware; the single-process path is the tested one.)
+
+Keys (as in DESIGN.md), with ``root = PRNGKey(config.seed)`` and ``s`` the seed number:
+
+* init: ``fold_in(fold_in(fold_in(root, 0), stable_hash(scheme)), s)`` (``s -> 0`` unless ``vary`` includes init);
+* data order: ``fold_in(fold_in(root, 1), s)`` (``s -> 0`` unless ``vary`` includes data), per epoch
+  ``fold_in(data_key, epoch)``;
+* dropout: ``fold_in(fold_in(root, 2), s)`` (varies with the seed like the data order), per step
+  ``fold_in(fold_in(dropout_key, epoch), step)``.
+
+Divergence: a model whose training loss becomes non-finite is marked diverged at the first such step; vmap keeps
+models independent, so it cannot disturb any other model.
+
+Example:
+    >>> from jinit import sweep
+    >>> cfg = sweep.SweepConfig(schemes=("zeros", "he_normal"), seeds=2, epochs=1, hidden=(16,),
+    ...                         train_size=256, test_size=128)
+    >>> result = sweep.run(cfg, progress=False)
+    >>> result.predictions.shape
+    (4, 128)
+    >>> list(result.summary()["scheme"])  # doctest: +SKIP
+    ['he_normal', 'zeros']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jinit import models as models_lib
+from jinit import results as results_lib
+from jinit import train as train_lib
+from jinit.results import SweepResult
+
+__all__ = [
+    "DEFAULT_SCHEMES",
+    "SweepConfig",
+    "SweepResult",
+    "applicable_schemes",
+    "initial_params",
+    "load",
+    "model_keys",
+    "parse_schemes",
+    "resolve_schemes",
+    "run",
+    "stable_hash",
+]
+
+#: The schemes of the default sweep: the classic comparison of the Keras initializer tutorials.
+DEFAULT_SCHEMES = (
+    "zeros",
+    "normal",
+    "uniform",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "orthogonal",
+)
+VARY = ("init", "data", "both")
+MODEL_NAMES = models_lib.MODELS
+
+
+def _closest(name: Any, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"{hint} Valid choices: {', '.join(choices)}."
+
+
+def parse_schemes(text: str) -> tuple[str, ...]:
+    """Splits a comma-separated scheme list, keeping commas inside parentheses.
+
+    ``"zeros,normal(stddev=0.1, mean=0.0),he_normal"`` -> ``("zeros", "normal(stddev=0.1, mean=0.0)",
+    "he_normal")``. ``"all"`` stays ``("all",)`` (expanded by :func:`resolve_schemes`).
+
+    Raises:
+      ValueError: for an empty list, an empty item (``"a,,b"``, a trailing comma) or unbalanced parentheses.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"schemes must be a string or a sequence of strings, got {text!r}")
+    items, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced parentheses in scheme list {text!r}")
+        if ch == "," and depth == 0:
+            items.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if depth != 0:
+        raise ValueError(f"unbalanced parentheses in scheme list {text!r}")
+    items.append("".join(cur).strip())
+    if any(not item for item in items):
+        raise ValueError(
+            f"empty scheme name in scheme list {text!r} (check for ',,' or a trailing comma)"
+        )
+    return tuple(items)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """Everything that defines a sweep (frozen; written to ``config.json``).
+
+    Attributes:
+      dataset: ``digits`` (embedded, offline), ``mnist``, ``fashion_mnist``, ``cifar10``, ``mnist1d``.
+      data_dir: where the dataset's files are (see :func:`jinit.data.load`).
+      model: ``"mlp"`` or ``"cnn"`` (ignored when :func:`run` gets ``make_model``).
+      hidden: hidden widths of the MLP (the classic Keras tutorial: ``(128, 64)``).
+      channels: convolution channels of the CNN.
+      activation: ``relu, tanh, sigmoid, gelu, selu, leaky_relu, linear``.
+      schemes: initializer specs for the kernels (names in any spelling, calls such as ``"normal(stddev=0.1)"``,
+        or ``"all"`` for every catalogue scheme that applies to the model); a comma-separated string is split.
+      bias_init: the initializer of every bias (same for all models).
+      seeds: number of seeds per scheme (seed numbers ``0 .. seeds - 1``).
+      seed: the root seed.
+      epochs: training epochs.
+      batch_size: training batch size (``n_train // batch_size`` steps per epoch; the remainder is dropped).
+      optimizer: ``adam, sgd, momentum, adamw, rmsprop`` (optax).
+      learning_rate: the optimizer's step size.
+      vary: which randomness changes with the seed: ``"init"`` (default: all models see the same batches),
+        ``"data"`` (data order and dropout; the init depends on the scheme only) or ``"both"``.
+      eval_every: also evaluate every that many steps within each epoch (``None``: at epoch ends only).
+      target_accuracy: accuracy for the steps-to-target columns of the summary.
+      train_size: use only the first ``train_size`` training examples (smoke tests).
+      test_size: use only the first ``test_size`` test examples.
+      max_models_per_chunk: cap on the number of models trained at once.
+      max_memory: memory budget in bytes per device for one chunk (default: from the device, see module doc).
+      eval_batch_size: test-set batch size of the evaluation.
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (128, 64)
+    channels: tuple[int, ...] = (32, 64)
+    activation: str = "relu"
+    schemes: tuple[str, ...] = DEFAULT_SCHEMES
+    bias_init: str = "zeros"
+    seeds: int = 5
+    seed: int = 0
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    vary: str = "init"
+    eval_every: int | None = None
+    target_accuracy: float | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    max_models_per_chunk: int | None = None
+    max_memory: int | None = None
+    eval_batch_size: int = 1000
+
+    def __post_init__(self):
+        if isinstance(self.schemes, str):
+            object.__setattr__(self, "schemes", parse_schemes(self.schemes))
+        elif isinstance(self.schemes, Sequence):
+            object.__setattr__(self, "schemes", tuple(self.schemes))
+        for name in ("hidden", "channels"):
+            value = getattr(self, name)
+            if isinstance(value, Sequence) and not isinstance(value, str):
+                object.__setattr__(self, name, tuple(value))
+        if self.data_dir is not None and isinstance(self.data_dir, os.PathLike):
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON-able values."""
+        return results_lib._jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
+        """Inverse of :meth:`to_dict` (unknown keys raise ValueError)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(
+                f"unknown SweepConfig field(s) {sorted(unknown)}; valid: {sorted(fields)}"
+            )
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+    def validate(self) -> None:
+        """Checks every field; raises ValueError/TypeError naming the bad value (and the valid choices).
+
+        Runs before any data is loaded or anything compiled. (That ``batch_size`` fits the training set is
+        checked by :func:`run` right after loading the data, still before compiling.)
+        """
+        from jinit import data as data_lib
+
+        datasets = tuple(data_lib.names())
+        if self.dataset not in datasets:
+            raise ValueError(f"unknown dataset {self.dataset!r}.{_closest(self.dataset, datasets)}")
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"unknown model {self.model!r}.{_closest(self.model, MODEL_NAMES)}")
+        models_lib.activation(self.activation)
+        for name in ("hidden", "channels"):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, tuple)
+                or not value
+                or not all(_is_int(v) and v >= 1 for v in value)
+            ):
+                raise ValueError(
+                    f"{name} must be a non-empty sequence of positive ints, got {value!r}"
+                )
+        _check_int("seeds", self.seeds, minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        _check_int("epochs", self.epochs, minimum=1)
+        _check_int("batch_size", self.batch_size, minimum=1)
+        _check_int("eval_batch_size", self.eval_batch_size, minimum=1)
+        for name in ("eval_every", "train_size", "test_size", "max_models_per_chunk", "max_memory"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=1)
+        train_lib.make_optimizer(self.optimizer, self.learning_rate)
+        if self.vary not in VARY:
+            raise ValueError(f"unknown vary {self.vary!r}.{_closest(self.vary, VARY)}")
+        if self.target_accuracy is not None:
+            t = self.target_accuracy
+            if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 <= t <= 1.0:
+                raise ValueError(f"target_accuracy must be a fraction in [0, 1], got {t!r}")
+        resolve_schemes(self.schemes, model=self.model)
+        _initializer(self.bias_init, "bias_init")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def _initializer(spec: Any, what: str):
+    import jinit
+
+    try:
+        return jinit.get(spec)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"bad {what} {spec!r}: {e}") from None
+
+
+def applicable_schemes(model: str | None = "mlp") -> tuple[str, ...]:
+    """Every catalogue scheme that applies to ``model`` (``"any"`` schemes, plus ``"2d"`` for an MLP, plus
+    ``"conv"`` for a CNN; ``None`` -- a custom model -- gets the ``"any"`` ones)."""
+    from jinit import registry
+
+    kinds = (
+        {"any"} | ({"2d"} if model == "mlp" else set()) | ({"conv"} if model == "cnn" else set())
+    )
+    return tuple(row.name for row in registry.catalog() if row.applies_to in kinds)
+
+
+def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> list[tuple[str, Any]]:
+    """Turns scheme specs into ``(label, Initializer)`` pairs.
+
+    The label is the canonical name (``jinit.get(spec).name``) when the initializer equals that name's default
+    (so ``"kaiming_normal"``, ``"HeNormal"`` and ``jinit.he_normal()`` are all the scheme ``"he_normal"``), else
+    the initializer's ``repr`` (``"normal(stddev=0.1, mean=0.0)"``). ``"all"`` expands to
+    :func:`applicable_schemes`.
+
+    Raises:
+      ValueError: for an empty list, an unknown scheme (with the closest names) or two specs naming the same scheme.
+    """
+    import jinit
+
+    if isinstance(schemes, str):
+        schemes = parse_schemes(schemes)
+    schemes = list(schemes)
+    if any(isinstance(s, str) and s.strip().lower() == "all" for s in schemes):
+        if len(schemes) != 1:
+            raise ValueError(f"'all' cannot be combined with other schemes: {schemes!r}")
+        schemes = list(applicable_schemes(model))
+    if not schemes:
+        raise ValueError("schemes is empty; give at least one initializer name")
+    out, seen = [], {}
+    for spec in schemes:
+        init = _initializer(spec, "scheme")
+        try:
+            default = jinit.get(init.name)
+        except (ValueError, TypeError):
+            default = None
+        label = init.name if init == default else repr(init)
+        if label in seen:
+            raise ValueError(f"schemes {seen[label]!r} and {spec!r} are the same scheme {label!r}")
+        seen[label] = spec
+        out.append((label, init))
+    return out
+
+
+def stable_hash(name: str) -> int:
+    """A fixed 32-bit hash of a scheme label (first 4 bytes of its SHA-256, little endian)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:4], "little")
+
+
+class ModelKeys(NamedTuple):
+    """The three independent keys of one model."""
+
+    init: jax.Array
+    data: jax.Array
+    dropout: jax.Array
+
+
+def _varies(vary: str) -> tuple[bool, bool]:
+    return vary in ("init", "both"), vary in ("data", "both")
+
+
+def model_keys(seed: int, scheme: str, s: int, vary: str = "init") -> ModelKeys:
+    """The keys of model (``scheme``, seed number ``s``) of a sweep with root seed ``seed`` (see module doc).
+
+    Args:
+      seed: the root seed (``SweepConfig.seed``).
+      scheme: the scheme's label (see :func:`resolve_schemes`).
+      s: the seed number.
+      vary: ``"init"``, ``"data"`` or ``"both"``.
+
+    Returns:
+      :class:`ModelKeys` of raw ``uint32[2]`` keys.
+    """
+    vary_init, vary_data = _varies(vary)
+    root = jax.random.PRNGKey(seed)
+    h = np.uint32(stable_hash(scheme))
+    init = jax.random.fold_in(
+        jax.random.fold_in(jax.random.fold_in(root, 0), h), s if vary_init else 0
+    )
+    sd = s if vary_data else 0
+    data = jax.random.fold_in(jax.random.fold_in(root, 1), sd)
+    dropout = jax.random.fold_in(jax.random.fold_in(root, 2), sd)
+    return ModelKeys(init, data, dropout)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Programs (cached so a second sweep of the same shape in the same process does not recompile).
+
+
+class _Program:
+    """The compiled pieces for one (model, optimizer, shapes) combination."""
+
+    def __init__(
+        self, apply_fn, tx, *, batch_size, steps_per_epoch, eval_every, eval_batch_size, shared
+    ):
+        self.trainer = train_lib.make_train(
+            apply_fn,
+            tx,
+            batch_size=batch_size,
+            steps_per_epoch=steps_per_epoch,
+            eval_every=eval_every,
+            eval_batch_size=eval_batch_size,
+        )
+        key_axis = None if shared else 0
+        epoch = jax.vmap(
+            self.trainer.epoch, in_axes=(0, key_axis, key_axis, None, None, None, None, None, None)
+        )
+        self.epoch = jax.jit(epoch, donate_argnums=0)
+        self.init_state = jax.jit(jax.vmap(self.trainer.init))
+        self._compiled: dict[Any, Any] = {}
+        self.compile_seconds = 0.0
+
+    def run_epoch(self, *args):
+        leaves, tree = jax.tree_util.tree_flatten(args)
+        sig = (tree, tuple((x.shape, x.dtype, getattr(x, "sharding", None)) for x in leaves))
+        compiled = self._compiled.get(sig)
+        if compiled is None:
+            t = time.perf_counter()
+            compiled = self.epoch.lower(*args).compile()
+            self.compile_seconds += time.perf_counter() - t
+            self._compiled[sig] = compiled
+        return compiled(*args)
+
+
+_PROGRAMS: dict[Any, _Program] = {}
+_INITS: dict[Any, Callable] = {}
+
+
+def _program(key, apply_fn, tx, **kw) -> _Program:
+    key = (key, tuple(sorted(kw.items())))
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = _Program(apply_fn, tx, **kw)
+    return _PROGRAMS[key]
+
+
+def _init_fn(model_key, make_model, kernel_init, bias_init) -> Callable:
+    """A jitted ``(root, hash, s, x) -> variables`` initializing one model (cached per scheme)."""
+    key = (model_key, kernel_init, bias_init)
+    fn = _INITS.get(key)
+    if fn is None:
+        module = make_model(kernel_init, bias_init)
+
+        def init_one(root, h, s, x):
+            k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, 0), h), s)
+            return module.init(k, x)
+
+        fn = _INITS[key] = jax.jit(init_one)
+    return fn
+
+
+class _Setup(NamedTuple):
+    make_model: Callable
+    model_key: Any
+    schemes: list
+    bias_init: Any
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    data_name: str
+    data_source: str
+
+
+def _model_factory(config: SweepConfig, num_classes: int, make_model: Callable | None):
+    if make_model is not None:
+        if not callable(make_model):
+            raise TypeError(
+                f"make_model must be callable (kernel_init, bias_init) -> nn.Module, got {make_model!r}"
+            )
+        return make_model, ("custom", make_model)
+    if config.model == "mlp":
+        kw = {"hidden": config.hidden, "activation": config.activation, "num_classes": num_classes}
+    else:
+        kw = {
+            "channels": config.channels,
+            "activation": config.activation,
+            "num_classes": num_classes,
+        }
+    return models_lib.factory(config.model, **kw), (
+        "builtin",
+        config.model,
+        tuple(sorted(kw.items())),
+    )
+
+
+def _setup(config: SweepConfig, make_model: Callable | None) -> _Setup:
+    from jinit import data as data_lib
+
+    config.validate()
+    schemes = resolve_schemes(
+        config.schemes, model=None if make_model is not None else config.model
+    )
+    bias_init = _initializer(config.bias_init, "bias_init")
+    ds = data_lib.load(config.dataset, data_dir=config.data_dir)
+    x_train, y_train = ds.x_train[: config.train_size], ds.y_train[: config.train_size]
+    x_test, y_test = ds.x_test[: config.test_size], ds.y_test[: config.test_size]
+    if config.batch_size > x_train.shape[0]:
+        raise ValueError(
+            f"batch_size={config.batch_size} is larger than the training set ({x_train.shape[0]} examples)"
+        )
+    mm, model_key = _model_factory(config, ds.num_classes, make_model)
+    return _Setup(
+        mm,
+        model_key,
+        schemes,
+        bias_init,
+        np.asarray(x_train, np.float32),
+        np.asarray(y_train, np.int32),
+        np.asarray(x_test, np.float32),
+        np.asarray(y_test, np.int32),
+        int(ds.num_classes),
+        ds.name,
+        str(getattr(ds, "source", "")),
+    )
+
+
+def initial_params(
+    config: SweepConfig,
+    grid: Sequence[tuple[str, int]] | None = None,
+    *,
+    make_model: Callable | None = None,
+    _setup_cache: _Setup | None = None,
+):
+    """The stacked initial variables of ``grid`` (pairs ``(scheme spec or label, seed number)``).
+
+    Args:
+      config: the sweep config (its data decides the input shape and number of classes).
+      grid: the models; default: the config's full grid (scheme-major).
+      make_model: a custom model factory, as for :func:`run`.
+
+    Returns:
+      A pytree of numpy arrays with a leading model axis, in ``grid`` order.
+    """
+    setup = _setup_cache or _setup(config, make_model)
+    by_label = dict(setup.schemes)
+    if grid is None:
+        grid = [(label, s) for label, _ in setup.schemes for s in range(config.seeds)]
+    entries = []
+    for spec, s in grid:
+        label = spec if spec in by_label else resolve_schemes([spec], model=None)[0][0]
+        entries.append((label, by_label.get(label) or _initializer(spec, "scheme"), s))
+    return _init_models(config, setup, entries)
+
+
+def _init_models(config: SweepConfig, setup: _Setup, entries) -> Any:
+    vary_init, _ = _varies(config.vary)
+    root = jax.random.PRNGKey(config.seed)
+    x = jnp.asarray(setup.x_train[:1])
+    out = []
+    for label, init, s in entries:
+        fn = _init_fn(setup.model_key, setup.make_model, init, setup.bias_init)
+        out.append(fn(root, np.uint32(stable_hash(label)), np.uint32(s if vary_init else 0), x))
+    out = jax.device_get(out)
+    return jax.tree.map(lambda *xs: np.stack(xs), *out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Memory estimate and chunk size.
+
+
+def _tree_bytes(tree) -> int:
+    return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def bytes_per_model(config: SweepConfig, setup: _Setup, tx) -> int:
+    """Estimated device memory one model of the chunk needs (params, optimizer state, gradients, updates, the
+    activations of a training batch kept for the backward pass, and of a test batch)."""
+    module = setup.make_model(setup.schemes[0][1], setup.bias_init)
+    x1 = jax.ShapeDtypeStruct((1,) + setup.x_train.shape[1:], jnp.float32)
+    variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), x1)
+    p = _tree_bytes(variables)
+    opt = _tree_bytes(jax.eval_shape(tx.init, variables))
+
+    def acts(v, x):
+        return module.apply(v, x, capture_intermediates=True, mutable=["intermediates"])
+
+    _, inter = jax.eval_shape(acts, variables, x1)
+    per_example = _tree_bytes(inter)
+    eval_bs = min(config.eval_batch_size, setup.x_test.shape[0])
+    activations = per_example * (3 * config.batch_size + eval_bs)
+    return int(3 * p + opt + activations + 4096)
+
+
+def memory_budget(config: SweepConfig, device) -> int:
+    """Bytes per device a chunk may use (``max_memory``, else 40% of the device limit, else 2 GiB)."""
+    if config.max_memory:
+        return int(config.max_memory)
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # some backends do not implement memory_stats
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(0.4 * stats["bytes_limit"])
+    return 2 << 30
+
+
+def chunk_size(
+    config: SweepConfig, n_models: int, per_model: int, data_bytes: int, n_devices: int
+) -> int:
+    """Models per chunk: a multiple of ``n_devices`` that fits the budget, capped by the grid size and
+    ``max_models_per_chunk`` (at least ``n_devices``)."""
+    budget = memory_budget(config, jax.local_devices()[0]) - data_bytes
+    per_device = max(1, budget // max(per_model, 1))
+    size = per_device * n_devices
+    size = min(size, math.ceil(n_models / n_devices) * n_devices)
+    if config.max_models_per_chunk:
+        size = min(size, config.max_models_per_chunk)
+    return max(n_devices, (size // n_devices) * n_devices)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Running.
+
+
+def _versions() -> dict[str, str]:
+    import flax
+    import optax
+
+    import jinit
+
+    return {
+        "jinit": jinit.__version__,
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+def run(
+    config: SweepConfig | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+    make_model: Callable | None = None,
+    keep_params: bool = False,
+) -> SweepResult:
+    """Trains every (scheme, seed) model of the grid and returns the results.
+
+    Args:
+      config: the sweep (default: ``SweepConfig()``, a quick sweep on ``digits``).
+      out: a run folder to write (config.json first, then chunks as they finish, then the tables).
+      progress: show a tqdm progress bar (on stderr).
+      make_model: a custom model factory ``(kernel_init, bias_init) -> flax.linen.Module`` used instead of
+        ``config.model``; its output must be the logits.
+      keep_params: also return every model's final variables (numpy, stacked on a leading model axis in grid
+        order) as ``result.params``; they are not written to the run folder.
+
+    Returns:
+      A :class:`SweepResult`.
+
+    Raises:
+      ValueError, TypeError: for a bad config, before any data is loaded or anything compiled.
+    """
+    config = SweepConfig() if config is None else config
+    if not isinstance(config, SweepConfig):
+        raise TypeError(f"config must be a SweepConfig, got {type(config).__name__}")
+    t_start = time.perf_counter()
+    setup = _setup(config, make_model)
+    vary_init, vary_data = _varies(config.vary)
+    tx = train_lib.make_optimizer(config.optimizer, config.learning_rate)
+    n_train, n_test = setup.x_train.shape[0], setup.x_test.shape[0]
+    steps_per_epoch = n_train // config.batch_size
+    eval_bs = min(config.eval_batch_size, n_test)
+
+    grid = [(label, init, s) for label, init in setup.schemes for s in range(config.seeds)]
+    n_models = len(grid)
+    devices = jax.local_devices()
+    n_dev = len(devices)
+    mesh = Mesh(np.asarray(devices), ("models",))
+    model_sharding = NamedSharding(mesh, P("models"))
+    replicated = NamedSharding(mesh, P())
+
+    data_bytes = (
+        setup.x_train.nbytes + setup.y_train.nbytes + setup.x_test.nbytes + setup.y_test.nbytes
+    )
+    per_model = bytes_per_model(config, setup, tx)
+    csize = chunk_size(config, n_models, per_model, data_bytes, n_dev)
+    n_chunks = math.ceil(n_models / csize)
+
+    module = setup.make_model(setup.schemes[0][1], setup.bias_init)
+    program = _program(
+        (setup.model_key, config.optimizer, float(config.learning_rate)),
+        module.apply,
+        tx,
+        batch_size=config.batch_size,
+        steps_per_epoch=steps_per_epoch,
+        eval_every=config.eval_every,
+        eval_batch_size=eval_bs,
+        shared=not vary_data,
+    )
+    compile_before = program.compile_seconds
+
+    xt, yt, mask = train_lib.pad_test(setup.x_test, setup.y_test, eval_bs)
+    dev_data = jax.device_put(
+        (setup.x_train, setup.y_train, xt, yt, mask), replicated
+    )  # put on the device(s) once
+
+    meta: dict[str, Any] = {
+        "versions": _versions(),
+        "device_kind": devices[0].device_kind,
+        "platform": devices[0].platform,
+        "device_count": n_dev,
+        "process_count": jax.process_count(),
+        "jax_threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
+        "dataset": setup.data_name,
+        "data_source": setup.data_source,
+        "n_train": n_train,
+        "n_test": n_test,
+        "num_classes": setup.num_classes,
+        "steps_per_epoch": steps_per_epoch,
+        "n_models": n_models,
+        "chunk_size": csize,
+        "n_chunks": n_chunks,
+        "bytes_per_model_estimate": per_model,
+        "custom_model": make_model is not None,
+        "schemes": [label for label, _ in setup.schemes],
+    }
+    out_path = Path(out) if out is not None else None
+    if out_path is not None:
+        out_path.mkdir(parents=True, exist_ok=True)
+        results_lib.write_config(out_path, config.to_dict(), meta, status="running")
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=n_chunks * config.epochs,
+            unit="epoch",
+            desc=f"sweep {n_models} models",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    root = jax.random.PRNGKey(config.seed)
+    chunks, kept = [], []
+    pid, pcount = jax.process_index(), jax.process_count()
+    train_seconds = 0.0
+    try:
+        for c in range(n_chunks):
+            if c % pcount != pid:
+                continue
+            idx = list(range(c * csize, min((c + 1) * csize, n_models)))
+            padded = idx + [idx[-1]] * (csize - len(idx))
+            entries = [grid[i] for i in padded]
+            params = _init_models(config, setup, entries)
+            seeds_data = np.asarray([s if vary_data else 0 for _, _, s in entries], np.uint32)
+            data_keys, dropout_keys = _stream_keys(root, seeds_data, shared=not vary_data)
+            sharding = replicated if not vary_data else model_sharding
+            state = program.init_state(jax.device_put(params, model_sharding))
+            data_keys, dropout_keys = jax.device_put((data_keys, dropout_keys), sharding)
+            logs = []
+            for epoch in range(config.epochs):
+                t = time.perf_counter()
+                compile_t = program.compile_seconds
+                state, ep = program.run_epoch(
+                    state, data_keys, dropout_keys, jnp.int32(epoch), *dev_data
+                )
+                ep = jax.device_get(ep)
+                dt = time.perf_counter() - t - (program.compile_seconds - compile_t)
+                train_seconds += dt
+                logs.append(ep)
+                if bar is not None:
+                    bar.update(1)
+                    rate = len(idx) / max(dt, 1e-9)
+                    bar.set_postfix(
+                        chunk=f"{c + 1}/{n_chunks}",
+                        models_per_s=f"{rate:.3g}",
+                        examples_per_s=f"{rate * steps_per_epoch * config.batch_size:.3g}",
+                        refresh=False,
+                    )
+            final = jax.device_get((state.params, state.diverged_step))
+            chunk = _chunk_arrays(idx, final, logs)
+            chunks.append((c, chunk))
+            if keep_params:
+                kept.append(jax.tree.map(lambda a, n=len(idx): a[:n], final[0]))
+            if out_path is not None:
+                results_lib.write_npz(results_lib.chunk_path(out_path, c), **chunk)
+            del state
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if pcount > 1:  # pragma: no cover - needs several hosts
+        from jax.experimental import multihost_utils
+
+        if out_path is None:
+            raise ValueError("a multi-host sweep needs out= on a filesystem shared by all hosts")
+        multihost_utils.sync_global_devices("jinit.sweep.chunks")
+        chunks = [
+            (c, results_lib.read_npz(results_lib.chunk_path(out_path, c))) for c in range(n_chunks)
+        ]
+
+    meta["compile_seconds"] = program.compile_seconds - compile_before
+    meta["train_seconds"] = train_seconds
+    meta["wall_seconds"] = time.perf_counter() - t_start
+    result = _assemble(config, setup, grid, chunks, steps_per_epoch, meta)
+    if keep_params and kept:
+        result.params = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
+    if out_path is not None and pid == 0:
+        result.save(out_path)
+    return result
+
+
+@jax.jit
+def _keys_for(root, seeds):
+    base_data = jax.random.fold_in(root, 1)
+    base_drop = jax.random.fold_in(root, 2)
+    data = jax.vmap(lambda s: jax.random.fold_in(base_data, s))(seeds)
+    drop = jax.vmap(lambda s: jax.random.fold_in(base_drop, s))(seeds)
+    return data, drop
+
+
+def _stream_keys(root, seeds_data: np.ndarray, *, shared: bool):
+    if shared:
+        data, drop = _keys_for(root, np.zeros((1,), np.uint32))
+        return data[0], drop[0]
+    return _keys_for(root, seeds_data)
+
+
+def _chunk_arrays(idx: list[int], final, logs: list[train_lib.EpochLogs]) -> dict[str, np.ndarray]:
+    from jinit import metrics
+
+    params, diverged_step = final
+    n = len(idx)
+    cat = {
+        f: np.concatenate([getattr(ep, f) for ep in logs], axis=1)[:n]
+        for f in ("step", "train_loss", "test_loss", "test_accuracy")
+    }
+    preds = logs[-1].predictions[:n]
+    num_test = preds.shape[1]
+    del num_test
+    shas = [metrics.param_sha256(jax.tree.map(lambda a, i=i: a[i], params)) for i in range(n)]
+    return {
+        "model_index": np.asarray(idx, np.int64),
+        "step": cat["step"].astype(np.int64),
+        "train_loss": cat["train_loss"].astype(np.float32),
+        "test_loss": cat["test_loss"].astype(np.float32),
+        "test_accuracy": cat["test_accuracy"].astype(np.float32),
+        "diverged_step": np.asarray(diverged_step[:n], np.int64),
+        "predictions": preds,
+        "param_sha256": np.asarray(shas),
+    }
+
+
+def _assemble(config, setup, grid, chunks, steps_per_epoch, meta) -> SweepResult:
+    n_test = setup.x_test.shape[0]
+    chunks = [c for _, c in sorted(chunks, key=lambda t: t[0])]
+    cat = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    order = np.argsort(cat["model_index"], kind="stable")
+    cat = {k: v[order] for k, v in cat.items()}
+    if not np.array_equal(cat["model_index"], np.arange(len(grid))):
+        raise RuntimeError("internal error: chunks do not cover the grid exactly once")
+    schemes = np.asarray([label for label, _, _ in grid], dtype=object)
+    seeds = np.asarray([s for _, _, s in grid], np.int64)
+    n_models, n_evals = cat["step"].shape
+    div = cat["diverged_step"]
+    steps = cat["step"]
+    curves = pd.DataFrame(
+        {
+            "scheme": np.repeat(schemes, n_evals),
+            "seed": np.repeat(seeds, n_evals),
+            "epoch": (steps / steps_per_epoch).reshape(-1),
+            "step": steps.reshape(-1),
+            "train_loss": cat["train_loss"].reshape(-1),
+            "test_loss": cat["test_loss"].reshape(-1),
+            "test_accuracy": cat["test_accuracy"].reshape(-1),
+            "diverged": ((div[:, None] >= 0) & (div[:, None] <= steps)).reshape(-1),
+        }
+    )
+    models = pd.DataFrame(
+        {
+            "scheme": schemes,
+            "seed": seeds,
+            "final_accuracy": cat["test_accuracy"][:, -1],
+            "final_test_loss": cat["test_loss"][:, -1],
+            "diverged": div >= 0,
+            "diverged_step": div,
+            "param_sha256": cat["param_sha256"].astype(str),
+        }
+    )
+    preds = cat["predictions"].astype(_pred_dtype(setup.num_classes))
+    assert preds.shape == (n_models, n_test)
+    return SweepResult(
+        config=config,
+        curves=curves,
+        models=models,
+        predictions=preds,
+        y_test=setup.y_test,
+        num_classes=setup.num_classes,
+        meta=meta,
+    )
+
+
+def _pred_dtype(num_classes: int):
+    return np.uint8 if num_classes <= 256 else np.int32
+
+
+def load(path: str | os.PathLike) -> SweepResult:
+    """Reads a run folder written by :func:`run` (or ``jinit sweep``) back into a :class:`SweepResult`."""
+    d = results_lib.read(path)
+    config = SweepConfig.from_dict(d["config"])
+    return SweepResult(
+        config=config,
+        curves=d["curves"],
+        models=d["models"],
+        predictions=d["predictions"],
+        y_test=d["y_test"],
+        num_classes=int(d["meta"].get("num_classes", int(d["y_test"].max()) + 1)),
+        meta=d["meta"],
+        path=Path(path),
+    )
