@@ -104,6 +104,158 @@ def _run_data(args) -> int:
 _SUBCOMMANDS.append(_add_data)
 
 
+_SWEEP_FLAGS = (
+    # (flag, config field, parser of the text, help)
+    ("--dataset", "dataset", str, "digits (embedded, offline), mnist, fashion_mnist, cifar10, mnist1d"),
+    ("--data-dir", "data_dir", str, "folder with the dataset's files (e.g. MNIST's IDX files)"),
+    ("--model", "model", str, "mlp or cnn"),
+    ("--hidden", "hidden", "ints", "MLP hidden widths, comma-separated (default 128,64)"),
+    ("--channels", "channels", "ints", "CNN channels, comma-separated (default 32,64)"),
+    ("--activation", "activation", str, "relu, tanh, sigmoid, gelu, selu, leaky_relu, linear"),
+    ("--schemes", "schemes", str, "comma-separated initializer specs, e.g. "
+     "zeros,glorot_uniform,he_normal,'normal(stddev=0.1)'; 'all' = every scheme that applies"),
+    ("--bias-init", "bias_init", str, "initializer of every bias (default zeros)"),
+    ("--seeds", "seeds", int, "seeds per scheme (default 5)"),
+    ("--seed", "seed", int, "root seed (default 0)"),
+    ("--epochs", "epochs", int, "training epochs (default 10)"),
+    ("--batch-size", "batch_size", int, "batch size (default 32)"),
+    ("--optimizer", "optimizer", str, "adam, sgd, momentum, adamw, rmsprop (default adam)"),
+    ("--lr", "learning_rate", float, "learning rate (default 1e-3); also --learning-rate"),
+    ("--vary", "vary", str, "what changes with the seed: init (default), data, both"),
+    ("--eval-every", "eval_every", int, "also evaluate every N steps within each epoch"),
+    ("--target-accuracy", "target_accuracy", float, "accuracy (fraction) for steps-to-target"),
+    ("--train-size", "train_size", int, "use only the first N training examples"),
+    ("--test-size", "test_size", int, "use only the first N test examples"),
+    ("--max-models-per-chunk", "max_models_per_chunk", int, "cap on models trained at once"),
+    ("--max-memory", "max_memory", "bytes", "memory budget per device for a chunk, e.g. 2GiB, 500MB"),
+    ("--eval-batch-size", "eval_batch_size", int, "test batch size of the evaluation (default 1000)"),
+)
+
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _parse_flag(flag: str, kind, text: str):
+    import re
+
+    if kind is str:
+        return text
+    try:
+        if kind == "ints":
+            items = [t.strip() for t in text.split(",")]
+            if not all(items):
+                raise ValueError
+            return tuple(int(t) for t in items)
+        if kind == "bytes":
+            m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+            if not m or m.group(2).lower() not in _BYTE_UNITS:
+                raise ValueError
+            return int(float(m.group(1)) * _BYTE_UNITS[m.group(2).lower()])
+        return kind(text)
+    except ValueError:
+        want = {"ints": "comma-separated integers", "bytes": "a size such as 2GiB or 500MB",
+                int: "an integer", float: "a number"}[kind]
+        raise ValueError(f"{flag} expects {want}, got {text!r}") from None
+
+
+def _add_sweep(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train every (scheme, seed) model at once and summarize",
+        description="Train a grid of initialization schemes x seeds in one compiled, vmapped program, "
+        "print the per-scheme summary (mean accuracy with 95%% CI over seeds) and write a run folder. "
+        "With no arguments: a quick sweep on the embedded digits dataset.",
+    )
+    for flag, field, _, help_text in _SWEEP_FLAGS:
+        extra = ("--learning-rate",) if field == "learning_rate" else ()
+        p.add_argument(flag, *extra, dest=field, default=None, metavar="VALUE", help=help_text)
+    p.add_argument("--out", default=None, help="run folder (default runs/<timestamp>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_sweep)
+
+
+def _sweep_config(args):
+    from jinit import sweep
+
+    kw = {}
+    for flag, field, kind, _ in _SWEEP_FLAGS:
+        text = getattr(args, field, None)
+        if text is not None:
+            kw[field] = _parse_flag(flag, kind, text)
+    config = sweep.SweepConfig(**kw)
+    config.validate()
+    return config
+
+
+def _print_summary(result) -> None:
+    import pandas as pd
+
+    table = result.summary()
+    cols = ["scheme", "n", "acc_mean", "acc_std", "acc_ci95_low", "acc_ci95_high", "acc_min",
+            "acc_max", "diverged_count"]
+    if getattr(result.config, "target_accuracy", None) is not None:
+        cols.append("steps_to_target_median")
+    table = table[cols].copy()
+    for c in ("acc_mean", "acc_std", "acc_ci95_low", "acc_ci95_high", "acc_min", "acc_max"):
+        table[c] = table[c] * 100.0
+    table = table.rename(columns={c: c.replace("acc_", "acc%_") for c in table.columns})
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"))
+
+
+def _run_sweep(args) -> int:
+    import time
+    from pathlib import Path
+
+    config = _sweep_config(args)
+    out = args.out
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out, i = Path("runs") / stamp, 1
+        while out.exists():
+            out, i = Path("runs") / f"{stamp}-{i}", i + 1
+    from jinit import sweep
+
+    result = sweep.run(config, out=out, progress=not args.no_progress)
+    m = result.meta
+    print(
+        f"{m['n_models']} models ({len(m['schemes'])} schemes x {config.seeds} seeds), {config.epochs} "
+        f"epoch(s) on {m['dataset']} ({m['n_train']} train / {m['n_test']} test), "
+        f"{m['device_count']} {m['platform']} device(s): compile {m['compile_seconds']:.1f} s, "
+        f"train {m['train_seconds']:.1f} s, wall {m['wall_seconds']:.1f} s"
+    )
+    _print_summary(result)
+    print(f"run folder: {out}  (plots: jinit report {out})")
+    return 0
+
+
+_SUBCOMMANDS.append(_add_sweep)
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="print a run's summary and write its plots",
+        description="Print the per-scheme summary of a finished run folder and write "
+        "accuracy_curves.png and final_accuracy.png into it.",
+    )
+    p.add_argument("run", help="a run folder written by jinit sweep")
+    p.set_defaults(func=_run_report)
+
+
+def _run_report(args) -> int:
+    from jinit import plots, sweep
+
+    result = sweep.load(args.run)
+    _print_summary(result)
+    for path in plots.save_all(result, args.run):
+        print(f"wrote {path}")
+    return 0
+
+
+_SUBCOMMANDS.append(_add_report)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
