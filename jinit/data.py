@@ -370,14 +370,17 @@ def _load_tfds(spec: _Spec, data_dir: Path | None) -> dict[str, np.ndarray]:
         train, test = tfds.data_source(
             spec.tfds_name,
             split=["train", "test"],
-            data_dir=None if data_dir is None else str(data_dir),
+            data_dir=str(where),  # tfds reads TFDS_DATA_DIR only when imported
             download=False,
         )
     except Exception as e:  # tfds raises KeyError / NotImplementedError / AssertionError here
-        msg = " ".join(str(e).split())
+        if not (where / spec.tfds_name).exists():
+            detail = f"{where / spec.tfds_name} does not exist"
+        else:
+            detail = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
         raise FileNotFoundError(
-            f"no prepared tensorflow-datasets copy of {spec.tfds_name} (ArrayRecord or Parquet) "
-            f"under {where} ({type(e).__name__}: {msg[:300]})"
+            f"no prepared copy of {spec.tfds_name} in ArrayRecord or Parquet format under "
+            f"{where} ({detail})"
         ) from e
     arrays = {}
     for split, src in (("train", train), ("test", test)):
@@ -453,7 +456,7 @@ def _cache_read(entry: Path, key_text: str) -> tuple[dict[str, np.ndarray], str]
     """The arrays of a cache entry, memory-mapped read-only (no copy, so a hit is fast)."""
     try:
         meta = json.loads((entry / "meta.json").read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError) as e:
         warnings.warn(f"ignoring unreadable cache entry {entry}: {e}", stacklevel=3)
@@ -662,17 +665,21 @@ def load(
                 )
             except FileNotFoundError as e:
                 tried.append(f"tensorflow-datasets: {e}")
-    advice = (
-        "pass data_dir / --data-dir DIR pointing at a folder with the four IDX files "
-        f"({', '.join(s[0] + '.gz' for s in _IDX_FILES.values())}), or "
-        if "idx" in spec.sources
-        else ""
-    )
+    advice = []
+    if "idx" in order:
+        files = ", ".join(stems[0] + ".gz" for stems in _IDX_FILES.values())
+        advice.append(
+            f"pass data_dir= / --data-dir DIR, a folder with the four IDX files ({files})"
+        )
+    if "tfds" in order:
+        advice.append(
+            f"prepare it once with tensorflow-datasets (tfds build {spec.tfds_name} "
+            "--file_format=array_record; TFDS_DATA_DIR picks the folder)"
+        )
+    advice.append("use the offline dataset 'digits' (--dataset digits)")
+    attempts = "; ".join(f"({i + 1}) {t}" for i, t in enumerate(tried))
     raise FileNotFoundError(
-        f"could not load {spec.name!r}: tried "
-        + "; ".join(f"({i + 1}) {t}" for i, t in enumerate(tried))
-        + f". To fix: {advice}prepare it with tensorflow-datasets in ArrayRecord format "
-        f"(TFDS_DATA_DIR), or use the offline dataset 'digits' (--dataset digits)"
+        f"could not load {spec.name!r}: tried {attempts}. To fix: {', or '.join(advice)}"
     )
 
 

@@ -1,0 +1,34 @@
+"""Shared fixtures of the test suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# The full real MNIST (four IDX .gz files) lives beside the project checkout on development and
+# CI machines; a fresh clone does not have it, and the tests that need it skip.
+REAL_MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache_dir(tmp_path_factory):
+    """Every test session caches datasets in a temporary folder, never in ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JINIT_CACHE_DIR", str(tmp_path_factory.mktemp("jinit-cache")))
+        yield
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The folder of the real MNIST IDX files; skips the test when it is absent."""
+    missing = [f for f in MNIST_FILES if not (REAL_MNIST_DIR / f).is_file()]
+    if missing:
+        pytest.skip(f"real MNIST not found at {REAL_MNIST_DIR} (missing {', '.join(missing)})")
+    return REAL_MNIST_DIR
