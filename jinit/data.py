@@ -52,6 +52,7 @@ import difflib
 import functools
 import gzip
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -622,9 +623,7 @@ def load(
     if spec.name == "mnist1d":
         n_tr = MNIST1D_NUM_TRAIN if num_train is None else num_train
         n_te = MNIST1D_NUM_TEST if num_test is None else num_test
-        import mnist1d
-
-        key = ["mnist1d", getattr(mnist1d, "__version__", "?"), n_tr, n_te]
+        key = ["mnist1d", importlib.metadata.version("mnist1d"), n_tr, n_te]
         return _cached(
             spec, "mnist1d", key, "mnist1d", cache, finish, lambda: _load_mnist1d(n_tr, n_te)
         )
@@ -708,7 +707,13 @@ def describe(ds: Dataset) -> dict[str, Any]:
       ``num_train``, ``num_test``, ``train_counts``, ``test_counts`` (lists, one count per
       class) and ``mean``, ``std``, ``min``, ``max`` of the training inputs.
     """
-    x = ds.x_train
+    x = ds.x_train.reshape(-1)
+    # Two passes over float64 chunks: exact enough, without a float64 copy of the whole set.
+    chunks = [x[i : i + (1 << 20)] for i in range(0, x.size, 1 << 20)]
+    mean = sum(float(c.sum(dtype=np.float64)) for c in chunks) / x.size
+    var = (
+        sum(float(np.square(np.subtract(c, mean, dtype=np.float64)).sum()) for c in chunks) / x.size
+    )
     return {
         "name": ds.name,
         "source": ds.source,
@@ -719,8 +724,8 @@ def describe(ds: Dataset) -> dict[str, Any]:
         "num_test": ds.num_test,
         "train_counts": np.bincount(ds.y_train, minlength=ds.num_classes).tolist(),
         "test_counts": np.bincount(ds.y_test, minlength=ds.num_classes).tolist(),
-        "mean": float(x.mean(dtype=np.float64)),
-        "std": float(x.std(dtype=np.float64)),
+        "mean": mean,
+        "std": var**0.5,
         "min": float(x.min()),
         "max": float(x.max()),
     }
