@@ -203,7 +203,7 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
 
     Example:
       >>> x = read_idx("train-images-idx3-ubyte.gz", expected_magic=2051)  # doctest: +SKIP
-      >>> x.shape, x.dtype
+      >>> x.shape, x.dtype  # doctest: +SKIP
       ((60000, 28, 28), dtype('uint8'))
     """
     path = Path(path)
@@ -602,7 +602,7 @@ def load(
 
     Example:
       >>> ds = load("mnist", data_dir="../shared/data/mnist")  # doctest: +SKIP
-      >>> ds.x_train.shape, ds.source
+      >>> ds.x_train.shape, ds.source  # doctest: +SKIP
       ((60000, 28, 28, 1), 'idx:/work/shared/data/mnist')
     """
     spec = _spec(name)
