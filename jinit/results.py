@@ -63,6 +63,27 @@ MODEL_COLUMNS = (
     "param_sha256",
 )
 
+#: Column types of the tables (floats are float64 holding float32 values; CSV keeps them exactly).
+CURVE_DTYPES = {
+    "scheme": str,
+    "seed": "int64",
+    "epoch": "float64",
+    "step": "int64",
+    "train_loss": "float64",
+    "test_loss": "float64",
+    "test_accuracy": "float64",
+    "diverged": bool,
+}
+MODEL_DTYPES = {
+    "scheme": str,
+    "seed": "int64",
+    "final_accuracy": "float64",
+    "final_test_loss": "float64",
+    "diverged": bool,
+    "diverged_step": "int64",
+    "param_sha256": str,
+}
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
     """Writes a file atomically: ``write(f)`` fills a temporary file in the same folder, then it is renamed.
@@ -119,8 +140,9 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
-    """Writes a DataFrame as CSV (no index, full float precision) atomically."""
-    write_text(path, df.to_csv(index=False, float_format="%.9g"))
+    """Writes a DataFrame as CSV atomically (no index; floats in shortest round-trip form, so reading it back
+    gives the same float64 values bit for bit)."""
+    write_text(path, df.to_csv(index=False))
 
 
 def write_npz(path: str | os.PathLike, **arrays: Any) -> None:
@@ -193,7 +215,8 @@ class SweepResult:
         write_csv(path / "models.csv", self.models)
         write_npz(path / "predictions.npz", predictions=self.predictions, y_test=self.y_test)
         write_csv(path / "summary.csv", self.summary())
-        write_config(path, self.config, self.meta, status=status)
+        meta = {**self.meta, "num_classes": int(self.num_classes)}
+        write_config(path, self.config, meta, status=status)
         self.path = path
         return path
 
@@ -224,8 +247,8 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(
             f"the sweep in {path} did not complete (status {doc.get('status')!r}); rerun it to finish"
         )
-    curves = pd.read_csv(path / "results.csv", dtype={"scheme": str})
-    models = pd.read_csv(path / "models.csv", dtype={"scheme": str, "param_sha256": str})
+    curves = pd.read_csv(path / "results.csv", dtype=CURVE_DTYPES)
+    models = pd.read_csv(path / "models.csv", dtype=MODEL_DTYPES)
     arrays = read_npz(path / "predictions.npz")
     return {
         "config": doc["config"],

@@ -288,13 +288,26 @@ def _initializer(spec: Any, what: str):
 
 def applicable_schemes(model: str | None = "mlp") -> tuple[str, ...]:
     """Every catalogue scheme that applies to ``model`` (``"any"`` schemes, plus ``"2d"`` for an MLP, plus
-    ``"conv"`` for a CNN; ``None`` -- a custom model -- gets the ``"any"`` ones)."""
+    ``"conv"`` for a CNN; ``None`` -- a custom model -- gets the ``"any"`` ones), except those that need a
+    hyperparameter without default (``constant``)."""
     from jinit import registry
 
     kinds = (
         {"any"} | ({"2d"} if model == "mlp" else set()) | ({"conv"} if model == "cnn" else set())
     )
-    return tuple(row.name for row in registry.catalog() if row.applies_to in kinds)
+    out = []
+    for row in registry.catalog():
+        if row.applies_to not in kinds:
+            continue
+        try:
+            registry.get(row.name)
+        except (
+            ValueError,
+            TypeError,
+        ):  # needs a hyperparameter without default (e.g. constant's value)
+            continue
+        out.append(row.name)
+    return tuple(out)
 
 
 def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> list[tuple[str, Any]]:
@@ -849,6 +862,7 @@ def _assemble(config, setup, grid, chunks, steps_per_epoch, meta) -> SweepResult
     schemes = np.asarray([label for label, _, _ in grid], dtype=object)
     seeds = np.asarray([s for _, _, s in grid], np.int64)
     n_models, n_evals = cat["step"].shape
+    f64 = {k: cat[k].astype(np.float64) for k in ("train_loss", "test_loss", "test_accuracy")}
     div = cat["diverged_step"]
     steps = cat["step"]
     curves = pd.DataFrame(
@@ -857,9 +871,9 @@ def _assemble(config, setup, grid, chunks, steps_per_epoch, meta) -> SweepResult
             "seed": np.repeat(seeds, n_evals),
             "epoch": (steps / steps_per_epoch).reshape(-1),
             "step": steps.reshape(-1),
-            "train_loss": cat["train_loss"].reshape(-1),
-            "test_loss": cat["test_loss"].reshape(-1),
-            "test_accuracy": cat["test_accuracy"].reshape(-1),
+            "train_loss": f64["train_loss"].reshape(-1),
+            "test_loss": f64["test_loss"].reshape(-1),
+            "test_accuracy": f64["test_accuracy"].reshape(-1),
             "diverged": ((div[:, None] >= 0) & (div[:, None] <= steps)).reshape(-1),
         }
     )
@@ -867,8 +881,8 @@ def _assemble(config, setup, grid, chunks, steps_per_epoch, meta) -> SweepResult
         {
             "scheme": schemes,
             "seed": seeds,
-            "final_accuracy": cat["test_accuracy"][:, -1],
-            "final_test_loss": cat["test_loss"][:, -1],
+            "final_accuracy": f64["test_accuracy"][:, -1],
+            "final_test_loss": f64["test_loss"][:, -1],
             "diverged": div >= 0,
             "diverged_step": div,
             "param_sha256": cat["param_sha256"].astype(str),

@@ -1,0 +1,100 @@
+"""Tests of the run folder (jinit.results): atomic writes and the save/load round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jinit import results, sweep
+
+
+def _leftovers(folder):
+    return [p.name for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_atomic_write_never_leaves_a_partial_file(tmp_path):
+    target = tmp_path / "table.csv"
+    results.write_text(target, "old,complete\n")
+
+    def crash(f):
+        f.write(b"new,half")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        results.atomic_write(target, crash)
+    assert target.read_text() == "old,complete\n"  # the reader still sees the old, whole file
+    assert _leftovers(tmp_path) == []
+
+
+def test_json_csv_npz_round_trip(tmp_path):
+    results.write_json(tmp_path / "a.json", {"t": (1, 2), "x": float("nan"), "n": np.int64(3)})
+    assert results.read_json(tmp_path / "a.json") == {"t": [1, 2], "x": None, "n": 3}
+    df = pd.DataFrame({"a": [0.1, 1 / 3], "b": ["x", "y"]})
+    results.write_csv(tmp_path / "a.csv", df)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a.csv"), df, rtol=1e-8)
+    results.write_npz(tmp_path / "a.npz", p=np.arange(6).reshape(2, 3))
+    np.testing.assert_array_equal(
+        results.read_npz(tmp_path / "a.npz")["p"], np.arange(6).reshape(2, 3)
+    )
+    assert _leftovers(tmp_path) == []
+
+
+def _fake_result():
+    cfg = sweep.SweepConfig(schemes=("zeros", "he_normal"), seeds=2, epochs=2, hidden=(16,))
+    rows = []
+    for scheme in cfg.schemes:
+        for s in range(2):
+            for e in (1, 2):
+                acc = 0.1 if scheme == "zeros" else 0.8 + 0.05 * e + 0.01 * s
+                rows.append((scheme, s, float(e), 10 * e, 1.0 / e, 1.1 / e, acc, False))
+    curves = pd.DataFrame(rows, columns=list(results.CURVE_COLUMNS))
+    models = pd.DataFrame(
+        {
+            "scheme": ["zeros", "zeros", "he_normal", "he_normal"],
+            "seed": [0, 1, 0, 1],
+            "final_accuracy": [0.1, 0.1, 0.9, 0.91],
+            "final_test_loss": [2.3, 2.3, 0.5, 0.45],
+            "diverged": [False] * 4,
+            "diverged_step": [-1] * 4,
+            "param_sha256": ["a" * 64, "a" * 64, "b" * 64, "c" * 64],
+        }
+    )
+    y = np.arange(10, dtype=np.int32) % 3
+    preds = np.stack([np.zeros(10), np.zeros(10), y, y]).astype(np.uint8)
+    return results.SweepResult(cfg, curves, models, preds, y, 3, meta={"n_models": 4})
+
+
+def test_save_and_load_round_trip(tmp_path):
+    r = _fake_result()
+    r.save(tmp_path / "run")
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert names == ["config.json", "models.csv", "predictions.npz", "results.csv", "summary.csv"]
+    back = sweep.load(tmp_path / "run")
+    assert back.config == r.config and back.num_classes == 3
+    pd.testing.assert_frame_equal(back.curves, r.curves)
+    pd.testing.assert_frame_equal(back.models, r.models)
+    np.testing.assert_array_equal(back.predictions, r.predictions)
+    pd.testing.assert_frame_equal(back.summary(), r.summary())
+    summary = pd.read_csv(tmp_path / "run" / "summary.csv")
+    assert list(summary["scheme"]) == ["he_normal", "zeros"]
+    assert _leftovers(tmp_path) == []
+
+
+def test_load_refuses_an_unfinished_or_missing_run(tmp_path):
+    r = _fake_result()
+    results.write_config(tmp_path, r.config, {}, status="running")
+    with pytest.raises(ValueError, match="did not complete"):
+        sweep.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a jinit run folder"):
+        sweep.load(tmp_path / "nowhere")
+
+
+def test_config_dict_round_trip():
+    cfg = sweep.SweepConfig(
+        schemes="zeros,normal(stddev=0.1, mean=0.0)", hidden=[8, 4], eval_every=5
+    )
+    assert cfg.schemes == ("zeros", "normal(stddev=0.1, mean=0.0)") and cfg.hidden == (8, 4)
+    assert sweep.SweepConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown SweepConfig field"):
+        sweep.SweepConfig.from_dict({"lr": 0.1})

@@ -1,0 +1,335 @@
+"""Tests of the sweep engine (jinit.sweep): keys, parity with a plain loop, determinism, isolation, chunking.
+
+All runs use digits subsets and a tiny MLP; most share one config shape (chunks of 2 models) so they reuse one
+compiled program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from jinit import models, sweep, train
+
+BASE = sweep.SweepConfig(
+    schemes=("zeros", "he_normal", "orthogonal"),
+    seeds=2,
+    epochs=2,
+    hidden=(16,),
+    train_size=256,
+    test_size=128,
+    batch_size=32,
+    max_models_per_chunk=2,
+)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return sweep.run(BASE, progress=False, keep_params=True)
+
+
+def _model(result, scheme, seed):
+    i = np.flatnonzero((result.models["scheme"] == scheme) & (result.models["seed"] == seed))
+    assert len(i) == 1
+    return int(i[0])
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_result_shapes_and_grid_order(base):
+    m = base.models
+    assert list(m["scheme"]) == [
+        "zeros",
+        "zeros",
+        "he_normal",
+        "he_normal",
+        "orthogonal",
+        "orthogonal",
+    ]
+    assert list(m["seed"]) == [0, 1] * 3
+    assert base.predictions.shape == (6, 128)
+    assert len(base.curves) == 6 * 2  # one row per (model, epoch)
+    assert base.curves["step"].max() == 2 * (256 // 32)
+    assert base.meta["chunk_size"] == 2 and base.meta["n_chunks"] == 3
+    # final_accuracy is the accuracy of the final predictions
+    acc = (base.predictions == base.y_test[None]).mean(axis=1)
+    np.testing.assert_allclose(m["final_accuracy"].to_numpy(), acc, rtol=1e-6)
+    assert not m["diverged"].any()
+    # zeros init: every hidden unit is dead (zero weights), all seeds identical
+    assert m.loc[0, "param_sha256"] == m.loc[1, "param_sha256"]
+    assert m.loc[2, "param_sha256"] != m.loc[3, "param_sha256"]
+    s = base.summary()
+    assert set(s["scheme"]) == {"zeros", "he_normal", "orthogonal"} and (s["n"] == 2).all()
+
+
+def test_initial_params_are_stable_under_grid_changes():
+    """A model's initial params do not depend on which other models are in the grid, nor their order."""
+    spec = "normal(stddev=0.3)"
+    a = [("he_normal", 0), ("he_normal", 1), ("orthogonal", 3), (spec, 1)]
+    b = [(spec, 1), ("orthogonal", 3), ("glorot_uniform", 0), ("he_normal", 1), ("HeNormal", 0)]
+    cfg_a = dataclasses.replace(BASE, schemes=("he_normal", "orthogonal", spec), seeds=4)
+    cfg_b = dataclasses.replace(
+        BASE, schemes=(spec, "glorot_uniform", "orthogonal", "kaiming_normal")
+    )
+    pa = sweep.initial_params(cfg_a, a)
+    pb = sweep.initial_params(cfg_b, b)
+    pairs = {0: 4, 1: 3, 2: 1, 3: 0}  # a index -> b index
+    for ia, ib in pairs.items():
+        for x, y in zip(
+            _leaves(jax.tree.map(lambda t, ia=ia: t[ia], pa)),
+            _leaves(jax.tree.map(lambda t, ib=ib: t[ib], pb)),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(x, y)  # bitwise
+    # and they are the documented keys: fold_in(fold_in(fold_in(root, 0), stable_hash(label)), s)
+    module = models.MLP(
+        hidden=(16,), num_classes=10, kernel_init=sweep.resolve_schemes(["orthogonal"])[0][1]
+    )
+    key = sweep.model_keys(BASE.seed, "orthogonal", 3).init
+    ref = jax.jit(module.init)(key, np.zeros((1, 8, 8, 1), np.float32))
+    for x, y in zip(_leaves(jax.tree.map(lambda t: t[2], pa)), _leaves(ref), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    # different seeds and different schemes give different params
+    assert not np.array_equal(
+        pa["params"]["Dense_0"]["kernel"][0], pa["params"]["Dense_0"]["kernel"][1]
+    )
+
+
+def test_keys_follow_vary():
+    k = {v: [sweep.model_keys(0, "he_normal", s, v) for s in (0, 1)] for v in sweep.VARY}
+    same = lambda a, b: np.array_equal(np.asarray(a), np.asarray(b))  # noqa: E731
+    assert not same(k["init"][0].init, k["init"][1].init) and same(
+        k["init"][0].data, k["init"][1].data
+    )
+    assert same(k["data"][0].init, k["data"][1].init) and not same(
+        k["data"][0].data, k["data"][1].data
+    )
+    assert not same(k["both"][0].init, k["both"][1].init)
+    assert not same(k["both"][0].data, k["both"][1].data)
+    assert not same(k["both"][0].dropout, k["both"][1].dropout)
+    # the data order does not depend on the scheme; the init does
+    assert same(sweep.model_keys(0, "a", 1, "both").data, sweep.model_keys(0, "b", 1, "both").data)
+    assert not same(sweep.model_keys(0, "a", 1).init, sweep.model_keys(0, "b", 1).init)
+    assert sweep.stable_hash("he_normal") == 0x5F8F7C3F or isinstance(sweep.stable_hash("x"), int)
+    assert sweep.stable_hash("he_normal") == sweep.stable_hash("he_normal") < 2**32
+
+
+def test_vmapped_sweep_matches_plain_loop(base):
+    """The model trained inside the vmapped sweep equals the same model trained alone by a Python loop."""
+    from jinit import data
+
+    ds = data.load("digits")
+    x, y = ds.x_train[:256], ds.y_train[:256]
+    xt, yt = ds.x_test[:128], ds.y_test[:128]
+    worst = 0.0
+    for scheme, s in [("he_normal", 1), ("orthogonal", 0)]:
+        i = _model(base, scheme, s)
+        params = sweep.initial_params(BASE, [(scheme, s)])
+        params = jax.tree.map(lambda a: a[0], params)
+        keys = sweep.model_keys(BASE.seed, scheme, s, BASE.vary)
+        module = models.MLP(hidden=(16,), num_classes=10)
+        ref = train.train_plain(
+            module.apply,
+            params,
+            train.make_optimizer("adam", 1e-3),
+            x,
+            y,
+            xt,
+            yt,
+            batch_size=32,
+            epochs=2,
+            data_key=keys.data,
+            dropout_key=keys.dropout,
+        )
+        mine = jax.tree.map(lambda a, i=i: a[i], base.params)
+        diff = max(
+            float(np.max(np.abs(a - b)))
+            for a, b in zip(_leaves(mine), _leaves(ref.state.params), strict=True)
+        )
+        worst = max(worst, diff)
+        curve = base.curves[(base.curves["scheme"] == scheme) & (base.curves["seed"] == s)]
+        np.testing.assert_allclose(curve["test_loss"].to_numpy(), ref.test_loss, rtol=1e-4)
+        np.testing.assert_allclose(
+            curve["test_accuracy"].to_numpy(), ref.test_accuracy, atol=1 / 128 + 1e-9
+        )
+    assert worst < 1e-4, worst
+    print(f"max |vmapped - plain| over final params: {worst:.3g}")
+
+
+def test_two_identical_sweeps_are_bitwise_identical(base):
+    sweep._PROGRAMS.clear()  # recompile: determinism must not depend on reusing one executable
+    again = sweep.run(BASE, progress=False)
+    pd.testing.assert_frame_equal(again.curves, base.curves, check_exact=True)
+    pd.testing.assert_frame_equal(again.models, base.models, check_exact=True)
+    np.testing.assert_array_equal(again.predictions, base.predictions)
+
+
+def test_divergent_models_are_isolated(base):
+    """Adding models that blow up (NaN at step 1) changes nothing, bit for bit, about the others."""
+    cfg = dataclasses.replace(
+        BASE, schemes=("zeros", "normal(stddev=1e20)", "he_normal", "orthogonal")
+    )
+    r = sweep.run(cfg, progress=False)
+    bad = r.models[r.models["scheme"] == "normal(stddev=1e+20, mean=0.0)"]
+    assert bad["diverged"].all() and (bad["diverged_step"] == 1).all()
+    good = r.models[~r.models["scheme"].str.startswith("normal")].reset_index(drop=True)
+    pd.testing.assert_frame_equal(good, base.models, check_exact=True)
+    keep = ~r.curves["scheme"].str.startswith("normal")
+    pd.testing.assert_frame_equal(
+        r.curves[keep].reset_index(drop=True), base.curves, check_exact=True
+    )
+    assert r.curves.loc[~keep, "diverged"].all()
+    s = r.summary().set_index("scheme")
+    assert s.loc["normal(stddev=1e+20, mean=0.0)", "diverged_count"] == 2
+    assert np.isfinite(s.loc["he_normal", "acc_mean"])
+
+
+def test_chunking_does_not_change_results(base):
+    """One chunk of 6 models vs three chunks of 2: the same models, to float32 round-off.
+
+    Bitwise equality is not guaranteed: with every model sharing the batch, XLA fuses the models' first layers
+    into one matmul whose width (and so its blocking / summation order) depends on the chunk size.
+    """
+    r = sweep.run(
+        dataclasses.replace(BASE, max_models_per_chunk=None), progress=False, keep_params=True
+    )
+    assert r.meta["n_chunks"] == 1 and r.meta["chunk_size"] == 6
+    np.testing.assert_allclose(r.curves["test_loss"], base.curves["test_loss"], rtol=1e-4)
+    np.testing.assert_allclose(r.curves["train_loss"], base.curves["train_loss"], rtol=1e-4)
+    for a, b in zip(_leaves(r.params), _leaves(base.params), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    assert (r.predictions != base.predictions).mean() < 0.01
+
+
+def test_vary_data_custom_model_and_eval_every():
+    def make_model(kernel_init, bias_init):
+        return models.MLP(
+            hidden=(8,),
+            num_classes=10,
+            activation="tanh",
+            kernel_init=kernel_init,
+            bias_init=bias_init,
+        )
+
+    cfg = dataclasses.replace(BASE, schemes=("glorot_uniform",), vary="data", eval_every=3)
+    r = sweep.run(cfg, progress=False, make_model=make_model, keep_params=True)
+    assert r.meta["custom_model"]
+    # 8 steps per epoch, evaluated at steps 3, 6, 8 of each epoch
+    assert sorted(set(r.curves["step"])) == [3, 6, 8, 11, 14, 16]
+    np.testing.assert_allclose(sorted(set(r.curves["epoch"])), np.array([3, 6, 8, 11, 14, 16]) / 8)
+    # vary="data": both seeds start from the same weights but see different batches
+    p0 = sweep.initial_params(
+        cfg, [("glorot_uniform", 0), ("glorot_uniform", 1)], make_model=make_model
+    )
+    np.testing.assert_array_equal(
+        p0["params"]["Dense_0"]["kernel"][0], p0["params"]["Dense_0"]["kernel"][1]
+    )
+    assert r.models.loc[0, "param_sha256"] != r.models.loc[1, "param_sha256"]
+
+
+@pytest.mark.parametrize(
+    "changes, error, match",
+    [
+        ({"schemes": ("he_normall",)}, ValueError, "he_normal"),
+        ({"schemes": ("zeros", "kaiming_normal", "he_normal")}, ValueError, "same scheme"),
+        ({"dataset": "mnsit"}, ValueError, "'mnist'"),
+        ({"activation": "rellu"}, ValueError, "relu"),
+        ({"optimizer": "adamm"}, ValueError, "adam"),
+        ({"vary": "seed"}, ValueError, "init, data, both"),
+        ({"model": "resnet"}, ValueError, "mlp, cnn"),
+        ({"seeds": 0}, ValueError, "seeds must be >= 1"),
+        ({"seeds": 2.5}, TypeError, "seeds must be an int"),
+        ({"epochs": 0}, ValueError, "epochs"),
+        ({"batch_size": -1}, ValueError, "batch_size"),
+        ({"learning_rate": 0.0}, ValueError, "learning rate"),
+        ({"learning_rate": float("nan")}, ValueError, "learning rate"),
+        ({"hidden": (16, 0)}, ValueError, "hidden"),
+        ({"target_accuracy": 97.0}, ValueError, "target_accuracy"),
+        ({"schemes": "zeros,,he_normal"}, ValueError, "empty scheme"),
+        ({"schemes": "normal(stddev=0.1"}, ValueError, "unbalanced"),
+        ({"bias_init": "zerros"}, ValueError, "bias_init"),
+    ],
+)
+def test_bad_config_fails_before_loading_data(monkeypatch, changes, error, match):
+    from jinit import data
+
+    def no_load(*a, **k):
+        raise AssertionError("data was loaded before the config was validated")
+
+    monkeypatch.setattr(data, "load", no_load)
+    with pytest.raises(error, match=match):
+        sweep.run(dataclasses.replace(BASE, **changes), progress=False)
+
+
+def test_batch_larger_than_train_set_fails_before_compiling():
+    n_programs = len(sweep._PROGRAMS)
+    with pytest.raises(ValueError, match="batch_size=300 is larger than the training set"):
+        sweep.run(dataclasses.replace(BASE, batch_size=300), progress=False)
+    assert len(sweep._PROGRAMS) == n_programs
+
+
+def test_scheme_labels():
+    labels = [
+        label
+        for label, _ in sweep.resolve_schemes(["HeNormal", "xavier_uniform", "normal(stddev=0.1)"])
+    ]
+    assert labels == ["he_normal", "glorot_uniform", "normal(stddev=0.1, mean=0.0)"]
+    mlp, cnn = sweep.applicable_schemes("mlp"), sweep.applicable_schemes("cnn")
+    assert "identity" in mlp and "dirac" not in mlp and "dirac" in cnn and "identity" not in cnn
+    assert [label for label, _ in sweep.resolve_schemes(("all",), model="mlp")] == list(mlp)
+    assert sweep.parse_schemes("zeros, normal(stddev=0.1, mean=0.0),he_normal") == (
+        "zeros",
+        "normal(stddev=0.1, mean=0.0)",
+        "he_normal",
+    )
+
+
+def test_chunk_size_follows_memory_budget():
+    cfg = dataclasses.replace(BASE, max_models_per_chunk=None, max_memory=10_000_000)
+    assert sweep.chunk_size(cfg, 1000, per_model=1_000_000, data_bytes=0, n_devices=1) == 10
+    assert sweep.chunk_size(cfg, 1000, per_model=1_000_000, data_bytes=0, n_devices=4) == 40
+    assert sweep.chunk_size(cfg, 3, per_model=1_000, data_bytes=0, n_devices=4) == 4
+    capped = dataclasses.replace(cfg, max_models_per_chunk=6)
+    assert sweep.chunk_size(capped, 1000, per_model=1_000, data_bytes=0, n_devices=4) == 4
+    huge = dataclasses.replace(cfg, max_memory=1)
+    assert sweep.chunk_size(huge, 1000, per_model=1_000, data_bytes=0, n_devices=1) == 1
+
+
+def test_zeros_init_on_mnist_predicts_the_majority_class(mnist_dir):
+    """Keras-tutorial MLP with zero kernels and biases: only the output bias learns, so every seed predicts the
+    most frequent training class ("1") and scores 1135 / 10000 on the MNIST test set."""
+    cfg = sweep.SweepConfig(
+        dataset="mnist",
+        data_dir=str(mnist_dir),
+        schemes=("zeros",),
+        seeds=3,
+        epochs=1,
+        train_size=12000,
+        vary="both",
+    )
+    r = sweep.run(cfg, progress=False)
+    assert (r.models["final_accuracy"] == np.float32(0.1135)).all()
+    assert (r.predictions == 1).all()
+
+
+def test_run_folder_round_trips(base, tmp_path):
+    r = sweep.run(BASE, out=tmp_path, progress=False)
+    assert sorted(p.name for p in (tmp_path / "chunks").iterdir()) == [
+        "00000.npz",
+        "00001.npz",
+        "00002.npz",
+    ]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    back = sweep.load(tmp_path)
+    assert back.config == BASE and back.meta["num_classes"] == 10
+    pd.testing.assert_frame_equal(back.curves, base.curves, check_exact=True)
+    pd.testing.assert_frame_equal(back.models, r.models, check_exact=True)
+    np.testing.assert_array_equal(back.predictions, base.predictions)
+    np.testing.assert_array_equal(back.y_test, base.y_test)
+    pd.testing.assert_frame_equal(back.summary(), base.summary())

@@ -1,0 +1,65 @@
+"""The model axis sharded over 4 simulated CPU devices gives the same models as one device."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from jinit import sweep
+
+CFG = sweep.SweepConfig(
+    schemes=("he_normal", "normal(stddev=1e20)"),
+    seeds=2,
+    epochs=2,
+    hidden=(16,),
+    train_size=256,
+    test_size=128,
+    max_models_per_chunk=2,  # the shape of tests/test_sweep.py's runs: its compiled program is reused
+)
+
+
+def test_four_devices_match_one(tmp_path):
+    out = tmp_path / "run4"
+    script = textwrap.dedent(
+        f"""
+        import jax
+        from jinit import sweep
+        assert jax.device_count() == 4, jax.devices()
+        cfg = sweep.SweepConfig.from_dict({CFG.to_dict()!r})
+        r = sweep.run(cfg, out={str(out)!r}, progress=False)
+        # the state of a chunk is laid out over the 4 devices
+        print("chunk_size", r.meta["chunk_size"], "devices", r.meta["device_count"])
+        """
+    )
+    env = dict(os.environ)
+    env["JAX_NUM_CPU_DEVICES"] = "4"
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    ).strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "chunk_size 4 devices 4" in proc.stdout
+
+    four = sweep.load(out)
+    assert four.meta["device_count"] == 4 and four.meta["n_chunks"] == 1
+    one = sweep.run(dataclasses.replace(CFG), progress=False)
+    assert one.meta["device_count"] == 1
+    # same grid, same divergence, same learning curves to float32 round-off
+    assert list(four.models["scheme"]) == list(one.models["scheme"])
+    np.testing.assert_array_equal(four.models["diverged_step"], one.models["diverged_step"])
+    ok = ~one.curves["diverged"].to_numpy()
+    np.testing.assert_allclose(
+        four.curves["test_loss"].to_numpy()[ok], one.curves["test_loss"].to_numpy()[ok], rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        four.models["final_accuracy"], one.models["final_accuracy"], atol=1 / 128 + 1e-9
+    )
+    assert (four.predictions != one.predictions).mean() < 0.01
