@@ -474,6 +474,16 @@ class _VarianceScaling(Initializer):
         return init(key, shape, dtype, out_sharding=out_sharding)
 
 
+def _qr_dtype(init, key, shape, dtype) -> jax.Array:
+    """Runs a QR-based JAX initializer; 16-bit floats are drawn in float32 and rounded once.
+
+    LAPACK (JAX's QR on CPU) has no float16/bfloat16 kernels, so JAX itself fails there.
+    """
+    if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+        return init(key, shape, jnp.float32).astype(dtype)
+    return init(key, shape, dtype)
+
+
 @dataclasses.dataclass(frozen=True, repr=False)
 class _Orthogonal(Initializer):
     gain: float
@@ -485,7 +495,8 @@ class _Orthogonal(Initializer):
             raise ValueError(f"{self.name}: needs a shape of at least 2 dimensions, got {shape}")
         _nonempty(self.name, shape)
         _normalize_axis(self.name, self.column_axis, len(shape), "column_axis")
-        return jax_init.orthogonal(scale=self.gain, column_axis=self.column_axis)(key, shape, dtype)
+        init = jax_init.orthogonal(scale=self.gain, column_axis=self.column_axis)
+        return _qr_dtype(init, key, shape, dtype)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -505,7 +516,7 @@ class _DeltaOrthogonal(Initializer):
                 f"{self.name}: needs in_channels <= out_channels (shape[-2] <= shape[-1]) so "
                 f"the center tap can be orthogonal, got shape {shape}"
             )
-        return jax_init.delta_orthogonal(scale=self.gain)(key, shape, dtype)
+        return _qr_dtype(jax_init.delta_orthogonal(scale=self.gain), key, shape, dtype)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -919,6 +930,8 @@ def orthogonal(gain: float = 1.0, column_axis: int = -1) -> Initializer:
     are (``W W^T = gain^2 I``). Entries have variance ``gain^2 / max(rows, columns)``. Bitwise
     ``jax.nn.initializers.orthogonal(scale=gain, column_axis=column_axis)`` and Keras
     ``Orthogonal(gain)``; torch ``orthogonal_``. Complex dtypes give unitary matrices.
+    float16/bfloat16 are drawn in float32 and rounded once (JAX's QR has no 16-bit kernels on
+    CPU, so ``jax.nn.initializers.orthogonal`` fails there).
 
     Args:
       gain: multiplicative factor, > 0. Default 1.0.
@@ -944,7 +957,8 @@ def delta_orthogonal(gain: float = 1.0) -> Initializer:
     For a ``(*spatial, in, out)`` kernel (3-D, 4-D or 5-D, ``in <= out``) the center tap
     ``W[(k-1)//2, ..., :, :]`` is ``orthogonal(gain)`` of shape ``(in, out)`` (orthonormal rows),
     so a conv with it preserves norms. Entries at the center tap have variance ``gain^2 / out``.
-    Bitwise ``jax.nn.initializers.delta_orthogonal(scale=gain)``.
+    Bitwise ``jax.nn.initializers.delta_orthogonal(scale=gain)`` (float16/bfloat16: drawn in
+    float32 and rounded, as for :func:`orthogonal`).
 
     Args:
       gain: multiplicative factor, > 0. Default 1.0.
