@@ -15,8 +15,8 @@ if keras.backend.backend() != "jax":  # pragma: no cover - keras imported earlie
     pytest.skip("keras was imported with another backend", allow_module_level=True)
 
 K = keras.initializers
-SHAPES = [(784, 128), (128, 10), (3, 3, 16, 32)]
-SEEDS = [0, 42, 2**31 + 5]
+SHAPES = [(128, 10), (3, 3, 16, 32)]
+SEEDS = [42, 2**31 + 5]
 
 # Keras draws these with the same JAX calls on the same key: bit for bit.
 BITWISE = [
@@ -78,7 +78,7 @@ def draws():
 def test_keras_key_is_keras_seed():
     from keras.src.random.seed_generator import draw_seed
 
-    for seed in SEEDS:
+    for seed in [0, 42, 2**31 + 5, 2**32 - 1]:
         np.testing.assert_array_equal(jinit.keras_key(seed), draw_seed(seed))
 
 
