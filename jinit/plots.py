@@ -84,7 +84,7 @@ def accuracy_curves(result: Any) -> plt.Figure:
         ax.fill_between(x, (mean - std).to_numpy(), (mean + std).to_numpy(), color=color, alpha=0.2)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"Test accuracy (mean +- 1 std over seeds)\n{_title(result)}", fontsize=10)
+    ax.set_title(f"Test accuracy (mean ± 1 std over seeds)\n{_title(result)}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()

@@ -796,7 +796,7 @@ def run(
                         refresh=False,
                     )
             final = jax.device_get((state.params, state.diverged_step))
-            chunk = _chunk_arrays(idx, final, logs)
+            chunk = _chunk_arrays(idx, final, logs, n_test)
             chunks.append((c, chunk))
             if keep_params:
                 kept.append(jax.tree.map(lambda a, n=len(idx): a[:n], final[0]))
@@ -844,7 +844,9 @@ def _stream_keys(root, seeds_data: np.ndarray, *, shared: bool):
     return _keys_for(root, seeds_data)
 
 
-def _chunk_arrays(idx: list[int], final, logs: list[train_lib.EpochLogs]) -> dict[str, np.ndarray]:
+def _chunk_arrays(
+    idx: list[int], final, logs: list[train_lib.EpochLogs], n_test: int
+) -> dict[str, np.ndarray]:
     from jinit import metrics
 
     params, diverged_step = final
@@ -853,9 +855,7 @@ def _chunk_arrays(idx: list[int], final, logs: list[train_lib.EpochLogs]) -> dic
         f: np.concatenate([getattr(ep, f) for ep in logs], axis=1)[:n]
         for f in ("step", "train_loss", "test_loss", "test_accuracy")
     }
-    preds = logs[-1].predictions[:n]
-    num_test = preds.shape[1]
-    del num_test
+    preds = logs[-1].predictions[:n, :n_test]  # drop padded models and padded test rows
     shas = [metrics.param_sha256(jax.tree.map(lambda a, i=i: a[i], params)) for i in range(n)]
     return {
         "model_index": np.asarray(idx, np.int64),
@@ -907,7 +907,8 @@ def _assemble(config, setup, grid, chunks, steps_per_epoch, meta) -> SweepResult
         }
     )
     preds = cat["predictions"].astype(_pred_dtype(setup.num_classes))
-    assert preds.shape == (n_models, n_test)
+    if preds.shape != (n_models, n_test):
+        raise RuntimeError(f"internal error: predictions {preds.shape} != {(n_models, n_test)}")
     return SweepResult(
         config=config,
         curves=curves,

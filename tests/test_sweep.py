@@ -217,9 +217,14 @@ def test_vary_data_custom_model_and_eval_every():
             bias_init=bias_init,
         )
 
-    cfg = dataclasses.replace(BASE, schemes=("glorot_uniform",), vary="data", eval_every=3)
+    # (eval_batch_size=50 pads the 128 test examples to 150: padding must not leak into any number)
+    cfg = dataclasses.replace(
+        BASE, schemes=("glorot_uniform",), vary="data", eval_every=3, eval_batch_size=50
+    )
     r = sweep.run(cfg, progress=False, make_model=make_model, keep_params=True)
-    assert r.meta["custom_model"]
+    assert r.meta["custom_model"] and r.predictions.shape == (2, 128)
+    acc = (r.predictions == r.y_test[None]).mean(axis=1)
+    np.testing.assert_allclose(r.models["final_accuracy"], acc, rtol=1e-6)
     # 8 steps per epoch, evaluated at steps 3, 6, 8 of each epoch
     assert sorted(set(r.curves["step"])) == [3, 6, 8, 11, 14, 16]
     np.testing.assert_allclose(sorted(set(r.curves["epoch"])), np.array([3, 6, 8, 11, 14, 16]) / 8)
