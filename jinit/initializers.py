@@ -1090,8 +1090,8 @@ def torch_default_bias(fan_in: int) -> Initializer:
       An Initializer (any shape, including 1-D).
 
     Example:
-      >>> flax.linen.Dense(128, kernel_init=jinit.torch_default(),
-      ...                  bias_init=jinit.torch_default_bias(784))
+      >>> layer = flax.linen.Dense(128, kernel_init=jinit.torch_default(),
+      ...                          bias_init=jinit.torch_default_bias(784))
     """
     fan_in = _int("torch_default_bias", "fan_in", fan_in)
     if fan_in < 1:
