@@ -226,6 +226,7 @@ def make_train(
     def epoch(
         state, data_key, dropout_key, epoch, x_train, y_train, x_test, y_test, test_mask=None
     ):
+        x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)  # no-op for device arrays
         idx = order(data_key, epoch, x_train.shape[0])
         epoch_dropout = jax.random.fold_in(dropout_key, epoch)
 
