@@ -197,16 +197,17 @@ def make_train(
 
     def evaluate(params, x_test, y_test, test_mask=None):
         n = x_test.shape[0]
-        if n % eval_batch_size:
+        bs = min(eval_batch_size, n)  # a test set smaller than one batch is one batch
+        if n % bs:
             raise ValueError(
                 f"x_test has {n} rows, not a multiple of eval_batch_size={eval_batch_size}"
             )
         if test_mask is None:
             test_mask = jnp.ones((n,), bool)
-        nb = n // eval_batch_size
-        xs = x_test.reshape((nb, eval_batch_size) + x_test.shape[1:])
-        ys = y_test.reshape((nb, eval_batch_size))
-        ms = test_mask.reshape((nb, eval_batch_size))
+        nb = n // bs
+        xs = x_test.reshape((nb, bs) + x_test.shape[1:])
+        ys = y_test.reshape((nb, bs))
+        ms = test_mask.reshape((nb, bs))
 
         def one(batch):
             xb, yb, mb = batch
