@@ -40,6 +40,7 @@ from jinit.initializers import variance_scaling as variance_scaling
 from jinit.initializers import xavier_normal as xavier_normal
 from jinit.initializers import xavier_uniform as xavier_uniform
 from jinit.initializers import zeros as zeros
+from jinit.propagation import lsuv as lsuv
 from jinit.registry import catalog as catalog
 from jinit.registry import get as get
 from jinit.registry import names as names

@@ -240,6 +240,9 @@ def _add_report(sub) -> None:
         "accuracy_curves.png and final_accuracy.png into it.",
     )
     p.add_argument("run", help="a run folder written by jinit sweep")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                   help="compare two schemes: difference of mean accuracy (A - B) with 95%% CI, "
+                   "t-test p-value and P(A > B) over seeds (paired when they share seeds)")
     p.set_defaults(func=_run_report)
 
 
@@ -248,12 +251,78 @@ def _run_report(args) -> int:
 
     result = sweep.load(args.run)
     _print_summary(result)
+    if getattr(args, "compare", None):
+        _print_comparison(result.models, *args.compare)
     for path in plots.save_all(result, args.run):
         print(f"wrote {path}")
     return 0
 
 
 _SUBCOMMANDS.append(_add_report)
+
+
+def _print_comparison(models, a: str, b: str) -> None:
+    from jinit import metrics
+
+    r = metrics.compare_schemes(models, a, b)
+    test = "paired t-test" if r.paired else "Welch's t-test"
+    print(f"\n{a} vs {b} (final accuracy, {r.n_a} vs {r.n_b} non-diverged seeds, {test}):")
+    print(f"  difference of means (A - B): {100 * r.diff:+.2f} points, "
+          f"95% CI [{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]")
+    verdict = "significant" if r.p_value < 0.05 else "not significant"
+    print(f"  p-value: {r.p_value:.3g} ({verdict} at 5%)    P(A > B): {r.p_a_gt_b:.2f}")
+
+
+def _add_propagate(sub) -> None:
+    p = sub.add_parser(
+        "propagate",
+        help="per-layer signal statistics of a deep MLP at initialization",
+        description="Measure, in one vmapped pass over a fixed Gaussian batch, the per-layer std of "
+        "activations, gradient norms and dead units of a deep MLP for several schemes x seeds; print a "
+        "per-layer table (mean over seeds) and write a PNG plot (log scale, band over seeds) and a CSV.",
+    )
+    p.add_argument("--depth", type=int, default=50, help="hidden layers (default 50)")
+    p.add_argument("--width", type=int, default=512, help="units per hidden layer (default 512)")
+    p.add_argument("--activation", default="tanh", help="relu, tanh, sigmoid, gelu, selu, leaky_relu, linear")
+    p.add_argument("--schemes", default="normal,glorot_normal,orthogonal",
+                   help="comma-separated initializer specs (default normal,glorot_normal,orthogonal)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per scheme (default 3)")
+    p.add_argument("--batch", type=int, default=256, help="examples in the Gaussian input batch (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    p.add_argument("--every", type=int, default=None,
+                   help="print every k-th layer (default: about 10 rows)")
+    p.add_argument("--jacobian", action="store_true",
+                   help="also print the singular values of the input-output Jacobian (4 examples)")
+    p.add_argument("--out", default=".", help="folder for propagation.png and propagation.csv (default .)")
+    p.set_defaults(func=_run_propagate)
+
+
+def _run_propagate(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from jinit import propagation, results
+
+    kw = dict(depth=args.depth, width=args.width, activation=args.activation, seeds=args.seeds,
+              seed=args.seed)
+    df = propagation.measure(args.schemes, batch=args.batch, **kw)
+    every = args.every or max(1, args.depth // 10)
+    with pd.option_context("display.width", 200, "display.max_columns", 40):
+        print(propagation.table(df, every=every).to_string(float_format=lambda v: f"{v:.3g}"))
+    if args.jacobian:
+        sv = propagation.jacobian_singular_values(args.schemes, **kw)
+        print("\nsingular values of d act_last / d x:")
+        print(propagation.jacobian_summary(sv).to_string(float_format=lambda v: f"{v:.3g}"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results.write_csv(out / "propagation.csv", df)
+    results.save_figure(out / "propagation.png", propagation.plot(df, stat=("act_std", "grad_norm")))
+    print(f"wrote {out / 'propagation.png'} and {out / 'propagation.csv'}")
+    return 0
+
+
+_SUBCOMMANDS.append(_add_propagate)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,8 @@ __all__ = [
     "auc",
     "churn",
     "compare",
+    "compare_schemes",
+    "scheme_accuracies",
     "mean_ci",
     "noise_floor",
     "param_sha256",
@@ -401,6 +403,69 @@ def compare(a: Any, b: Any, *, paired: bool | None = None, level: float = 0.95) 
     p = float(2 * stats.t.sf(abs(diff) / se, df)) if se > 0 else float(diff == 0)
     half = float(stats.t.ppf(0.5 + level / 2, df) * se)
     return Comparison(diff, diff - half, diff + half, p, p_gt, bool(paired), na, nb)
+
+
+def scheme_accuracies(models: pd.DataFrame, scheme: Any) -> pd.Series:
+    """The final test accuracies of one scheme's non-diverged models, indexed by seed.
+
+    Args:
+      models: one row per model with columns ``scheme, seed, diverged`` and ``final_accuracy`` (or
+        ``test_accuracy``), as in a run folder's ``models.csv``.
+      scheme: the scheme's name.
+
+    Returns:
+      A float Series indexed by seed.
+
+    Raises:
+      ValueError: for a scheme that is not in the table (listing those that are) or missing columns.
+    """
+    col = _acc_column(models)
+    missing = {"scheme", "seed"} - set(models.columns)
+    if col is None or missing:
+        raise ValueError(
+            f"models table needs scheme, seed and final_accuracy columns; has {list(models.columns)}"
+        )
+    known = list(dict.fromkeys(models["scheme"]))
+    if scheme not in known:
+        raise ValueError(f"unknown scheme {scheme!r}; this run has: {', '.join(map(str, known))}")
+    sub = models[models["scheme"] == scheme]
+    acc = sub[col].to_numpy(np.float64)
+    ok = np.isfinite(acc)
+    if "diverged" in sub.columns:
+        ok &= ~sub["diverged"].fillna(True).to_numpy(bool)
+    return pd.Series(acc[ok], index=sub["seed"].to_numpy()[ok], name=str(scheme))
+
+
+def compare_schemes(
+    models: pd.DataFrame, a: Any, b: Any, *, paired: bool | None = None, level: float = 0.95
+) -> Comparison:
+    """:func:`compare` of two schemes of a run: final accuracy of ``a`` minus that of ``b``.
+
+    Diverged models are left out; the comparison is paired by seed when both schemes have the same
+    non-diverged seeds (``paired=None``), as under the sweep's default ``vary="init"`` every seed sees the same
+    data order whatever the scheme.
+
+    Args:
+      models: the run's one-row-per-model table (see :func:`scheme_accuracies`).
+      a: name of scheme A.
+      b: name of scheme B.
+      paired: see :func:`compare`.
+      level: confidence level.
+
+    Returns:
+      A :class:`Comparison`.
+
+    Example:
+      >>> import pandas as pd
+      >>> m = pd.DataFrame({"scheme": ["he"] * 3 + ["zeros"] * 3, "seed": [0, 1, 2] * 2,
+      ...                   "final_accuracy": [.97, .96, .97, .11, .11, .11], "diverged": [False] * 6})
+      >>> r = compare_schemes(m, "he", "zeros")
+      >>> r.paired, round(r.diff, 3), r.p_a_gt_b
+      (True, 0.857, 1.0)
+    """
+    return compare(
+        scheme_accuracies(models, a), scheme_accuracies(models, b), paired=paired, level=level
+    )
 
 
 def param_sha256(params: Any) -> str:

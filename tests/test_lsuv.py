@@ -1,0 +1,110 @@
+"""LSUV (Mishkin & Matas 2015): every Dense/Conv output std within tol of the target, jittable and vmappable."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jinit
+from jinit import models, propagation
+
+DEPTH, WIDTH = (
+    12,
+    64,
+)  # > 10 layers: Dense_10 sorts before Dense_2, so a wrong layer order would fail
+
+
+def _is_layer(mdl, name):
+    return name == "__call__" and isinstance(mdl, nn.Dense | nn.Conv)
+
+
+def layer_stds(model, variables, x):
+    _, state = model.apply(variables, x, capture_intermediates=_is_layer, mutable=["intermediates"])
+    leaves = jax.tree_util.tree_flatten_with_path(state["intermediates"])[0]
+    stds = {jax.tree_util.keystr(p): float(v.std()) for p, v in leaves}
+    return {k: v for k, v in stds.items() if "__call__" in k}  # not the models' sown pre_i / act_i
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return jax.random.normal(jax.random.key(1), (256, WIDTH))
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_lsuv_rescues_a_vanishing_small_gaussian_init(activation, batch):
+    model = models.deep_mlp(
+        DEPTH, WIDTH, activation=activation, kernel_init=jinit.normal(stddev=0.01)
+    )
+    keys = jax.random.split(jax.random.key(0), 3)
+    variables = jax.vmap(lambda k: model.init(k, batch[:1]))(keys)
+    before = layer_stds(model, jax.tree.map(lambda a: a[0], variables), batch)
+    assert before["['Dense_11']['__call__'][0]"] < 1e-6  # the signal has vanished
+
+    out = jax.jit(jax.vmap(lambda v: propagation.lsuv(model, v, batch, tol=0.05)))(variables)
+    for s in range(3):
+        after = layer_stds(model, jax.tree.map(lambda a, s=s: a[s], out), batch)
+        assert len(after) == DEPTH + 1
+        assert all(abs(v - 1.0) <= 0.05 for v in after.values()), after
+        # Only a positive rescaling of each kernel: directions and biases unchanged.
+        for name, layer in out["params"].items():
+            k0, k1 = variables["params"][name]["kernel"][s], layer["kernel"][s]
+            c = float(jnp.vdot(k1, k0) / jnp.vdot(k0, k0))
+            assert c > 0
+            np.testing.assert_allclose(k1, c * k0, rtol=1e-4, atol=1e-7)
+            np.testing.assert_array_equal(layer["bias"][s], variables["params"][name]["bias"][s])
+
+
+def test_lsuv_init_orthogonal_start_target_and_params_only(batch):
+    make = models.factory("mlp", hidden=(WIDTH,) * DEPTH, activation="tanh")
+    v = jax.jit(lambda k: propagation.lsuv_init(make, k, batch, target_std=0.5, tol=0.01))(
+        jax.random.key(3)
+    )
+    model = make(jinit.orthogonal(), jinit.zeros())
+    stds = layer_stds(model, v, batch)
+    assert all(abs(s - 0.5) <= 0.01 for s in stds.values()), stds
+    k = v["params"]["Dense_3"]["kernel"]
+    gram = k.T @ k / (k[:, 0] @ k[:, 0])
+    np.testing.assert_allclose(gram, np.eye(WIDTH), atol=1e-4)  # still a scaled orthogonal matrix
+    # A bare params tree in, a bare params tree out; max_iters=0 changes nothing.
+    p = model.init(jax.random.key(4), batch[:1])["params"]
+    assert set(propagation.lsuv(model, p, batch)) == set(p)
+    same = propagation.lsuv(model, p, batch, max_iters=0)
+    jax.tree.map(np.testing.assert_array_equal, same, p)
+
+
+def test_lsuv_on_a_cnn_with_nonzero_biases():
+    x = jax.random.normal(jax.random.key(2), (32, 8, 8, 1))
+    model = models.CNN(
+        channels=(4, 8),
+        dense=16,
+        kernel_init=jinit.normal(stddev=0.01),
+        bias_init=jinit.constant(0.01),
+    )
+    v = propagation.lsuv(model, model.init(jax.random.key(0), x[:1]), x, tol=0.02)
+    stds = layer_stds(model, v, x)
+    assert set(stds) == {
+        f"['{n}']['__call__'][0]" for n in ("Conv_0", "Conv_1", "Dense_0", "Dense_1")
+    }
+    assert all(abs(s - 1.0) <= 0.02 for s in stds.values()), stds
+
+
+def test_lsuv_validates_arguments(batch):
+    model = models.deep_mlp(2, 8)
+    v = model.init(jax.random.key(0), batch[:1, :8])
+    with pytest.raises(ValueError, match="target_std"):
+        propagation.lsuv(model, v, batch[:, :8], target_std=0.0)
+    with pytest.raises(ValueError, match="max_iters"):
+        propagation.lsuv(model, v, batch[:, :8], max_iters=-1)
+
+    class NoLayers(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return x * self.param("w", nn.initializers.ones, ())
+
+    m = NoLayers()
+    with pytest.raises(ValueError, match="no nn.Dense"):
+        propagation.lsuv(m, m.init(jax.random.key(0), batch), batch)
+    with pytest.raises(TypeError, match="make_model"):
+        propagation.lsuv_init(42, jax.random.key(0), batch)
+    assert jinit.lsuv is propagation.lsuv
