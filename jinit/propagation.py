@@ -33,6 +33,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -174,6 +175,13 @@ def _layer_stats(model: nn.Module, depth: int):
     return one
 
 
+@functools.lru_cache(maxsize=16)
+def _stats_program(depth: int, width: int, activation: str, num_classes: int):
+    """The jitted, vmapped measurement of one network shape (cached: repeated calls do not recompile)."""
+    model = _models.deep_mlp(depth, width, activation=activation, num_classes=num_classes)
+    return jax.jit(jax.vmap(_layer_stats(model, depth), in_axes=(0, None, None)))
+
+
 def measure(
     schemes: SchemeSpecs,
     *,
@@ -230,7 +238,7 @@ def measure(
     xb, yb = _inputs(jax.random.fold_in(root, 3), batch, in_dim or width, num_classes, x, y)
     model = _models.deep_mlp(depth, width, activation=activation, num_classes=num_classes)
     params = _stacked_params(model, inits, bias, root, seeds, xb)
-    out = jax.jit(jax.vmap(_layer_stats(model, depth), in_axes=(0, None, None)))(params, xb, yb)
+    out = _stats_program(depth, width, activation, num_classes)(params, xb, yb)
     out = {k: np.asarray(v) for k, v in out.items()}  # [models, layers]
     n_models, n_layers = out["grad_norm"].shape
     names = np.repeat(np.asarray(list(inits), dtype=object), seeds)

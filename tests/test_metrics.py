@@ -356,3 +356,24 @@ def test_summarize_validates_inputs():
         metrics.summarize(curves, models, preds, y, num_classes=4, target_accuracy=97)
     with pytest.raises(ValueError, match="curves table"):
         metrics.summarize(curves.drop(columns="step"), models, preds, y, num_classes=4)
+
+
+def test_compare_schemes_pairs_by_seed_and_drops_diverged():
+    m = pd.DataFrame(
+        {
+            "scheme": ["a"] * 3 + ["b"] * 3,
+            "seed": [0, 1, 2, 2, 1, 0],
+            "final_accuracy": [0.9, 0.8, 0.7, 0.7, 0.7, 0.8],
+            "diverged": [False] * 6,
+        }
+    )
+    r = metrics.compare_schemes(m, "a", "b")
+    assert r.paired and r.diff == pytest.approx(
+        (0.1 + 0.1 + 0.0) / 3
+    )  # seed 0: .9-.8, 1: .8-.7, 2: .7-.7
+    assert r.p_a_gt_b == pytest.approx((1 + 1 + 0.5) / 3)
+    m.loc[5, "diverged"] = True  # b loses seed 0 -> seeds differ -> Welch
+    r = metrics.compare_schemes(m, "a", "b")
+    assert not r.paired and (r.n_a, r.n_b) == (3, 2)
+    with pytest.raises(ValueError, match="unknown scheme 'c'; this run has: a, b"):
+        metrics.compare_schemes(m, "a", "c")
