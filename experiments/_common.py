@@ -1,0 +1,246 @@
+"""What every experiment script shares: its command line, where data and results go, and report formatting.
+
+The studies themselves are thin: they build :class:`jinit.sweep.SweepConfig` values, call :func:`jinit.sweep.run`,
+and turn :func:`jinit.metrics` numbers into markdown. Nothing here trains or computes a statistic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "experiments" / "results"
+#: The real MNIST beside the checkout on development machines (see tests/conftest.py).
+SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
+
+
+def default_data_dir() -> str | None:
+    """``$JINIT_DATA_DIR``, else ``../shared/data/mnist`` next to the repository when it exists, else None
+    (then :func:`jinit.data.load` tries tensorflow-datasets and says what it tried)."""
+    env = os.environ.get("JINIT_DATA_DIR")
+    if env:
+        return env
+    return str(SHARED_MNIST) if SHARED_MNIST.is_dir() else None
+
+
+def parser(name: str, description: str) -> argparse.ArgumentParser:
+    """The flags every study has: ``--smoke``, ``--data-dir``, ``--out``, ``--seeds``, ``--epochs``,
+    ``--report-only`` and ``--no-progress``."""
+    p = argparse.ArgumentParser(
+        prog=f"experiments/{name}.py",
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny data (embedded digits or a small subset), 2 seeds, 1 epoch: seconds; for tests",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=default_data_dir(),
+        help="folder with the MNIST IDX files ($JINIT_DATA_DIR, else ../shared/data/mnist)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help=f"results folder (default experiments/results/{name}/)",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=None, help="seeds per scheme (overrides the default)"
+    )
+    p.add_argument("--epochs", type=int, default=None, help="epochs (overrides the default)")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="do not train: rebuild report.md and the figures from the run folder(s) already in --out",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def out_dir(args: argparse.Namespace, name: str) -> Path:
+    """The study's results folder (created)."""
+    path = Path(args.out) if args.out else RESULTS_DIR / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def pick(args: argparse.Namespace, field: str, full: Any, smoke: Any) -> Any:
+    """``args.<field>`` when given on the command line, else the smoke or the full default."""
+    value = getattr(args, field, None)
+    if value is not None:
+        return value
+    return smoke if args.smoke else full
+
+
+def run_or_load(config, folder: Path, args: argparse.Namespace, **kwargs: Any):
+    """Trains ``config`` into the run folder ``folder`` (``kwargs`` go to :func:`jinit.sweep.run`), or with
+    ``--report-only`` reads the folder back."""
+    from jinit import sweep
+
+    if args.report_only:
+        return sweep.load(folder)
+    return sweep.run(config, out=folder, progress=not args.no_progress, **kwargs)
+
+
+def command_line(argv: Sequence[str] | None, script: str) -> str:
+    """The command that reproduces this run (for the report)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    args = [a for a in args if a != "--report-only"]
+    return " ".join(["python", f"experiments/{script}.py", *map(shlex.quote, args)])
+
+
+# ------------------------------------------------------------------------------------------ formatting
+
+
+def pct(x: float, digits: int = 2) -> str:
+    """A fraction as percent without the sign (``0.9771 -> '97.71'``); ``-`` for NaN."""
+    return "-" if x is None or not np.isfinite(x) else f"{100 * x:.{digits}f}"
+
+
+def mean_pm(mean: float, low: float, high: float, digits: int = 2) -> str:
+    """``'97.71 ± 0.06'`` (percent; the half-width of a symmetric CI), ``'97.71'`` when the CI is NaN."""
+    if not np.isfinite(low) or not np.isfinite(high):
+        return pct(mean, digits)
+    return f"{pct(mean, digits)} ± {100 * (high - low) / 2:.{digits}f}"
+
+
+def row_pm(row: pd.Series, digits: int = 2) -> str:
+    """:func:`mean_pm` of a summary row (``acc_mean``, ``acc_ci95_low``, ``acc_ci95_high``)."""
+    return mean_pm(row["acc_mean"], row["acc_ci95_low"], row["acc_ci95_high"], digits)
+
+
+def md_table(df: pd.DataFrame, formats: dict[str, Callable[[Any], str]] | None = None) -> str:
+    """A GitHub-flavoured markdown table of ``df`` (its index is not shown).
+
+    Args:
+      df: the table.
+      formats: per-column formatters; other floats are shown with 4 significant digits.
+    """
+    formats = formats or {}
+
+    def cell(col: str, v: Any) -> str:
+        if col in formats:
+            return formats[col](v)
+        if isinstance(v, float | np.floating):
+            return "-" if not np.isfinite(v) else f"{v:.4g}"
+        return str(v)
+
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(cell(c, row[c]) for c in df.columns) + " |")
+    return "\n".join(lines)
+
+
+def save_figure(fig: Any, path: Path) -> str:
+    """Writes a matplotlib figure as PNG (atomically), closes it, and returns the file name for the report."""
+    import matplotlib.pyplot as plt
+
+    from jinit import results
+
+    results.save_figure(path, fig)
+    plt.close(fig)
+    return path.name
+
+
+def run_facts(results: Iterable[Any]) -> str:
+    """One line on where the runs ran and how long they took (from the run folders' meta)."""
+    results = list(results)
+    wall = sum(float(r.meta.get("wall_seconds", np.nan)) for r in results)
+    compile_s = sum(float(r.meta.get("compile_seconds", np.nan)) for r in results)
+    m = results[0].meta
+    versions = m.get("versions", {})
+    return (
+        f"Ran on {m.get('device_count', '?')} x {m.get('device_kind', '?')} ({m.get('platform', '?')}); "
+        f"wall time {wall / 60:.1f} min ({compile_s:.0f} s compiling); "
+        f"jax {versions.get('jax', '?')}, flax {versions.get('flax', '?')}, optax {versions.get('optax', '?')}."
+    )
+
+
+def write_report(folder: Path, title: str, sections: Sequence[str]) -> Path:
+    """Writes ``report.md`` (atomically): a title and the sections separated by blank lines."""
+    from jinit import results
+
+    text = f"# {title}\n\n" + "\n\n".join(s.strip() for s in sections if s and s.strip()) + "\n"
+    path = folder / "report.md"
+    results.write_text(path, text)
+    return path
+
+
+def verdict(r: Any, direction: int = 1) -> str:
+    """Reads a :class:`jinit.metrics.Comparison` of "A above B": ``holds`` when the 95% CI of A - B excludes zero
+    on the side of ``direction`` (+1: A > B), ``reversed`` when it excludes zero on the other side, ``not
+    resolved`` when it contains zero, ``untestable`` when it is NaN (fewer than 2 seeds)."""
+    if not np.isfinite(r.ci_low) or not np.isfinite(r.ci_high):
+        return "untestable"
+    lo, hi = (r.ci_low, r.ci_high) if direction > 0 else (-r.ci_high, -r.ci_low)
+    if lo > 0:
+        return "holds"
+    if hi < 0:
+        return "reversed"
+    return "not resolved"
+
+
+def diff_text(r: Any) -> str:
+    """``'+0.12 [-0.05, +0.29], p=0.16'``: a comparison's difference (points) with its 95% CI and p-value."""
+    if not np.isfinite(r.diff):
+        return "-"
+    if not np.isfinite(r.ci_low):
+        return f"{100 * r.diff:+.2f}"
+    return f"{100 * r.diff:+.2f} [{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}], p={r.p_value:.2g}"
+
+
+def identical_across_seeds(models: pd.DataFrame) -> list[str]:
+    """Schemes whose final parameters are bit-identical for every seed (``param_sha256``): a deterministic init
+    trained on the same data order gives the same model, so its spread over seeds is exactly zero."""
+    out = []
+    for scheme, g in models.groupby("scheme", sort=False):
+        if len(g) > 1 and g["param_sha256"].nunique() == 1:
+            out.append(str(scheme))
+    return out
+
+
+def holm(p_values: Sequence[float], alpha: float = 0.05) -> np.ndarray:
+    """Holm-Bonferroni step-down: which of several tests stay significant at family-wise level ``alpha``.
+
+    Sort the p-values ascending; reject the k-th smallest (k = 0, 1, ...) while ``p <= alpha / (m - k)`` and stop
+    at the first that is not. NaN p-values are never rejected and do not count in ``m``.
+
+    Returns:
+      A boolean array, in the input order: True where the test is rejected (the difference is significant).
+
+    References:
+      Holm. A simple sequentially rejective multiple test procedure. Scand. J. Statist. 6 (1979).
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.zeros(p.shape, bool)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    for k, i in enumerate(ok[np.argsort(p[ok], kind="stable")]):
+        if p[i] > alpha / (m - k):
+            break
+        out[i] = True
+    return out
+
+
+class Timer:
+    """Wall-clock seconds since construction."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0

@@ -1,0 +1,228 @@
+"""experiments/*.py: every study runs end to end at smoke size, and its report logic says what the numbers say.
+
+The scripts are run in this process through ``main(argv)`` (one JAX start-up for all), each writing to a
+temporary folder, never into experiments/results.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jinit import metrics, sweep
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _load(name: str):
+    """Imports experiments/<name>.py as module ``experiments_<name>`` (the folder goes LAST on sys.path, so the
+    script ``mnist1d.py`` never shadows the ``mnist1d`` package)."""
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.append(str(EXPERIMENTS))
+    mod_name = f"experiments_{name}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(name: str, out: Path, *extra: str) -> Path:
+    assert _load(name).main(["--smoke", "--no-progress", "--out", str(out), *extra]) == 0
+    return out
+
+
+def _check_report(out: Path, *must_contain: str) -> str:
+    text = (out / "report.md").read_text(encoding="utf-8")
+    for s in ("## Setup", "## Reproduce", "--smoke", *must_contain):
+        assert s in text, f"{s!r} missing from {out / 'report.md'}"
+    figures = [
+        line[line.index("(") + 1 : -1] for line in text.splitlines() if line.startswith("![")
+    ]
+    assert figures, "the report shows no figure"
+    for f in figures:
+        assert (out / f).read_bytes()[:8] == PNG_MAGIC, f
+    return text
+
+
+# ------------------------------------------------------------------------------------------ shared helpers
+
+
+def test_holm_matches_hand_computation():
+    C = _load("_common")
+    # sorted: .005 <= .05/4 yes, .01 <= .05/3 yes, .03 <= .05/2 no -> stop (.04 not rejected either).
+    np.testing.assert_array_equal(C.holm([0.01, 0.04, 0.03, 0.005]), [True, False, False, True])
+    np.testing.assert_array_equal(C.holm([0.2, np.nan, 0.001]), [False, False, True])
+    assert not C.holm([]).size
+
+
+def test_verdict_reads_the_confidence_interval():
+    C = _load("_common")
+    r = metrics.Comparison
+    assert C.verdict(r(0.02, 0.01, 0.03, 0.001, 1.0, True, 5, 5)) == "holds"
+    assert C.verdict(r(-0.02, -0.03, -0.01, 0.001, 0.0, True, 5, 5)) == "reversed"
+    assert C.verdict(r(-0.02, -0.03, -0.01, 0.001, 0.0, True, 5, 5), direction=-1) == "holds"
+    assert C.verdict(r(0.01, -0.01, 0.03, 0.3, 0.6, True, 5, 5)) == "not resolved"
+    assert C.verdict(r(0.01, np.nan, np.nan, np.nan, 1.0, True, 1, 1)) == "untestable"
+
+
+def test_default_data_dir_prefers_the_environment(monkeypatch, tmp_path):
+    C = _load("_common")
+    monkeypatch.setenv("JINIT_DATA_DIR", str(tmp_path))
+    assert C.default_data_dir() == str(tmp_path)
+    monkeypatch.delenv("JINIT_DATA_DIR")
+    assert C.default_data_dir() == (str(C.SHARED_MNIST) if C.SHARED_MNIST.is_dir() else None)
+
+
+# ------------------------------------------------------------------------------------------ init_table
+
+
+def _models(acc: dict[str, list[float]]) -> pd.DataFrame:
+    rows = [
+        {"scheme": s, "seed": i, "final_accuracy": a, "diverged": False}
+        for s, accs in acc.items()
+        for i, a in enumerate(accs)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_init_table_pairwise_verdicts_on_known_numbers():
+    it = _load("init_table")
+    base = np.array([0.0, 0.001, -0.001, 0.002, -0.002, 0.0005])
+    models = _models(
+        {
+            "glorot_normal": list(
+                0.975 + base
+            ),  # single run says best; here clearly below glorot_uniform
+            "glorot_uniform": list(0.980 + base),
+            "he_normal": list(0.980 + base[::-1]),  # same mean as glorot_uniform, different seeds
+            "uniform": list(0.970 + base),
+            "he_uniform": list(0.960 + base),
+            "zeros": [0.1135] * 6,
+        }
+    )
+    pairs = it.pairwise(models, set(models["scheme"])).set_index(["A", "B"])
+    assert len(pairs) == 15  # all C(6, 2) orderings of the single-run ranking
+    assert pairs.loc[("glorot_normal", "glorot_uniform"), "verdict"] == "reversed"
+    assert pairs.loc[("glorot_uniform", "he_normal"), "verdict"] == "not resolved"
+    assert pairs.loc[("uniform", "he_uniform"), "verdict"] == "holds"
+    assert pairs.loc[("he_uniform", "zeros"), "verdict"] == "holds"
+    assert pairs["holds after Holm"].sum() <= (pairs["verdict"] == "holds").sum()
+    text = it.survival_paragraph(pairs.reset_index(), 6)
+    n_hold = int((pairs["verdict"] == "holds").sum())
+    assert f"**{n_hold} survive the error bars**" in text
+    # glorot_normal is below both glorot_uniform and he_normal on every seed: two reversed orderings.
+    assert pairs.loc[("glorot_normal", "he_normal"), "verdict"] == "reversed"
+    assert (
+        "**2 are reversed** (significantly the other way): glorot_normal > glorot_uniform, " in text
+    )
+
+
+def test_init_table_smoke(tmp_path):
+    out = _run("init_table", tmp_path / "init_table")
+    text = _check_report(out, "single run (tutorial)", "Which single-run orderings survive")
+    for number in ("11.35", "97.55", "97.71", "97.83", "97.40", "97.69"):
+        assert number in text
+    result = sweep.load(out / "run")
+    assert len(result.models) == 13 * 2 and result.config.dataset == "digits"
+    # zeros, ones and identity have no randomness: every seed is the same model, and the report says so.
+    same = set(_load("_common").identical_across_seeds(result.models))
+    assert {"zeros", "ones", "identity"} <= same and "he_normal" not in same
+    assert "bit-identical" in text
+    # --report-only rebuilds the report from the run folder without training.
+    assert text.count("| zeros | 11.35 |") == 1
+    (out / "report.md").unlink()
+    argv = ["--smoke", "--no-progress", "--out", str(out), "--report-only"]
+    assert _load("init_table").main(argv) == 0
+    assert (out / "report.md").read_text(encoding="utf-8") == text
+
+
+# ------------------------------------------------------------------------------------------ activation_matrix
+
+
+def test_activation_matrix_rule_checks_on_known_numbers():
+    am = _load("activation_matrix")
+    fake = {
+        ("sgd", "relu"): SimpleNamespace(
+            models=_models({"he_normal": [0.9, 0.91, 0.92], "glorot_normal": [0.8, 0.82, 0.81]})
+        ),
+        ("sgd", "tanh"): SimpleNamespace(
+            models=_models({"he_normal": [0.9, 0.91, 0.92], "glorot_normal": [0.8, 0.82, 0.81]})
+        ),
+    }
+    checks = am.rule_checks(fake).set_index("activation")
+    assert (
+        checks.loc["relu", "verdict"] == "holds"
+        and checks.loc["relu", "rule"] == "he_normal > glorot_normal"
+    )
+    assert checks.loc["tanh", "verdict"] == "reversed"
+    assert "1 favour the rule, 1 go against it" in am.rule_paragraph(checks.reset_index())
+
+
+def test_activation_matrix_smoke_and_bad_flags(tmp_path):
+    am = _load("activation_matrix")
+    with pytest.raises(ValueError, match="NAME:LEARNING_RATE"):
+        am.main(["--smoke", "--out", str(tmp_path / "bad"), "--optimizers", "adam"])
+    with pytest.raises(ValueError, match="activation"):
+        am.main(["--smoke", "--out", str(tmp_path / "bad"), "--activations", "relu,swishy"])
+    assert not list((tmp_path / "bad").glob("run_*"))  # nothing trained before the error
+    out = _run("activation_matrix", tmp_path / "am")
+    text = _check_report(
+        out, "## Accuracy matrix", "The rule of thumb, tested", "| glorot_normal |"
+    )
+    assert "he_normal > glorot_normal" in text  # the relu rule was tested
+    assert sorted(p.name for p in out.glob("run_*")) == ["run_adam_relu", "run_adam_tanh"]
+
+
+# ------------------------------------------------------------------------------------------ variance_sources
+
+
+def test_variance_sources_smoke(tmp_path):
+    out = _run("variance_sources", tmp_path / "vs")
+    text = _check_report(out, "| init only |", "| data order only |", "| both |", "noise floor")
+    for vary in ("init", "data", "both"):
+        r = sweep.load(out / f"run_{vary}")
+        assert r.config.vary == vary and len(r.models) == 3
+        assert r.models["param_sha256"].nunique() == 3  # every source alone makes distinct models
+    vs = _load("variance_sources")
+    lo, hi = vs.std_ci(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert lo < np.std([1, 2, 3, 4], ddof=1) < hi
+    assert "churn" in text
+
+
+# ------------------------------------------------------------------------------------------ mnist1d
+
+
+def test_mnist1d_smoke_does_not_shadow_the_package(tmp_path):
+    out = _run("mnist1d", tmp_path / "m1")
+    _check_report(out, "paper's 68% is", "| torch_default |")
+    assert importlib.import_module("mnist1d.data").__file__ != str(EXPERIMENTS / "mnist1d.py")
+    r = sweep.load(out / "run")
+    assert r.meta["custom_model"] and r.config.dataset == "mnist1d"
+    assert r.meta["n_train"] == 1000 and r.meta["n_test"] == 1000
+
+
+# ------------------------------------------------------------------------------------------ depth
+
+
+def test_depth_smoke(tmp_path):
+    out = _run("depth", tmp_path / "depth")
+    text = _check_report(out, "## Signal propagation at init", "Steps to 80%")
+    assert sorted(p.name for p in out.glob("run_*")) == ["run_relu_d2", "run_relu_d3"]
+    prop = pd.read_csv(out / "propagation_relu.csv")
+    assert set(prop["scheme"]) == {"normal", "he_normal", "lsuv"}
+    last = prop[prop["layer"] == prop["layer"].max() - 1].groupby("scheme")["act_std"].median()
+    # N(0, 0.05^2) on width 32 shrinks the signal ~ 0.05^2 * 32 / 2 = 0.04x in variance per ReLU layer; LSUV
+    # restores unit pre-activation variance, so its last hidden layer is far from vanishing.
+    assert last["normal"] < 0.05 < 0.3 < last["lsuv"]
+    assert ("LSUV is not in the trained grid" in text) != _load("depth").lsuv_in_sweep()
