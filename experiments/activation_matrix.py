@@ -200,7 +200,7 @@ def report(results: dict[tuple[str, str], object], out: Path, command: str) -> P
     setup = (
         f"MLP with hidden layers {'-'.join(map(str, cfg.hidden))}, zero biases, batch {cfg.batch_size}, "
         f"{cfg.epochs} epochs, on {data} ({first.meta.get('n_train')} train / {first.meta.get('n_test')} test); "
-        f"{cfg.seeds} seeds per cell; every model of a cell's row sees the same data order (paired by seed). "
+        f"{cfg.seeds} seeds per cell; every model sees the same data order (`vary='init'`). "
         f"Optimizers: {', '.join(sorted({f'{o} lr={r.config.learning_rate:g}' for (o, _), r in results.items()}))}. "
         + (
             f"Only the first {cfg.train_size} MNIST training examples are used, to fit {len(results)} sweeps "
