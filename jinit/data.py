@@ -54,6 +54,7 @@ import gzip
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -367,6 +368,10 @@ def _load_tfds(spec: _Spec, data_dir: Path | None) -> dict[str, np.ndarray]:
     import tensorflow_datasets as tfds
 
     where = _tfds_dir(data_dir)
+    # tfds logs a warning for a missing folder; the error raised below says it all
+    absl_log = logging.getLogger("absl")
+    absl_level = absl_log.level
+    absl_log.setLevel(max(absl_level, logging.ERROR))
     try:
         train, test = tfds.data_source(
             spec.tfds_name,
@@ -383,6 +388,8 @@ def _load_tfds(spec: _Spec, data_dir: Path | None) -> dict[str, np.ndarray]:
             f"no prepared copy of {spec.tfds_name} in ArrayRecord or Parquet format under "
             f"{where} ({detail})"
         ) from e
+    finally:
+        absl_log.setLevel(absl_level)
     arrays = {}
     for split, src in (("train", train), ("test", test)):
         x, y = _read_split(src)
@@ -586,7 +593,8 @@ def load(
         ``fashion_mnist``); ``"idx"`` or ``"tfds"`` forces one; ``"sklearn"`` (digits) and
         ``"mnist1d"`` name the only source of those datasets.
       flatten: give inputs as ``(n, features)`` instead of ``(n, H, W, C)``.
-      cache: read and write the ``.npz`` cache under :func:`cache_dir`.
+      cache: read and write the cache under :func:`cache_dir` (one folder of ``.npy`` arrays per
+        dataset and source; ``digits`` is never cached: it loads in under a second).
       num_train: for ``mnist1d``, how many training signals to generate (default 4000); for
         the others, keep only the first ``num_train`` training examples.
       num_test: likewise for the test set (``mnist1d`` default 1000).

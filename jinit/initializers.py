@@ -530,6 +530,7 @@ class _Identity(Initializer):
                 f"{self.name}: needs a 2-D shape (in, out), got {len(shape)}-D shape {shape}; "
                 "for conv kernels use dirac"
             )
+        _nonempty(self.name, shape)
         return jnp.array(self.gain, dtype) * jnp.eye(shape[0], shape[1], dtype=dtype)
 
 

@@ -620,6 +620,7 @@ BAD_CALLS = [
     # (description, thunk, exception, message pattern)
     ("identity 3-D", lambda: jinit.identity()(KEY, (3, 3, 4)), ValueError, "2-D"),
     ("identity 1-D", lambda: jinit.identity()(KEY, (4,)), ValueError, "2-D"),
+    ("identity empty", lambda: jinit.identity()(KEY, (0, 4)), ValueError, "zero-size"),
     ("orthogonal 1-D", lambda: jinit.orthogonal()(KEY, (4,)), ValueError, "at least 2"),
     ("orthogonal empty", lambda: jinit.orthogonal()(KEY, (0, 4)), ValueError, "zero-size"),
     (

@@ -346,6 +346,24 @@ def test_summarize_marks_clear_winners_and_ties():
     )
 
 
+def test_summarize_bootstrap_ci_option():
+    curves, models, preds, y = _toy_run()
+    t = metrics.summarize(curves, models, preds, y, num_classes=4)
+    b = metrics.summarize(curves, models, preds, y, num_classes=4, ci_method="bootstrap")
+    he_t, he_b = t.iloc[0], b.iloc[0]
+    assert he_b["scheme"] == "he" and he_b["acc_mean"] == he_t["acc_mean"]
+    # he's accuracies are 1.0, 0.9, 0.8: the bootstrap interval of the mean lies within the data's range,
+    # the t interval (df = 2) is much wider.
+    boot = metrics.mean_ci([1.0, 0.9, 0.8], method="bootstrap")
+    assert (he_b["acc_ci95_low"], he_b["acc_ci95_high"]) == pytest.approx((boot.low, boot.high))
+    assert 0.8 <= he_b["acc_ci95_low"] < he_b["acc_ci95_high"] <= 1.0
+    assert he_t["acc_ci95_low"] < 0.8 and he_t["acc_ci95_high"] > 1.0
+    others = [c for c in metrics.SUMMARY_COLUMNS if not c.startswith("acc_ci95")]
+    pd.testing.assert_frame_equal(b[others], t[others])
+    with pytest.raises(ValueError, match="unknown ci_method 'percentile'; valid: t, bootstrap"):
+        metrics.summarize(curves, models, preds, y, num_classes=4, ci_method="percentile")
+
+
 def test_summarize_validates_inputs():
     curves, models, preds, y = _toy_run()
     with pytest.raises(ValueError, match="diverged"):
