@@ -39,15 +39,6 @@ SCHEMES = ("normal", "glorot_normal", "he_normal", "orthogonal", "lsuv")
 TARGET = 0.8
 
 
-def lsuv_in_sweep() -> bool:
-    """Whether the sweep engine accepts the scheme ``"lsuv"`` (it then trains LSUV models too)."""
-    try:
-        sweep.resolve_schemes(["lsuv"])
-    except (ValueError, TypeError):
-        return False
-    return True
-
-
 def configs(args) -> dict[tuple[str, int], sweep.SweepConfig]:
     data_kw = (
         dict(dataset="digits")
@@ -102,7 +93,6 @@ def lsuv_stats(depth: int, width: int, activation: str, x, y, seeds: int) -> pd.
     """
     model = models.deep_mlp(depth, width, activation=activation, kernel_init=jinit.orthogonal())
     keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), 7), seeds)
-    # Orthogonal init outside the jitted LSUV: jit(vmap(lsuv_init)) can deadlock on CPU (see the report).
     variables = jax.vmap(lambda k: model.init(k, x[:1]))(keys)
     variables = jax.jit(jax.vmap(lambda v: propagation.lsuv(model, v, x)))(variables)
 
@@ -282,11 +272,11 @@ def report(
         )
         + C.run_facts(results_.values())
     )
-    if "lsuv" not in trained:
+    if "lsuv" in trained:
         setup += (
-            "\n\n**LSUV is not in the trained grid**: this version of the sweep engine does not accept the scheme "
-            "`lsuv` (LSUV needs data to initialize, and `sweep.run` only takes initializers). It is in the "
-            "propagation-at-init figure, computed with `jinit.propagation.lsuv_init` on the same batch."
+            "\n\nLSUV is the sweep's scheme `lsuv` (`jinit.propagation.LSUVScheme`): orthogonal init, then every "
+            "kernel rescaled until its layer's output has unit std on a fixed batch of 256 training examples "
+            "(`jinit.sweep.lsuv_batch`), the same batch for every seed."
         )
     if cfg.dataset != "mnist":
         setup += (
@@ -339,8 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     args.activations = (
         args.activations or ("relu" if args.smoke else ",".join(ACTIVATIONS))
     ).split(",")
-    schemes = SCHEMES if lsuv_in_sweep() else tuple(s for s in SCHEMES if s != "lsuv")
-    args.trained_schemes = ("normal", "he_normal") if args.smoke else schemes
+    args.trained_schemes = ("normal", "he_normal", "lsuv") if args.smoke else SCHEMES
     out = C.out_dir(args, NAME)
     cfgs = configs(args)
 

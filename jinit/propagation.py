@@ -11,7 +11,8 @@ band over seeds).
 :func:`lsuv` is layer-sequential unit-variance initialization (Mishkin & Matas 2015): starting from orthogonal
 weights, rescale each Dense/Conv kernel in execution order until its layer's output has the target std on a batch
 of data. It is a pure function of (params, batch), jittable and vmappable over seeds; :func:`lsuv_init` does
-orthogonal init + LSUV for a model and a key, which is what the sweep uses for the scheme ``"lsuv"``.
+orthogonal init + LSUV for a model and a key. :class:`LSUVScheme` (``"lsuv"``, ``"lsuv(tol=0.1)"``) is the same as a
+sweep scheme: ``jinit sweep --schemes he_normal,lsuv`` rescales each LSUV model on a fixed batch of training data.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -33,10 +34,11 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -51,10 +53,13 @@ from jinit.initializers import Initializer
 
 __all__ = [
     "STATS",
+    "LSUVScheme",
+    "is_lsuv_spec",
     "jacobian_singular_values",
     "jacobian_summary",
     "lsuv",
     "lsuv_init",
+    "lsuv_scheme",
     "measure",
     "plot",
     "table",
@@ -99,14 +104,26 @@ def _resolve(schemes: SchemeSpecs) -> dict[str, Initializer]:
     return out
 
 
-def _stable_hash(name: str) -> int:
-    """A process-independent 31-bit hash of a scheme name (never Python's ``hash``)."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little") & 0x7FFFFFFF
+def _stable_hash(name: str) -> np.uint32:
+    """A process-independent 32-bit hash of a scheme name (never Python's ``hash``): the same as
+    :func:`jinit.sweep.stable_hash`, so a (scheme, seed) measured here is the sweep's model at init."""
+    return np.uint32(int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little"))
 
 
-def _init_key(root: jax.Array, name: str, seed: int) -> jax.Array:
+def _label(init: Initializer) -> str:
+    """The sweep's label of an initializer (:func:`jinit.sweep.resolve_schemes`): its canonical name when it has
+    that name's defaults, else its ``repr``; so ``"HeNormal"`` and ``"he_normal"`` are the same scheme here too."""
+    try:
+        default = _registry.get(init.name)
+    except (ValueError, TypeError):
+        default = None
+    return init.name if init == default else repr(init)
+
+
+def _init_key(root: jax.Array, init: Initializer, seed: int) -> jax.Array:
+    """The sweep's init key of (scheme, seed) with ``vary="init"``."""
     return jax.random.fold_in(
-        jax.random.fold_in(jax.random.fold_in(root, 0), _stable_hash(name)), seed
+        jax.random.fold_in(jax.random.fold_in(root, 0), _stable_hash(_label(init))), seed
     )
 
 
@@ -138,9 +155,9 @@ def _inputs(
 def _stacked_params(model: nn.Module, inits: dict[str, Initializer], bias_init, root, seeds, x):
     """Initial params of every (scheme, seed), stacked along a leading model axis (scheme-major)."""
     stacks = []
-    for name, init in inits.items():
+    for init in inits.values():
         m = model.clone(kernel_init=init, bias_init=bias_init)
-        keys = jnp.stack([_init_key(root, name, s) for s in range(seeds)])
+        keys = jnp.stack([_init_key(root, init, s) for s in range(seeds)])
         # Eager vmap, not jit: each random primitive compiles once per shape and is cached across layers
         # and schemes, which is several times faster than compiling a fresh init program per scheme.
         stacks.append(jax.vmap(lambda k, m=m: m.init(k, x[:1])["params"])(keys))
@@ -626,3 +643,138 @@ def lsuv_init(
     x = jnp.asarray(batch)
     variables = model.init(key, x[:1])
     return lsuv(model, variables, x, target_std=target_std, tol=tol, max_iters=max_iters)
+
+
+# ---------------------------------------------------------------------------------------------- LSUV as a scheme
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class LSUVScheme:
+    """LSUV as a sweep scheme: ``kernel_init`` (orthogonal), then :func:`lsuv` on a fixed batch of training data.
+
+    LSUV is data-dependent, so it is not an ``(key, shape, dtype)`` initializer: the sweep engine initializes a
+    model of this scheme with ``kernel_init`` and the model's init key, then rescales its kernels with
+    :func:`lsuv` on ``batch_size`` training examples drawn once per sweep (from the root seed, the same batch
+    for every seed, so the seeds differ in their initialization only). Like an Initializer it is a frozen value
+    with a ``name``, a readable ``repr`` and a JSON-able :meth:`config`.
+
+    Attributes:
+      kernel_init: the starting kernel initializer (the paper's orthogonal).
+      target_std: the std every Dense/Conv output should have on the batch.
+      tol: tolerance on that std.
+      max_iters: maximal number of rescalings per layer.
+      batch_size: number of training examples in the LSUV batch.
+
+    Example:
+      >>> from jinit import propagation
+      >>> propagation.lsuv_scheme(tol=0.1)
+      lsuv(kernel_init='orthogonal', target_std=1.0, tol=0.1, max_iters=10, batch_size=256)
+      >>> propagation.lsuv_scheme("lsuv(batch_size=64)").batch_size
+      64
+
+    References:
+      Mishkin & Matas. All you need is a good init. ICLR 2016 (arXiv:1511.06422).
+    """
+
+    kernel_init: Initializer = dataclasses.field(
+        default_factory=lambda: _registry.get("orthogonal")
+    )
+    target_std: float = 1.0
+    tol: float = 0.05
+    max_iters: int = 10
+    batch_size: int = 256
+
+    name: ClassVar[str] = "lsuv"
+
+    def __post_init__(self):
+        object.__setattr__(self, "kernel_init", _registry.get(self.kernel_init))
+        for field, minimum in (("target_std", None), ("tol", 0.0)):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+                raise TypeError(f"lsuv: {field} must be a number, got {value!r}")
+            if not np.isfinite(value) or (value <= 0 if minimum is None else value < minimum):
+                rule = "> 0" if minimum is None else ">= 0"
+                raise ValueError(f"lsuv: {field} must be finite and {rule}, got {value!r}")
+            object.__setattr__(self, field, float(value))
+        for field, minimum in (("max_iters", 0), ("batch_size", 2)):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise TypeError(f"lsuv: {field} must be an int, got {value!r}")
+            if value < minimum:
+                raise ValueError(f"lsuv: {field} must be >= {minimum}, got {value!r}")
+            object.__setattr__(self, field, int(value))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters as a dict (field order); ``kernel_init`` as its label."""
+        kinit = self.kernel_init
+        label = kinit.name if kinit == _registry.get(kinit.name) else repr(kinit)
+        return {
+            "kernel_init": label,
+            "target_std": self.target_std,
+            "tol": self.tol,
+            "max_iters": self.max_iters,
+            "batch_size": self.batch_size,
+        }
+
+    def config(self) -> dict[str, Any]:
+        """A JSON-able dict ``{"name": "lsuv", ...}``; :func:`lsuv_scheme` inverts it."""
+        return {"name": self.name, **self.hyperparameters()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{self.name}({args})"
+
+    def init(self, module: nn.Module, key: jax.Array, x: Any, batch: Any) -> Any:
+        """Initializes ``module`` (built with ``kernel_init``) with ``key`` on input ``x``, then applies
+        :func:`lsuv` on ``batch``. Pure: jittable and vmappable over ``key``."""
+        variables = module.init(key, x)
+        return lsuv(
+            module,
+            variables,
+            batch,
+            target_std=self.target_std,
+            tol=self.tol,
+            max_iters=self.max_iters,
+        )
+
+
+def is_lsuv_spec(spec: Any) -> bool:
+    """Whether ``spec`` names the LSUV scheme: ``"lsuv"``, ``"LSUV(tol=0.1)"``, ``{"name": "lsuv", ...}`` or an
+    :class:`LSUVScheme`."""
+    if isinstance(spec, LSUVScheme):
+        return True
+    if isinstance(spec, Mapping):
+        name = spec.get("name")
+    elif isinstance(spec, str):
+        name = spec.split("(", 1)[0]
+    else:
+        return False
+    return isinstance(name, str) and name.strip().lower().replace("-", "_") == "lsuv"
+
+
+def lsuv_scheme(spec: Any = "lsuv", **overrides: Any) -> LSUVScheme:
+    """Builds the LSUV sweep scheme from a spec (``"lsuv"``, ``"lsuv(tol=0.1, batch_size=512)"``, a
+    :meth:`LSUVScheme.config` dict or an :class:`LSUVScheme`) with ``overrides`` applied.
+
+    Raises:
+      ValueError: if ``spec`` does not name LSUV, or for a bad hyperparameter value.
+      TypeError: for an unknown hyperparameter.
+    """
+    if isinstance(spec, LSUVScheme):
+        return dataclasses.replace(spec, **overrides) if overrides else spec
+    if not is_lsuv_spec(spec):
+        raise ValueError(f"{spec!r} is not an LSUV scheme spec (e.g. 'lsuv' or 'lsuv(tol=0.1)')")
+    if isinstance(spec, Mapping):
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+    else:
+        _, args, kwargs = _registry._parse_call(spec)
+        if args:
+            raise TypeError(f"lsuv takes keyword hyperparameters only, got {spec!r}")
+    kwargs = {**kwargs, **overrides}
+    valid = [f.name for f in dataclasses.fields(LSUVScheme)]
+    unknown = [k for k in kwargs if k not in valid]
+    if unknown:
+        raise TypeError(
+            f"lsuv: unknown hyperparameter(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
+        )
+    return LSUVScheme(**kwargs)

@@ -225,4 +225,6 @@ def test_depth_smoke(tmp_path):
     # N(0, 0.05^2) on width 32 shrinks the signal ~ 0.05^2 * 32 / 2 = 0.04x in variance per ReLU layer; LSUV
     # restores unit pre-activation variance, so its last hidden layer is far from vanishing.
     assert last["normal"] < 0.05 < 0.3 < last["lsuv"]
-    assert ("LSUV is not in the trained grid" in text) != _load("depth").lsuv_in_sweep()
+    assert "LSUV is the sweep's scheme `lsuv`" in text
+    trained = set(sweep.load(out / "run_relu_d3").models["scheme"])
+    assert trained == {"normal", "he_normal", "lsuv"}

@@ -108,3 +108,75 @@ def test_lsuv_validates_arguments(batch):
     with pytest.raises(TypeError, match="make_model"):
         propagation.lsuv_init(42, jax.random.key(0), batch)
     assert jinit.lsuv is propagation.lsuv
+
+
+# ------------------------------------------------------------------------------------------ LSUV as a sweep scheme
+
+
+def test_lsuv_scheme_value_semantics():
+    s = propagation.lsuv_scheme("lsuv(tol=0.1, batch_size=64)")
+    assert s == propagation.LSUVScheme(tol=0.1, batch_size=64) and hash(s) == hash(
+        propagation.LSUVScheme(tol=0.1, batch_size=64)
+    )
+    assert propagation.lsuv_scheme(repr(s)) == s
+    assert propagation.lsuv_scheme(s.config()) == s
+    assert s.kernel_init == jinit.orthogonal()
+    assert propagation.lsuv_scheme(kernel_init="he_normal").kernel_init == jinit.he_normal()
+    assert propagation.is_lsuv_spec("LSUV") and not propagation.is_lsuv_spec("lecun_normal")
+    for bad, err in [
+        ("lsuv(tol=-1)", ValueError),
+        ("lsuv(target_std=0)", ValueError),
+        ("lsuv(batch_size=1)", ValueError),
+        ("lsuv(max_iters=2.5)", TypeError),
+        ("lsuv(gain=2)", TypeError),
+        ("lsuv(kernel_init='nope')", ValueError),
+    ]:
+        with pytest.raises(err):
+            propagation.lsuv_scheme(bad)
+
+
+def test_lsuv_is_a_sweep_scheme_and_rescues_a_deep_tanh_mlp():
+    from jinit import data, sweep
+
+    hidden = (32,) * 8
+    cfg = sweep.SweepConfig(
+        schemes=("normal(stddev=0.01)", "lsuv"),
+        seeds=2,
+        epochs=1,
+        hidden=hidden,
+        activation="tanh",
+        train_size=512,
+        test_size=128,
+    )
+    assert [label for label, _ in sweep.resolve_schemes(cfg.schemes)] == [
+        "normal(stddev=0.01, mean=0.0)",
+        "lsuv",
+    ]
+    params = sweep.initial_params(cfg)
+    x = sweep.lsuv_batch(cfg.seed, data.load("digits").x_train[: cfg.train_size], 256)
+    assert x.shape[0] == 256
+    model = models.MLP(hidden=hidden, num_classes=10, activation="tanh")
+    for i in range(4):  # models: 2 x normal(0.01), then 2 x lsuv
+        stds = layer_stds(model, jax.tree.map(lambda a, i=i: a[i], params), x)
+        last = stds[f"['Dense_{len(hidden)}']['__call__'][0]"]
+        if i < 2:
+            assert last < 1e-6  # vanished
+        else:
+            assert all(abs(v - 1.0) <= 0.05 for v in stds.values()), stds
+    # The two LSUV seeds differ (independent init keys) and are stable under grid changes.
+    k = "Dense_0"
+    assert not np.array_equal(params["params"][k]["kernel"][2], params["params"][k]["kernel"][3])
+    alone = sweep.initial_params(cfg, [("lsuv", 1)])
+    np.testing.assert_array_equal(alone["params"][k]["kernel"][0], params["params"][k]["kernel"][3])
+    result = sweep.run(cfg, progress=False)
+    assert list(result.models["scheme"]) == ["normal(stddev=0.01, mean=0.0)"] * 2 + ["lsuv"] * 2
+    assert np.isfinite(result.models["final_accuracy"]).all()
+
+
+def test_bad_lsuv_scheme_fails_before_compiling():
+    from jinit import sweep
+
+    with pytest.raises(ValueError, match="tol"):
+        sweep.SweepConfig(schemes=("lsuv(tol=-0.5)",)).validate()
+    with pytest.raises(ValueError, match="lsuv"):
+        sweep.SweepConfig(schemes=("lsvu",)).validate()

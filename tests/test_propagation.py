@@ -138,6 +138,24 @@ def test_grad_norms_and_keys_match_a_direct_computation():
         )
 
 
+def test_init_keys_are_the_sweeps_for_every_scheme_name():
+    # measure() and the sweep must draw the same model for (scheme, seed). More than a third of the canonical
+    # names hash to >= 2**31 (e.g. "normal", "glorot_normal"), so a hash truncated to 31 bits would differ.
+    names = jinit.names()
+    assert any(sweep.stable_hash(n) >= 2**31 for n in names)
+    for name in names:
+        if name in ("constant", "sparse"):  # need a value: their label is their repr (as below)
+            continue
+        for s in (0, 3):
+            ours = propagation._init_key(jax.random.PRNGKey(7), jinit.get(name), s)
+            np.testing.assert_array_equal(ours, sweep.model_keys(7, name, s).init, err_msg=name)
+    # Any spelling of a scheme is the sweep's scheme: same label, same key.
+    for spelled in ("HeNormal", "kaiming_normal", "normal(stddev=0.05)", "normal(stddev=0.1)"):
+        ((label, init),) = sweep.resolve_schemes([spelled])
+        ours = propagation._init_key(jax.random.PRNGKey(7), jinit.get(spelled), 2)
+        np.testing.assert_array_equal(ours, sweep.model_keys(7, label, 2).init, err_msg=spelled)
+
+
 def test_dead_fraction_counts_units_zero_on_every_example():
     x = jax.random.normal(jax.random.key(5), (16, 12))
     df = propagation.measure(
@@ -163,6 +181,25 @@ def test_jacobian_singular_values():
     )  # a product of orthogonal matrices is orthogonal
     spread = propagation.jacobian_summary(sv)["log10_spread"]
     assert spread["orthogonal"] < 1e-4 and spread["he_normal"] > 0.1  # Gaussian products spread out
+
+
+def test_jacobian_isometry_orthogonal_tanh_but_not_gaussian_relu():
+    # Dynamical isometry (Pennington et al. 2017): orthogonal weights on tanh near criticality (small
+    # pre-activations: inputs of std 0.1) keep every singular value of d act_last / d x near 1; Gaussian
+    # weights spread them over orders of magnitude, and on ReLU the dead units zero whole rows of the Jacobian.
+    x = 0.1 * jax.random.normal(jax.random.key(3), (2, 32))
+    tanh = propagation.jacobian_singular_values(
+        ["orthogonal", "glorot_normal"], depth=8, width=32, activation="tanh", seeds=2, x=x
+    )
+    relu = propagation.jacobian_singular_values(
+        ["he_normal"], depth=8, width=32, activation="relu", seeds=2, examples=2
+    )
+    orth = tanh[tanh["scheme"] == "orthogonal"]["singular_value"]
+    assert orth.min() > 0.5 and orth.max() < 1.05
+    summary = propagation.jacobian_summary(tanh)["log10_spread"]
+    assert summary["orthogonal"] < 0.1 < 1.0 < summary["glorot_normal"]
+    sv = relu["singular_value"]
+    assert (sv < 1e-3).mean() > 0.25 and sv.max() > 2.0
 
 
 def test_table_plot_and_validation(tanh_df):

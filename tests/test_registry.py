@@ -222,9 +222,13 @@ def test_bad_specs(spec, exc, match):
 def test_cli_schemes_prints_the_catalog(capsys):
     assert cli.main(["schemes"]) == 0
     out = capsys.readouterr().out
-    lines = out.strip().splitlines()
+    table, lsuv = out.strip().split("\n\n")
+    lines = table.splitlines()
     assert lines[0].split()[:5] == ["name", "aliases", "distribution", "variance", "defaults"]
     assert len(lines) == 2 + len(jinit.names())
+    assert (
+        "lsuv(kernel_init='orthogonal'" in lsuv
+    )  # the data-dependent sweep scheme, after the table
     for name in jinit.names():
         assert any(line.startswith(name + " ") for line in lines), name
     he = next(line for line in lines if line.startswith("he_normal "))
