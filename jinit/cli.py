@@ -3,12 +3,17 @@
 Every subcommand is a thin layer over the library. Each one registers itself through an
 ``_add_<name>(subparsers)`` function below, which sets ``func`` to the function that runs it.
 Bad input raised by the library (``ValueError``, ``TypeError``, ``OSError``) becomes one line on
-stderr and exit code 2, never a traceback.
+stderr and exit code 2, never a traceback. The library's notices (logger ``jinit``: resuming a
+sweep, a stale lock taken over, ...) are printed on stderr as ``jinit <command>: ...``. An
+interrupted sweep (SIGINT, SIGTERM) prints what was saved and the command that resumes it, and
+exits with 128 + the signal number (130, 143) at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
 from jinit import __version__
@@ -53,6 +58,14 @@ def _run_schemes(args) -> int:
     if args.applies_to is not None:
         rows = [r for r in rows if r.applies_to == args.applies_to]
     print(registry.format_catalog(rows))
+    if args.applies_to in (None, "any"):
+        from jinit import propagation
+
+        print(
+            f"\ndata-dependent, for sweeps only: {propagation.lsuv_scheme()!r}\n"
+            "  LSUV (Mishkin & Matas 2015): kernel_init, then each Dense/Conv kernel rescaled until its "
+            "output std is target_std on a fixed batch of training data"
+        )
     return 0
 
 
@@ -69,7 +82,9 @@ def _add_data(sub) -> None:
         "prepared by tensorflow-datasets (TFDS_DATA_DIR); digits and mnist1d work offline.",
     )
     p.add_argument("name", help="dataset name")
-    p.add_argument("--data-dir", default=None, help="folder with the IDX files (or a TFDS data dir)")
+    p.add_argument(
+        "--data-dir", default=None, help="folder with the IDX files (or a TFDS data dir)"
+    )
     p.add_argument(
         "--source",
         choices=("auto", "idx", "tfds", "sklearn", "mnist1d"),
@@ -91,9 +106,13 @@ def _run_data(args) -> int:
     d = data.describe(ds)
     print(f"dataset  {d['name']} ({d['num_classes']} classes)")
     print(f"source   {d['source']}" + (" (from cache)" if d["from_cache"] else ""))
-    print(f"train    {d['num_train']} x {d['input_shape']} {ds.x_train.dtype}, labels {ds.y_train.dtype}")
+    print(
+        f"train    {d['num_train']} x {d['input_shape']} {ds.x_train.dtype}, labels {ds.y_train.dtype}"
+    )
     print(f"test     {d['num_test']} x {d['input_shape']}")
-    print(f"inputs   mean {d['mean']:.4f}  std {d['std']:.4f}  min {d['min']:.4g}  max {d['max']:.4g}")
+    print(
+        f"inputs   mean {d['mean']:.4f}  std {d['std']:.4f}  min {d['min']:.4g}  max {d['max']:.4g}"
+    )
     for split in ("train", "test"):
         counts = " ".join(f"{c}:{n}" for c, n in enumerate(d[f"{split}_counts"]))
         print(f"classes  {split:<5} {counts}")
@@ -106,14 +125,24 @@ _SUBCOMMANDS.append(_add_data)
 
 _SWEEP_FLAGS = (
     # (flag, config field, parser of the text, help)
-    ("--dataset", "dataset", str, "digits (embedded, offline), mnist, fashion_mnist, cifar10, mnist1d"),
+    (
+        "--dataset",
+        "dataset",
+        str,
+        "digits (embedded, offline), mnist, fashion_mnist, cifar10, mnist1d",
+    ),
     ("--data-dir", "data_dir", str, "folder with the dataset's files (e.g. MNIST's IDX files)"),
     ("--model", "model", str, "mlp or cnn"),
     ("--hidden", "hidden", "ints", "MLP hidden widths, comma-separated (default 128,64)"),
     ("--channels", "channels", "ints", "CNN channels, comma-separated (default 32,64)"),
     ("--activation", "activation", str, "relu, tanh, sigmoid, gelu, selu, leaky_relu, linear"),
-    ("--schemes", "schemes", str, "comma-separated initializer specs, e.g. "
-     "zeros,glorot_uniform,he_normal,'normal(stddev=0.1)'; 'all' = every scheme that applies"),
+    (
+        "--schemes",
+        "schemes",
+        str,
+        "comma-separated initializer specs, e.g. "
+        "zeros,glorot_uniform,he_normal,'normal(stddev=0.1)'; 'all' = every scheme that applies",
+    ),
     ("--bias-init", "bias_init", str, "initializer of every bias (default zeros)"),
     ("--seeds", "seeds", int, "seeds per scheme (default 5)"),
     ("--seed", "seed", int, "root seed (default 0)"),
@@ -127,12 +156,32 @@ _SWEEP_FLAGS = (
     ("--train-size", "train_size", int, "use only the first N training examples"),
     ("--test-size", "test_size", int, "use only the first N test examples"),
     ("--max-models-per-chunk", "max_models_per_chunk", int, "cap on models trained at once"),
-    ("--max-memory", "max_memory", "bytes", "memory budget per device for a chunk, e.g. 2GiB, 500MB"),
-    ("--eval-batch-size", "eval_batch_size", int, "test batch size of the evaluation (default 1000)"),
+    (
+        "--max-memory",
+        "max_memory",
+        "bytes",
+        "memory budget per device for a chunk, e.g. 2GiB, 500MB",
+    ),
+    (
+        "--eval-batch-size",
+        "eval_batch_size",
+        int,
+        "test batch size of the evaluation (default 1000)",
+    ),
 )
 
-_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_BYTE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def _parse_flag(flag: str, kind, text: str):
@@ -153,8 +202,12 @@ def _parse_flag(flag: str, kind, text: str):
             return int(float(m.group(1)) * _BYTE_UNITS[m.group(2).lower()])
         return kind(text)
     except ValueError:
-        want = {"ints": "comma-separated integers", "bytes": "a size such as 2GiB or 500MB",
-                int: "an integer", float: "a number"}[kind]
+        want = {
+            "ints": "comma-separated integers",
+            "bytes": "a size such as 2GiB or 500MB",
+            int: "an integer",
+            float: "a number",
+        }[kind]
         raise ValueError(f"{flag} expects {want}, got {text!r}") from None
 
 
@@ -164,14 +217,51 @@ def _add_sweep(sub) -> None:
         help="train every (scheme, seed) model at once and summarize",
         description="Train a grid of initialization schemes x seeds in one compiled, vmapped program, "
         "print the per-scheme summary (mean accuracy with 95%% CI over seeds) and write a run folder. "
-        "With no arguments: a quick sweep on the embedded digits dataset.",
+        "With no arguments: a quick sweep on the embedded digits dataset. Interrupted (Ctrl-C, SIGTERM, "
+        "a crash), the same command with the same --out continues where it stopped; a folder holding the "
+        "same sweep, complete, is read back without training.",
     )
     for flag, field, _, help_text in _SWEEP_FLAGS:
         extra = ("--learning-rate",) if field == "learning_rate" else ()
         p.add_argument(flag, *extra, dest=field, default=None, metavar="VALUE", help=help_text)
     p.add_argument("--out", default=None, help="run folder (default runs/<timestamp>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the sweep found in --out when it differs from this one (or train a complete one "
+        "again); without it such a folder is refused",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        default=None,
+        metavar="SECONDS",
+        help="checkpoint the training state of the running chunk at an epoch boundary at most every that "
+        "many seconds (default 60; 0: every epoch; 'never': whole chunks only)",
+    )
+    p.add_argument(
+        "--check-determinism",
+        action="store_true",
+        help="do not sweep: train the first 2 models of the grid twice and alone, and report whether the two "
+        "runs are bitwise identical and how far the vmapped models are from the ones trained alone",
+    )
     p.set_defaults(func=_run_sweep)
+
+
+def _checkpoint_every(text: str | None) -> float | None:
+    import math
+
+    if text is None:
+        return 60.0
+    if text.strip().lower() in ("never", "none", "off"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"--checkpoint-every expects seconds >= 0 or 'never', got {text!r}")
+    return value
 
 
 def _sweep_config(args):
@@ -191,8 +281,17 @@ def _print_summary(result) -> None:
     import pandas as pd
 
     table = result.summary()
-    cols = ["scheme", "n", "acc_mean", "acc_std", "acc_ci95_low", "acc_ci95_high", "acc_min",
-            "acc_max", "diverged_count"]
+    cols = [
+        "scheme",
+        "n",
+        "acc_mean",
+        "acc_std",
+        "acc_ci95_low",
+        "acc_ci95_high",
+        "acc_min",
+        "acc_max",
+        "diverged_count",
+    ]
     if getattr(result.config, "target_accuracy", None) is not None:
         cols.append("steps_to_target_median")
     table = table[cols].copy()
@@ -203,11 +302,46 @@ def _print_summary(result) -> None:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"))
 
 
+def _resume_command(args, out) -> str:
+    """The command that continues an interrupted sweep: the given flags (canonical spelling), --out, never
+    --overwrite."""
+    import shlex
+
+    argv = ["jinit", "sweep"]
+    for flag, field, _, _ in _SWEEP_FLAGS:
+        if getattr(args, field, None) is not None:
+            argv += [flag, getattr(args, field)]
+    argv += ["--out", str(out)]
+    if args.checkpoint_every is not None:
+        argv += ["--checkpoint-every", args.checkpoint_every]
+    if args.no_progress:
+        argv.append("--no-progress")
+    return shlex.join(argv)
+
+
+def _run_check_determinism(config) -> int:
+    from jinit import sweep
+
+    r = sweep.check_determinism(config)
+    models = ", ".join(f"{scheme} seed {s}" for scheme, s in r.models)
+    same = sum(a == b for a, b in zip(r.sha256_first, r.sha256_second, strict=True))
+    n = len(r.models)
+    print(f"determinism check: {n} models ({models}), {r.epochs} epoch(s), trained twice")
+    verdict = "yes" if r.bitwise_identical else "NO"
+    print(f"  final params bitwise identical: {verdict} (param_sha256 equal for {same}/{n})")
+    print(f"  max |vmapped sweep - trained alone| over final params: {r.max_abs_diff_alone:.3g}")
+    return 0 if r.bitwise_identical else 1
+
+
 def _run_sweep(args) -> int:
+    import sys
     import time
     from pathlib import Path
 
     config = _sweep_config(args)
+    checkpoint_every = _checkpoint_every(args.checkpoint_every)
+    if args.check_determinism:
+        return _run_check_determinism(config)
     out = args.out
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -216,7 +350,18 @@ def _run_sweep(args) -> int:
             out, i = Path("runs") / f"{stamp}-{i}", i + 1
     from jinit import sweep
 
-    result = sweep.run(config, out=out, progress=not args.no_progress)
+    try:
+        result = sweep.run(
+            config,
+            out=out,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+            checkpoint_every=checkpoint_every,
+        )
+    except sweep.SweepInterrupted as e:
+        print(f"jinit sweep: {e}", file=sys.stderr)
+        print(f"jinit sweep: to resume, run: {_resume_command(args, out)}", file=sys.stderr)
+        raise
     m = result.meta
     print(
         f"{m['n_models']} models ({len(m['schemes'])} schemes x {config.seeds} seeds), {config.epochs} "
@@ -240,9 +385,14 @@ def _add_report(sub) -> None:
         "accuracy_curves.png and final_accuracy.png into it.",
     )
     p.add_argument("run", help="a run folder written by jinit sweep")
-    p.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
-                   help="compare two schemes: difference of mean accuracy (A - B) with 95%% CI, "
-                   "t-test p-value and P(A > B) over seeds (paired when they share seeds)")
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        default=None,
+        help="compare two schemes: difference of mean accuracy (A - B) with 95%% CI, "
+        "t-test p-value and P(A > B) over seeds (paired when they share seeds)",
+    )
     p.set_defaults(func=_run_report)
 
 
@@ -267,8 +417,10 @@ def _print_comparison(models, a: str, b: str) -> None:
     r = metrics.compare_schemes(models, a, b)
     test = "paired t-test" if r.paired else "Welch's t-test"
     print(f"\n{a} vs {b} (final accuracy, {r.n_a} vs {r.n_b} non-diverged seeds, {test}):")
-    print(f"  difference of means (A - B): {100 * r.diff:+.2f} points, "
-          f"95% CI [{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]")
+    print(
+        f"  difference of means (A - B): {100 * r.diff:+.2f} points, "
+        f"95% CI [{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]"
+    )
     verdict = "significant" if r.p_value < 0.05 else "not significant"
     print(f"  p-value: {r.p_value:.3g} ({verdict} at 5%)    P(A > B): {r.p_a_gt_b:.2f}")
 
@@ -283,17 +435,30 @@ def _add_propagate(sub) -> None:
     )
     p.add_argument("--depth", type=int, default=50, help="hidden layers (default 50)")
     p.add_argument("--width", type=int, default=512, help="units per hidden layer (default 512)")
-    p.add_argument("--activation", default="tanh", help="relu, tanh, sigmoid, gelu, selu, leaky_relu, linear")
-    p.add_argument("--schemes", default="normal,glorot_normal,orthogonal",
-                   help="comma-separated initializer specs (default normal,glorot_normal,orthogonal)")
+    p.add_argument(
+        "--activation", default="tanh", help="relu, tanh, sigmoid, gelu, selu, leaky_relu, linear"
+    )
+    p.add_argument(
+        "--schemes",
+        default="normal,glorot_normal,orthogonal",
+        help="comma-separated initializer specs (default normal,glorot_normal,orthogonal)",
+    )
     p.add_argument("--seeds", type=int, default=3, help="seeds per scheme (default 3)")
-    p.add_argument("--batch", type=int, default=256, help="examples in the Gaussian input batch (default 256)")
+    p.add_argument(
+        "--batch", type=int, default=256, help="examples in the Gaussian input batch (default 256)"
+    )
     p.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
-    p.add_argument("--every", type=int, default=None,
-                   help="print every k-th layer (default: about 10 rows)")
-    p.add_argument("--jacobian", action="store_true",
-                   help="also print the singular values of the input-output Jacobian (4 examples)")
-    p.add_argument("--out", default=".", help="folder for propagation.png and propagation.csv (default .)")
+    p.add_argument(
+        "--every", type=int, default=None, help="print every k-th layer (default: about 10 rows)"
+    )
+    p.add_argument(
+        "--jacobian",
+        action="store_true",
+        help="also print the singular values of the input-output Jacobian (4 examples)",
+    )
+    p.add_argument(
+        "--out", default=".", help="folder for propagation.png and propagation.csv (default .)"
+    )
     p.set_defaults(func=_run_propagate)
 
 
@@ -304,8 +469,13 @@ def _run_propagate(args) -> int:
 
     from jinit import propagation, results
 
-    kw = dict(depth=args.depth, width=args.width, activation=args.activation, seeds=args.seeds,
-              seed=args.seed)
+    kw = dict(
+        depth=args.depth,
+        width=args.width,
+        activation=args.activation,
+        seeds=args.seeds,
+        seed=args.seed,
+    )
     df = propagation.measure(args.schemes, batch=args.batch, **kw)
     every = args.every or max(1, args.depth // 10)
     with pd.option_context("display.width", 200, "display.max_columns", 40):
@@ -317,7 +487,9 @@ def _run_propagate(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results.write_csv(out / "propagation.csv", df)
-    results.save_figure(out / "propagation.png", propagation.plot(df, stat=("act_std", "grad_norm")))
+    results.save_figure(
+        out / "propagation.png", propagation.plot(df, stat=("act_std", "grad_norm"))
+    )
     print(f"wrote {out / 'propagation.png'} and {out / 'propagation.csv'}")
     return 0
 
@@ -325,20 +497,64 @@ def _run_propagate(args) -> int:
 _SUBCOMMANDS.append(_add_propagate)
 
 
+class _StderrHandler(logging.Handler):
+    """Prints the library's notices (resuming, a stale lock taken over, ...) as ``jinit <command>: ...`` lines on
+    the stderr of the moment."""
+
+    def __init__(self, command: str):
+        super().__init__(logging.INFO)
+        self.command = command
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"jinit {self.command}: {record.getMessage()}", file=sys.stderr)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the exit code (0 ok, 1 a check failed, 2 bad input, 128 + signal number
+    when interrupted). Called with ``argv=None`` it is the process (the ``jinit`` script): an interrupted sweep
+    then exits at once, without waiting for the epoch still running on the device."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
+    logger = logging.getLogger("jinit")
+    handler = _StderrHandler(args.command)
+    logger.addHandler(handler)
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("jinit: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        code = getattr(e, "exit_code", 128 + int(getattr(e, "signum", 2)))
+        if not hasattr(e, "exit_code"):
+            print("jinit: interrupted", file=sys.stderr)
+        if argv is None:  # the process: do not wait for the computation still running on the device
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except (ValueError, TypeError, OSError) as e:
-        print(f"jinit {args.command}: error: {e}", file=sys.stderr)
+        print(f"jinit {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        print(
+            f"jinit {args.command}: error: out of device memory ({_one_line(e)[:300]}); the chunks done are "
+            "kept: rerun with a smaller --max-memory or --max-models-per-chunk (and --overwrite, since the "
+            "chunk size changes)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,10 +1,11 @@
-"""The run folder of a sweep: atomic writes, tidy tables, and :class:`SweepResult`.
+"""The run folder of a sweep: atomic writes, tidy tables, locking, resume, and :class:`SweepResult`.
 
 A run folder holds
 
 * ``config.json``: the full :class:`~jinit.sweep.SweepConfig` under ``"config"``, plus ``"meta"`` (jinit / jax /
   flax / optax versions, device kind and count, ``jax_threefry_partitionable``, wall and compile times, the chunk
-  size, ``num_classes``, ...) and ``"status"`` (``"running"`` until the sweep finished, then ``"complete"``);
+  size, ``num_classes``, the sweep's ``fingerprint``, ...) and ``"status"`` (``"running"`` until the sweep
+  finished, then ``"complete"``);
 * ``results.csv``: tidy learning curves, one row per (scheme, seed, evaluation point): ``scheme, seed, epoch, step,
   train_loss, test_loss, test_accuracy, diverged`` (``epoch`` is ``step / steps_per_epoch``, so it is a whole
   number at epoch ends; ``train_loss`` is the mean over the steps since the previous evaluation);
@@ -14,10 +15,23 @@ A run folder holds
 * ``predictions.npz``: ``predictions`` ``[n_models, n_test]`` (row ``i`` is model ``i`` of ``models.csv``) and
   ``y_test``;
 * ``chunks/00000.npz, ...``: the raw results of each completed chunk of the model axis, written as soon as the chunk
-  finishes (the unit a resumed sweep can skip).
+  finishes, with the sweep's fingerprint (the unit a resumed sweep skips);
+* ``checkpoints/00003/epoch_0002/``: while a chunk trains, an orbax-checkpoint of its state (the stacked training
+  state of its models and the logs of its epochs so far) at an epoch boundary; only the latest is kept, and the
+  folder is deleted once the chunk's file is written;
+* ``lock``: present while a sweep works in the folder (pid, host, start time).
 
-Every file is written to a temporary name in the same folder and moved into place with ``os.replace``, so a reader
-(or a crash) never sees a half-written file.
+Every file is written to a temporary name in the same folder and moved into place with ``os.replace`` (orbax does
+the same for its checkpoint folders), so a reader (or a crash) never sees a half-written file; the leftovers of a
+killed sweep (temporary files, unfinished checkpoints) are removed by the next sweep in the folder.
+
+Resume: a sweep started on a folder that holds a ``"running"`` sweep of the same config and the same fingerprint
+(config, grid, parameter shapes and data; see :func:`jinit.sweep.run`) continues it: chunk files whose fingerprint
+and model indices match are kept, a chunk with a checkpoint restarts from its last saved epoch, everything else is
+trained. A folder holding a different sweep is refused (:class:`RunFolderMismatch`, naming the differing fields)
+unless ``overwrite``, which replaces that sweep's files (and only those); a folder that is not a run folder and not
+empty is always refused. Two sweeps never share a folder: the second finds the ``lock`` (:class:`RunFolderInUse`);
+a lock left by a sweep that is no longer running (killed) is taken over, with a warning.
 
 Example:
     >>> import tempfile, pathlib
@@ -33,12 +47,18 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import math
 import os
+import re
+import shutil
+import socket
 import tempfile
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -96,6 +116,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file 0600; give it the mode open() would (0666 minus the umask), so run folders on a
+        # shared filesystem stay readable by the group as the user's umask says.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -107,6 +130,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
         except FileNotFoundError:
             pass
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the OS allows (``os.umask`` sets it to read it, which
+    races with threads that create files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -259,3 +297,533 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
         "predictions": arrays["predictions"],
         "y_test": arrays["y_test"],
     }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Locking, resume and overwrite.
+
+_log = logging.getLogger(__name__)
+
+LOCK_FILE = "lock"
+CHUNKS_DIR = "chunks"
+CHECKPOINTS_DIR = "checkpoints"
+#: The files a sweep writes into its run folder (``--overwrite`` removes these and the folders below, nothing else).
+OWNED_FILES = (
+    "config.json",
+    "results.csv",
+    "models.csv",
+    "summary.csv",
+    "predictions.npz",
+    "accuracy_curves.png",
+    "final_accuracy.png",
+)
+OWNED_DIRS = (CHUNKS_DIR, CHECKPOINTS_DIR)
+_EPOCH_DIR = re.compile(r"epoch_(\d+)")
+
+
+class RunFolderInUse(OSError):
+    """Another sweep that is still running holds the run folder's lock."""
+
+
+class RunFolderMismatch(ValueError):
+    """The run folder holds a different sweep (and ``overwrite`` was not asked for)."""
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Checks, without creating anything, that a run folder can be created or written at ``path``.
+
+    Raises:
+      NotADirectoryError: when ``path``, or the nearest existing folder above it, is a file.
+      PermissionError: when that folder is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"cannot use {path} as a run folder: it is a file, not a folder")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise NotADirectoryError(
+            f"cannot create the run folder {path}: {probe} is a file, not a folder"
+        )
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write the run folder {path}: {probe} is not writable")
+
+
+def _proc_start(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks) of a process from /proc (Linux), or None where that is not readable."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    return (fields[0], fields[19]) if len(fields) > 19 else None
+
+
+def _lock_alive(info: dict[str, Any]) -> bool:
+    """Whether the process that wrote a lock may still be running (True when that cannot be told)."""
+    if info.get("host") != socket.gethostname():
+        return True  # another machine sharing the filesystem: its pids mean nothing here
+    if os.name == "nt":
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    pid = info.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = _proc_start(pid)
+    if proc is not None:
+        state, start = proc
+        if state in ("Z", "X"):  # killed, not yet reaped by its parent
+            return False
+        if info.get("proc_start") is not None and info["proc_start"] != start:
+            return False  # the pid was reused by another process
+    return True
+
+
+def _describe_lock(info: dict[str, Any]) -> str:
+    return f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}"
+
+
+@dataclasses.dataclass
+class RunLock:
+    """The lock of a run folder held by this process (see :func:`acquire_lock`).
+
+    Attributes:
+      path: the lock file.
+      token: a random id written into it (release removes the file only while it still holds this id).
+      taken_over: the content of a stale lock this one replaced, else None.
+    """
+
+    path: Path
+    token: str
+    taken_over: dict[str, Any] | None = None
+
+    def release(self) -> None:
+        """Removes the lock file if it is still ours (idempotent)."""
+        info = _read_lock(self.path)
+        if info is not None and info.get("token") == self.token:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    """The lock's content; ``{}`` for an unreadable one, None when there is no lock."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        info = json.loads(text)
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def acquire_lock(folder: str | os.PathLike) -> RunLock:
+    """Creates ``folder`` (and its parents) and takes its lock: ``folder/lock`` is created with
+    ``O_CREAT | O_EXCL`` and holds this process's pid, host, start time and a random token.
+
+    A lock whose process is gone (same host, pid no longer running, or reused by another process) is stale: it is
+    replaced, with a warning. An unreadable lock file older than 10 s counts as stale too.
+
+    Raises:
+      RunFolderInUse: when a sweep that is still running (or on another host) holds the lock.
+      OSError: when the folder or the lock file cannot be created.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    taken_over = None
+    for _ in range(10):
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "proc_start": (_proc_start(os.getpid()) or (None, None))[1],
+            "token": uuid.uuid4().hex,
+        }
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            old = _read_lock(path)
+            if old is None:  # released in the meantime
+                continue
+            if old:
+                alive = _lock_alive(old)
+            else:  # unreadable: only a crash between creating and writing it; give a live writer time
+                try:
+                    alive = time.time() - path.stat().st_mtime < 10
+                except FileNotFoundError:
+                    continue
+            if alive:
+                who = _describe_lock(old) if old else "an unreadable lock"
+                raise RunFolderInUse(
+                    f"the run folder {folder} is in use by another sweep ({who}); wait for it to finish or "
+                    f"choose another --out (if no sweep is running there, delete {path})"
+                ) from None
+            if _read_lock(path) == old:  # still the stale one: remove it and try again
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                taken_over = old
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(info) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if taken_over is not None:
+            who = _describe_lock(taken_over) if taken_over else "unreadable"
+            _log.warning(
+                "took over the lock of %s: the sweep that held it (%s) is no longer running",
+                folder,
+                who,
+            )
+        return RunLock(path, info["token"], taken_over)
+    raise RunFolderInUse(f"could not take the lock {path}: other processes keep changing it")
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The fields whose values differ between two config dicts, as ``"name: OLD in the folder, NEW now"``."""
+    out = []
+    for key in list(new) + [k for k in old if k not in new]:
+        if old.get(key, "<missing>") != new.get(key, "<missing>"):
+            out.append(
+                f"{key}: {old.get(key, '<missing>')!r} in the folder, {new.get(key, '<missing>')!r} now"
+            )
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFolder:
+    """What :func:`open_run_folder` found.
+
+    Attributes:
+      path: the run folder.
+      state: ``"new"`` (nothing to keep), ``"resume"`` (an unfinished sweep of the same config) or
+        ``"complete"`` (the same sweep, finished).
+      meta: the ``meta`` of the folder's ``config.json`` for ``"resume"`` / ``"complete"`` (the chunk size to reuse).
+      replaced: True when a different sweep was removed (``overwrite``).
+    """
+
+    path: Path
+    state: str
+    meta: dict[str, Any]
+    replaced: bool = False
+
+
+def _remove_tree(path: Path) -> None:
+    """Removes a file or folder; a folder is first renamed to a hidden trash name, so that a crash half-way
+    leaves nothing that looks like a result (the trash is removed by :func:`remove_leftovers`)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink():
+        trash = path.with_name(f".trash-{path.name}-{uuid.uuid4().hex[:8]}")
+        os.replace(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
+    """Removes what a killed sweep can leave in a run folder: temporary files of atomic writes, trash folders,
+    unfinished orbax checkpoints. Call it holding the folder's lock. Returns what was removed."""
+    folder = Path(folder)
+    removed = []
+
+    def scan(d: Path, keep: Callable[[Path], bool]) -> None:
+        if not d.is_dir():
+            return
+        for p in d.iterdir():
+            if (p.name.startswith(".") and p.name.endswith(".tmp")) or p.name.startswith(".trash-"):
+                removed.append(p)
+            elif not keep(p):
+                removed.append(p)
+
+    scan(folder, lambda p: True)
+    scan(folder / CHUNKS_DIR, lambda p: True)
+    ckpt = folder / CHECKPOINTS_DIR
+    scan(ckpt, lambda p: p.is_dir() and p.name.isdigit())
+    if ckpt.is_dir():
+        for d in ckpt.iterdir():
+            if d.is_dir() and d.name.isdigit():
+                scan(d, lambda p: p.is_dir() and _EPOCH_DIR.fullmatch(p.name) is not None)
+    for p in removed:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return removed
+
+
+def open_run_folder(
+    folder: str | os.PathLike,
+    config: dict[str, Any],
+    *,
+    fingerprint: str,
+    overwrite: bool = False,
+) -> RunFolder:
+    """Decides what a sweep does with its run folder; call it holding the folder's lock (:func:`acquire_lock`).
+
+    Args:
+      folder: the run folder (it exists: the lock is in it).
+      config: the sweep's config as a plain dict (``SweepConfig.to_dict()``).
+      fingerprint: the sweep's fingerprint (config, grid, parameter shapes, data).
+      overwrite: replace a different sweep in the folder instead of refusing.
+
+    Returns:
+      A :class:`RunFolder`: ``"resume"`` / ``"complete"`` when the folder holds this sweep (same config and
+      fingerprint), else ``"new"``.
+
+    Raises:
+      RunFolderMismatch: the folder holds a different sweep (the message names the differing fields) and
+        ``overwrite`` is False.
+      ValueError: the folder is not empty and not a run folder (also with ``overwrite``: only a sweep's own files
+        are ever deleted), or its config.json is unreadable (without ``overwrite``).
+    """
+    folder = Path(folder)
+    remove_leftovers(folder)
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        known = {LOCK_FILE, *OWNED_FILES, *OWNED_DIRS}
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in known)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise ValueError(
+                f"{folder} is not empty ({shown}) and is not a jinit run folder (no config.json); "
+                "choose a new or empty --out"
+            )
+        return RunFolder(folder, "new", {})
+    try:
+        doc = read_json(cfg_path)
+        if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+            raise ValueError("no 'config' object in it")
+    except (ValueError, OSError) as e:
+        if not overwrite:
+            raise ValueError(
+                f"{cfg_path} is unreadable ({e}); use --overwrite (overwrite=True) to replace that run folder"
+            ) from None
+        doc = {"config": {}, "meta": {}}
+    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+    diffs = config_differences(doc["config"], config)
+    same_data = meta.get("fingerprint") in (None, fingerprint)
+    if not diffs and same_data and not overwrite:
+        return RunFolder(folder, "complete" if doc.get("status") == "complete" else "resume", meta)
+    if not overwrite:
+        if diffs:
+            what = f"a different sweep ({'; '.join(diffs)})"
+        else:
+            what = (
+                "a sweep with the same config but different data or model (fingerprint "
+                f"{str(meta.get('fingerprint'))[:12]} in the folder, {fingerprint[:12]} now)"
+            )
+        raise RunFolderMismatch(
+            f"the run folder {folder} holds {what}; pass --overwrite (overwrite=True) to replace it, or choose "
+            "another --out"
+        )
+    # Replace: the new config first (a crash from here on leaves a "running" folder of the new sweep, whose
+    # leftover chunks fail the fingerprint check), then the old sweep's files.
+    write_json(
+        cfg_path, {"config": config, "meta": {"fingerprint": fingerprint}, "status": "running"}
+    )
+    for name in OWNED_FILES:
+        if name != "config.json":
+            (folder / name).unlink(missing_ok=True)
+    for name in OWNED_DIRS:
+        _remove_tree(folder / name)
+    _log.warning("replaced the sweep that was in %s (--overwrite)", folder)
+    return RunFolder(folder, "new", {}, replaced=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Chunk files and epoch checkpoints.
+
+
+def write_chunk(
+    folder: str | os.PathLike, index: int, arrays: dict[str, np.ndarray], *, fingerprint: str
+) -> Path:
+    """Writes the results of chunk ``index`` (atomically), tagged with the sweep's fingerprint."""
+    path = chunk_path(folder, index)
+    write_npz(path, **arrays, fingerprint=np.asarray(fingerprint))
+    return path
+
+
+def read_chunk(
+    folder: str | os.PathLike, index: int, *, fingerprint: str, model_index: Sequence[int]
+) -> dict[str, np.ndarray] | None:
+    """The arrays of chunk ``index`` when its file exists, is readable, carries ``fingerprint`` and holds exactly
+    the models ``model_index``; else None (a file that exists but does not qualify is reported with a warning and
+    left to be overwritten)."""
+    path = chunk_path(folder, index)
+    if not path.is_file():
+        return None
+    try:
+        arrays = read_npz(path)
+    except Exception as e:  # a damaged zip / npy raises many kinds of errors
+        _log.warning("ignoring the unreadable chunk file %s (%s); it is trained again", path, e)
+        return None
+    fp = arrays.pop("fingerprint", None)
+    if fp is None or str(fp) != fingerprint:
+        _log.warning("ignoring %s: it belongs to another sweep; it is trained again", path)
+        return None
+    if not np.array_equal(arrays.get("model_index"), np.asarray(model_index)):
+        _log.warning(
+            "ignoring %s: it holds other models than this chunk; it is trained again", path
+        )
+        return None
+    return arrays
+
+
+def checkpoint_dir(folder: str | os.PathLike, index: int) -> Path:
+    """The folder of chunk ``index``'s epoch checkpoints: ``checkpoints/00003``."""
+    return Path(folder) / CHECKPOINTS_DIR / f"{index:05d}"
+
+
+def remove_checkpoints(folder: str | os.PathLike, index: int) -> None:
+    """Deletes the epoch checkpoints of chunk ``index`` (and ``checkpoints/`` once it is empty)."""
+    _remove_tree(checkpoint_dir(folder, index))
+    try:
+        (Path(folder) / CHECKPOINTS_DIR).rmdir()
+    except OSError:  # not empty, or absent
+        pass
+
+
+class Checkpoint(NamedTuple):
+    """A restored epoch checkpoint of one chunk.
+
+    Attributes:
+      epoch: the number of epochs done.
+      state: the leaves of the chunk's training state (as restored: device arrays laid out like the abstract
+        leaves given to :meth:`Checkpointer.restore`).
+      logs: the epoch logs so far, as numpy arrays (``{name: [epochs, ...]}`` plus the last ``predictions``).
+    """
+
+    epoch: int
+    state: list[Any]
+    logs: dict[str, np.ndarray]
+
+
+class Checkpointer:
+    """Saves and restores the epoch checkpoints of chunks with orbax-checkpoint (synchronously).
+
+    One checkpoint is an orbax composite with three items: ``state`` (the training state's leaves, keyed by their
+    index in the flattened tree), ``logs`` (numpy arrays) and ``meta`` (JSON: fingerprint, chunk, epoch, model
+    indices, checked on restore). orbax writes it to a temporary folder and renames it when complete.
+    """
+
+    def __init__(self):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self._ckptr = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+
+    def save(
+        self,
+        folder: str | os.PathLike,
+        index: int,
+        epoch: int,
+        state_leaves: Sequence[Any],
+        logs: dict[str, np.ndarray],
+        *,
+        fingerprint: str,
+        model_index: Sequence[int],
+    ) -> Path:
+        """Saves chunk ``index`` after ``epoch`` epochs, then deletes its older checkpoints."""
+        ocp = self._ocp
+        d = checkpoint_dir(folder, index)
+        d.mkdir(parents=True, exist_ok=True)
+        target = (d / f"epoch_{epoch:04d}").absolute()
+        _remove_tree(target)
+        meta = {
+            "fingerprint": fingerprint,
+            "chunk": int(index),
+            "epoch": int(epoch),
+            "model_index": [int(i) for i in model_index],
+        }
+        self._ckptr.save(
+            target,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave({f"{i:05d}": x for i, x in enumerate(state_leaves)}),
+                logs=ocp.args.StandardSave(dict(logs)),
+                meta=ocp.args.JsonSave(meta),
+            ),
+        )
+        for old in d.iterdir():
+            if old.name != target.name:
+                _remove_tree(old)
+        return target
+
+    def restore(
+        self,
+        folder: str | os.PathLike,
+        index: int,
+        abstract_leaves: Sequence[Any],
+        *,
+        fingerprint: str,
+        model_index: Sequence[int],
+    ) -> Checkpoint | None:
+        """The latest usable checkpoint of chunk ``index``, or None. ``abstract_leaves`` give the shapes, dtypes
+        and shardings of the state's leaves (``jax.ShapeDtypeStruct`` or arrays); a checkpoint that cannot be
+        read or belongs to another sweep is deleted, with a warning."""
+        ocp = self._ocp
+        d = checkpoint_dir(folder, index)
+        if not d.is_dir():
+            return None
+        found = sorted(
+            (int(m.group(1)), p)
+            for p in d.iterdir()
+            if p.is_dir() and (m := _EPOCH_DIR.fullmatch(p.name))
+        )
+        abstract = {
+            f"{i:05d}": ocp.utils.to_shape_dtype_struct(x) for i, x in enumerate(abstract_leaves)
+        }
+        for epoch, path in reversed(found):
+            try:
+                got = self._ckptr.restore(
+                    path.absolute(),
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract),
+                        logs=ocp.args.StandardRestore(),
+                        meta=ocp.args.JsonRestore(),
+                    ),
+                )
+                meta = got["meta"]
+                ok = (
+                    meta.get("fingerprint") == fingerprint
+                    and meta.get("chunk") == index
+                    and meta.get("epoch") == epoch
+                    and meta.get("model_index") == [int(i) for i in model_index]
+                )
+                why = "it belongs to another sweep"
+            # orbax / tensorstore raise many kinds of errors on damaged files
+            except Exception as e:
+                ok, why = False, f"unreadable: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            if not ok:
+                _log.warning("ignoring the checkpoint %s (%s)", path, why)
+                _remove_tree(path)
+                continue
+            state = [got["state"][f"{i:05d}"] for i in range(len(abstract_leaves))]
+            logs = {k: np.asarray(v) for k, v in got["logs"].items()}
+            return Checkpoint(epoch, state, logs)
+        return None
+
+    def close(self) -> None:
+        self._ckptr.close()

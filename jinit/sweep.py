@@ -14,6 +14,16 @@ optimizer state, gradients, activations of a training batch and of a test batch)
 else 40% of the device's ``memory_stats()["bytes_limit"]``, else 2 GiB per CPU device; ``max_models_per_chunk`` caps
 it. Each completed chunk is written to ``chunks/NNNNN.npz`` of the run folder.
 
+Resume: with ``out``, :func:`run` takes the folder's lock, then writes each chunk as it finishes and, within a
+chunk, an orbax-checkpoint of the chunk's stacked ``TrainState`` and its epoch logs at an epoch boundary (at most
+every ``checkpoint_every`` seconds, default 60). Run again with the same config and ``out`` after a kill, it
+skips the chunks on disk (their fingerprint -- a hash of config, grid, parameter shapes and data -- and model
+indices must match), restarts a chunk from its checkpoint, keeps the chunk size of the first start, and ends
+with results bit for bit those of an uninterrupted run. A folder holding this sweep, complete, is read back
+without training; one holding another sweep is refused unless ``overwrite``. SIGINT (Ctrl-C) and SIGTERM stop
+the sweep at once (also while the device computes; file writes finish first) with :class:`SweepInterrupted`,
+which says what was saved. :func:`check_determinism` trains a few models of a grid twice and alone.
+
 Devices: the model axis of a chunk is sharded over all local devices with
 ``NamedSharding(Mesh(devices, ("models",)), P("models"))`` (the chunk size is a multiple of the device count); the
 data is replicated. Models are independent, so results mean the same with 1 or N devices.
@@ -49,12 +59,17 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import hashlib
+import json
+import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -72,13 +87,19 @@ from jinit import results as results_lib
 from jinit import train as train_lib
 from jinit.results import SweepResult
 
+_log = logging.getLogger(__name__)
+
 __all__ = [
     "DEFAULT_SCHEMES",
+    "DeterminismReport",
     "SweepConfig",
+    "SweepInterrupted",
     "SweepResult",
     "applicable_schemes",
+    "check_determinism",
     "initial_params",
     "load",
+    "lsuv_batch",
     "model_keys",
     "parse_schemes",
     "resolve_schemes",
@@ -155,6 +176,9 @@ class SweepConfig:
       activation: ``relu, tanh, sigmoid, gelu, selu, leaky_relu, linear``.
       schemes: initializer specs for the kernels (names in any spelling, calls such as ``"normal(stddev=0.1)"``,
         or ``"all"`` for every catalogue scheme that applies to the model); a comma-separated string is split.
+        ``"lsuv"`` (or ``"lsuv(tol=0.1, batch_size=512)"``) is the data-dependent LSUV scheme
+        (:class:`jinit.propagation.LSUVScheme`: orthogonal, then rescaled on :func:`lsuv_batch`); it is not part
+        of ``"all"``.
       bias_init: the initializer of every bias (same for all models).
       seeds: number of seeds per scheme (seed numbers ``0 .. seeds - 1``).
       seed: the root seed.
@@ -287,14 +311,14 @@ def _initializer(spec: Any, what: str):
 
 
 def applicable_schemes(model: str | None = "mlp") -> tuple[str, ...]:
-    """Every catalogue scheme that applies to ``model`` (``"any"`` schemes, plus ``"2d"`` for an MLP, plus
-    ``"conv"`` for a CNN; ``None`` -- a custom model -- gets the ``"any"`` ones), except those that need a
-    hyperparameter without default (``constant``)."""
+    """Every catalogue scheme that applies to every kernel of ``model``: the ``"any"`` schemes, plus the ``"2d"``
+    ones (identity, ...) for an MLP, whose kernels are all 2-D. A CNN has Dense kernels besides its convolutions,
+    so the conv-only schemes (dirac, delta_orthogonal) do not apply to it, nor do the 2-D-only ones; ``None`` (a
+    custom model) gets the ``"any"`` ones. Schemes that need a hyperparameter without default (``constant``) are
+    left out."""
     from jinit import registry
 
-    kinds = (
-        {"any"} | ({"2d"} if model == "mlp" else set()) | ({"conv"} if model == "cnn" else set())
-    )
+    kinds = {"any"} | ({"2d"} if model == "mlp" else set())
     out = []
     for row in registry.catalog():
         if row.applies_to not in kinds:
@@ -321,7 +345,6 @@ def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> lis
     Raises:
       ValueError: for an empty list, an unknown scheme (with the closest names) or two specs naming the same scheme.
     """
-    import jinit
 
     if isinstance(schemes, str):
         schemes = parse_schemes(schemes)
@@ -334,9 +357,9 @@ def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> lis
         raise ValueError("schemes is empty; give at least one initializer name")
     out, seen = [], {}
     for spec in schemes:
-        init = _initializer(spec, "scheme")
+        init = _scheme(spec)
         try:
-            default = jinit.get(init.name)
+            default = _scheme(init.name)
         except (ValueError, TypeError):
             default = None
         label = init.name if init == default else repr(init)
@@ -345,6 +368,30 @@ def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> lis
         seen[label] = spec
         out.append((label, init))
     return out
+
+
+def _scheme(spec: Any):
+    """An Initializer, or a :class:`jinit.propagation.LSUVScheme` for ``"lsuv"`` specs."""
+    from jinit import propagation
+
+    if propagation.is_lsuv_spec(spec):
+        try:
+            return propagation.lsuv_scheme(spec)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"bad scheme {spec!r}: {e}") from None
+    try:
+        return _initializer(spec, "scheme")
+    except ValueError as e:
+        if isinstance(spec, str) and difflib.get_close_matches(
+            spec.split("(")[0], ["lsuv"], cutoff=0.6
+        ):
+            raise ValueError(f"{e} (or the data-dependent scheme 'lsuv')") from None
+        raise
+
+
+def _kernel_init(scheme: Any):
+    """The kernel initializer a model of ``scheme`` is built with (LSUV starts from its ``kernel_init``)."""
+    return getattr(scheme, "kernel_init", scheme)
 
 
 def stable_hash(name: str) -> int:
@@ -414,6 +461,7 @@ class _Program:
         self.init_state = jax.jit(jax.vmap(self.trainer.init))
         self._compiled: dict[Any, Any] = {}
         self.compile_seconds = 0.0
+        self.last_memory: dict[str, int] = {}
 
     def run_epoch(self, *args):
         leaves, tree = jax.tree_util.tree_flatten(args)
@@ -423,8 +471,22 @@ class _Program:
             t = time.perf_counter()
             compiled = self.epoch.lower(*args).compile()
             self.compile_seconds += time.perf_counter() - t
-            self._compiled[sig] = compiled
-        return compiled(*args)
+            self._compiled[sig] = (compiled, _memory_stats(compiled))
+            compiled = self._compiled[sig]
+        self.last_memory = compiled[1]
+        return compiled[0](*args)
+
+
+def _memory_stats(compiled) -> dict[str, int]:
+    """XLA's buffer sizes of a compiled program (per device), or {} where the backend does not report them."""
+    try:
+        m = compiled.memory_analysis()
+        return {
+            f: int(getattr(m, f"{f}_size_in_bytes"))
+            for f in ("argument", "output", "alias", "temp", "generated_code")
+        }
+    except Exception:  # backends without memory analysis
+        return {}
 
 
 _PROGRAMS: dict[Any, _Program] = {}
@@ -442,30 +504,48 @@ def _program(key, apply_fn, tx, **kw) -> _Program:
     return _PROGRAMS[key]
 
 
-def _init_fn(model_key, make_model, kernel_init, bias_init) -> Callable:
-    """A compiled ``(root, hash, s, x) -> variables`` initializing one model (cached per scheme)."""
-    key = (model_key, kernel_init, bias_init)
+def _is_lsuv(scheme: Any) -> bool:
+    from jinit import propagation
+
+    return isinstance(scheme, propagation.LSUVScheme)
+
+
+def lsuv_batch(seed: int, x_train: np.ndarray, size: int) -> np.ndarray:
+    """The fixed batch of training inputs on which the scheme ``"lsuv"`` rescales a sweep's models:
+    ``min(size, n_train)`` examples drawn without replacement by ``permutation(fold_in(PRNGKey(seed), 3))``, the
+    same for every model of the sweep."""
+    n = x_train.shape[0]
+    perm = jax.random.permutation(jax.random.fold_in(jax.random.PRNGKey(seed), 3), n)
+    return np.asarray(x_train)[np.sort(np.asarray(perm[: min(size, n)]))]
+
+
+def _init_fn(model_key, make_model, scheme, bias_init) -> Callable:
+    """A compiled ``(root, hash, s, x, batch) -> variables`` initializing one model (cached per scheme);
+    ``batch`` is the LSUV batch for the scheme ``"lsuv"``, else None."""
+    key = (model_key, scheme, bias_init)
     fn = _INITS.get(key)
     if fn is None:
-        module = make_model(kernel_init, bias_init)
+        module = make_model(_kernel_init(scheme), bias_init)
+        lsuv = _is_lsuv(scheme)
 
-        def init_one(root, h, s, x):
+        def init_one(root, h, s, x, batch):
             k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, 0), h), s)
-            return module.init(k, x)
+            return scheme.init(module, k, x, batch) if lsuv else module.init(k, x)
 
         jitted = jax.jit(init_one)
         compiled: dict[Any, Any] = {}
 
-        def fn(root, h, s, x):
-            c = compiled.get(x.shape)
+        def fn(root, h, s, x, batch=None):
+            sig = (x.shape, None if batch is None else batch.shape)
+            c = compiled.get(sig)
             if c is None:
-                lowered = jitted.lower(root, h, s, x)
+                lowered = jitted.lower(root, h, s, x, batch)
                 try:  # runs once per model: compile it fast rather than make it fast (4x quicker to build)
                     c = lowered.compile(compiler_options=_INIT_COMPILER_OPTIONS)
                 except Exception:  # a backend without that option
                     c = lowered.compile()
-                compiled[x.shape] = c
-            return c(root, h, s, x)
+                compiled[sig] = c
+            return c(root, h, s, x, batch)
 
         _INITS[key] = fn
     return fn
@@ -523,6 +603,7 @@ def _setup(config: SweepConfig, make_model: Callable | None) -> _Setup:
             f"batch_size={config.batch_size} is larger than the training set ({x_train.shape[0]} examples)"
         )
     mm, model_key = _model_factory(config, ds.num_classes, make_model)
+    _check_schemes_fit(mm, schemes, bias_init, x_train[:1])
     return _Setup(
         mm,
         model_key,
@@ -536,6 +617,23 @@ def _setup(config: SweepConfig, make_model: Callable | None) -> _Setup:
         ds.name,
         str(getattr(ds, "source", "")),
     )
+
+
+def _check_schemes_fit(make_model: Callable, schemes, bias_init, x1: np.ndarray) -> None:
+    """Initializes every scheme's model abstractly (``jax.eval_shape``: nothing is computed or compiled), so a
+    scheme that cannot serve one of the model's kernels (``dirac`` on a Dense kernel, ``identity`` on a conv)
+    fails here with its name, before anything is compiled."""
+    x1 = jax.ShapeDtypeStruct(x1.shape, jnp.float32)
+    key = jax.random.PRNGKey(0)
+    for label, scheme in schemes:
+        module = make_model(_kernel_init(scheme), bias_init)
+        try:
+            jax.eval_shape(module.init, key, x1)
+        except (ValueError, TypeError) as e:
+            raise ValueError(
+                f"scheme {label!r} cannot initialize this model: {e}".rstrip()
+                + " (`jinit schemes` says which kernels each scheme applies to)"
+            ) from None
 
 
 def initial_params(
@@ -562,7 +660,7 @@ def initial_params(
     entries = []
     for spec, s in grid:
         label = spec if spec in by_label else resolve_schemes([spec], model=None)[0][0]
-        entries.append((label, by_label.get(label) or _initializer(spec, "scheme"), s))
+        entries.append((label, by_label.get(label) or _scheme(spec), s))
     return _init_models(config, setup, entries)
 
 
@@ -573,7 +671,10 @@ def _init_models(config: SweepConfig, setup: _Setup, entries) -> Any:
     out = []
     for label, init, s in entries:
         fn = _init_fn(setup.model_key, setup.make_model, init, setup.bias_init)
-        out.append(fn(root, np.uint32(stable_hash(label)), np.uint32(s if vary_init else 0), x))
+        batch = lsuv_batch(config.seed, setup.x_train, init.batch_size) if _is_lsuv(init) else None
+        out.append(
+            fn(root, np.uint32(stable_hash(label)), np.uint32(s if vary_init else 0), x, batch)
+        )
     out = jax.device_get(out)
     return jax.tree.map(lambda *xs: np.stack(xs), *out)
 
@@ -589,7 +690,7 @@ def _tree_bytes(tree) -> int:
 def bytes_per_model(config: SweepConfig, setup: _Setup, tx) -> int:
     """Estimated device memory one model of the chunk needs (params, optimizer state, gradients, updates, the
     activations of a training batch kept for the backward pass, and of a test batch)."""
-    module = setup.make_model(setup.schemes[0][1], setup.bias_init)
+    module = setup.make_model(_kernel_init(setup.schemes[0][1]), setup.bias_init)
     x1 = jax.ShapeDtypeStruct((1,) + setup.x_train.shape[1:], jnp.float32)
     variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), x1)
     p = _tree_bytes(variables)
@@ -659,28 +760,62 @@ def run(
     progress: bool = True,
     make_model: Callable | None = None,
     keep_params: bool = False,
+    overwrite: bool = False,
+    checkpoint_every: float | None = 60.0,
 ) -> SweepResult:
     """Trains every (scheme, seed) model of the grid and returns the results.
+
+    With ``out``, the sweep is resumable: it takes the folder's lock, writes config.json, then each chunk's file
+    as the chunk finishes and, within a chunk, an orbax checkpoint of its training state at an epoch boundary at
+    most every ``checkpoint_every`` seconds. Calling it again with the same config and ``out`` after a crash,
+    SIGKILL, SIGTERM or Ctrl-C continues where it stopped (chunks on disk are skipped, a chunk with a checkpoint
+    restarts from its last saved epoch) and ends with the results of an uninterrupted run, bit for bit (on the
+    same machine and software; the chunk size of the first start is kept). A folder holding the same sweep,
+    complete, is read back and nothing is recomputed; a folder holding a different sweep is refused unless
+    ``overwrite``. See :mod:`jinit.results` for the folder's rules.
 
     Args:
       config: the sweep (default: ``SweepConfig()``, a quick sweep on ``digits``).
       out: a run folder to write (config.json first, then chunks as they finish, then the tables).
       progress: show a tqdm progress bar (on stderr).
       make_model: a custom model factory ``(kernel_init, bias_init) -> flax.linen.Module`` used instead of
-        ``config.model``; its output must be the logits.
+        ``config.model``; its output must be the logits. (Resuming checks its parameter shapes, not its code:
+        pass the same model.)
       keep_params: also return every model's final variables (numpy, stacked on a leading model axis in grid
-        order) as ``result.params``; they are not written to the run folder.
+        order) as ``result.params``; they are not written to the run folder, so this cannot be combined with
+        resuming a folder that already holds finished chunks.
+      overwrite: replace a different sweep found in ``out`` (only the files a sweep writes are removed), or
+        recompute a complete one.
+      checkpoint_every: seconds between epoch checkpoints within a chunk (``0``: at every epoch boundary;
+        ``None``: never, only whole chunks are saved). Checkpoints are written only with ``out`` and one process.
 
     Returns:
       A :class:`SweepResult`.
 
     Raises:
       ValueError, TypeError: for a bad config, before any data is loaded or anything compiled.
+      OSError: when ``out`` cannot be written (checked before the data is loaded).
+      jinit.results.RunFolderInUse: another sweep is running in ``out``.
+      jinit.results.RunFolderMismatch: ``out`` holds a different sweep and ``overwrite`` is False.
+      SweepInterrupted: on SIGINT (Ctrl-C) or SIGTERM; it says what was saved. (The epoch that was running
+        carries on in the background until it ends; its result is discarded.)
     """
     config = SweepConfig() if config is None else config
     if not isinstance(config, SweepConfig):
         raise TypeError(f"config must be a SweepConfig, got {type(config).__name__}")
     t_start = time.perf_counter()
+    config.validate()
+    if checkpoint_every is not None and (
+        isinstance(checkpoint_every, bool)
+        or not isinstance(checkpoint_every, int | float)
+        or not checkpoint_every >= 0
+    ):
+        raise ValueError(
+            f"checkpoint_every must be a number of seconds >= 0 or None, got {checkpoint_every!r}"
+        )
+    out_path = Path(out) if out is not None else None
+    if out_path is not None:
+        results_lib.check_writable(out_path)
     setup = _setup(config, make_model)
     vary_init, vary_data = _varies(config.vary)
     tx = train_lib.make_optimizer(config.optimizer, config.learning_rate)
@@ -701,131 +836,627 @@ def run(
     )
     per_model = bytes_per_model(config, setup, tx)
     csize = chunk_size(config, n_models, per_model, data_bytes, n_dev)
-    n_chunks = math.ceil(n_models / csize)
+    fingerprint = _fingerprint(config, setup, grid) if out_path is not None else None
+    pid, pcount = jax.process_index(), jax.process_count()
+    status = _Status(out_path)
 
-    module = setup.make_model(setup.schemes[0][1], setup.bias_init)
-    program = _program(
-        (setup.model_key, config.optimizer, float(config.learning_rate)),
-        module.apply,
-        tx,
-        batch_size=config.batch_size,
-        steps_per_epoch=steps_per_epoch,
-        eval_every=config.eval_every,
-        eval_batch_size=eval_bs,
-        shared=not vary_data,
-    )
-    compile_before = program.compile_seconds
+    with _SignalGuard() as guard:
+        lock = None
+        try:
+            if out_path is not None and pid == 0:
+                lock = results_lib.acquire_lock(out_path)
+                folder = results_lib.open_run_folder(
+                    out_path, config.to_dict(), fingerprint=fingerprint, overwrite=overwrite
+                )
+                if folder.state == "complete":
+                    if keep_params:
+                        raise ValueError(
+                            f"keep_params=True needs the models trained in this call, but {out_path} "
+                            "already holds this sweep, complete; pass overwrite=True to train it again"
+                        )
+                    _log.info(
+                        "%s already holds this sweep, complete: nothing was recomputed "
+                        "(--overwrite / overwrite=True trains it again)",
+                        out_path,
+                    )
+                    return load(out_path)
+                if folder.state == "resume":
+                    csize = _resumed_chunk_size(folder.meta, csize, n_dev, out_path)
+                    _warn_if_environment_changed(folder.meta, out_path)
+            if pcount > 1:  # pragma: no cover - needs several hosts
+                from jax.experimental import multihost_utils
 
-    xt, yt, mask = train_lib.pad_test(setup.x_test, setup.y_test, eval_bs)
-    dev_data = jax.device_put(
-        (setup.x_train, setup.y_train, xt, yt, mask), replicated
-    )  # put on the device(s) once
+                if out_path is None:
+                    raise ValueError(
+                        "a multi-host sweep needs out= on a filesystem shared by all hosts"
+                    )
+                if pid == 0:
+                    results_lib.write_config(
+                        out_path,
+                        config.to_dict(),
+                        {"fingerprint": fingerprint, "chunk_size": csize},
+                        status="running",
+                    )
+                multihost_utils.sync_global_devices("jinit.sweep.prepared")
+                csize = int(results_lib.read_json(out_path / "config.json")["meta"]["chunk_size"])
+            n_chunks = math.ceil(n_models / csize)
+            status.n_chunks, status.epochs = n_chunks, config.epochs
 
-    meta: dict[str, Any] = {
-        "versions": _versions(),
-        "device_kind": devices[0].device_kind,
-        "platform": devices[0].platform,
-        "device_count": n_dev,
-        "process_count": jax.process_count(),
-        "jax_threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
-        "dataset": setup.data_name,
-        "data_source": setup.data_source,
-        "n_train": n_train,
-        "n_test": n_test,
+            module = setup.make_model(_kernel_init(setup.schemes[0][1]), setup.bias_init)
+            program = _program(
+                (setup.model_key, config.optimizer, float(config.learning_rate)),
+                module.apply,
+                tx,
+                batch_size=config.batch_size,
+                steps_per_epoch=steps_per_epoch,
+                eval_every=config.eval_every,
+                eval_batch_size=eval_bs,
+                shared=not vary_data,
+            )
+            compile_before = program.compile_seconds
+
+            meta: dict[str, Any] = {
+                "versions": _versions(),
+                "device_kind": devices[0].device_kind,
+                "platform": devices[0].platform,
+                "device_count": n_dev,
+                "process_count": pcount,
+                "jax_threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
+                "dataset": setup.data_name,
+                "data_source": setup.data_source,
+                "n_train": n_train,
+                "n_test": n_test,
+                "num_classes": setup.num_classes,
+                "steps_per_epoch": steps_per_epoch,
+                "n_models": n_models,
+                "chunk_size": csize,
+                "n_chunks": n_chunks,
+                "bytes_per_model_estimate": per_model,
+                "custom_model": make_model is not None,
+                "schemes": [label for label, _ in setup.schemes],
+            }
+            if fingerprint is not None:
+                meta["fingerprint"] = fingerprint
+            mine = [c for c in range(n_chunks) if c % pcount == pid]
+            done: dict[int, dict[str, np.ndarray]] = {}
+            if out_path is not None:
+                for c in mine:
+                    arrays = results_lib.read_chunk(
+                        out_path,
+                        c,
+                        fingerprint=fingerprint,
+                        model_index=_chunk_index(c, csize, n_models),
+                    )
+                    if arrays is not None:
+                        done[c] = arrays
+                status.chunks_done = status.chunks_reused = len(done)
+                if keep_params and done:
+                    raise ValueError(
+                        f"keep_params=True needs the models trained in this call, but {out_path} already "
+                        f"holds {len(done)} finished chunk(s) of this sweep; pass overwrite=True to train "
+                        "it all again, or another out"
+                    )
+                if done:
+                    _log.info(
+                        "resuming the sweep in %s: %d of %d chunks are done",
+                        out_path,
+                        len(done),
+                        n_chunks,
+                    )
+                if pid == 0:
+                    with guard.critical():
+                        results_lib.write_config(out_path, config.to_dict(), meta, status="running")
+
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(
+                    total=len(mine) * config.epochs,
+                    initial=len(done) * config.epochs,
+                    unit="epoch",
+                    desc=f"sweep {n_models} models",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                )
+
+            xt, yt, mask = train_lib.pad_test(setup.x_test, setup.y_test, eval_bs)
+            trainer = _ChunkTrainer(
+                config=config,
+                setup=setup,
+                grid=grid,
+                program=program,
+                dev_data=jax.device_put(
+                    (setup.x_train, setup.y_train, xt, yt, mask), replicated
+                ),  # put on the device(s) once
+                root=jax.random.PRNGKey(config.seed),
+                csize=csize,
+                n_chunks=n_chunks,
+                model_sharding=model_sharding,
+                key_sharding=model_sharding if vary_data else replicated,
+                vary_data=vary_data,
+                out=out_path,
+                fingerprint=fingerprint,
+                checkpoint_every=checkpoint_every if pcount == 1 else None,
+                guard=guard,
+                status=status,
+                bar=bar,
+            )
+            chunks, kept = [], []
+            try:
+                for c in mine:
+                    if c in done:
+                        chunks.append((c, done.pop(c)))
+                        continue
+                    idx = _chunk_index(c, csize, n_models)
+                    chunk, final_params = trainer.train(c, idx)
+                    chunks.append((c, chunk))
+                    if keep_params:
+                        kept.append(jax.tree.map(lambda a, n=len(idx): a[:n], final_params))
+                    if out_path is not None:
+                        with guard.critical():
+                            results_lib.write_chunk(out_path, c, chunk, fingerprint=fingerprint)
+                            status.chunks_done += 1
+                            status.checkpoint = None
+                            results_lib.remove_checkpoints(out_path, c)
+            finally:
+                trainer.close()
+                if bar is not None:
+                    bar.close()
+
+            if pcount > 1:  # pragma: no cover - needs several hosts
+                multihost_utils.sync_global_devices("jinit.sweep.chunks")
+                chunks = []
+                for c in range(n_chunks):
+                    arrays = results_lib.read_chunk(
+                        out_path,
+                        c,
+                        fingerprint=fingerprint,
+                        model_index=_chunk_index(c, csize, n_models),
+                    )
+                    if arrays is None:
+                        raise RuntimeError(f"chunk {c} of {out_path} is missing after the barrier")
+                    chunks.append((c, arrays))
+
+            meta["compile_seconds"] = program.compile_seconds - compile_before
+            # what XLA allocates for one chunk's epoch (per device; data included)
+            if program.last_memory:
+                meta["epoch_program_bytes"] = program.last_memory
+            meta["train_seconds"] = trainer.train_seconds
+            meta["chunks_reused"] = status.chunks_reused
+            meta["epochs_reused"] = trainer.epochs_reused
+            meta["wall_seconds"] = time.perf_counter() - t_start
+            result = _assemble(config, setup, grid, chunks, steps_per_epoch, meta)
+            if keep_params and kept:
+                result.params = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
+            if out_path is not None and pid == 0:
+                with guard.critical():
+                    result.save(out_path)
+            return result
+        except KeyboardInterrupt as e:
+            raise SweepInterrupted(getattr(e, "signum", signal.SIGINT), status) from None
+        finally:
+            if lock is not None:
+                lock.release()
+
+
+def _chunk_index(c: int, csize: int, n_models: int) -> list[int]:
+    """The grid indices of the models of chunk ``c``."""
+    return list(range(c * csize, min((c + 1) * csize, n_models)))
+
+
+def _fingerprint(config: SweepConfig, setup: _Setup, grid) -> str:
+    """A SHA-256 of what decides a sweep's numbers: the config, the grid's labels, the parameter shapes of the
+    model, and the training and test arrays. Chunk files and checkpoints carry it; resuming requires it."""
+    module = setup.make_model(_kernel_init(setup.schemes[0][1]), setup.bias_init)
+    x1 = jax.ShapeDtypeStruct((1,) + setup.x_train.shape[1:], jnp.float32)
+    shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), x1)
+    desc = {
+        "config": config.to_dict(),
+        "grid": [[label, int(s)] for label, _, s in grid],
+        "params": [
+            [jax.tree_util.keystr(path), list(x.shape), str(x.dtype)]
+            for path, x in jax.tree_util.tree_flatten_with_path(shapes)[0]
+        ],
         "num_classes": setup.num_classes,
-        "steps_per_epoch": steps_per_epoch,
-        "n_models": n_models,
-        "chunk_size": csize,
-        "n_chunks": n_chunks,
-        "bytes_per_model_estimate": per_model,
-        "custom_model": make_model is not None,
-        "schemes": [label for label, _ in setup.schemes],
+        "data": [
+            [list(a.shape), str(a.dtype)]
+            for a in (setup.x_train, setup.y_train, setup.x_test, setup.y_test)
+        ],
     }
-    out_path = Path(out) if out is not None else None
-    if out_path is not None:
-        out_path.mkdir(parents=True, exist_ok=True)
-        results_lib.write_config(out_path, config.to_dict(), meta, status="running")
+    h = hashlib.sha256(json.dumps(desc, sort_keys=True).encode("utf-8"))
+    for a in (setup.x_train, setup.y_train, setup.x_test, setup.y_test):
+        h.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1))
+    return h.hexdigest()
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(
-            total=n_chunks * config.epochs,
-            unit="epoch",
-            desc=f"sweep {n_models} models",
-            file=sys.stderr,
-            dynamic_ncols=True,
+def _resumed_chunk_size(stored: dict[str, Any], csize: int, n_dev: int, path: Path) -> int:
+    """The chunk size a resumed sweep keeps (the first start's: results depend on it bit for bit)."""
+    old = stored.get("chunk_size")
+    if not _is_int(old) or old < 1:
+        return csize
+    if old % n_dev:
+        raise ValueError(
+            f"the sweep in {path} was started with chunks of {old} models, which cannot be split over the "
+            f"{n_dev} devices here; resume it with a device count that divides {old}, or pass --overwrite "
+            "to start it again"
+        )
+    return int(old)
+
+
+def _warn_if_environment_changed(stored: dict[str, Any], path: Path) -> None:
+    now = {"versions": _versions(), "device_kind": jax.local_devices()[0].device_kind}
+    changed = []
+    for key, value in now["versions"].items():
+        before = (stored.get("versions") or {}).get(key)
+        if before is not None and before != value:
+            changed.append(f"{key} {before} -> {value}")
+    if stored.get("device_kind") not in (None, now["device_kind"]):
+        changed.append(f"device {stored['device_kind']} -> {now['device_kind']}")
+    if changed:
+        _log.warning(
+            "resuming %s with other software or hardware (%s): the rest may not be bitwise identical to an "
+            "uninterrupted run",
+            path,
+            ", ".join(changed),
         )
 
-    root = jax.random.PRNGKey(config.seed)
-    chunks, kept = [], []
-    pid, pcount = jax.process_index(), jax.process_count()
-    train_seconds = 0.0
-    try:
-        for c in range(n_chunks):
-            if c % pcount != pid:
-                continue
-            idx = list(range(c * csize, min((c + 1) * csize, n_models)))
-            padded = idx + [idx[-1]] * (csize - len(idx))
-            entries = [grid[i] for i in padded]
-            params = _init_models(config, setup, entries)
-            seeds_data = np.asarray([s if vary_data else 0 for _, _, s in entries], np.uint32)
-            data_keys, dropout_keys = _stream_keys(root, seeds_data, shared=not vary_data)
-            sharding = replicated if not vary_data else model_sharding
-            state = program.init_state(jax.device_put(params, model_sharding))
-            data_keys, dropout_keys = jax.device_put((data_keys, dropout_keys), sharding)
-            logs = []
-            for epoch in range(config.epochs):
-                t = time.perf_counter()
-                compile_t = program.compile_seconds
-                state, ep = program.run_epoch(
-                    state, data_keys, dropout_keys, jnp.int32(epoch), *dev_data
+
+@dataclasses.dataclass
+class _Status:
+    """What a running sweep has saved so far (for the message of :class:`SweepInterrupted`)."""
+
+    path: Path | None
+    n_chunks: int | None = None
+    epochs: int | None = None
+    chunks_done: int = 0
+    chunks_reused: int = 0
+    checkpoint: tuple[int, int] | None = None  # (chunk, epochs done) of the chunk in progress
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Raised by :func:`run` when SIGINT (Ctrl-C) or SIGTERM stops it; ``str(e)`` says what was saved.
+
+    A subclass of ``KeyboardInterrupt``, so code that handles Ctrl-C handles it. Rerunning the same sweep with the
+    same ``out`` continues from what was saved.
+
+    Attributes:
+      signum: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
+      exit_code: ``128 + signum`` (130 for SIGINT, 143 for SIGTERM), what the command line exits with.
+      path: the run folder, or None when the sweep had none (then nothing was saved).
+      chunks_done: chunks whose results are in the run folder.
+      n_chunks: chunks of the sweep (None when it was stopped before they were planned).
+      checkpoint: ``(chunk, epochs done)`` of the epoch checkpoint of the chunk that was training, or None.
+    """
+
+    def __init__(self, signum: int, status: _Status):
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        self.path = status.path
+        self.chunks_done = status.chunks_done
+        self.n_chunks = status.n_chunks
+        self.checkpoint = status.checkpoint
+        self.epochs = status.epochs
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        try:
+            name = signal.Signals(self.signum).name
+        except ValueError:
+            name = f"signal {self.signum}"
+        if self.path is None:
+            return f"interrupted by {name}: nothing was saved (the sweep had no run folder)"
+        if self.n_chunks is None:
+            return f"interrupted by {name} before training started: nothing new was saved in {self.path}"
+        saved = f"{self.chunks_done} of {self.n_chunks} chunk(s) complete"
+        if self.checkpoint is not None:
+            c, e = self.checkpoint
+            saved += f", chunk {c} checkpointed after epoch {e} of {self.epochs}"
+        return f"interrupted by {name}; saved in {self.path}: {saved} (the epoch that was running is lost)"
+
+
+class _Interrupt(KeyboardInterrupt):
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _SignalGuard:
+    """While active in the main thread, SIGINT and SIGTERM raise :class:`_Interrupt` (a ``KeyboardInterrupt``) at
+    once -- also while the main thread waits for the device -- except inside :meth:`critical` sections (file
+    writes), which finish first; the signal is raised at their end. Signals that were ignored or had a handler of
+    the caller's keep it."""
+
+    def __init__(self):
+        self._depth = 0
+        self._pending: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _SignalGuard:
+        if threading.current_thread() is threading.main_thread():
+            for sig, default in (
+                (signal.SIGINT, signal.default_int_handler),
+                (signal.SIGTERM, signal.SIG_DFL),
+            ):
+                if signal.getsignal(sig) is default:
+                    self._previous[sig] = default
+                    signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        if self._depth:
+            self._pending = signum
+            return
+        raise _Interrupt(signum)
+
+    @contextlib.contextmanager
+    def critical(self):
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth and self._pending is not None:
+                signum, self._pending = self._pending, None
+                raise _Interrupt(signum)
+
+
+def _logs_to_arrays(logs: list[train_lib.EpochLogs]) -> dict[str, np.ndarray]:
+    out = {
+        f: np.stack([np.asarray(getattr(ep, f)) for ep in logs])
+        for f in ("step", "train_loss", "test_loss", "test_accuracy")
+    }
+    out["predictions"] = np.asarray(logs[-1].predictions)
+    return out
+
+
+def _logs_from_arrays(arrays: dict[str, np.ndarray]) -> list[train_lib.EpochLogs]:
+    n = arrays["step"].shape[0]
+    return [
+        train_lib.EpochLogs(
+            step=arrays["step"][e],
+            train_loss=arrays["train_loss"][e],
+            test_loss=arrays["test_loss"][e],
+            test_accuracy=arrays["test_accuracy"][e],
+            predictions=arrays["predictions"] if e == n - 1 else None,
+        )
+        for e in range(n)
+    ]
+
+
+@dataclasses.dataclass
+class _ChunkTrainer:
+    """Trains the chunks of one sweep: initial params, restore from an epoch checkpoint, the epochs, checkpoints."""
+
+    config: SweepConfig
+    setup: _Setup
+    grid: list
+    program: _Program
+    dev_data: tuple
+    root: jax.Array
+    csize: int
+    n_chunks: int
+    model_sharding: NamedSharding
+    key_sharding: NamedSharding
+    vary_data: bool
+    out: Path | None
+    fingerprint: str | None
+    checkpoint_every: float | None
+    guard: _SignalGuard
+    status: _Status
+    bar: Any
+    train_seconds: float = 0.0
+    epochs_reused: int = 0
+    _ckptr: results_lib.Checkpointer | None = None
+
+    def _checkpointer(self) -> results_lib.Checkpointer:
+        if self._ckptr is None:
+            self._ckptr = results_lib.Checkpointer()
+        return self._ckptr
+
+    def close(self) -> None:
+        if self._ckptr is not None:
+            self._ckptr.close()
+            self._ckptr = None
+
+    def train(self, c: int, idx: list[int]):
+        """Trains chunk ``c`` (grid indices ``idx``); returns its arrays (:func:`_chunk_arrays`) and final params."""
+        config, program, status = self.config, self.program, self.status
+        padded = idx + [idx[-1]] * (self.csize - len(idx))
+        entries = [self.grid[i] for i in padded]
+        params = _init_models(config, self.setup, entries)
+        seeds_data = np.asarray([s if self.vary_data else 0 for _, _, s in entries], np.uint32)
+        data_keys, dropout_keys = _stream_keys(self.root, seeds_data, shared=not self.vary_data)
+        state = program.init_state(jax.device_put(params, self.model_sharding))
+        data_keys, dropout_keys = jax.device_put((data_keys, dropout_keys), self.key_sharding)
+        logs: list[train_lib.EpochLogs] = []
+        start = 0
+        saving = self.out is not None and self.checkpoint_every is not None
+        if saving:
+            ckpt = self._checkpointer().restore(
+                self.out,
+                c,
+                jax.tree.leaves(state),
+                fingerprint=self.fingerprint,
+                model_index=idx,
+            )
+            if ckpt is not None:
+                state = jax.tree.unflatten(jax.tree.structure(state), ckpt.state)
+                logs, start = _logs_from_arrays(ckpt.logs), ckpt.epoch
+                self.epochs_reused += start
+                status.checkpoint = (c, start)
+                _log.info(
+                    "resuming chunk %d of %s from its checkpoint after epoch %d of %d",
+                    c,
+                    self.out,
+                    start,
+                    config.epochs,
                 )
-                ep = jax.device_get(ep)
-                dt = time.perf_counter() - t - (program.compile_seconds - compile_t)
-                train_seconds += dt
-                logs.append(ep)
-                if bar is not None:
-                    bar.update(1)
-                    rate = len(idx) / max(dt, 1e-9)
-                    bar.set_postfix(
-                        chunk=f"{c + 1}/{n_chunks}",
-                        models_per_s=f"{rate:.3g}",
-                        examples_per_s=f"{rate * steps_per_epoch * config.batch_size:.3g}",
-                        refresh=False,
+                if self.bar is not None:
+                    self.bar.update(start)
+        last_save = time.perf_counter()
+        steps_per_epoch = self.setup.x_train.shape[0] // config.batch_size
+        for epoch in range(start, config.epochs):
+            t = time.perf_counter()
+            compile_t = program.compile_seconds
+            state, ep = program.run_epoch(
+                state, data_keys, dropout_keys, jnp.int32(epoch), *self.dev_data
+            )
+            ep = jax.device_get(ep)
+            dt = time.perf_counter() - t - (program.compile_seconds - compile_t)
+            self.train_seconds += dt
+            logs.append(ep)
+            if self.bar is not None:
+                self.bar.update(1)
+                rate = len(idx) / max(dt, 1e-9)
+                self.bar.set_postfix(
+                    chunk=f"{c + 1}/{self.n_chunks}",
+                    models_per_s=f"{rate:.3g}",
+                    examples_per_s=f"{rate * steps_per_epoch * config.batch_size:.3g}",
+                    refresh=False,
+                )
+            if (
+                saving
+                and epoch + 1 < config.epochs
+                and time.perf_counter() - last_save >= self.checkpoint_every
+            ):
+                with self.guard.critical():
+                    self._checkpointer().save(
+                        self.out,
+                        c,
+                        epoch + 1,
+                        jax.tree.leaves(state),
+                        _logs_to_arrays(logs),
+                        fingerprint=self.fingerprint,
+                        model_index=idx,
                     )
-            final = jax.device_get((state.params, state.diverged_step))
-            chunk = _chunk_arrays(idx, final, logs, n_test)
-            chunks.append((c, chunk))
-            if keep_params:
-                kept.append(jax.tree.map(lambda a, n=len(idx): a[:n], final[0]))
-            if out_path is not None:
-                results_lib.write_npz(results_lib.chunk_path(out_path, c), **chunk)
-            del state
+                    status.checkpoint = (c, epoch + 1)
+                last_save = time.perf_counter()
+        final = jax.device_get((state.params, state.diverged_step))
+        return _chunk_arrays(idx, final, logs, self.setup.x_test.shape[0]), final[0]
+
+
+class DeterminismReport(NamedTuple):
+    """What :func:`check_determinism` found.
+
+    Attributes:
+      models: the ``(scheme label, seed number)`` pairs checked, in grid order.
+      bitwise_identical: whether the two sweeps gave every model the same final parameters, bit for bit.
+      sha256_first: :func:`jinit.metrics.param_sha256` of each model's final parameters in the first sweep.
+      sha256_second: the same for the second sweep.
+      max_abs_diff_alone: the largest ``|a - b|`` over the final parameters of the models, ``a`` trained in the
+        vmapped sweep and ``b`` trained alone by :func:`jinit.train.train_plain` (same keys and data order);
+        ``inf`` where one is NaN and the other not.
+      epochs: epochs trained.
+    """
+
+    models: tuple[tuple[str, int], ...]
+    bitwise_identical: bool
+    sha256_first: tuple[str, ...]
+    sha256_second: tuple[str, ...]
+    max_abs_diff_alone: float
+    epochs: int
+
+
+def _max_abs_diff(a, b) -> float:
+    worst = 0.0
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        nan_x, nan_y = np.isnan(x), np.isnan(y)
+        if (nan_x != nan_y).any():
+            return math.inf
+        d = np.abs(np.where(nan_x, 0.0, x - y))
+        if d.size:
+            worst = max(worst, float(np.max(d)))
+    return worst
+
+
+def check_determinism(
+    config: SweepConfig | None = None,
+    *,
+    n_models: int = 2,
+    make_model: Callable | None = None,
+) -> DeterminismReport:
+    """Trains the first ``n_models`` models of a sweep's grid twice, and alone, and compares the final parameters.
+
+    The models are those of a smaller sweep with the first scheme(s) and seed numbers of ``config`` (a model's
+    keys do not depend on the rest of the grid, so they are the models of the full sweep as far as the keys go;
+    the chunk holds only them). The second sweep is compiled afresh. Each model is also trained alone by
+    :func:`jinit.train.train_plain`, a Python loop over steps with the same keys and data order.
+
+    Args:
+      config: the sweep (default ``SweepConfig()``); its epochs, data and optimizer are used as they are.
+      n_models: how many models (at least; rounded up to whole schemes when ``seeds < n_models``).
+      make_model: a custom model factory, as for :func:`run`.
+
+    Returns:
+      A :class:`DeterminismReport`.
+    """
+    config = SweepConfig() if config is None else config
+    if not isinstance(config, SweepConfig):
+        raise TypeError(f"config must be a SweepConfig, got {type(config).__name__}")
+    config.validate()
+    _check_int("n_models", n_models, minimum=1)
+    model = None if make_model else config.model
+    labels = [label for label, _ in resolve_schemes(config.schemes, model=model)]
+    # the specs as given, or the labels when "all" expanded them
+    specs = labels if len(labels) != len(config.schemes) else list(config.schemes)
+    if config.seeds >= n_models:
+        schemes, seeds = specs[:1], n_models
+    else:
+        schemes, seeds = specs[: math.ceil(n_models / config.seeds)], config.seeds
+    sub = dataclasses.replace(config, schemes=tuple(schemes), seeds=seeds)
+
+    first = run(sub, progress=False, keep_params=True, make_model=make_model)
+    cached = dict(_PROGRAMS)
+    _PROGRAMS.clear()  # the second sweep compiles its program again
+    try:
+        second = run(sub, progress=False, make_model=make_model)
     finally:
-        if bar is not None:
-            bar.close()
+        _PROGRAMS.clear()
+        _PROGRAMS.update(cached)
+    sha1 = tuple(first.models["param_sha256"])
+    sha2 = tuple(second.models["param_sha256"])
 
-    if pcount > 1:  # pragma: no cover - needs several hosts
-        from jax.experimental import multihost_utils
-
-        if out_path is None:
-            raise ValueError("a multi-host sweep needs out= on a filesystem shared by all hosts")
-        multihost_utils.sync_global_devices("jinit.sweep.chunks")
-        chunks = [
-            (c, results_lib.read_npz(results_lib.chunk_path(out_path, c))) for c in range(n_chunks)
-        ]
-
-    meta["compile_seconds"] = program.compile_seconds - compile_before
-    meta["train_seconds"] = train_seconds
-    meta["wall_seconds"] = time.perf_counter() - t_start
-    result = _assemble(config, setup, grid, chunks, steps_per_epoch, meta)
-    if keep_params and kept:
-        result.params = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
-    if out_path is not None and pid == 0:
-        result.save(out_path)
-    return result
+    setup = _setup(sub, make_model)
+    tx = train_lib.make_optimizer(sub.optimizer, sub.learning_rate)
+    models, worst = [], 0.0
+    for i, (label, scheme) in enumerate((label, init) for label, init in setup.schemes):
+        for s in range(sub.seeds):
+            k = i * sub.seeds + s
+            params = initial_params(sub, [(label, s)], make_model=make_model, _setup_cache=setup)
+            keys = model_keys(sub.seed, label, s, sub.vary)
+            module = setup.make_model(_kernel_init(scheme), setup.bias_init)
+            alone = train_lib.train_plain(
+                module.apply,
+                jax.tree.map(lambda a: a[0], params),
+                tx,
+                setup.x_train,
+                setup.y_train,
+                setup.x_test,
+                setup.y_test,
+                batch_size=sub.batch_size,
+                epochs=sub.epochs,
+                data_key=keys.data,
+                dropout_key=keys.dropout,
+                eval_batch_size=sub.eval_batch_size,
+            )
+            vmapped = jax.tree.map(lambda a, k=k: a[k], first.params)
+            worst = max(worst, _max_abs_diff(vmapped, alone.state.params))
+            models.append((label, s))
+    return DeterminismReport(
+        models=tuple(models),
+        bitwise_identical=sha1 == sha2,
+        sha256_first=sha1,
+        sha256_second=sha2,
+        max_abs_diff_alone=worst,
+        epochs=sub.epochs,
+    )
 
 
 @jax.jit

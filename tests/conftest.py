@@ -32,3 +32,27 @@ def mnist_dir() -> Path:
     if missing:
         pytest.skip(f"real MNIST not found at {REAL_MNIST_DIR} (missing {', '.join(missing)})")
     return REAL_MNIST_DIR
+
+
+class CompileCounter:
+    """Counts XLA backend compilations (jax.monitoring's backend-compile event)."""
+
+    EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, event: str, duration: float, **kwargs) -> None:
+        if event == self.EVENT:
+            self.count += 1
+
+
+@pytest.fixture
+def compile_counter():
+    """A :class:`CompileCounter` listening while the test runs."""
+    import jax
+
+    counter = CompileCounter()
+    jax.monitoring.register_event_duration_secs_listener(counter)
+    yield counter
+    jax.monitoring.unregister_event_duration_listener(counter)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -54,28 +56,106 @@ def test_sweep_then_report(tmp_path, capsys):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize(
-    "args, needle",
-    [
-        (["--seeds", "0"], "seeds must be >= 1"),
-        (["--seeds", "abc"], "--seeds expects an integer, got 'abc'"),
-        (["--schemes", "he_normall"], "he_normal"),
-        (["--schemes", "zeros,"], "trailing comma"),
-        (["--dataset", "mnsit"], "'mnist'"),
-        (["--lr", "-1"], "learning rate"),
-        (["--batch-size", "100000"], "larger than the training set"),
-        (["--max-memory", "2XB"], "--max-memory expects a size"),
-        (["--activation", "rellu"], "relu"),
-    ],
-)
-def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, args, needle):
+def _idx(arr: np.ndarray) -> bytes:
+    """An IDX file: magic (0, 0, 0x08 = uint8, ndim), big-endian dims, the bytes."""
+    head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return head + arr.astype(np.uint8).tobytes()
+
+
+def _mnist_folder(folder: Path, *, truncate: str | None = None, drop: str | None = None) -> Path:
+    """A tiny MNIST in IDX files (30 train, 10 test), one file cut in half or left out."""
+    rng = np.random.default_rng(0)
+    files = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (30, 28, 28)),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, 30),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (10, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 10),
+    }
+    folder.mkdir(parents=True)
+    for name, arr in files.items():
+        raw = _idx(arr)
+        if name == truncate:
+            raw = raw[: len(raw) // 2]
+        if name != drop:
+            (folder / name).write_bytes(raw)
+    return folder
+
+
+def _mnist_args(tmp_path: Path, **damage) -> list[str]:
+    return ["--dataset", "mnist", "--data-dir", str(_mnist_folder(tmp_path / "m", **damage))]
+
+
+def _a_file(tmp_path: Path) -> Path:
+    f = tmp_path / "a_file"
+    f.write_text("not a folder")
+    return f
+
+
+# (id, extra arguments (a function of tmp_path where files are needed), text the one error line must contain)
+BAD_INPUT = [
+    ("scheme", ["--schemes", "he_normall"], "did you mean 'he_normal'"),
+    ("dataset", ["--dataset", "mnsit"], "'mnist'"),
+    ("seeds-0", ["--seeds", "0"], "seeds must be >= 1"),
+    ("seeds-neg", ["--seeds", "-3"], "seeds must be >= 1, got -3"),
+    ("seeds-text", ["--seeds", "abc"], "--seeds expects an integer, got 'abc'"),
+    ("epochs-0", ["--epochs", "0"], "epochs must be >= 1, got 0"),
+    ("epochs-neg", ["--epochs", "-2"], "epochs must be >= 1, got -2"),
+    ("batch-big", ["--batch-size", "257"], "batch_size=257 is larger than the training set (256"),
+    ("batch-0", ["--batch-size", "0"], "batch_size must be >= 1, got 0"),
+    ("batch-neg", ["--batch-size", "-32"], "batch_size must be >= 1, got -32"),
+    ("lr-0", ["--lr", "0"], "learning rate must be positive and finite, got 0.0"),
+    ("lr-neg", ["--lr", "-1"], "learning rate must be positive and finite, got -1.0"),
+    ("lr-nan", ["--lr", "nan"], "learning rate must be positive and finite, got nan"),
+    ("lr-inf", ["--lr", "inf"], "learning rate must be positive and finite, got inf"),
+    ("lr-text", ["--lr", "fast"], "--lr expects a number, got 'fast'"),
+    ("schemes-trailing-comma", ["--schemes", "zeros,"], "trailing comma"),
+    ("schemes-double-comma", ["--schemes", "zeros,,he_normal"], "empty scheme name"),
+    ("schemes-empty", ["--schemes", ""], "empty scheme name"),
+    ("schemes-paren", ["--schemes", "normal(stddev=0.1"], "unbalanced parentheses"),
+    ("schemes-extra-paren", ["--schemes", "he_normal)"], "unbalanced parentheses"),
+    ("schemes-bad-value", ["--schemes", "normal(stddev=abc)"], "hyperparameters must be literals"),
+    ("schemes-bad-name", ["--schemes", "normal(stdev=0.1)"], "unknown hyperparameter(s) stdev"),
+    ("schemes-twice", ["--schemes", "he_normal,kaiming_normal"], "the same scheme"),
+    ("activation", ["--activation", "rellu"], "relu"),
+    ("optimizer", ["--optimizer", "adamm"], "adam"),
+    ("hidden", ["--hidden", "16,,8"], "--hidden expects comma-separated integers"),
+    ("max-memory", ["--max-memory", "2XB"], "--max-memory expects a size"),
+    ("checkpoint-every", ["--checkpoint-every", "-1"], "--checkpoint-every expects seconds >= 0"),
+    (
+        "data-missing",
+        lambda t: ["--dataset", "mnist", "--data-dir", str(t / "nowhere")],
+        "could not load 'mnist'",
+    ),
+    (
+        "data-truncated",
+        lambda t: _mnist_args(t, truncate="train-images-idx3-ubyte"),
+        "train-images-idx3-ubyte",
+    ),
+    (
+        "data-file-missing",
+        lambda t: _mnist_args(t, drop="t10k-labels-idx1-ubyte"),
+        "lacks t10k-labels-idx1-ubyte",
+    ),
+    ("out-under-a-file", lambda t: ["--out", str(_a_file(t) / "run")], "is a file, not a folder"),
+    ("out-is-a-file", lambda t: ["--out", str(_a_file(t))], "it is a file, not a folder"),
+]
+
+
+@pytest.mark.parametrize("extra, needle", [c[1:] for c in BAD_INPUT], ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, compile_counter, extra, needle):
+    """Every bad input: one line on stderr, exit code 2, no traceback, nothing compiled, no run folder."""
     out = tmp_path / "run"
-    base = [a for a in TINY]
-    assert cli.main(["sweep", *base, *args, "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("jinit sweep: error:") and needle in err[0], err
-    if "--batch-size" not in args:  # everything else fails before the run folder is created
-        assert not out.exists()
+    extra = extra(tmp_path) if callable(extra) else extra
+    argv = ["sweep", *TINY, "--out", str(out), *extra]  # a later --out wins
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jinit sweep: error: ") and needle in err[0], err
+    assert captured.out == ""
+    assert compile_counter.count == 0
+    assert not out.exists()
+    if "a_file" in " ".join(extra):
+        assert (tmp_path / "a_file").read_text() == "not a folder"
 
 
 def test_no_arguments_is_the_default_config():
@@ -91,3 +171,28 @@ def test_no_arguments_is_the_default_config():
 def test_report_of_missing_folder(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path / "nope")]) == 2
     assert "not a jinit run folder" in capsys.readouterr().err
+
+
+def test_check_determinism_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["sweep", *TINY, "--schemes", "he_normal", "--check-determinism"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    models = "2 models (he_normal seed 0, he_normal seed 1)"
+    assert out[0] == f"determinism check: {models}, 1 epoch(s), trained twice"
+    assert out[1] == "  final params bitwise identical: yes (param_sha256 equal for 2/2)"
+    assert out[2].startswith("  max |vmapped sweep - trained alone| over final params: ")
+    assert float(out[2].rsplit(" ", 1)[1]) < 1e-4
+    assert not (tmp_path / "runs").exists()  # no run folder
+
+    report = sweep.DeterminismReport(
+        models=(("he_normal", 0), ("he_normal", 1)),
+        bitwise_identical=False,
+        sha256_first=("a" * 64, "b" * 64),
+        sha256_second=("a" * 64, "c" * 64),
+        max_abs_diff_alone=0.5,
+        epochs=1,
+    )
+    monkeypatch.setattr(sweep, "check_determinism", lambda config: report)
+    assert cli.main(["sweep", *TINY, "--check-determinism"]) == 1
+    out = capsys.readouterr().out
+    assert "bitwise identical: NO (param_sha256 equal for 1/2)" in out and "params: 0.5" in out

@@ -98,3 +98,71 @@ def test_config_dict_round_trip():
     assert sweep.SweepConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown SweepConfig field"):
         sweep.SweepConfig.from_dict({"lr": 0.1})
+
+
+def test_open_run_folder_states(tmp_path):
+    cfg = {"seeds": 2, "epochs": 1}
+    folder = tmp_path / "run"
+    folder.mkdir()
+    assert results.open_run_folder(folder, cfg, fingerprint="f").state == "new"
+    results.write_config(folder, cfg, {"fingerprint": "f", "chunk_size": 4}, status="running")
+    got = results.open_run_folder(folder, cfg, fingerprint="f")
+    assert got.state == "resume" and got.meta["chunk_size"] == 4 and not got.replaced
+    results.write_config(folder, cfg, {"fingerprint": "f"}, status="complete")
+    assert results.open_run_folder(folder, cfg, fingerprint="f").state == "complete"
+    with pytest.raises(results.RunFolderMismatch, match="seeds: 2 in the folder, 3 now"):
+        results.open_run_folder(folder, {**cfg, "seeds": 3}, fingerprint="f")
+    with pytest.raises(results.RunFolderMismatch, match="same config but different data or model"):
+        results.open_run_folder(folder, cfg, fingerprint="g")
+    results.write_npz(results.chunk_path(folder, 0), x=np.zeros(2))
+    (folder / "mine.txt").write_text("keep")
+    got = results.open_run_folder(folder, {**cfg, "seeds": 3}, fingerprint="g", overwrite=True)
+    assert got.state == "new" and got.replaced
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "mine.txt"]
+    assert results.read_json(folder / "config.json")["config"]["seeds"] == 3
+
+
+def test_check_writable_and_leftovers(tmp_path):
+    results.check_writable(tmp_path / "a" / "b")  # creatable
+    assert not (tmp_path / "a").exists()  # and not created
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        results.check_writable(tmp_path / "f" / "run")
+    with pytest.raises(NotADirectoryError, match="it is a file"):
+        results.check_writable(tmp_path / "f")
+    run = tmp_path / "run"
+    keep = [
+        run / "config.json",
+        run / "chunks" / "00000.npz",
+        run / "checkpoints" / "00001" / "epoch_0003",
+    ]
+    gone = [
+        run / ".results.csv.abc.tmp",
+        run / "chunks" / ".00001.npz.xyz.tmp",
+        run / ".trash-chunks-1234",
+        run / "checkpoints" / "00001" / "epoch_0004.orbax-checkpoint-tmp-99",
+        run / "checkpoints" / "stray",
+    ]
+    for p in keep + gone:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if p.suffix in (".json", ".npz", ".tmp"):
+            p.write_text("x")
+        else:
+            p.mkdir()
+    removed = results.remove_leftovers(run)
+    assert sorted(removed) == sorted(gone)
+    assert all(p.exists() for p in keep) and not any(p.exists() for p in gone)
+
+
+def test_atomic_write_gives_the_mode_of_a_plain_open(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        results.write_text(tmp_path / "a.csv", "x\n")
+        with open(tmp_path / "b.csv", "w") as f:
+            f.write("x\n")
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "a.csv").stat().st_mode & 0o777
+    assert mode == (tmp_path / "b.csv").stat().st_mode & 0o777 == 0o640

@@ -171,23 +171,50 @@ def test_two_identical_sweeps_are_bitwise_identical(base):
 
 
 def test_divergent_models_are_isolated(base):
-    """Adding models that blow up (NaN at step 1) changes nothing, bit for bit, about the others."""
+    """Adding models that blow up (NaN at step 1) or start from all-ones weights changes nothing, bit for bit,
+    about the others."""
     cfg = dataclasses.replace(
-        BASE, schemes=("zeros", "normal(stddev=1e20)", "he_normal", "orthogonal")
+        BASE, schemes=("zeros", "normal(stddev=1e20)", "ones", "he_normal", "orthogonal")
     )
     r = sweep.run(cfg, progress=False)
     bad = r.models[r.models["scheme"] == "normal(stddev=1e+20, mean=0.0)"]
     assert bad["diverged"].all() and (bad["diverged_step"] == 1).all()
-    good = r.models[~r.models["scheme"].str.startswith("normal")].reset_index(drop=True)
+    assert r.models["final_test_loss"][r.models["scheme"] == "ones"].notna().all()
+    added = r.models["scheme"].str.startswith("normal") | (r.models["scheme"] == "ones")
+    good = r.models[~added].reset_index(drop=True)
     pd.testing.assert_frame_equal(good, base.models, check_exact=True)
-    keep = ~r.curves["scheme"].str.startswith("normal")
+    keep = ~(r.curves["scheme"].str.startswith("normal") | (r.curves["scheme"] == "ones"))
     pd.testing.assert_frame_equal(
         r.curves[keep].reset_index(drop=True), base.curves, check_exact=True
     )
-    assert r.curves.loc[~keep, "diverged"].all()
+    assert r.curves.loc[r.curves["scheme"].str.startswith("normal"), "diverged"].all()
     s = r.summary().set_index("scheme")
     assert s.loc["normal(stddev=1e+20, mean=0.0)", "diverged_count"] == 2
-    assert np.isfinite(s.loc["he_normal", "acc_mean"])
+    assert np.isfinite(s.loc[["he_normal", "ones", "zeros"], "acc_mean"]).all()
+
+
+def test_too_large_learning_rate_finishes_and_marks_diverged_models(capsys):
+    """SGD at lr 1e10: one he_normal seed overflows at step 3, the other survives; the sweep finishes, the summary
+    averages the surviving seed and counts the diverged one (no NaN mean), and a NaN mean where every seed
+    diverged is printed as '-'."""
+    from jinit import cli
+
+    cfg = dataclasses.replace(
+        BASE, schemes=("he_normal", "normal(stddev=1e20)"), optimizer="sgd", learning_rate=1e10
+    )
+    r = sweep.run(cfg, progress=False)
+    m = r.models.set_index(["scheme", "seed"])
+    assert m.loc[("he_normal", 0), "diverged_step"] == 3 and m.loc[("he_normal", 0), "diverged"]
+    assert m.loc[("he_normal", 1), "diverged_step"] == -1
+    curve = r.curves[(r.curves["scheme"] == "he_normal") & (r.curves["seed"] == 0)]
+    assert curve["diverged"].all()  # diverged at step 3, before the first evaluation (step 8)
+    s = r.summary().set_index("scheme")
+    assert s.loc["he_normal", "diverged_count"] == 1 and s.loc["he_normal", "n"] == 2
+    assert s.loc["he_normal", "acc_mean"] == m.loc[("he_normal", 1), "final_accuracy"]
+    assert s.loc["normal(stddev=1e+20, mean=0.0)", "diverged_count"] == 2
+    cli._print_summary(r)
+    printed = capsys.readouterr().out
+    assert "nan" not in printed.lower() and " - " in printed
 
 
 def test_chunking_does_not_change_results(base):
@@ -286,7 +313,9 @@ def test_scheme_labels():
     ]
     assert labels == ["he_normal", "glorot_uniform", "normal(stddev=0.1, mean=0.0)"]
     mlp, cnn = sweep.applicable_schemes("mlp"), sweep.applicable_schemes("cnn")
-    assert "identity" in mlp and "dirac" not in mlp and "dirac" in cnn and "identity" not in cnn
+    assert "identity" in mlp and "dirac" not in mlp and "identity" not in cnn
+    # The CNN has Dense kernels too: conv-only schemes would fail on them, so "all" leaves them out.
+    assert "dirac" not in cnn and "delta_orthogonal" not in cnn and "he_normal" in cnn
     assert [label for label, _ in sweep.resolve_schemes(("all",), model="mlp")] == list(mlp)
     assert sweep.parse_schemes("zeros, normal(stddev=0.1, mean=0.0),he_normal") == (
         "zeros",
@@ -338,3 +367,73 @@ def test_run_folder_round_trips(base, tmp_path):
     np.testing.assert_array_equal(back.predictions, base.predictions)
     np.testing.assert_array_equal(back.y_test, base.y_test)
     pd.testing.assert_frame_equal(back.summary(), base.summary())
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"model": "cnn", "schemes": ("he_normal", "dirac")}, "scheme 'dirac' cannot initialize"),
+        ({"model": "cnn", "schemes": ("identity",)}, "scheme 'identity' cannot initialize"),
+        ({"schemes": ("delta_orthogonal",)}, "scheme 'delta_orthogonal' cannot initialize"),
+    ],
+)
+def test_scheme_that_cannot_serve_a_kernel_fails_before_compiling(changes, match):
+    n_programs, n_inits = len(sweep._PROGRAMS), len(sweep._INITS)
+    with pytest.raises(ValueError, match=match):
+        sweep.run(dataclasses.replace(BASE, **changes), progress=False)
+    assert (len(sweep._PROGRAMS), len(sweep._INITS)) == (n_programs, n_inits)
+
+
+@pytest.mark.slow  # ~7 s on 2 CPU cores, most of it initializing 10,000 models one by one
+def test_ten_thousand_tiny_models_complete_on_cpu(tmp_path):
+    """Resource limits: 10,000 models (2 schemes x 5000 seeds of a 64-4-10 MLP) in one sweep, run folder included."""
+    cfg = sweep.SweepConfig(
+        schemes=("zeros", "he_normal"),
+        seeds=5000,
+        epochs=1,
+        hidden=(4,),
+        train_size=32,
+        test_size=32,
+        batch_size=32,
+    )
+    r = sweep.run(cfg, out=tmp_path / "run", progress=False)
+    assert len(r.models) == 10_000 and r.predictions.shape == (10_000, 32)
+    assert r.meta["n_chunks"] * r.meta["chunk_size"] >= 10_000
+    shas = r.models.groupby("scheme")["param_sha256"].nunique()
+    assert shas["zeros"] == 1 and shas["he_normal"] == 5000  # zeros: every seed the same model
+    s = pd.read_csv(tmp_path / "run" / "summary.csv").set_index("scheme")
+    assert (s["n"] == 5000).all() and (s["diverged_count"] == 0).all()
+
+
+def test_check_determinism(base, monkeypatch):
+    cfg = dataclasses.replace(BASE, schemes=("he_normal", "orthogonal"))
+    rep = sweep.check_determinism(cfg)
+    assert rep.models == (("he_normal", 0), ("he_normal", 1)) and rep.epochs == 2
+    assert rep.bitwise_identical and rep.sha256_first == rep.sha256_second
+    # they are the models of the full sweep (base trains them in a chunk of the same size), bit for bit
+    he = base.models[base.models["scheme"] == "he_normal"]
+    assert rep.sha256_first == tuple(he["param_sha256"])
+    assert rep.max_abs_diff_alone < 1e-4
+
+    # faults: a second run that differs, models trained alone that differ (and with seeds < n_models, whole
+    # schemes are taken)
+    real_init, calls = sweep._init_models, []
+
+    def noisy_init(config, setup, entries):
+        calls.append(len(entries))
+        p = real_init(config, setup, entries)
+        return jax.tree.map(lambda a: a + 1e-7 if len(calls) == 2 else a, p)
+
+    monkeypatch.setattr(sweep, "_init_models", noisy_init)
+    real_plain = train.train_plain
+
+    def shifted_plain(*args, **kwargs):
+        r = real_plain(*args, **kwargs)
+        shifted = jax.tree.map(lambda a: a + 0.5, r.state.params)
+        return r._replace(state=r.state._replace(params=shifted))
+
+    monkeypatch.setattr(train, "train_plain", shifted_plain)
+    rep = sweep.check_determinism(dataclasses.replace(cfg, seeds=1), n_models=2)
+    assert rep.models == (("he_normal", 0), ("orthogonal", 0))
+    assert not rep.bitwise_identical and rep.sha256_first != rep.sha256_second
+    assert 0.4 < rep.max_abs_diff_alone < 0.6
