@@ -66,6 +66,12 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
         help="do not train: rebuild report.md and the figures from the run folder(s) already in --out",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace run folders in --out that hold a different sweep (else they are refused; a run folder "
+        "holding the same sweep is resumed, or read back when complete)",
+    )
     return p
 
 
@@ -86,12 +92,19 @@ def pick(args: argparse.Namespace, field: str, full: Any, smoke: Any) -> Any:
 
 def run_or_load(config, folder: Path, args: argparse.Namespace, **kwargs: Any):
     """Trains ``config`` into the run folder ``folder`` (``kwargs`` go to :func:`jinit.sweep.run`), or with
-    ``--report-only`` reads the folder back."""
+    ``--report-only`` reads the folder back. An interrupted study rerun with the same flags resumes its sweeps;
+    ``--overwrite`` replaces folders that hold another sweep."""
     from jinit import sweep
 
     if args.report_only:
         return sweep.load(folder)
-    return sweep.run(config, out=folder, progress=not args.no_progress, **kwargs)
+    return sweep.run(
+        config,
+        out=folder,
+        progress=not args.no_progress,
+        overwrite=getattr(args, "overwrite", False),
+        **kwargs,
+    )
 
 
 def command_line(argv: Sequence[str] | None, script: str) -> str:

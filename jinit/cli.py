@@ -522,6 +522,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
+    if argv is None and args.command in ("sweep", "propagate"):
+        # The process: on a CPU, one JAX device per core trains the model axis on every core at once
+        # (jinit.sweep.use_cpu_devices; JAX_NUM_CPU_DEVICES overrides). Not done for an in-process call, which
+        # must not change the devices of the program that called it.
+        from jinit.sweep import use_cpu_devices
+
+        use_cpu_devices()
     logger = logging.getLogger("jinit")
     handler = _StderrHandler(args.command)
     logger.addHandler(handler)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -91,6 +92,8 @@ def test_killed_sweep_resumes_to_identical_results(tmp_path, reference, capsys, 
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # One CPU device, like this process, which resumes it (the jinit process would take one per core).
+        env={**os.environ, "JAX_NUM_CPU_DEVICES": "1"},
     )
     # Strike as soon as the first epoch checkpoint of the first chunk is on disk: 2 chunks and several
     # checkpoints (~0.1 s each) are still to come.

@@ -335,6 +335,22 @@ def test_chunk_size_follows_memory_budget():
     assert sweep.chunk_size(huge, 1000, per_model=1_000, data_bytes=0, n_devices=1) == 1
 
 
+def test_chunk_size_on_cpu_keeps_the_training_state_in_cache():
+    cfg = dataclasses.replace(BASE, max_models_per_chunk=None, max_memory=10**12)
+    mlp = 4 * 436_776  # params + grads + Adam's two moments of the 784-128-64-10 MLP, in bytes
+    kw = dict(per_model=10**6, data_bytes=0, cache_bytes=32 << 20)
+    # Half of a 32 MiB cache holds 9 such models: 8 on 2 devices, 8 on 4, 9 on 1.
+    assert sweep.chunk_size(cfg, 1000, n_devices=2, state_bytes=mlp, **kw) == 8
+    assert sweep.chunk_size(cfg, 1000, n_devices=4, state_bytes=mlp, **kw) == 8
+    assert sweep.chunk_size(cfg, 1000, n_devices=1, state_bytes=mlp, **kw) == 9
+    assert sweep.chunk_size(cfg, 1000, n_devices=2, state_bytes=10**9, **kw) == 2  # one per device
+    assert sweep.chunk_size(cfg, 1000, n_devices=2, state_bytes=1000, **kw) == 1000  # tiny models
+    # An explicit max_models_per_chunk is the user's choice: the cache rule does not apply.
+    mine = dataclasses.replace(cfg, max_models_per_chunk=64)
+    assert sweep.chunk_size(mine, 1000, n_devices=2, state_bytes=mlp, **kw) == 64
+    assert sweep.cpu_cache_bytes() is None or sweep.cpu_cache_bytes() >= 1 << 16
+
+
 def test_zeros_init_on_mnist_predicts_the_majority_class(mnist_dir):
     """Keras-tutorial MLP with zero kernels and biases: only the output bias learns, so every seed predicts the
     most frequent training class ("1") and scores 1135 / 10000 on the MNIST test set."""

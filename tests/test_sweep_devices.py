@@ -63,3 +63,33 @@ def test_four_devices_match_one(tmp_path):
         four.models["final_accuracy"], one.models["final_accuracy"], atol=1 / 128 + 1e-9
     )
     assert (four.predictions != one.predictions).mean() < 0.01
+
+
+def _cli_process_devices(tmp_path, name, **env_changes) -> int:
+    """Runs ``jinit sweep`` as a process (a tiny sweep) and returns the device count its run folder records."""
+    out = tmp_path / name
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+    env.update(JAX_PLATFORMS="cpu", **env_changes)
+    args = ["--schemes", "he_normal", "--seeds", "2", "--epochs", "1", "--hidden", "8"]
+    args += ["--train-size", "64", "--test-size", "32", "--no-progress", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from jinit.cli import main; sys.exit(main())", "sweep"]
+        + args,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sweep.load(out).meta["device_count"]
+
+
+def test_the_jinit_process_uses_one_cpu_device_per_core(tmp_path):
+    cores = min(len(os.sched_getaffinity(0)), 8)
+    assert _cli_process_devices(tmp_path, "default") == cores
+    assert _cli_process_devices(tmp_path, "one", JAX_NUM_CPU_DEVICES="1") == 1  # the user's choice wins
+    # Once JAX is up, it is too late: nothing changes, and it says so by returning None.
+    import jax
+
+    before = jax.device_count()
+    assert sweep.use_cpu_devices(before + 1) is None and jax.device_count() == before

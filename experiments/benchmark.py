@@ -1,0 +1,674 @@
+"""Benchmark: jinit's sweep against what a user would otherwise write, and against the hardware.
+
+On the MNIST MLP (784-128-64-10 ReLU, Adam 1e-3, full MNIST, one epoch, one test-set evaluation at its end) for N
+models, measured in one process on the same data:
+
+* ``jinit``: :func:`jinit.sweep.run` (all N models in one compiled, vmapped program; compile time apart);
+* ``naive``: the loop a Flax user writes: for each model, a ``jax.jit``-ed single-model train step called from
+  Python for every batch, the batch sliced from host numpy arrays;
+* ``scan_loop``: a Python loop over models of a ``lax.scan``-compiled single-model epoch (jinit's own
+  :func:`jinit.train.make_train` epoch, data on the device): the best one can do without ``vmap``;
+* ``torch_func`` (when PyTorch is installed; it is not a dependency): the ``torch.func`` model-ensembling recipe
+  (``stack_module_state`` + ``vmap(grad(functional_call))`` + ``torch.optim.Adam`` on the stacked parameters);
+* ``torch_loop`` (when PyTorch is installed): a plain PyTorch training loop per model.
+
+The sequential methods (``naive``, ``scan_loop``, ``torch_loop``) train one model after another, so their time is
+exactly linear in N: they are timed on ``min(N, --sequential-models)`` models and their rate is reported per model
+(the JSON says how many models were timed). Every method does the same work per model: one epoch of
+``n_train // batch`` Adam steps plus one evaluation of the test set.
+
+FLOPs are XLA's cost analysis of the compiled single-model train step (times the steps of an epoch) plus that of
+the test-set evaluation, the same count for every method. The hardware limit is a large matmul timed in the same
+run at the same (default) precision: full float32 on CPU; on NVIDIA Ampere/Hopper GPUs JAX's default precision
+for float32 matmuls is TF32 (the sweep's matmuls run the same way). Results go to
+``experiments/results/benchmark/benchmark_<platform>.json`` (one file per platform, so CPU and GPU results sit side
+by side), ``report.md`` and ``throughput.png``.
+
+Usage::
+
+    python experiments/benchmark.py                      # CPU defaults: N = 1, 8, 64, 256; batch 32 and 128
+    python experiments/benchmark.py --ns 1,8,64,256,1024,4096,8192   # on an accelerator (the default there)
+    python experiments/benchmark.py --smoke --out /tmp/b  # seconds, on the embedded digits dataset
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import _common as C
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+import jinit
+from jinit import data as data_lib
+from jinit import models, results, sweep, train
+
+NAME = "benchmark"
+METHODS = ("jinit", "naive", "scan_loop", "torch_func", "torch_loop")
+SEQUENTIAL = ("naive", "scan_loop", "torch_loop")
+HIDDEN = (128, 64)
+LR = 1e-3
+#: The goals of the benchmark issue, as (platform, description, check on the rows).
+GOAL_N = {"cpu": 64, "gpu": 1024}
+
+
+# ------------------------------------------------------------------------------------------ the hardware
+
+
+def matmul_peak(n: int, reps: int = 5) -> dict[str, Any]:
+    """FLOP/s of an ``n x n`` float32 matmul at JAX's default precision (best of ``reps`` timed calls)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    f = jax.jit(jnp.matmul).lower(a, b).compile()
+    f(a, b).block_until_ready()
+    best = np.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        f(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return {"n": n, "seconds": best, "flops_per_s": 2 * n**3 / best}
+
+
+def precision_note(device) -> str:
+    """What precision float32 matmuls run at, in words."""
+    if device.platform == "gpu":
+        kind = device.device_kind
+        return (
+            f"float32 storage; matmuls at JAX's default precision, which is TF32 on tensor cores of NVIDIA "
+            f"Ampere and newer GPUs ({kind})"
+        )
+    if device.platform == "tpu":
+        return "float32 storage; matmuls at JAX's default precision (bfloat16 passes on TPU)"
+    return "float32 storage and float32 matmuls (CPU)"
+
+
+# ------------------------------------------------------------------------------------------ shared pieces
+
+
+def _mlp():
+    return models.MLP(hidden=HIDDEN, num_classes=10, kernel_init=jinit.glorot_uniform())
+
+
+def flops_per_model_epoch(x_train, x_test, batch_size: int) -> dict[str, float]:
+    """XLA's FLOP count of one model's epoch: ``steps x`` (compiled train step) ``+`` (compiled evaluation)."""
+    model = _mlp()
+    tx = optax.adam(LR)
+    steps = x_train.shape[0] // batch_size
+    trainer = train.make_train(
+        model.apply,
+        tx,
+        batch_size=batch_size,
+        steps_per_epoch=steps,
+        eval_batch_size=x_test.shape[0],
+    )
+    params = model.init(jax.random.key(0), jnp.zeros((1, x_train.shape[1])))
+    state = trainer.init(params)
+    xb = jax.ShapeDtypeStruct((batch_size, x_train.shape[1]), jnp.float32)
+    yb = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
+    step = jax.jit(trainer.step).lower(state, xb, yb).compile()
+    xt = jax.ShapeDtypeStruct(x_test.shape, jnp.float32)
+    yt = jax.ShapeDtypeStruct((x_test.shape[0],), jnp.int32)
+    ev = jax.jit(trainer.evaluate).lower(params, xt, yt).compile()
+
+    def flops(c):
+        ca = c.cost_analysis()
+        ca = ca[0] if isinstance(ca, list | tuple) else ca
+        return float(ca.get("flops", np.nan))
+
+    step_flops, eval_flops = flops(step), flops(ev)
+    return {
+        "step_flops": step_flops,
+        "eval_flops": eval_flops,
+        "steps": steps,
+        "total": steps * step_flops + eval_flops,
+    }
+
+
+def _order(n_train: int, batch_size: int, seed: int = 0) -> np.ndarray:
+    """One shared data order (as jinit's default ``vary="init"``): [steps, batch] indices."""
+    steps = n_train // batch_size
+    perm = np.random.default_rng(seed).permutation(n_train)
+    return perm[: steps * batch_size].reshape(steps, batch_size)
+
+
+# ------------------------------------------------------------------------------------------ the methods
+
+
+def run_jinit(args, n_models: int, batch_size: int) -> dict[str, Any]:
+    """``jinit.sweep.run`` of ``n_models`` seeds of one scheme (the work does not depend on the scheme)."""
+    cfg = sweep.SweepConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        hidden=HIDDEN,
+        schemes=("glorot_uniform",),
+        seeds=n_models,
+        epochs=1,
+        batch_size=batch_size,
+        learning_rate=LR,
+        train_size=args.train_size,
+        test_size=args.test_size,
+        eval_batch_size=min(1000, args.test_size or 10_000),
+    )
+    r = sweep.run(cfg, progress=False)
+    m = r.meta
+    mem = m.get("epoch_program_bytes") or {}
+    per_model = None
+    if mem:
+        data_bytes = 4 * (m["n_train"] + m["n_test"]) * (1 + int(np.prod(args.input_shape)))
+        total = mem["argument"] + mem["output"] + mem["temp"] - mem["alias"]
+        per_model = max(total - data_bytes, 0) * m["device_count"] / m["chunk_size"]
+    return {
+        "seconds": m["train_seconds"],
+        "compile_seconds": m["compile_seconds"],
+        "timed_models": n_models,
+        "chunk_size": m["chunk_size"],
+        "n_chunks": m["n_chunks"],
+        "bytes_per_model": per_model,
+        "mean_accuracy": float(r.models["final_accuracy"].mean()),
+    }
+
+
+def run_naive(ds, n_models: int, batch_size: int) -> dict[str, Any]:
+    """Per model: a jitted single-model step called from Python for every batch (sliced on the host)."""
+    model = _mlp()
+    tx = optax.adam(LR)
+
+    @jax.jit
+    def train_step(params, opt_state, x, y):
+        def loss_fn(p):
+            return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, x), y).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    @jax.jit
+    def accuracy(params, x, y):
+        return jnp.mean(jnp.argmax(model.apply(params, x), -1) == y)
+
+    order = _order(ds.x_train.shape[0], batch_size)
+    x, y = ds.x_train, ds.y_train
+
+    def one(key):
+        params = model.init(key, x[:1])
+        opt_state = tx.init(params)
+        for idx in order:
+            params, opt_state, _ = train_step(params, opt_state, x[idx], y[idx])
+        return float(accuracy(params, ds.x_test, ds.y_test))
+
+    t = time.perf_counter()
+    one(jax.random.key(10**6))  # compile (and warm up) outside the timing
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    accs = [one(jax.random.key(i)) for i in range(n_models)]
+    return _seq(time.perf_counter() - t, compile_s, n_models, accs)
+
+
+def run_scan_loop(ds, n_models: int, batch_size: int) -> dict[str, Any]:
+    """Per model: jinit's single-model ``lax.scan`` epoch, jitted once, data on the device."""
+    model = _mlp()
+    tx = optax.adam(LR)
+    steps = ds.x_train.shape[0] // batch_size
+    trainer = train.make_train(
+        model.apply,
+        tx,
+        batch_size=batch_size,
+        steps_per_epoch=steps,
+        eval_batch_size=ds.x_test.shape[0],
+    )
+    epoch = jax.jit(trainer.epoch)
+    dev = jax.device_put((ds.x_train, ds.y_train, ds.x_test, ds.y_test))
+    data_key, drop_key = jax.random.key(1), jax.random.key(2)
+
+    def one(key):
+        state = trainer.init(model.init(key, ds.x_train[:1]))
+        state, logs = epoch(state, data_key, drop_key, 0, *dev)
+        return float(logs.test_accuracy[-1])
+
+    t = time.perf_counter()
+    one(jax.random.key(10**6))
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    accs = [one(jax.random.key(i)) for i in range(n_models)]
+    return _seq(time.perf_counter() - t, compile_s, n_models, accs)
+
+
+def _torch_mlp(torch, in_features: int):
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Linear(in_features, HIDDEN[0]),
+        nn.ReLU(),
+        nn.Linear(HIDDEN[0], HIDDEN[1]),
+        nn.ReLU(),
+        nn.Linear(HIDDEN[1], 10),
+    )
+
+
+def _torch_data(torch, ds):
+    return tuple(
+        torch.from_numpy(np.array(a, copy=True))
+        for a in (ds.x_train, ds.y_train.astype(np.int64), ds.x_test, ds.y_test.astype(np.int64))
+    )
+
+
+def run_torch_func(ds, n_models: int, batch_size: int) -> dict[str, Any]:
+    """The torch.func ensembling recipe: stacked parameters, ``vmap(grad(functional_call))``, Adam on the stack."""
+    import torch
+    import torch.nn.functional as F
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    torch.manual_seed(0)
+    x, y, xt, yt = _torch_data(torch, ds)
+    order = torch.from_numpy(_order(ds.x_train.shape[0], batch_size))
+    base = copy.deepcopy(_torch_mlp(torch, x.shape[1])).to("meta")
+
+    def loss(p, b, xb, yb):
+        return F.cross_entropy(functional_call(base, (p, b), (xb,)), yb)
+
+    grads_fn = vmap(grad(loss), in_dims=(0, 0, None, None))
+    logits_fn = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)), in_dims=(0, 0, None))
+
+    def run(n, steps):
+        params, buffers = stack_module_state([_torch_mlp(torch, x.shape[1]) for _ in range(n)])
+        opt = torch.optim.Adam(list(params.values()), lr=LR)
+        for idx in order[:steps]:
+            g = grads_fn(params, buffers, x[idx], y[idx])
+            for k, v in params.items():
+                v.grad = g[k]
+            opt.step()
+        with torch.no_grad():
+            return (logits_fn(params, buffers, xt).argmax(-1) == yt).float().mean(-1).tolist()
+
+    t = time.perf_counter()
+    run(n_models, 3)  # warm up
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    accs = run(n_models, len(order))
+    return {
+        "seconds": time.perf_counter() - t,
+        "compile_seconds": compile_s,
+        "timed_models": n_models,
+        "mean_accuracy": float(np.mean(accs)),
+    }
+
+
+def run_torch_loop(ds, n_models: int, batch_size: int) -> dict[str, Any]:
+    """A plain PyTorch loop per model (forward, backward, Adam step)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    x, y, xt, yt = _torch_data(torch, ds)
+    order = torch.from_numpy(_order(ds.x_train.shape[0], batch_size))
+
+    def one(steps):
+        net = _torch_mlp(torch, x.shape[1])
+        opt = torch.optim.Adam(net.parameters(), lr=LR)
+        for idx in order[:steps]:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+        with torch.no_grad():
+            return float((net(xt).argmax(-1) == yt).float().mean())
+
+    t = time.perf_counter()
+    one(3)
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    accs = [one(len(order)) for _ in range(n_models)]
+    return _seq(time.perf_counter() - t, compile_s, n_models, accs)
+
+
+def _seq(seconds: float, compile_s: float, n: int, accs) -> dict[str, Any]:
+    return {
+        "seconds": seconds,
+        "compile_seconds": compile_s,
+        "timed_models": n,
+        "mean_accuracy": float(np.mean(accs)),
+    }
+
+
+RUNNERS = {
+    "naive": run_naive,
+    "scan_loop": run_scan_loop,
+    "torch_func": run_torch_func,
+    "torch_loop": run_torch_loop,
+}
+
+
+def torch_version() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch.__version__
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+def recompile_check(args, batch_size: int) -> dict[str, Any]:
+    """A sweep run twice in one process: the second must not compile anything."""
+    first = run_jinit(args, 2, batch_size)
+    second = run_jinit(args, 2, batch_size)
+    return {
+        "first_compile_seconds": first["compile_seconds"],
+        "second_compile_seconds": second["compile_seconds"],
+        "recompiled": second["compile_seconds"] > 0,
+    }
+
+
+def measure(args) -> dict[str, Any]:
+    device = jax.devices()[0]
+    ds = data_lib.load(args.dataset, data_dir=args.data_dir, flatten=True)
+    ds_x = {
+        "x_train": np.asarray(ds.x_train[: args.train_size], np.float32),
+        "y_train": np.asarray(ds.y_train[: args.train_size], np.int32),
+        "x_test": np.asarray(ds.x_test[: args.test_size], np.float32),
+        "y_test": np.asarray(ds.y_test[: args.test_size], np.int32),
+    }
+    sub = _Data(**ds_x)
+    args.input_shape = sub.x_train.shape[1:]
+    torch_v = torch_version()
+    methods = [m for m in args.methods if not (m.startswith("torch") and torch_v is None)]
+    peak = matmul_peak(args.peak_n)
+    print(
+        f"matmul peak: {peak['flops_per_s'] / 1e9:.1f} GFLOP/s ({args.peak_n}x{args.peak_n} float32)"
+    )
+    rows = []
+    for bs in args.batch_sizes:
+        fl = flops_per_model_epoch(sub.x_train, sub.x_test, bs)
+        for n in args.ns:
+            for method in methods:
+                if method == "torch_func" and n > args.torch_func_max:
+                    continue
+                timed = min(n, args.sequential_models) if method in SEQUENTIAL else n
+                if method == "jinit":
+                    r = run_jinit(args, n, bs)
+                else:
+                    r = RUNNERS[method](sub, timed, bs)
+                rate = r["timed_models"] / r["seconds"]
+                row = {
+                    "method": method,
+                    "batch_size": bs,
+                    "n_models": n,
+                    **r,
+                    "model_epochs_per_s": rate,
+                    "flops_per_model_epoch": fl["total"],
+                    "flops_per_s": rate * fl["total"],
+                    "fraction_of_peak": rate * fl["total"] / peak["flops_per_s"],
+                }
+                rows.append(row)
+                print(
+                    f"  batch {bs:4d} N {n:5d} {method:<10s} {rate:9.3f} model-epochs/s "
+                    f"({row['flops_per_s'] / 1e9:6.1f} GFLOP/s, {100 * row['fraction_of_peak']:5.1f}% of peak; "
+                    f"timed {r['timed_models']} model(s) in {r['seconds']:.2f} s, compile {r['compile_seconds']:.2f} s)",
+                    flush=True,
+                )
+    return {
+        "device": {
+            "platform": device.platform,
+            "device_kind": device.device_kind,
+            "device_count": jax.device_count(),
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "precision": precision_note(device),
+        "versions": {
+            "jax": jax.__version__,
+            "torch": torch_v,
+            "python": sys.version.split()[0],
+        },
+        "dataset": args.dataset,
+        "n_train": int(sub.x_train.shape[0]),
+        "n_test": int(sub.x_test.shape[0]),
+        "model": f"MLP 784-{'-'.join(map(str, HIDDEN))}-10 ReLU, Adam {LR:g}, one epoch + one test evaluation",
+        "sequential_models": args.sequential_models,
+        "matmul_peak": peak,
+        "recompile": recompile_check(args, args.batch_sizes[0]),
+        "rows": rows,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+class _Data:
+    def __init__(self, x_train, y_train, x_test, y_test):
+        self.x_train, self.y_train, self.x_test, self.y_test = x_train, y_train, x_test, y_test
+
+
+# ------------------------------------------------------------------------------------------ the report
+
+
+def table(doc: dict[str, Any]) -> pd.DataFrame:
+    """One row per (batch, N, method) with the speedup of jinit over the method."""
+    df = pd.DataFrame(doc["rows"])
+    jin = df[df["method"] == "jinit"].set_index(["batch_size", "n_models"])["model_epochs_per_s"]
+    df["jinit_speedup"] = [
+        jin.get((b, n), np.nan) / r
+        for b, n, r in zip(df["batch_size"], df["n_models"], df["model_epochs_per_s"], strict=True)
+    ]
+    return df
+
+
+def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's goals, checked on the measured rows (only those this platform's run can decide)."""
+    df = table(doc)
+    plat = "gpu" if doc["device"]["platform"] == "gpu" else "cpu"
+    out = []
+
+    def at(method, n, bs, col):
+        sel = df[(df["method"] == method) & (df["n_models"] == n) & (df["batch_size"] == bs)]
+        return float(sel[col].iloc[0]) if len(sel) else np.nan
+
+    def add(goal, value, ok):
+        out.append({"goal": goal, "measured": value, "met": None if value == "-" else bool(ok)})
+
+    if plat == "cpu":
+        n, bs = GOAL_N["cpu"], 128
+        s = at("naive", n, bs, "jinit_speedup")
+        add(f"jinit >= 1.8x naive Flax loop (N={n}, batch {bs})", _x(s), s >= 1.8)
+        s = at("torch_func", n, bs, "jinit_speedup")
+        add(f"jinit >= 2x torch.func (N={n}, batch {bs})", _x(s), s >= 2.0)
+        f = at("jinit", n, bs, "fraction_of_peak")
+        add(f"jinit >= 80% of the matmul peak (N={n}, batch {bs})", _p(f), f >= 0.8)
+    else:
+        n = GOAL_N["gpu"]
+        for bs in sorted(set(df["batch_size"])):
+            s = at("naive", n, bs, "jinit_speedup")
+            add(f"jinit >= 100x naive loop (N={n}, batch {bs})", _x(s), s >= 100)
+            f = at("jinit", n, bs, "fraction_of_peak")
+            add(f"jinit >= 40% of the TF32 matmul peak (N={n}, batch {bs})", _p(f), f >= 0.4)
+            big = df[(df["method"] == "jinit") & (df["batch_size"] == bs) & (df["n_models"] >= n)]
+            big = big.sort_values("n_models")
+            if len(big) >= 2:
+                r = big["model_epochs_per_s"].to_numpy()
+                ratio = r[-1] / r[0]
+                add(
+                    f"throughput flat or rising from N={big['n_models'].iloc[0]} to N={big['n_models'].iloc[-1]} "
+                    f"(batch {bs})",
+                    f"{ratio:.2f}x",
+                    ratio >= 0.95,
+                )
+    jit = df[df["method"] == "jinit"]
+    c = float(jit["compile_seconds"].max()) if len(jit) else np.nan
+    add("compile time of a sweep < 10 s (max over runs)", f"{c:.2f} s", c < 10)
+    rc = doc["recompile"]
+    add(
+        "second run of the same config does not recompile",
+        f"{rc['second_compile_seconds']:.3f} s compiling",
+        not rc["recompiled"],
+    )
+    return out
+
+
+def _x(v: float) -> str:
+    return "-" if not np.isfinite(v) else f"{v:.2f}x"
+
+
+def _p(v: float) -> str:
+    return "-" if not np.isfinite(v) else f"{100 * v:.1f}%"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    df = table(doc)
+    d = doc["device"]
+    head = (
+        f"### {d['platform'].upper()}: {d['device_count']} x {d['device_kind']} ({d['cpu_count']} CPU cores)\n\n"
+        f"{doc['model']}; {doc['dataset']} ({doc['n_train']} train / {doc['n_test']} test). {doc['precision']}. "
+        f"Measured matmul peak: **{doc['matmul_peak']['flops_per_s'] / 1e9:.1f} GFLOP/s** "
+        f"({doc['matmul_peak']['n']}² float32). jax {doc['versions']['jax']}, torch {doc['versions']['torch'] or 'not installed'}; "
+        f"{doc['created']}. Sequential methods timed on up to {doc['sequential_models']} models."
+    )
+    show = df.assign(
+        **{
+            "model-epochs/s": df["model_epochs_per_s"].map(lambda v: f"{v:.3g}"),
+            "GFLOP/s": (df["flops_per_s"] / 1e9).map(lambda v: f"{v:.1f}"),
+            "% of peak": (100 * df["fraction_of_peak"]).map(lambda v: f"{v:.1f}"),
+            "jinit speedup": df["jinit_speedup"].map(
+                lambda v: "-" if not np.isfinite(v) else f"{v:.2f}x"
+            ),
+            "compile s": df["compile_seconds"].map(lambda v: f"{v:.2f}"),
+            "timed models": df["timed_models"],
+            "MB/model": df.get("bytes_per_model", pd.Series([None] * len(df))).map(
+                lambda v: "-" if v is None or not np.isfinite(v) else f"{v / 1e6:.2f}"
+            ),
+        }
+    )[
+        [
+            "batch_size",
+            "n_models",
+            "method",
+            "model-epochs/s",
+            "jinit speedup",
+            "GFLOP/s",
+            "% of peak",
+            "compile s",
+            "timed models",
+            "MB/model",
+        ]
+    ]
+    gl = pd.DataFrame(goals(doc))
+    gl["met"] = gl["met"].map(lambda v: "-" if v is None else ("yes" if v else "**no**"))
+    return head + "\n\n" + C.md_table(show) + "\n\n**Goals**\n\n" + C.md_table(gl)
+
+
+def plot(docs: list[dict[str, Any]]):
+    import matplotlib.pyplot as plt
+
+    n_plots = sum(len({r["batch_size"] for r in d["rows"]}) for d in docs)
+    fig, axes = plt.subplots(1, max(n_plots, 1), figsize=(5 * max(n_plots, 1), 4), squeeze=False)
+    i = 0
+    for doc in docs:
+        df = table(doc)
+        for bs, g in df.groupby("batch_size"):
+            ax = axes[0, i]
+            i += 1
+            for method, gm in g.groupby("method", sort=False):
+                gm = gm.sort_values("n_models")
+                ax.plot(gm["n_models"], gm["model_epochs_per_s"], "o-", label=method)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("models trained (N)")
+            ax.set_ylabel("model-epochs per second")
+            ax.set_title(
+                f"{doc['device']['device_kind']} ({doc['device']['platform']}), batch {bs}",
+                fontsize=9,
+            )
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def report(out: Path, command: str) -> Path:
+    docs = [json.loads(p.read_text()) for p in sorted(out.glob("benchmark_*.json"))]
+    if not docs:
+        raise FileNotFoundError(f"no benchmark_*.json in {out}; run without --report-only first")
+    fig = C.save_figure(plot(docs), out / "throughput.png")
+    sections = [
+        "jinit's sweep (all N models in one compiled, vmapped program) against the loops a user would otherwise "
+        "write, on the same data and model, in one process per platform. `jinit speedup` is jinit's "
+        "model-epochs per second over the method's at the same N and batch size. FLOP/s use XLA's cost analysis "
+        "of the compiled single-model step and evaluation (the same count for every method); `% of peak` is "
+        "relative to a large float32 matmul timed in the same run. `MB/model` is XLA's buffer assignment of "
+        "jinit's compiled epoch (arguments + outputs + temporaries - aliased - the data), per model.",
+        *[markdown(d) for d in docs],
+        f"![throughput]({fig})",
+        f"## Reproduce\n\n```bash\n{command}\n```\n\nNotes on what was changed to reach these numbers: "
+        "`experiments/results/benchmark/NOTES.md`.",
+    ]
+    return C.write_report(out, "Benchmark: jinit's sweep vs the alternatives", sections)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = C.parser(NAME, __doc__.split("\n\n")[0])
+    p.add_argument("--ns", default=None, help="numbers of models, comma-separated")
+    p.add_argument(
+        "--batch-sizes", default=None, help="batch sizes, comma-separated (default 32,128)"
+    )
+    p.add_argument("--methods", default=",".join(METHODS), help="methods to run")
+    p.add_argument(
+        "--sequential-models",
+        type=int,
+        default=None,
+        help="models timed for the sequential methods (their rate is per model)",
+    )
+    p.add_argument(
+        "--torch-func-max",
+        type=int,
+        default=None,
+        help="largest N for torch_func (default: 256 on CPU, 8192 on GPU)",
+    )
+    args = p.parse_args(argv)
+    accel = jax.devices()[0].platform != "cpu"
+    args.ns = _ints(args.ns) or (
+        [1, 4] if args.smoke else [1, 8, 64, 256, 1024, 4096, 8192] if accel else [1, 8, 64, 256]
+    )
+    args.batch_sizes = _ints(args.batch_sizes) or ([32] if args.smoke else [32, 128])
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in args.methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; valid: {', '.join(METHODS)}")
+    if args.sequential_models is None:
+        args.sequential_models = 2 if args.smoke else (4 if not accel else 8)
+    if args.torch_func_max is None:
+        args.torch_func_max = 8192 if accel else 256
+    args.peak_n = 512 if args.smoke else (8192 if accel else 4096)
+    args.dataset = "digits" if args.smoke else "mnist"
+    args.train_size = 256 if args.smoke else None
+    args.test_size = 128 if args.smoke else None
+    out = C.out_dir(args, NAME)
+    if not args.report_only:
+        doc = measure(args)
+        results.write_json(out / f"benchmark_{doc['device']['platform']}.json", doc)
+    path = report(out, C.command_line(argv, NAME))
+    print(f"wrote {path}")
+    return 0
+
+
+def _ints(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        vals = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in vals):
+        raise ValueError(f"expected positive integers, got {text!r}")
+    return vals
+
+
+if __name__ == "__main__":
+    sweep.use_cpu_devices()  # one JAX device per core on a CPU (before JAX starts; see jinit.sweep)
+    sys.exit(main())
