@@ -87,7 +87,9 @@ def _cli_process_devices(tmp_path, name, **env_changes) -> int:
 def test_the_jinit_process_uses_one_cpu_device_per_core(tmp_path):
     cores = min(len(os.sched_getaffinity(0)), 8)
     assert _cli_process_devices(tmp_path, "default") == cores
-    assert _cli_process_devices(tmp_path, "one", JAX_NUM_CPU_DEVICES="1") == 1  # the user's choice wins
+    assert (
+        _cli_process_devices(tmp_path, "one", JAX_NUM_CPU_DEVICES="1") == 1
+    )  # the user's choice wins
     # Once JAX is up, it is too late: nothing changes, and it says so by returning None.
     import jax
 
