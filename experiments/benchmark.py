@@ -358,14 +358,18 @@ def torch_version() -> str | None:
 # ------------------------------------------------------------------------------------------ the run
 
 
-def recompile_check(args, batch_size: int) -> dict[str, Any]:
-    """A sweep run twice in one process: the second must not compile anything."""
-    first = run_jinit(args, 2, batch_size)
-    second = run_jinit(args, 2, batch_size)
+def best_of(fn, repeats: int) -> dict[str, Any]:
+    """Runs ``fn()`` ``repeats`` times; the fastest run, with the first run's compile time and every run's time.
+
+    A repeat of a jinit sweep is the same config again in the same process: it must compile nothing
+    (``repeat_compile_seconds`` all 0)."""
+    runs = [fn() for _ in range(repeats)]
+    best = min(runs, key=lambda r: r["seconds"])
     return {
-        "first_compile_seconds": first["compile_seconds"],
-        "second_compile_seconds": second["compile_seconds"],
-        "recompiled": second["compile_seconds"] > 0,
+        **best,
+        "compile_seconds": runs[0]["compile_seconds"],
+        "repeat_seconds": [r["seconds"] for r in runs],
+        "repeat_compile_seconds": [r["compile_seconds"] for r in runs[1:]],
     }
 
 
@@ -395,9 +399,11 @@ def measure(args) -> dict[str, Any]:
                     continue
                 timed = min(n, args.sequential_models) if method in SEQUENTIAL else n
                 if method == "jinit":
-                    r = run_jinit(args, n, bs)
-                else:
+                    r = best_of(lambda n=n, bs=bs: run_jinit(args, n, bs), args.repeats)
+                elif method in SEQUENTIAL:
                     r = RUNNERS[method](sub, timed, bs)
+                else:
+                    r = best_of(lambda m=method, n=n, bs=bs: RUNNERS[m](sub, n, bs), args.repeats)
                 rate = r["timed_models"] / r["seconds"]
                 row = {
                     "method": method,
@@ -436,7 +442,7 @@ def measure(args) -> dict[str, Any]:
         "model": f"MLP 784-{'-'.join(map(str, HIDDEN))}-10 ReLU, Adam {LR:g}, one epoch + one test evaluation",
         "sequential_models": args.sequential_models,
         "matmul_peak": peak,
-        "recompile": recompile_check(args, args.batch_sizes[0]),
+        "repeats": args.repeats,
         "rows": rows,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -503,12 +509,13 @@ def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
     jit = df[df["method"] == "jinit"]
     c = float(jit["compile_seconds"].max()) if len(jit) else np.nan
     add("compile time of a sweep < 10 s (max over runs)", f"{c:.2f} s", c < 10)
-    rc = doc["recompile"]
-    add(
-        "second run of the same config does not recompile",
-        f"{rc['second_compile_seconds']:.3f} s compiling",
-        not rc["recompiled"],
-    )
+    again = [c for cs in jit.get("repeat_compile_seconds", pd.Series([], dtype=object)) for c in cs]
+    if again:
+        add(
+            "a second run of the same config in the same process does not recompile",
+            f"{max(again):.3f} s compiling (max over {len(again)} repeats)",
+            max(again) == 0,
+        )
     return out
 
 
@@ -528,7 +535,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{doc['model']}; {doc['dataset']} ({doc['n_train']} train / {doc['n_test']} test). {doc['precision']}. "
         f"Measured matmul peak: **{doc['matmul_peak']['flops_per_s'] / 1e9:.1f} GFLOP/s** "
         f"({doc['matmul_peak']['n']}² float32). jax {doc['versions']['jax']}, torch {doc['versions']['torch'] or 'not installed'}; "
-        f"{doc['created']}. Sequential methods timed on up to {doc['sequential_models']} models."
+        f"{doc['created']}. jinit and torch_func: the fastest of {doc.get('repeats', 1)} run(s) per point; "
+        f"sequential methods timed on up to {doc['sequential_models']} models."
     )
     show = df.assign(
         **{
@@ -625,10 +633,16 @@ def main(argv: list[str] | None = None) -> int:
         help="models timed for the sequential methods (their rate is per model)",
     )
     p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="runs of jinit and torch_func per point; the fastest counts (default 2, 1 with --smoke)",
+    )
+    p.add_argument(
         "--torch-func-max",
         type=int,
         default=None,
-        help="largest N for torch_func (default: 256 on CPU, 8192 on GPU)",
+        help="largest N for torch_func (default: 64 on CPU, 8192 on GPU)",
     )
     args = p.parse_args(argv)
     accel = jax.devices()[0].platform != "cpu"
@@ -643,7 +657,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.sequential_models is None:
         args.sequential_models = 2 if args.smoke else (4 if not accel else 8)
     if args.torch_func_max is None:
-        args.torch_func_max = 8192 if accel else 256
+        args.torch_func_max = 8192 if accel else 64
+    if args.repeats is None:
+        args.repeats = 1 if args.smoke else 2
     args.peak_n = 512 if args.smoke else (8192 if accel else 4096)
     args.dataset = "digits" if args.smoke else "mnist"
     args.train_size = 256 if args.smoke else None

@@ -277,29 +277,70 @@ def _sweep_config(args):
     return config
 
 
-def _print_summary(result) -> None:
+def summary_tables(table, *, target: bool) -> tuple[str, str]:
+    """The two tables of a sweep's summary (:func:`jinit.metrics.summarize`), as text.
+
+    The first is the final test accuracy over seeds (percent): mean, std beside the test-set noise floor, median,
+    95% CI, min/max, diverged models, failure rate, and the test against the best scheme (``p vs best``; ``≈`` marks
+    a scheme not significantly different from the best). The second is convergence and agreement between seeds:
+    steps (and epochs) to ``target_accuracy`` (when set), the area under the training-loss curve, churn and the
+    churn / error ratio.
+    """
     import pandas as pd
 
-    table = result.summary()
-    cols = [
-        "scheme",
-        "n",
-        "acc_mean",
-        "acc_std",
-        "acc_ci95_low",
-        "acc_ci95_high",
-        "acc_min",
-        "acc_max",
-        "diverged_count",
-    ]
-    if getattr(result.config, "target_accuracy", None) is not None:
-        cols.append("steps_to_target_median")
-    table = table[cols].copy()
-    for c in ("acc_mean", "acc_std", "acc_ci95_low", "acc_ci95_high", "acc_min", "acc_max"):
-        table[c] = table[c] * 100.0
-    table = table.rename(columns={c: c.replace("acc_", "acc%_") for c in table.columns})
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"))
+    def pct(v):
+        return "-" if pd.isna(v) else f"{100 * v:.2f}"
+
+    def num(fmt):
+        return lambda v: "-" if pd.isna(v) else format(v, fmt)
+
+    acc = pd.DataFrame(
+        {
+            "": ["≈" if t else "" for t in table["tied_with_best"]],
+            "scheme": table["scheme"],
+            "n": table["n"],
+            "acc%_mean": table["acc_mean"].map(pct),
+            "std": table["acc_std"].map(pct),
+            "noise_floor": table["noise_floor"].map(pct),
+            "median": table["acc_median"].map(pct),
+            "ci95_low": table["acc_ci95_low"].map(pct),
+            "ci95_high": table["acc_ci95_high"].map(pct),
+            "min": table["acc_min"].map(pct),
+            "max": table["acc_max"].map(pct),
+            "diverged": table["diverged_count"],
+            "failure_rate": table["failure_rate"].map(num(".2f")),
+            "p_vs_best": table["p_vs_best"].map(num(".2g")),
+        }
+    )
+    conv = {"scheme": table["scheme"]}
+    if target:
+        conv.update(
+            steps_to_target=table["steps_to_target_median"].map(num(".0f")),
+            iqr=table["steps_to_target_iqr"].map(num(".0f")),
+            epochs=table["epochs_to_target_median"].map(num(".2f")),
+            never=table["target_never_fraction"].map(num(".2f")),
+        )
+    conv.update(
+        train_loss_auc=table["train_loss_auc"].map(num(".4f")),
+        churn=table["churn"].map(num(".4f")),
+        churn_per_error=table["churn_error_ratio"].map(num(".2f")),
+        std_per_noise_floor=table["noise_floor_ratio"].map(num(".2f")),
+    )
+    return acc.to_string(index=False), pd.DataFrame(conv).to_string(index=False)
+
+
+def _print_summary(result) -> None:
+    target = getattr(result.config, "target_accuracy", None)
+    accuracy, convergence = summary_tables(result.summary(), target=target is not None)
+    print(
+        "final test accuracy over seeds (%; ≈ = not significantly different from the best, p >= 0.05)"
+    )
+    print(accuracy)
+    title = "convergence and agreement between seeds"
+    if target is not None:
+        title += f" (target accuracy {100 * target:g}%)"
+    print(f"\n{title}")
+    print(convergence)
 
 
 def _resume_command(args, out) -> str:
@@ -400,6 +441,11 @@ def _run_report(args) -> int:
     from jinit import plots, sweep
 
     result = sweep.load(args.run)
+    if getattr(args, "compare", None):  # unknown names fail here, before anything is printed
+        from jinit import metrics
+
+        for name in args.compare:
+            metrics.scheme_accuracies(result.models, name)
     _print_summary(result)
     if getattr(args, "compare", None):
         _print_comparison(result.models, *args.compare)
@@ -422,7 +468,13 @@ def _print_comparison(models, a: str, b: str) -> None:
         f"95% CI [{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]"
     )
     verdict = "significant" if r.p_value < 0.05 else "not significant"
-    print(f"  p-value: {r.p_value:.3g} ({verdict} at 5%)    P(A > B): {r.p_a_gt_b:.2f}")
+    pairs = "seed pairs" if r.paired else "all pairs of seeds"
+    print(
+        f"  p-value: {r.p_value:.3g} ({verdict} at 5%)    P(A > B) over {pairs}: {r.p_a_gt_b:.2f}"
+    )
+    if r.paired:
+        welch = metrics.compare_schemes(models, a, b, paired=False)
+        print(f"  Welch's t-test (unpaired) p-value: {welch.p_value:.3g}")
 
 
 def _add_propagate(sub) -> None:

@@ -24,7 +24,7 @@ without training; one holding another sweep is refused unless ``overwrite``. SIG
 the sweep at once (also while the device computes; file writes finish first) with :class:`SweepInterrupted`,
 which says what was saved. :func:`check_determinism` trains a few models of a grid twice and alone.
 
-Devices: the model axis of a chunk is sharded over all local devices with
+Devices: the model axis of a chunk is sharded over all local devices (or as many as there are models) with
 ``NamedSharding(Mesh(devices, ("models",)), P("models"))`` (the chunk size is a multiple of the device count); the
 data is replicated. Models are independent, so results mean the same with 1 or N devices.
 
@@ -909,6 +909,8 @@ def run(
     grid = [(label, init, s) for label, init in setup.schemes for s in range(config.seeds)]
     n_models = len(grid)
     devices = jax.local_devices()
+    if jax.process_count() == 1:  # fewer models than devices: do not pad chunks with copies
+        devices = devices[: max(1, min(len(devices), n_models))]
     n_dev = len(devices)
     mesh = Mesh(np.asarray(devices), ("models",))
     model_sharding = NamedSharding(mesh, P("models"))
@@ -954,7 +956,7 @@ def run(
                     return load(out_path)
                 if folder.state == "resume":
                     csize = _resumed_chunk_size(folder.meta, csize, n_dev, out_path)
-                    _warn_if_environment_changed(folder.meta, out_path)
+                    _warn_if_environment_changed(folder.meta, out_path, n_dev)
             if pcount > 1:  # pragma: no cover - needs several hosts
                 from jax.experimental import multihost_utils
 
@@ -1176,7 +1178,7 @@ def _resumed_chunk_size(stored: dict[str, Any], csize: int, n_dev: int, path: Pa
     return int(old)
 
 
-def _warn_if_environment_changed(stored: dict[str, Any], path: Path) -> None:
+def _warn_if_environment_changed(stored: dict[str, Any], path: Path, n_dev: int) -> None:
     now = {"versions": _versions(), "device_kind": jax.local_devices()[0].device_kind}
     changed = []
     for key, value in now["versions"].items():
@@ -1185,7 +1187,6 @@ def _warn_if_environment_changed(stored: dict[str, Any], path: Path) -> None:
             changed.append(f"{key} {before} -> {value}")
     if stored.get("device_kind") not in (None, now["device_kind"]):
         changed.append(f"device {stored['device_kind']} -> {now['device_kind']}")
-    n_dev = len(jax.local_devices())
     if stored.get("device_count") not in (None, n_dev):
         changed.append(f"{stored['device_count']} -> {n_dev} devices")
     if changed:

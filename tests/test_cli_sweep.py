@@ -54,6 +54,26 @@ def test_sweep_then_report(tmp_path, capsys):
     assert "acc%_mean" in printed and "he_normal" in printed
     for name in ("accuracy_curves.png", "final_accuracy.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The report shows the reproducibility and convergence measures beside the accuracy.
+    for column in ("noise_floor", "median", "failure_rate", "p_vs_best", "train_loss_auc", "churn"):
+        assert column in printed, column
+    summary = sweep.load(out).summary()
+    best = summary.iloc[0]
+    best_line = next(line for line in printed.splitlines() if f" {best['scheme']} " in line)
+    assert best_line.lstrip().startswith("≈")  # tied with itself
+    assert f"{100 * best['acc_mean']:.2f}" in best_line
+
+    assert cli.main(["report", str(out), "--compare", "he_normal", "zeros"]) == 0
+    printed = capsys.readouterr().out
+    assert "he_normal vs zeros" in printed and "paired t-test" in printed
+    assert (
+        "Welch's t-test (unpaired) p-value" in printed
+        and "P(A > B) over seed pairs: 1.00" in printed
+    )
+    # An unknown scheme is one line and exit code 2, before anything is printed.
+    assert cli.main(["report", str(out), "--compare", "he_normal", "glorot"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "unknown scheme 'glorot'" in captured.err
 
 
 def _idx(arr: np.ndarray) -> bytes:

@@ -228,3 +228,82 @@ def test_depth_smoke(tmp_path):
     assert "LSUV is the sweep's scheme `lsuv`" in text
     trained = set(sweep.load(out / "run_relu_d3").models["scheme"])
     assert trained == {"normal", "he_normal", "lsuv"}
+
+
+# ------------------------------------------------------------------------------------------ benchmark
+
+
+def _bench_doc(rows, platform="cpu"):
+    return {
+        "device": {
+            "platform": platform,
+            "device_kind": platform,
+            "device_count": 1,
+            "cpu_count": 2,
+        },
+        "rows": rows,
+        "repeats": 2,
+    }
+
+
+def _row(method, n, bs, rate, frac=0.5, compile_s=1.0, again=(0.0,)):
+    return {
+        "method": method,
+        "n_models": n,
+        "batch_size": bs,
+        "model_epochs_per_s": rate,
+        "fraction_of_peak": frac,
+        "compile_seconds": compile_s,
+        "repeat_compile_seconds": list(again),
+    }
+
+
+def test_benchmark_goals_are_read_from_the_rows():
+    b = _load("benchmark")
+    rows = [
+        _row("jinit", 64, 128, 4.0, frac=0.82),
+        _row("naive", 64, 128, 2.0),
+        _row("torch_func", 64, 128, 2.5),
+    ]
+    goals = {g["goal"].split(" (")[0]: g for g in b.goals(_bench_doc(rows))}
+    assert goals["jinit >= 1.8x naive Flax loop"]["met"] is True  # 2.0x
+    assert goals["jinit >= 1.8x naive Flax loop"]["measured"] == "2.00x"
+    assert goals["jinit >= 2x torch.func"]["met"] is False  # 1.6x
+    assert goals["jinit >= 80% of the matmul peak"]["met"] is True
+    assert goals["compile time of a sweep < 10 s"]["met"] is True
+    assert goals["a second run of the same config in the same process does not recompile"]["met"]
+    rows[0] = _row("jinit", 64, 128, 4.0, frac=0.82, again=(0.5,))
+    goals = {g["goal"].split(" (")[0]: g for g in b.goals(_bench_doc(rows))}
+    assert (
+        goals["a second run of the same config in the same process does not recompile"]["met"]
+        is False
+    )
+    # On a GPU: the speedup at N=1024 and throughput not falling from N=1024 to 8192.
+    gpu = [
+        _row("jinit", 1024, 128, 300.0, frac=0.45),
+        _row("jinit", 8192, 128, 250.0, frac=0.40),
+        _row("naive", 1024, 128, 2.0),
+    ]
+    goals = {g["goal"].split(" (")[0]: g for g in b.goals(_bench_doc(gpu, "gpu"))}
+    assert goals["jinit >= 100x naive loop"]["met"] is True
+    assert goals["throughput flat or rising from N=1024 to N=8192"]["met"] is False  # 0.83x
+
+
+def test_benchmark_smoke(tmp_path):
+    out = tmp_path / "bench"
+    argv = ["--smoke", "--no-progress", "--out", str(out), "--methods", "jinit,naive,scan_loop"]
+    assert _load("benchmark").main(argv) == 0
+    import json
+
+    doc = json.loads((out / "benchmark_cpu.json").read_text())
+    methods = {(r["method"], r["n_models"]) for r in doc["rows"]}
+    assert methods == {(m, n) for m in ("jinit", "naive", "scan_loop") for n in (1, 4)}
+    for r in doc["rows"]:
+        assert r["model_epochs_per_s"] > 0 and r["flops_per_model_epoch"] > 0
+        assert 0 < r["fraction_of_peak"] < 2
+        assert r["timed_models"] == (
+            min(r["n_models"], 2) if r["method"] != "jinit" else r["n_models"]
+        )
+    text = (out / "report.md").read_text()
+    assert "**Goals**" in text and "| batch_size | n_models | method |" in text
+    assert (out / "throughput.png").read_bytes()[:8] == PNG_MAGIC
