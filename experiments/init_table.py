@@ -215,7 +215,7 @@ def forest_plot(summary: pd.DataFrame):
     note = f"\n(not shown, mean < 50%: {', '.join(low)})" if low else ""
     ax.set_title(f"Single runs vs the seed distribution{note}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
 

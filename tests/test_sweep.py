@@ -456,3 +456,22 @@ def test_check_determinism(base, monkeypatch):
     assert rep.models == (("he_normal", 0), ("orthogonal", 0))
     assert not rep.bitwise_identical and rep.sha256_first != rep.sha256_second
     assert 0.4 < rep.max_abs_diff_alone < 0.6
+
+
+def test_orthogonal_init_of_an_mnist_chunk_completes(mnist_dir):
+    """Regression: initializing 8 orthogonal MNIST MLPs with one jit(vmap(init)) call hung XLA:CPU; the sweep
+    initializes model by model. Run in a subprocess with a timeout, so a hang fails instead of stalling the suite."""
+    import subprocess
+    import sys
+
+    script = (
+        "from jinit import sweep; "
+        f"cfg = sweep.SweepConfig(dataset='mnist', data_dir={str(mnist_dir)!r}, "
+        "schemes=('orthogonal', 'he_normal'), seeds=8, train_size=256, test_size=64); "
+        "p = sweep.initial_params(cfg); print(p['params']['Dense_0']['kernel'].shape)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "(16, 784, 128)" in proc.stdout
