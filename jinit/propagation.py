@@ -623,9 +623,11 @@ def lsuv_init(
       >>> variables["params"]["Dense_0"]["kernel"].shape
       (784, 32)
 
-      Many seeds at once: initialize outside ``jit`` (``jax.vmap(lambda k: make(o, b).init(k, x[:1]))(keys)``,
-      eager) and ``jax.jit(jax.vmap(lambda v: lsuv(model, v, x)))(variables)``: a ``jit(vmap(...))`` of the
-      orthogonal init itself (batched QR) can hang XLA:CPU in jax 0.10 (the sweep initializes model by model for that reason).
+      Many seeds at once: initialize eagerly, ``variables = jax.vmap(lambda k: model.init(k, x[:1]))(keys)``
+      (``model`` built with the orthogonal ``kernel_init``), then rescale in one compiled call,
+      ``jax.jit(jax.vmap(lambda v: lsuv(model, v, x)))(variables)``. Avoid ``jit(vmap(...))`` of the orthogonal
+      init itself: its batched QR can hang XLA:CPU in jax 0.10 (the sweep initializes model by model for that
+      reason).
     """
     kinit, binit = _registry.get(kernel_init), _registry.get(bias_init)
     if isinstance(model, nn.Module):
