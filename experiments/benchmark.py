@@ -206,12 +206,9 @@ def run_naive(ds, n_models: int, batch_size: int) -> dict[str, Any]:
             params, opt_state, _ = train_step(params, opt_state, x[idx], y[idx])
         return float(accuracy(params, ds.x_test, ds.y_test))
 
-    t = time.perf_counter()
-    one(jax.random.key(10**6))  # compile (and warm up) outside the timing
-    compile_s = time.perf_counter() - t
-    t = time.perf_counter()
-    accs = [one(jax.random.key(i)) for i in range(n_models)]
-    return _seq(time.perf_counter() - t, compile_s, n_models, accs)
+    return _time_sequential(
+        one, jax.random.key(10**6), [jax.random.key(i) for i in range(n_models)]
+    )
 
 
 def run_scan_loop(ds, n_models: int, batch_size: int) -> dict[str, Any]:
@@ -235,12 +232,9 @@ def run_scan_loop(ds, n_models: int, batch_size: int) -> dict[str, Any]:
         state, logs = epoch(state, data_key, drop_key, 0, *dev)
         return float(logs.test_accuracy[-1])
 
-    t = time.perf_counter()
-    one(jax.random.key(10**6))
-    compile_s = time.perf_counter() - t
-    t = time.perf_counter()
-    accs = [one(jax.random.key(i)) for i in range(n_models)]
-    return _seq(time.perf_counter() - t, compile_s, n_models, accs)
+    return _time_sequential(
+        one, jax.random.key(10**6), [jax.random.key(i) for i in range(n_models)]
+    )
 
 
 def _torch_mlp(torch, in_features: int):
@@ -321,19 +315,21 @@ def run_torch_loop(ds, n_models: int, batch_size: int) -> dict[str, Any]:
         with torch.no_grad():
             return float((net(xt).argmax(-1) == yt).float().mean())
 
+    return _time_sequential(one, 3, [len(order)] * n_models)
+
+
+def _time_sequential(one, warmup: Any, calls: list[Any]) -> dict[str, Any]:
+    """Times a sequential method: ``one(warmup)`` compiles and warms up outside the timing, then ``one(arg)``
+    trains one model per ``arg`` of ``calls`` (each returns its test accuracy)."""
     t = time.perf_counter()
-    one(3)
+    one(warmup)
     compile_s = time.perf_counter() - t
     t = time.perf_counter()
-    accs = [one(len(order)) for _ in range(n_models)]
-    return _seq(time.perf_counter() - t, compile_s, n_models, accs)
-
-
-def _seq(seconds: float, compile_s: float, n: int, accs) -> dict[str, Any]:
+    accs = [one(arg) for arg in calls]
     return {
-        "seconds": seconds,
+        "seconds": time.perf_counter() - t,
         "compile_seconds": compile_s,
-        "timed_models": n,
+        "timed_models": len(calls),
         "mean_accuracy": float(np.mean(accs)),
     }
 
@@ -375,15 +371,14 @@ def best_of(fn, repeats: int) -> dict[str, Any]:
 
 def measure(args) -> dict[str, Any]:
     device = jax.devices()[0]
-    ds = data_lib.load(args.dataset, data_dir=args.data_dir, flatten=True)
-    ds_x = {
-        "x_train": np.asarray(ds.x_train[: args.train_size], np.float32),
-        "y_train": np.asarray(ds.y_train[: args.train_size], np.int32),
-        "x_test": np.asarray(ds.x_test[: args.test_size], np.float32),
-        "y_test": np.asarray(ds.y_test[: args.test_size], np.int32),
-    }
-    sub = _Data(**ds_x)
-    args.input_shape = sub.x_train.shape[1:]
+    sub = data_lib.load(
+        args.dataset,
+        data_dir=args.data_dir,
+        flatten=True,
+        num_train=args.train_size,
+        num_test=args.test_size,
+    )
+    args.input_shape = sub.input_shape
     torch_v = torch_version()
     methods = [m for m in args.methods if not (m.startswith("torch") and torch_v is None)]
     peak = matmul_peak(args.peak_n)
@@ -446,11 +441,6 @@ def measure(args) -> dict[str, Any]:
         "rows": rows,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-
-
-class _Data:
-    def __init__(self, x_train, y_train, x_test, y_test):
-        self.x_train, self.y_train, self.x_test, self.y_test = x_train, y_train, x_test, y_test
 
 
 # ------------------------------------------------------------------------------------------ the report

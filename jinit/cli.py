@@ -375,7 +375,6 @@ def _run_check_determinism(config) -> int:
 
 
 def _run_sweep(args) -> int:
-    import sys
     import time
     from pathlib import Path
 

@@ -691,28 +691,33 @@ def _tree_bytes(tree) -> int:
     return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
 
 
-def _param_and_opt_bytes(setup: _Setup, tx) -> tuple[int, int]:
+def _abstract_model(setup: _Setup):
+    """The model of the sweep's first scheme, a one-example input and the shapes of its variables
+    (``jax.eval_shape``: nothing is computed)."""
     module = setup.make_model(_kernel_init(setup.schemes[0][1]), setup.bias_init)
     x1 = jax.ShapeDtypeStruct((1,) + setup.x_train.shape[1:], jnp.float32)
-    variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), x1)
+    return module, x1, jax.eval_shape(module.init, jax.random.PRNGKey(0), x1)
+
+
+def _param_and_opt_bytes(variables, tx) -> tuple[int, int]:
     return _tree_bytes(variables), _tree_bytes(jax.eval_shape(tx.init, variables))
 
 
 def state_bytes_per_model(setup: _Setup, tx) -> int:
     """Bytes one model's training step streams through memory: its parameters, gradients and optimizer state."""
-    p, opt = _param_and_opt_bytes(setup, tx)
+    p, opt = _param_and_opt_bytes(_abstract_model(setup)[2], tx)
     return 2 * p + opt
 
 
 def cpu_cache_bytes() -> int | None:
     """The size of the host's last-level (L3) cache in bytes, from sysfs (Linux); None where it is unknown."""
     base = Path("/sys/devices/system/cpu/cpu0/cache")
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     best = None
     try:
         for index in base.glob("index*"):
             level = int((index / "level").read_text().strip())
             text = (index / "size").read_text().strip().upper()
-            units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
             size = int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
             if best is None or level > best[0]:
                 best = (level, size)
@@ -724,10 +729,8 @@ def cpu_cache_bytes() -> int | None:
 def bytes_per_model(config: SweepConfig, setup: _Setup, tx) -> int:
     """Estimated device memory one model of the chunk needs (params, optimizer state, gradients, updates, the
     activations of a training batch kept for the backward pass, and of a test batch)."""
-    module = setup.make_model(_kernel_init(setup.schemes[0][1]), setup.bias_init)
-    x1 = jax.ShapeDtypeStruct((1,) + setup.x_train.shape[1:], jnp.float32)
-    variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), x1)
-    p, opt = _param_and_opt_bytes(setup, tx)
+    module, x1, variables = _abstract_model(setup)
+    p, opt = _param_and_opt_bytes(variables, tx)
 
     def acts(v, x):
         return module.apply(v, x, capture_intermediates=True, mutable=["intermediates"])
@@ -1145,9 +1148,7 @@ def _chunk_index(c: int, csize: int, n_models: int) -> list[int]:
 def _fingerprint(config: SweepConfig, setup: _Setup, grid) -> str:
     """A SHA-256 of what decides a sweep's numbers: the config, the grid's labels, the parameter shapes of the
     model, and the training and test arrays. Chunk files and checkpoints carry it; resuming requires it."""
-    module = setup.make_model(_kernel_init(setup.schemes[0][1]), setup.bias_init)
-    x1 = jax.ShapeDtypeStruct((1,) + setup.x_train.shape[1:], jnp.float32)
-    shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), x1)
+    shapes = _abstract_model(setup)[2]
     desc = {
         "config": config.to_dict(),
         "grid": [[label, int(s)] for label, _, s in grid],
@@ -1525,7 +1526,7 @@ def check_determinism(
     setup = _setup(sub, make_model)
     tx = train_lib.make_optimizer(sub.optimizer, sub.learning_rate)
     models, worst = [], 0.0
-    for i, (label, scheme) in enumerate((label, init) for label, init in setup.schemes):
+    for i, (label, scheme) in enumerate(setup.schemes):
         for s in range(sub.seeds):
             k = i * sub.seeds + s
             params = initial_params(sub, [(label, s)], make_model=make_model, _setup_cache=setup)
