@@ -766,7 +766,8 @@ def chunk_size(
     state_bytes: int | None = None,
 ) -> int:
     """Models per chunk: a multiple of ``n_devices`` that fits the budget, capped by the grid size and
-    ``max_models_per_chunk`` (at least ``n_devices``).
+    ``max_models_per_chunk`` (at least ``n_devices``), and as even as it can be: the fewest chunks that size
+    allows, with the models spread equally over them (the last chunk is padded up to the chunk size).
 
     On a CPU (``cache_bytes`` given: the last-level cache), when ``max_models_per_chunk`` is not set, a chunk is
     also kept small enough that the parameters, gradients and optimizer state of its models (``state_bytes``
@@ -782,7 +783,11 @@ def chunk_size(
         size = min(size, config.max_models_per_chunk)
     elif cache_bytes and state_bytes:
         size = min(size, max(n_devices, (cache_bytes // 2) // max(state_bytes, 1)))
-    return max(n_devices, (size // n_devices) * n_devices)
+    size = max(n_devices, (size // n_devices) * n_devices)
+    # As many chunks as that size needs, made equal: the last chunk is padded to the chunk size, so 8192 models
+    # in chunks of at most 4400 train as 2 x 4096, not 2 x 4400 (7% of the work on padding; measured on an H100).
+    n_chunks = math.ceil(n_models / size)
+    return math.ceil(n_models / (n_chunks * n_devices)) * n_devices
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -338,6 +338,24 @@ def test_chunk_size_follows_memory_budget():
     assert sweep.chunk_size(huge, 1000, per_model=1_000, data_bytes=0, n_devices=1) == 1
 
 
+def test_chunk_size_spreads_the_models_evenly_over_the_chunks():
+    # A budget of 4400 models: 8192 models train as 2 chunks of 4096, not 2 of 4400 (608 padded copies).
+    cfg = sweep.SweepConfig(max_memory=4400 * 1000)
+    assert sweep.chunk_size(cfg, 8192, per_model=1000, data_bytes=0, n_devices=1) == 4096
+    assert sweep.chunk_size(cfg, 8193, per_model=1000, data_bytes=0, n_devices=1) == 4097
+    assert (
+        sweep.chunk_size(cfg, 8192, per_model=1000, data_bytes=0, n_devices=3) == 8193
+    )  # budget per device
+    capped = sweep.SweepConfig(max_models_per_chunk=8)
+    assert sweep.chunk_size(capped, 10, per_model=1000, data_bytes=0, n_devices=2) == 6
+    for n in range(1, 60):
+        size = sweep.chunk_size(capped, n, per_model=1000, data_bytes=0, n_devices=2)
+        chunks = -(-n // size)
+        assert (
+            size <= 8 and size % 2 == 0 and chunks == -(-n // 8) and chunks * size - n < 2 * chunks
+        )
+
+
 def test_chunk_size_on_cpu_keeps_the_training_state_in_cache():
     cfg = dataclasses.replace(BASE, max_models_per_chunk=None, max_memory=10**12)
     mlp = 4 * 436_776  # params + grads + Adam's two moments of the 784-128-64-10 MLP, in bytes
