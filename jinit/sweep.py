@@ -444,7 +444,16 @@ class _Program:
     """The compiled pieces for one (model, optimizer, shapes) combination."""
 
     def __init__(
-        self, apply_fn, tx, *, batch_size, steps_per_epoch, eval_every, eval_batch_size, shared
+        self,
+        apply_fn,
+        tx,
+        *,
+        batch_size,
+        steps_per_epoch,
+        eval_every,
+        eval_batch_size,
+        shared,
+        inner_axis=False,
     ):
         self.trainer = train_lib.make_train(
             apply_fn,
@@ -454,10 +463,7 @@ class _Program:
             eval_every=eval_every,
             eval_batch_size=eval_batch_size,
         )
-        key_axis = None if shared else 0
-        epoch = jax.vmap(
-            self.trainer.epoch, in_axes=(0, key_axis, key_axis, None, None, None, None, None, None)
-        )
+        epoch = self.trainer.vmapped_epoch(shared_keys=shared, inner_axis=inner_axis)
         self.epoch = jax.jit(epoch, donate_argnums=0)
         self.init_state = jax.jit(jax.vmap(self.trainer.init))
         self._compiled: dict[Any, Any] = {}
@@ -496,6 +502,14 @@ _PROGRAMS: dict[Any, _Program] = {}
 # ``module.init`` in the last bit (different floating-point contraction); they never differ between sweeps.
 _INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 _INITS: dict[Any, Callable] = {}
+
+
+def _inner_model_axis(platform: str) -> bool:
+    """Whether the training loop keeps the model axis of kernels just before their last dimension
+    (:func:`jinit.train.make_train`'s ``vmapped_epoch``): on accelerators, where it saves a transpose of every
+    stacked kernel that sees a shared input, and its gradient, at every step (1.36x-1.45x on an H100, MNIST MLP);
+    not on a CPU, where the leading model axis was measured faster."""
+    return platform != "cpu"
 
 
 def _program(key, apply_fn, tx, **kw) -> _Program:
@@ -997,6 +1011,7 @@ def run(
                 eval_every=config.eval_every,
                 eval_batch_size=eval_bs,
                 shared=not vary_data,
+                inner_axis=_inner_model_axis(devices[0].platform),
             )
             compile_before = program.compile_seconds
 

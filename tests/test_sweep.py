@@ -165,6 +165,30 @@ def test_vmapped_sweep_matches_plain_loop(base):
     print(f"max |vmapped - plain| over final params: {worst:.3g}")
 
 
+@pytest.mark.parametrize("vary", ["init", "both"])
+def test_inner_model_axis_trains_the_same_models(base, vary, monkeypatch):
+    """The accelerator layout (model axis just before the last dimension of every kernel during the loop) trains
+    the same models as the CPU layout, for shared and per-model data order, with logs inside the epoch."""
+    cfg = dataclasses.replace(BASE, vary=vary, eval_every=3)
+    outer = sweep.run(cfg, progress=False, keep_params=True)
+    monkeypatch.setattr(sweep, "_inner_model_axis", lambda platform: True)
+    inner = sweep.run(cfg, progress=False, keep_params=True)
+    assert any(dict(kw).get("inner_axis") for _, kw in sweep._PROGRAMS)  # that layout did run
+    assert (
+        len(outer.curves) == len(inner.curves) == 6 * 2 * 3
+    )  # 8 steps per epoch, logs at 3, 6 and 8
+    for a, b in zip(_leaves(inner.params), _leaves(outer.params), strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
+    for col in ("step", "train_loss", "test_loss"):
+        np.testing.assert_allclose(inner.curves[col], outer.curves[col], rtol=1e-5, atol=1e-6)
+    assert (inner.predictions != outer.predictions).mean() < 0.01
+    if vary == "init":  # the default: the same data order as the module-level sweep
+        np.testing.assert_allclose(
+            inner.models["final_test_loss"], base.models["final_test_loss"], rtol=1e-5
+        )
+
+
 def test_two_identical_sweeps_are_bitwise_identical(base):
     sweep._PROGRAMS.clear()  # recompile: determinism must not depend on reusing one executable
     again = sweep.run(BASE, progress=False)
