@@ -416,7 +416,10 @@ def test_identity_preserves_input_through_flax_dense():
     layers = {f: nn.Dense(f, use_bias=False, kernel_init=jinit.identity()) for f in (8, 12, 5)}
     # Parameters come from the initializer itself (Dense.init would compile a forward pass).
     params = {f: {"params": {"kernel": jinit.identity()(KEY, (8, f))}} for f in layers}
-    ys = jax.jit(lambda p, x: {f: layers[f].apply(p[f], x) for f in layers})(params, x)
+    # Full float32 matmuls: at the default precision a GPU rounds x to TF32 (seen on an H100), which is not
+    # what is being tested.
+    with jax.default_matmul_precision("float32"):
+        ys = jax.jit(lambda p, x: {f: layers[f].apply(p[f], x) for f in layers})(params, x)
     for features, y in ys.items():
         k = min(8, features)
         np.testing.assert_array_equal(y[:, :k], x[:, :k])
@@ -499,7 +502,11 @@ def test_determinism_and_vmap_over_keys(name, applies_to, vmap_draws):
     batched, single = vmap_draws
     shape = shapes_for(applies_to)[-1]
     assert batched[name].shape == (2, *shape)
-    np.testing.assert_array_equal(batched[name][0], single[name])
+    if name in {"orthogonal", "delta_orthogonal"} and jax.default_backend() != "cpu":
+        # A GPU's batched QR is another solver than its single QR: equal to rounding (seen on an H100).
+        np.testing.assert_allclose(batched[name][0], single[name], rtol=0, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(batched[name][0], single[name])
     deterministic = name in {"zeros", "ones", "constant", "identity", "dirac"}
     assert np.array_equal(batched[name][0], batched[name][1]) == deterministic
 
