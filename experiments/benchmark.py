@@ -20,7 +20,11 @@ exactly linear in N: they are timed on ``min(N, --sequential-models)`` models an
 FLOPs are XLA's cost analysis of the compiled single-model train step (times the steps of an epoch) plus that of
 the test-set evaluation, the same count for every method. The hardware limit is a large matmul timed in the same
 run at the same (default) precision: full float32 on CPU; on NVIDIA Ampere/Hopper GPUs JAX's default precision
-for float32 matmuls is TF32 (the sweep's matmuls run the same way). Results go to
+for float32 matmuls is TF32 (the sweep's matmuls run the same way, and PyTorch is set to TF32 too). The other limit
+is memory: a memory bandwidth timed in the same run (``y = x + 1`` on a large array) and the least traffic of an
+Adam step, its parameters and both moments read and written once (:func:`state_bytes_per_model_step`), give the
+memory roofline ``min(peak, FLOPs / bytes x bandwidth)`` that no implementation keeping float32 Adam state in memory
+can pass. On a GPU PyTorch runs on the same GPU as JAX. Results go to
 ``experiments/results/benchmark/benchmark_<platform>.json`` (one file per platform, so CPU and GPU results sit side
 by side), ``report.md`` and ``throughput.png``.
 
@@ -29,6 +33,7 @@ Usage::
     python experiments/benchmark.py                      # CPU defaults: N = 1, 8, 64, 256; batch 32 and 128
     python experiments/benchmark.py --ns 1,8,64,256,1024,4096,8192   # on an accelerator (the default there)
     python experiments/benchmark.py --smoke --out /tmp/b  # seconds, on the embedded digits dataset
+    python experiments/benchmark.py --batch-sizes 32 --merge  # one batch size per command, into one JSON
 """
 
 from __future__ import annotations
@@ -77,6 +82,20 @@ def matmul_peak(n: int, reps: int = 5) -> dict[str, Any]:
         f(a, b).block_until_ready()
         best = min(best, time.perf_counter() - t)
     return {"n": n, "seconds": best, "flops_per_s": 2 * n**3 / best}
+
+
+def memory_bandwidth(n_bytes: int, reps: int = 5) -> dict[str, Any]:
+    """Bytes per second the device's memory moves: ``y = x + 1`` on an ``n_bytes`` float32 array (read once,
+    written once; best of ``reps`` timed calls)."""
+    x = jnp.zeros((n_bytes // 4,), jnp.float32)
+    f = jax.jit(lambda a: a + 1).lower(x).compile()
+    f(x).block_until_ready()
+    best = np.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        f(x).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return {"bytes": n_bytes, "seconds": best, "bytes_per_s": 2 * n_bytes / best}
 
 
 def precision_note(device) -> str:
@@ -134,6 +153,21 @@ def flops_per_model_epoch(x_train, x_test, batch_size: int) -> dict[str, float]:
     }
 
 
+def state_bytes_per_model_step(in_features: int = 784) -> int:
+    """The least memory traffic of one model's Adam step once the stacked training state no longer fits in a
+    cache: its parameters and both moments read once and written once, ``2 x (params + optimizer state)``
+    bytes (the gradient, the batch and the activations not even counted). With the step's FLOPs this bounds
+    the FLOP/s any implementation that keeps float32 Adam state in memory can reach: ``FLOPs / bytes x
+    bandwidth`` (the memory roofline)."""
+    model, tx = _mlp(), optax.adam(LR)
+    params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, in_features)))
+    nbytes = sum(
+        int(np.prod(a.shape)) * a.dtype.itemsize
+        for a in jax.tree.leaves((params, jax.eval_shape(tx.init, params)))
+    )
+    return 2 * nbytes
+
+
 def _order(n_train: int, batch_size: int, seed: int = 0) -> np.ndarray:
     """One shared data order (as jinit's default ``vary="init"``): [steps, batch] indices."""
     steps = n_train // batch_size
@@ -170,6 +204,9 @@ def run_jinit(args, n_models: int, batch_size: int) -> dict[str, Any]:
     return {
         "seconds": m["train_seconds"],
         "compile_seconds": m["compile_seconds"],
+        "wall_seconds": m[
+            "wall_seconds"
+        ],  # the whole sweep.run: data, initialization, compile, training
         "timed_models": n_models,
         "chunk_size": m["chunk_size"],
         "n_chunks": m["n_chunks"],
@@ -248,11 +285,21 @@ def _torch_mlp(torch, in_features: int):
     )
 
 
+def _torch_device(torch) -> str:
+    """``"cuda"`` when JAX runs on a GPU and PyTorch sees one too (the same GPU for both), else ``"cpu"``."""
+    return "cuda" if jax.devices()[0].platform == "gpu" and torch.cuda.is_available() else "cpu"
+
+
 def _torch_data(torch, ds):
+    dev = _torch_device(torch)
     return tuple(
-        torch.from_numpy(np.array(a, copy=True))
+        torch.from_numpy(np.array(a, copy=True)).to(dev)
         for a in (ds.x_train, ds.y_train.astype(np.int64), ds.x_test, ds.y_test.astype(np.int64))
     )
+
+
+def _torch_order(torch, n_train: int, batch_size: int):
+    return torch.from_numpy(_order(n_train, batch_size)).to(_torch_device(torch))
 
 
 def run_torch_func(ds, n_models: int, batch_size: int) -> dict[str, Any]:
@@ -262,8 +309,9 @@ def run_torch_func(ds, n_models: int, batch_size: int) -> dict[str, Any]:
     from torch.func import functional_call, grad, stack_module_state, vmap
 
     torch.manual_seed(0)
+    dev = _torch_device(torch)
     x, y, xt, yt = _torch_data(torch, ds)
-    order = torch.from_numpy(_order(ds.x_train.shape[0], batch_size))
+    order = _torch_order(torch, ds.x_train.shape[0], batch_size)
     base = copy.deepcopy(_torch_mlp(torch, x.shape[1])).to("meta")
 
     def loss(p, b, xb, yb):
@@ -273,15 +321,25 @@ def run_torch_func(ds, n_models: int, batch_size: int) -> dict[str, Any]:
     logits_fn = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)), in_dims=(0, 0, None))
 
     def run(n, steps):
-        params, buffers = stack_module_state([_torch_mlp(torch, x.shape[1]) for _ in range(n)])
+        params, buffers = stack_module_state(
+            [_torch_mlp(torch, x.shape[1]).to(dev) for _ in range(n)]
+        )
         opt = torch.optim.Adam(list(params.values()), lr=LR)
         for idx in order[:steps]:
             g = grads_fn(params, buffers, x[idx], y[idx])
             for k, v in params.items():
                 v.grad = g[k]
             opt.step()
-        with torch.no_grad():
-            return (logits_fn(params, buffers, xt).argmax(-1) == yt).float().mean(-1).tolist()
+        with (
+            torch.no_grad()
+        ):  # the test set in slices of 1000, as jinit evaluates (logits of all at once
+            correct = sum(  # would need N x 10000 x 128 floats)
+                (logits_fn(params, buffers, xt[i : i + 1000]).argmax(-1) == yt[i : i + 1000]).sum(
+                    -1
+                )
+                for i in range(0, len(xt), 1000)
+            )
+            return (correct / len(xt)).tolist()
 
     t = time.perf_counter()
     run(n_models, 3)  # warm up
@@ -303,10 +361,10 @@ def run_torch_loop(ds, n_models: int, batch_size: int) -> dict[str, Any]:
 
     torch.manual_seed(0)
     x, y, xt, yt = _torch_data(torch, ds)
-    order = torch.from_numpy(_order(ds.x_train.shape[0], batch_size))
+    order = _torch_order(torch, ds.x_train.shape[0], batch_size)
 
     def one(steps):
-        net = _torch_mlp(torch, x.shape[1])
+        net = _torch_mlp(torch, x.shape[1]).to(_torch_device(torch))
         opt = torch.optim.Adam(net.parameters(), lr=LR)
         for idx in order[:steps]:
             opt.zero_grad(set_to_none=True)
@@ -342,13 +400,37 @@ RUNNERS = {
 }
 
 
+def _version(package: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def torch_version() -> str | None:
     try:
         import torch
     except ImportError:
         return None
     torch.set_num_threads(os.cpu_count() or 1)
+    # JAX's default precision for float32 matmuls on NVIDIA Ampere and newer is TF32; PyTorch's is full
+    # float32. Compare like with like: TF32 for both (see torch_precision()).
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
     return torch.__version__
+
+
+def torch_precision() -> str | None:
+    """What precision PyTorch's float32 matmuls run at here, in words (None without PyTorch)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if _torch_device(torch) == "cuda":
+        return f"TF32 matmuls on {torch.cuda.get_device_name()} (allow_tf32, as JAX's default)"
+    return "float32 matmuls (CPU)"
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -382,10 +464,16 @@ def measure(args) -> dict[str, Any]:
     torch_v = torch_version()
     methods = [m for m in args.methods if not (m.startswith("torch") and torch_v is None)]
     peak = matmul_peak(args.peak_n)
+    bw = memory_bandwidth(args.bandwidth_bytes)
     print(
-        f"matmul peak: {peak['flops_per_s'] / 1e9:.1f} GFLOP/s ({args.peak_n}x{args.peak_n} float32)"
+        f"matmul peak: {peak['flops_per_s'] / 1e9:.1f} GFLOP/s ({args.peak_n}x{args.peak_n} float32); "
+        f"memory: {bw['bytes_per_s'] / 1e9:.1f} GB/s",
+        flush=True,
     )
     rows = []
+    # A sequential method's rate does not depend on N (one model after another): it is timed once per batch
+    # size on min(N, --sequential-models) models, and that measurement serves every larger N.
+    sequential: dict[tuple[str, int, int], dict[str, Any]] = {}
     for bs in args.batch_sizes:
         fl = flops_per_model_epoch(sub.x_train, sub.x_test, bs)
         for n in args.ns:
@@ -396,7 +484,9 @@ def measure(args) -> dict[str, Any]:
                 if method == "jinit":
                     r = best_of(lambda n=n, bs=bs: run_jinit(args, n, bs), args.repeats)
                 elif method in SEQUENTIAL:
-                    r = RUNNERS[method](sub, timed, bs)
+                    if (method, bs, timed) not in sequential:
+                        sequential[method, bs, timed] = RUNNERS[method](sub, timed, bs)
+                    r = sequential[method, bs, timed]
                 else:
                     r = best_of(lambda m=method, n=n, bs=bs: RUNNERS[m](sub, n, bs), args.repeats)
                 rate = r["timed_models"] / r["seconds"]
@@ -409,6 +499,7 @@ def measure(args) -> dict[str, Any]:
                     "flops_per_model_epoch": fl["total"],
                     "flops_per_s": rate * fl["total"],
                     "fraction_of_peak": rate * fl["total"] / peak["flops_per_s"],
+                    "peak_flops_per_s": peak["flops_per_s"],
                 }
                 rows.append(row)
                 print(
@@ -426,8 +517,11 @@ def measure(args) -> dict[str, Any]:
             "processor": platform.processor() or platform.machine(),
         },
         "precision": precision_note(device),
+        "torch_precision": torch_precision() if torch_v else None,
         "versions": {
             "jax": jax.__version__,
+            "flax": _version("flax"),
+            "optax": _version("optax"),
             "torch": torch_v,
             "python": sys.version.split()[0],
         },
@@ -437,10 +531,33 @@ def measure(args) -> dict[str, Any]:
         "model": f"MLP 784-{'-'.join(map(str, HIDDEN))}-10 ReLU, Adam {LR:g}, one epoch + one test evaluation",
         "sequential_models": args.sequential_models,
         "matmul_peak": peak,
+        "memory_bandwidth": bw,
+        "state_bytes_per_model_step": state_bytes_per_model_step(int(np.prod(sub.input_shape))),
         "repeats": args.repeats,
         "rows": rows,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` with the rows of ``old`` for the (batch size, method) pairs ``new`` did not measure (``--merge``).
+
+    Each row keeps the matmul peak it was measured against; the document's peak and bandwidth are the newest.
+
+    Raises:
+      ValueError: when the two were measured on different kinds of device.
+    """
+    if old["device"]["device_kind"] != new["device"]["device_kind"]:
+        raise ValueError(
+            f"--merge: the JSON holds {old['device']['device_kind']!r} results, this run is on "
+            f"{new['device']['device_kind']!r}; use another --out"
+        )
+    done = {(r["batch_size"], r["method"]) for r in new["rows"]}
+    kept = [r for r in old["rows"] if (r["batch_size"], r["method"]) not in done]
+    rows = sorted(kept + new["rows"], key=lambda r: (r["batch_size"], r["n_models"]))
+    merged_from = [*old.get("merged_from", [old["created"]]), new["created"]]
+    commands = [*old.get("commands", []), *new.get("commands", [])]
+    return {**new, "rows": rows, "merged_from": merged_from, "commands": commands}
 
 
 # ------------------------------------------------------------------------------------------ the report
@@ -454,6 +571,11 @@ def table(doc: dict[str, Any]) -> pd.DataFrame:
         jin.get((b, n), np.nan) / r
         for b, n, r in zip(df["batch_size"], df["n_models"], df["model_epochs_per_s"], strict=True)
     ]
+    if "memory_bandwidth" in doc and "state_bytes_per_model_step" in doc:  # the memory roofline
+        bytes_epoch = (doc["n_train"] // df["batch_size"]) * doc["state_bytes_per_model_step"]
+        bound = df["flops_per_model_epoch"] / bytes_epoch * doc["memory_bandwidth"]["bytes_per_s"]
+        df["roofline_flops_per_s"] = np.minimum(df["peak_flops_per_s"], bound)
+        df["fraction_of_roofline"] = df["flops_per_s"] / df["roofline_flops_per_s"]
     return df
 
 
@@ -496,6 +618,23 @@ def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     f"{ratio:.2f}x",
                     ratio >= 0.95,
                 )
+    if "roofline_flops_per_s" in df:  # context for the peak goals: what the memory traffic allows
+        n = GOAL_N[plat]
+        for bs in sorted(set(df["batch_size"])):
+            roof, pk = (
+                at("jinit", n, bs, "roofline_flops_per_s"),
+                at("jinit", n, bs, "peak_flops_per_s"),
+            )
+            f = at("jinit", n, bs, "fraction_of_roofline")
+            if np.isfinite(roof):
+                out.append(
+                    {
+                        "goal": f"(a bound, not a goal) memory roofline min(peak, FLOPs / state bytes x "
+                        f"bandwidth) as a share of the peak; jinit's share of that roofline (N={n}, batch {bs})",
+                        "measured": f"{_p(roof / pk)}; {_p(f)}",
+                        "met": None,
+                    }
+                )
     jit = df[df["method"] == "jinit"]
     c = float(jit["compile_seconds"].max()) if len(jit) else np.nan
     add("compile time of a sweep < 10 s (max over runs)", f"{c:.2f} s", c < 10)
@@ -524,7 +663,15 @@ def markdown(doc: dict[str, Any]) -> str:
         f"### {d['platform'].upper()}: {d['device_count']} x {d['device_kind']} ({d['cpu_count']} CPU cores)\n\n"
         f"{doc['model']}; {doc['dataset']} ({doc['n_train']} train / {doc['n_test']} test). {doc['precision']}. "
         f"Measured matmul peak: **{doc['matmul_peak']['flops_per_s'] / 1e9:.1f} GFLOP/s** "
-        f"({doc['matmul_peak']['n']}² float32). jax {doc['versions']['jax']}, torch {doc['versions']['torch'] or 'not installed'}; "
+        f"({doc['matmul_peak']['n']}² float32)"
+        + (
+            f"; measured memory bandwidth **{doc['memory_bandwidth']['bytes_per_s'] / 1e9:.0f} GB/s** "
+            f"(y = x + 1 on {doc['memory_bandwidth']['bytes'] >> 20} MiB)"
+            if "memory_bandwidth" in doc
+            else ""
+        )
+        + (f". PyTorch: {doc['torch_precision']}" if doc.get("torch_precision") else "")
+        + f". jax {doc['versions']['jax']}, torch {doc['versions']['torch'] or 'not installed'}; "
         f"{doc['created']}. jinit and torch_func: the fastest of {doc.get('repeats', 1)} run(s) per point; "
         f"sequential methods timed on up to {doc['sequential_models']} models."
     )
@@ -533,6 +680,9 @@ def markdown(doc: dict[str, Any]) -> str:
             "model-epochs/s": df["model_epochs_per_s"].map(lambda v: f"{v:.3g}"),
             "GFLOP/s": (df["flops_per_s"] / 1e9).map(lambda v: f"{v:.1f}"),
             "% of peak": (100 * df["fraction_of_peak"]).map(lambda v: f"{v:.1f}"),
+            "% of roofline": (
+                100 * df.get("fraction_of_roofline", np.nan * df["fraction_of_peak"])
+            ).map(lambda v: "-" if not np.isfinite(v) else f"{v:.1f}"),
             "jinit speedup": df["jinit_speedup"].map(
                 lambda v: "-" if not np.isfinite(v) else f"{v:.2f}x"
             ),
@@ -551,6 +701,7 @@ def markdown(doc: dict[str, Any]) -> str:
             "jinit speedup",
             "GFLOP/s",
             "% of peak",
+            "% of roofline",
             "compile s",
             "timed models",
             "MB/model",
@@ -599,11 +750,15 @@ def report(out: Path, command: str) -> Path:
         "write, on the same data and model, in one process per platform. `jinit speedup` is jinit's "
         "model-epochs per second over the method's at the same N and batch size. FLOP/s use XLA's cost analysis "
         "of the compiled single-model step and evaluation (the same count for every method); `% of peak` is "
-        "relative to a large float32 matmul timed in the same run. `MB/model` is XLA's buffer assignment of "
+        "relative to a large float32 matmul timed in the same run; `% of roofline` to the memory roofline, "
+        "min(peak, FLOPs / bytes x measured bandwidth) with the least traffic of an Adam step (parameters and both "
+        "moments read and written once). `MB/model` is XLA's buffer assignment of "
         "jinit's compiled epoch (arguments + outputs + temporaries - aliased - the data), per model.",
         *[markdown(d) for d in docs],
         f"![throughput]({fig})",
-        f"## Reproduce\n\n```bash\n{command}\n```\n\nNotes on what was changed to reach these numbers: "
+        "## Reproduce\n\n```bash\n"
+        + "\n".join(dict.fromkeys(c for d in docs for c in d.get("commands", [command])))
+        + "\n```\n\nNotes on what was changed to reach these numbers: "
         "`experiments/results/benchmark/NOTES.md`.",
     ]
     return C.write_report(out, "Benchmark: jinit's sweep vs the alternatives", sections)
@@ -629,10 +784,16 @@ def main(argv: list[str] | None = None) -> int:
         help="runs of jinit and torch_func per point; the fastest counts (default 2, 1 with --smoke)",
     )
     p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of other (batch size, method) pairs already in this platform's JSON (same "
+        "device kind): a long benchmark run as one command per batch size, or some methods run again",
+    )
+    p.add_argument(
         "--torch-func-max",
         type=int,
         default=None,
-        help="largest N for torch_func (default: 64 on CPU, 8192 on GPU)",
+        help="largest N for torch_func (default: 64 on CPU, 4096 on GPU: 8192 runs out of an H100's 80 GB)",
     )
     args = p.parse_args(argv)
     accel = jax.devices()[0].platform != "cpu"
@@ -645,19 +806,24 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         raise ValueError(f"unknown method(s) {bad}; valid: {', '.join(METHODS)}")
     if args.sequential_models is None:
-        args.sequential_models = 2 if args.smoke else (4 if not accel else 8)
+        args.sequential_models = 2 if args.smoke else 4
     if args.torch_func_max is None:
-        args.torch_func_max = 8192 if accel else 64
+        args.torch_func_max = 4096 if accel else 64
     if args.repeats is None:
         args.repeats = 1 if args.smoke else 2
     args.peak_n = 512 if args.smoke else (8192 if accel else 4096)
+    args.bandwidth_bytes = (1 << 22) if args.smoke else (1 << 30 if accel else 1 << 28)
     args.dataset = "digits" if args.smoke else "mnist"
     args.train_size = 256 if args.smoke else None
     args.test_size = 128 if args.smoke else None
     out = C.out_dir(args, NAME)
     if not args.report_only:
         doc = measure(args)
-        results.write_json(out / f"benchmark_{doc['device']['platform']}.json", doc)
+        doc["commands"] = [C.command_line(argv, NAME)]
+        path = out / f"benchmark_{doc['device']['platform']}.json"
+        if args.merge and path.exists():
+            doc = merge(results.read_json(path), doc)
+        results.write_json(path, doc)
     path = report(out, C.command_line(argv, NAME))
     print(f"wrote {path}")
     return 0

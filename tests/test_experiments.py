@@ -291,19 +291,61 @@ def test_benchmark_goals_are_read_from_the_rows():
 
 def test_benchmark_smoke(tmp_path):
     out = tmp_path / "bench"
-    argv = ["--smoke", "--no-progress", "--out", str(out), "--methods", "jinit,naive,scan_loop"]
+    argv = ["--smoke", "--no-progress", "--out", str(out), "--ns", "1,2,4"]
+    argv += ["--methods", "jinit,naive,scan_loop"]
     assert _load("benchmark").main(argv) == 0
     import json
 
     doc = json.loads((out / "benchmark_cpu.json").read_text())
     methods = {(r["method"], r["n_models"]) for r in doc["rows"]}
-    assert methods == {(m, n) for m in ("jinit", "naive", "scan_loop") for n in (1, 4)}
+    assert methods == {(m, n) for m in ("jinit", "naive", "scan_loop") for n in (1, 2, 4)}
     for r in doc["rows"]:
         assert r["model_epochs_per_s"] > 0 and r["flops_per_model_epoch"] > 0
         assert 0 < r["fraction_of_peak"] < 2
         assert r["timed_models"] == (
             min(r["n_models"], 2) if r["method"] != "jinit" else r["n_models"]
         )
+    # A sequential method is timed once per batch size and model count: N=4 reuses the 2 models of N=2.
+    naive = {r["n_models"]: r for r in doc["rows"] if r["method"] == "naive"}
+    assert naive[4]["seconds"] == naive[2]["seconds"] != naive[1]["seconds"]
+    assert doc["memory_bandwidth"]["bytes_per_s"] > 0 and doc["state_bytes_per_model_step"] > 0
     text = (out / "report.md").read_text()
     assert "**Goals**" in text and "| batch_size | n_models | method |" in text
+    assert "% of roofline" in text and "memory roofline" in text
     assert (out / "throughput.png").read_bytes()[:8] == PNG_MAGIC
+    # --merge: a second command measures one method again and keeps the other rows.
+    assert _load("benchmark").main([*argv[:-2], "--methods", "naive", "--merge"]) == 0
+    merged = json.loads((out / "benchmark_cpu.json").read_text())
+    assert {(r["method"], r["n_models"]) for r in merged["rows"]} == methods
+    assert len(merged["commands"]) == 2 and len(merged["merged_from"]) == 2
+    assert [r for r in merged["rows"] if r["method"] == "jinit"] == [
+        r for r in doc["rows"] if r["method"] == "jinit"
+    ]
+
+
+def test_benchmark_merge_and_roofline():
+    b = _load("benchmark")
+    old = _bench_doc([_row("jinit", 8, 32, 1.0), _row("naive", 8, 32, 0.5)], "gpu")
+    new = _bench_doc([_row("jinit", 8, 32, 2.0), _row("jinit", 8, 128, 3.0)], "gpu")
+    old["created"], new["created"] = "t0", "t1"
+    m = b.merge(old, new)
+    assert [(r["method"], r["batch_size"], r["model_epochs_per_s"]) for r in m["rows"]] == [
+        ("naive", 32, 0.5),
+        ("jinit", 32, 2.0),
+        ("jinit", 128, 3.0),
+    ]
+    assert m["merged_from"] == ["t0", "t1"]
+    other = _bench_doc([], "gpu")
+    other["device"]["device_kind"] = "another GPU"
+    with pytest.raises(ValueError, match="another GPU"):
+        b.merge(other, new)
+    # The roofline: 1 GFLOP per model-epoch of 10 steps moving 1 MB each: 100 FLOP/byte, at 1 GB/s 100 GFLOP/s,
+    # under a peak of 1 TFLOP/s; 50 model-epochs/s are 50 GFLOP/s, half of it.
+    row = {**_row("jinit", 8, 32, 50.0), "flops_per_model_epoch": 1e9, "peak_flops_per_s": 1e12}
+    doc = {**_bench_doc([{**row, "flops_per_s": 50 * 1e9}]), "n_train": 320}
+    doc |= {"memory_bandwidth": {"bytes_per_s": 1e9}, "state_bytes_per_model_step": 1e6}
+    t = b.table(doc)
+    assert t["roofline_flops_per_s"][0] == pytest.approx(1e11)
+    assert t["fraction_of_roofline"][0] == pytest.approx(0.5)
+    doc["memory_bandwidth"]["bytes_per_s"] = 1e12  # now the matmul peak is the lower bound
+    assert b.table(doc)["roofline_flops_per_s"][0] == pytest.approx(1e12)
