@@ -571,7 +571,10 @@ def table(doc: dict[str, Any]) -> pd.DataFrame:
         jin.get((b, n), np.nan) / r
         for b, n, r in zip(df["batch_size"], df["n_models"], df["model_epochs_per_s"], strict=True)
     ]
-    if "memory_bandwidth" in doc and "state_bytes_per_model_step" in doc:  # the memory roofline
+    # The memory roofline, on accelerators: there the stacked state of a chunk (GBs) streams from device memory
+    # at every step. A CPU sweep sizes its chunks to keep that state in the last-level cache (see
+    # jinit.sweep.chunk_size), so a DRAM bound does not apply (the CPU's `y = x + 1` is also single-threaded).
+    if doc["device"]["platform"] != "cpu" and "state_bytes_per_model_step" in doc:
         bytes_epoch = (doc["n_train"] // df["batch_size"]) * doc["state_bytes_per_model_step"]
         bound = df["flops_per_model_epoch"] / bytes_epoch * doc["memory_bandwidth"]["bytes_per_s"]
         df["roofline_flops_per_s"] = np.minimum(df["peak_flops_per_s"], bound)
@@ -667,7 +670,7 @@ def markdown(doc: dict[str, Any]) -> str:
         + (
             f"; measured memory bandwidth **{doc['memory_bandwidth']['bytes_per_s'] / 1e9:.0f} GB/s** "
             f"(y = x + 1 on {doc['memory_bandwidth']['bytes'] >> 20} MiB)"
-            if "memory_bandwidth" in doc
+            if "memory_bandwidth" in doc and d["platform"] != "cpu"
             else ""
         )
         + (f". PyTorch: {doc['torch_precision']}" if doc.get("torch_precision") else "")
@@ -752,7 +755,8 @@ def report(out: Path, command: str) -> Path:
         "of the compiled single-model step and evaluation (the same count for every method); `% of peak` is "
         "relative to a large float32 matmul timed in the same run; `% of roofline` to the memory roofline, "
         "min(peak, FLOPs / bytes x measured bandwidth) with the least traffic of an Adam step (parameters and both "
-        "moments read and written once). `MB/model` is XLA's buffer assignment of "
+        "moments read and written once), on accelerators only (a CPU sweep keeps each chunk's state in cache). "
+        "`MB/model` is XLA's buffer assignment of "
         "jinit's compiled epoch (arguments + outputs + temporaries - aliased - the data), per model.",
         *[markdown(d) for d in docs],
         f"![throughput]({fig})",

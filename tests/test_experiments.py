@@ -342,10 +342,14 @@ def test_benchmark_merge_and_roofline():
     # The roofline: 1 GFLOP per model-epoch of 10 steps moving 1 MB each: 100 FLOP/byte, at 1 GB/s 100 GFLOP/s,
     # under a peak of 1 TFLOP/s; 50 model-epochs/s are 50 GFLOP/s, half of it.
     row = {**_row("jinit", 8, 32, 50.0), "flops_per_model_epoch": 1e9, "peak_flops_per_s": 1e12}
-    doc = {**_bench_doc([{**row, "flops_per_s": 50 * 1e9}]), "n_train": 320}
+    doc = {**_bench_doc([{**row, "flops_per_s": 50 * 1e9}], "gpu"), "n_train": 320}
     doc |= {"memory_bandwidth": {"bytes_per_s": 1e9}, "state_bytes_per_model_step": 1e6}
     t = b.table(doc)
     assert t["roofline_flops_per_s"][0] == pytest.approx(1e11)
     assert t["fraction_of_roofline"][0] == pytest.approx(0.5)
     doc["memory_bandwidth"]["bytes_per_s"] = 1e12  # now the matmul peak is the lower bound
     assert b.table(doc)["roofline_flops_per_s"][0] == pytest.approx(1e12)
+    doc["device"]["platform"] = (
+        "cpu"  # a CPU sweep keeps its chunks' state in cache: no DRAM roofline
+    )
+    assert "roofline_flops_per_s" not in b.table(doc)
