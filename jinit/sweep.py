@@ -2,14 +2,16 @@
 
 A sweep is the grid ``schemes x seeds``. Every (scheme, seed) model gets its own keys, derived with ``fold_in``
 only (see :func:`model_keys`), so a model is the same model whatever else is in the grid. The initial parameters of
-the models are stacked on a leading *model axis*, and one ``jax.jit``-compiled function trains them all: the
-single-model epoch of :mod:`jinit.train` (a ``lax.scan`` over steps that gathers each batch from the training set,
-which was put on the device once) is ``jax.vmap``-ped over that axis. With ``vary="init"`` (the default) every model
+the models are stacked on a leading *model axis*, and one ``jax.jit``-compiled function trains them all: an epoch
+is one ``lax.scan`` over steps of the single-model step of :mod:`jinit.train`, ``jax.vmap``-ped over that axis, each
+batch gathered from the training set, which was put on the device once (``make_train(...).vmapped_epoch``). On
+GPUs/TPUs the kernels keep their model axis just before their last dimension while the loop runs, so a layer whose
+input every model shares is one plain matmul (see :func:`_inner_model_axis`). With ``vary="init"`` (the default) every model
 sees the same batches, so the permutation and the batch gather are computed once per step and shared by all models
 (``in_axes=None``); with ``vary="data"``/``"both"`` each model gathers its own batch.
 
 Chunks: the model axis is processed in chunks of a fixed size (the last one padded with copies that are dropped), so
-every chunk reuses one compiled program. The size comes from an estimate of the memory one model needs (parameters,
+every chunk reuses one compiled program; the models are spread evenly over the fewest chunks that fit. The size comes from an estimate of the memory one model needs (parameters,
 optimizer state, gradients, activations of a training batch and of a test batch) and a budget: ``max_memory`` bytes,
 else 40% of the device's ``memory_stats()["bytes_limit"]``, else 2 GiB per CPU device; ``max_models_per_chunk`` caps
 it. Each completed chunk is written to ``chunks/NNNNN.npz`` of the run folder.
