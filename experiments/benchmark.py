@@ -554,7 +554,10 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         )
     done = {(r["batch_size"], r["method"]) for r in new["rows"]}
     kept = [r for r in old["rows"] if (r["batch_size"], r["method"]) not in done]
-    rows = sorted(kept + new["rows"], key=lambda r: (r["batch_size"], r["n_models"]))
+    rows = sorted(
+        kept + new["rows"],
+        key=lambda r: (r["batch_size"], r["n_models"], METHODS.index(r["method"])),
+    )
     merged_from = [*old.get("merged_from", [old["created"]]), new["created"]]
     commands = [*old.get("commands", []), *new.get("commands", [])]
     return {**new, "rows": rows, "merged_from": merged_from, "commands": commands}

@@ -330,8 +330,8 @@ def test_benchmark_merge_and_roofline():
     old["created"], new["created"] = "t0", "t1"
     m = b.merge(old, new)
     assert [(r["method"], r["batch_size"], r["model_epochs_per_s"]) for r in m["rows"]] == [
-        ("naive", 32, 0.5),
         ("jinit", 32, 2.0),
+        ("naive", 32, 0.5),
         ("jinit", 128, 3.0),
     ]
     assert m["merged_from"] == ["t0", "t1"]
