@@ -7,7 +7,10 @@ compiled program.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Any
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pandas as pd
@@ -187,6 +190,42 @@ def test_inner_model_axis_trains_the_same_models(base, vary, monkeypatch):
         np.testing.assert_allclose(
             inner.models["final_test_loss"], base.models["final_test_loss"], rtol=1e-5
         )
+
+
+class _ConvDropout(nn.Module):
+    """A conv layer (4-d kernel) and dropout, active when a dropout rng is given (training)."""
+
+    kernel_init: Any
+    bias_init: Any
+    rate: float = 0.5
+
+    @nn.compact
+    def __call__(self, x):
+        x = x.reshape((x.shape[0], 8, 8, 1))
+        x = nn.relu(nn.Conv(4, (3, 3), kernel_init=self.kernel_init, bias_init=self.bias_init)(x))
+        x = nn.Dropout(self.rate, deterministic=not self.has_rng("dropout"))(
+            x.reshape((x.shape[0], -1))
+        )
+        return nn.Dense(10, kernel_init=self.kernel_init, bias_init=self.bias_init)(x)
+
+
+def test_inner_model_axis_with_conv_kernels_and_dropout(monkeypatch):
+    cfg = dataclasses.replace(BASE, schemes=("he_normal", "orthogonal"), vary="both", epochs=1)
+    runs = {}
+    for inner in (False, True):
+        monkeypatch.setattr(sweep, "_inner_model_axis", lambda platform, inner=inner: inner)
+        runs[inner] = sweep.run(cfg, progress=False, make_model=_ConvDropout, keep_params=True)
+    kernel = runs[True].params["params"]["Conv_0"]["kernel"]
+    assert kernel.shape == (4, 3, 3, 1, 4)  # the leading model axis again outside the loop
+    for a, b in zip(_leaves(runs[True].params), _leaves(runs[False].params), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
+    np.testing.assert_allclose(
+        runs[True].curves["train_loss"], runs[False].curves["train_loss"], rtol=1e-5
+    )
+    # dropout was on: without it the same models train to other losses
+    no_dropout = functools.partial(_ConvDropout, rate=0.0)
+    plain = sweep.run(cfg, progress=False, make_model=no_dropout)
+    assert not np.allclose(plain.curves["train_loss"], runs[True].curves["train_loss"], rtol=1e-3)
 
 
 def test_two_identical_sweeps_are_bitwise_identical(base):
