@@ -232,8 +232,13 @@ class SweepResult:
     path: Path | None = None
     params: Any = None
 
-    def summary(self) -> pd.DataFrame:
-        """One row per scheme (:func:`jinit.metrics.summarize`), best mean accuracy first."""
+    def summary(self, *, ci_method: str = "t") -> pd.DataFrame:
+        """One row per scheme (:func:`jinit.metrics.summarize`), best mean accuracy first.
+
+        Args:
+          ci_method: the 95% interval of the mean accuracy: ``"t"`` (Student-t, the default) or ``"bootstrap"``
+            (percentile bootstrap, deterministic).
+        """
         from jinit import metrics
 
         return metrics.summarize(
@@ -243,6 +248,7 @@ class SweepResult:
             self.y_test,
             num_classes=self.num_classes,
             target_accuracy=getattr(self.config, "target_accuracy", None),
+            ci_method=ci_method,
         )
 
     def save(self, path: str | os.PathLike, *, status: str = "complete") -> Path:

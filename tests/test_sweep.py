@@ -71,6 +71,18 @@ def test_result_shapes_and_grid_order(base):
     assert set(s["scheme"]) == {"zeros", "he_normal", "orthogonal"} and (s["n"] == 2).all()
 
 
+def test_summary_ci_method(base):
+    t, boot = base.summary(), base.summary(ci_method="bootstrap")
+    pd.testing.assert_series_equal(t["acc_mean"], boot["acc_mean"])
+    he = (t["scheme"] == "he_normal").to_numpy()
+    # 2 seeds: the t interval (t_0.975 with 1 dof = 12.7) is far wider than the bootstrap's (the seeds' range)
+    assert (t["acc_ci95_high"] - t["acc_ci95_low"])[he].item() > (
+        boot["acc_ci95_high"] - boot["acc_ci95_low"]
+    )[he].item()
+    with pytest.raises(ValueError, match="bootstrap"):
+        base.summary(ci_method="bca")
+
+
 def test_initial_params_are_stable_under_grid_changes():
     """A model's initial params do not depend on which other models are in the grid, nor their order."""
     spec = "normal(stddev=0.3)"
