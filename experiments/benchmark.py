@@ -70,17 +70,23 @@ GOAL_N = {"cpu": 64, "gpu": 1024}
 # ------------------------------------------------------------------------------------------ the hardware
 
 
+def _best_seconds(fn, *args, reps: int) -> float:
+    """The fastest of ``reps`` timed calls of ``jax.jit(fn)(*args)``, compiled and warmed up first."""
+    f = jax.jit(fn).lower(*args).compile()
+    f(*args).block_until_ready()
+    best = np.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        f(*args).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def matmul_peak(n: int, reps: int = 5) -> dict[str, Any]:
     """FLOP/s of an ``n x n`` float32 matmul at JAX's default precision (best of ``reps`` timed calls)."""
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    f = jax.jit(jnp.matmul).lower(a, b).compile()
-    f(a, b).block_until_ready()
-    best = np.inf
-    for _ in range(reps):
-        t = time.perf_counter()
-        f(a, b).block_until_ready()
-        best = min(best, time.perf_counter() - t)
+    best = _best_seconds(jnp.matmul, a, b, reps=reps)
     return {"n": n, "seconds": best, "flops_per_s": 2 * n**3 / best}
 
 
@@ -88,13 +94,7 @@ def memory_bandwidth(n_bytes: int, reps: int = 5) -> dict[str, Any]:
     """Bytes per second the device's memory moves: ``y = x + 1`` on an ``n_bytes`` float32 array (read once,
     written once; best of ``reps`` timed calls)."""
     x = jnp.zeros((n_bytes // 4,), jnp.float32)
-    f = jax.jit(lambda a: a + 1).lower(x).compile()
-    f(x).block_until_ready()
-    best = np.inf
-    for _ in range(reps):
-        t = time.perf_counter()
-        f(x).block_until_ready()
-        best = min(best, time.perf_counter() - t)
+    best = _best_seconds(lambda a: a + 1, x, reps=reps)
     return {"bytes": n_bytes, "seconds": best, "bytes_per_s": 2 * n_bytes / best}
 
 
@@ -204,9 +204,8 @@ def run_jinit(args, n_models: int, batch_size: int) -> dict[str, Any]:
     return {
         "seconds": m["train_seconds"],
         "compile_seconds": m["compile_seconds"],
-        "wall_seconds": m[
-            "wall_seconds"
-        ],  # the whole sweep.run: data, initialization, compile, training
+        # the whole sweep.run: data, initialization, compile, training
+        "wall_seconds": m["wall_seconds"],
         "timed_models": n_models,
         "chunk_size": m["chunk_size"],
         "n_chunks": m["n_chunks"],
@@ -330,10 +329,10 @@ def run_torch_func(ds, n_models: int, batch_size: int) -> dict[str, Any]:
             for k, v in params.items():
                 v.grad = g[k]
             opt.step()
-        with (
-            torch.no_grad()
-        ):  # the test set in slices of 1000, as jinit evaluates (logits of all at once
-            correct = sum(  # would need N x 10000 x 128 floats)
+        # The test set in slices of 1000, as jinit evaluates: logits of all at once would need N x 10000 x 128
+        # floats.
+        with torch.no_grad():
+            correct = sum(
                 (logits_fn(params, buffers, xt[i : i + 1000]).argmax(-1) == yt[i : i + 1000]).sum(
                     -1
                 )
