@@ -6,15 +6,15 @@ the models are stacked on a leading *model axis*, and one ``jax.jit``-compiled f
 is one ``lax.scan`` over steps of the single-model step of :mod:`jinit.train`, ``jax.vmap``-ped over that axis, each
 batch gathered from the training set, which was put on the device once (``make_train(...).vmapped_epoch``). On
 GPUs/TPUs the kernels keep their model axis just before their last dimension while the loop runs, so a layer whose
-input every model shares is one plain matmul (see :func:`_inner_model_axis`). With ``vary="init"`` (the default) every model
-sees the same batches, so the permutation and the batch gather are computed once per step and shared by all models
-(``in_axes=None``); with ``vary="data"``/``"both"`` each model gathers its own batch.
+input every model shares is one plain matmul (see :func:`_inner_model_axis`). With ``vary="init"`` (the default)
+every model sees the same batches, so the permutation and the batch gather are computed once per step and shared
+by all models (``in_axes=None``); with ``vary="data"``/``"both"`` each model gathers its own batch.
 
 Chunks: the model axis is processed in chunks of a fixed size (the last one padded with copies that are dropped), so
-every chunk reuses one compiled program; the models are spread evenly over the fewest chunks that fit. The size comes from an estimate of the memory one model needs (parameters,
+every chunk reuses one compiled program. The size comes from an estimate of the memory one model needs (parameters,
 optimizer state, gradients, activations of a training batch and of a test batch) and a budget: ``max_memory`` bytes,
 else 40% of the device's ``memory_stats()["bytes_limit"]``, else 2 GiB per CPU device; ``max_models_per_chunk`` caps
-it. Each completed chunk is written to ``chunks/NNNNN.npz`` of the run folder.
+it. The models are then spread evenly over the fewest chunks of at most that size. Each completed chunk is written to ``chunks/NNNNN.npz`` of the run folder.
 
 Resume: with ``out``, :func:`run` takes the folder's lock, then writes each chunk as it finishes and, within a
 chunk, an orbax-checkpoint of the chunk's stacked ``TrainState`` and its epoch logs at an epoch boundary (at most

@@ -227,6 +227,10 @@ def make_train(
         perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), n_train)
         return perm[: steps_per_epoch * batch_size].reshape((steps_per_epoch, batch_size))
 
+    def step_at(state, i, x_train, y_train, epoch_dropout):
+        """One step on the batch ``x_train[i]``, dropout keyed by ``epoch_dropout`` and the step count."""
+        return step(state, x_train[i], y_train[i], jax.random.fold_in(epoch_dropout, state.step))
+
     def loop(state, idx, step_at, evaluate_at):
         """The epoch's scan over ``idx`` ([steps, ...] batch indices) with ``step_at(state, idx[t]) -> (state,
         loss)``, evaluating ``evaluate_at(params)`` after every logging interval; for one model or, vmapped
@@ -258,12 +262,11 @@ def make_train(
         x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)  # no-op for device arrays
         idx = order(data_key, epoch, x_train.shape[0])
         epoch_dropout = jax.random.fold_in(dropout_key, epoch)
-
-        def step_at(st, i):
-            return step(st, x_train[i], y_train[i], jax.random.fold_in(epoch_dropout, st.step))
-
         state, cols, preds = loop(
-            state, idx, step_at, lambda p: evaluate(p, x_test, y_test, test_mask)
+            state,
+            idx,
+            lambda st, i: step_at(st, i, x_train, y_train, epoch_dropout),
+            lambda p: evaluate(p, x_test, y_test, test_mask),
         )
         return state, EpochLogs(*cols, predictions=preds)
 
@@ -296,14 +299,15 @@ def make_train(
                 idx_axis = 0
                 drop = jax.vmap(jax.random.fold_in, (0, None))(dropout_keys, epoch)
 
-            def one(st, i, d):
-                return step(st, x_train[i], y_train[i], jax.random.fold_in(d, st.step))
-
-            many = jax.vmap(one, in_axes=(axes, idx_axis, key_axis), out_axes=(axes, 0))
+            many = jax.vmap(
+                step_at, in_axes=(axes, idx_axis, None, None, key_axis), out_axes=(axes, 0)
+            )
             evaluate_many = jax.vmap(
                 lambda p: evaluate(p, x_test, y_test, test_mask), in_axes=(axes.params,)
             )
-            state, cols, preds = loop(state, idx, lambda st, i: many(st, i, drop), evaluate_many)
+            state, cols, preds = loop(
+                state, idx, lambda st, i: many(st, i, x_train, y_train, drop), evaluate_many
+            )
             state = jax.tree.map(lambda x, a: jnp.moveaxis(x, a, 0), state, axes)
             return state, EpochLogs(*(c.T for c in cols), predictions=preds)
 
