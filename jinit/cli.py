@@ -168,6 +168,13 @@ _SWEEP_FLAGS = (
         int,
         "test batch size of the evaluation (default 1000)",
     ),
+    (
+        "--models-per-device",
+        "models_per_device",
+        int,
+        "models each compiled program trains at once on one device (default: from the model size "
+        "and the device kind); part of the models' arithmetic, unlike the layout flags",
+    ),
 )
 
 _BYTE_UNITS = {

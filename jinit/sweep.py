@@ -10,11 +10,14 @@ input every model shares is one plain matmul (see :func:`_inner_model_axis`). Wi
 every model sees the same batches, so the permutation and the batch gather are computed once per step and shared
 by all models (``in_axes=None``); with ``vary="data"``/``"both"`` each model gathers its own batch.
 
-Chunks: the model axis is processed in chunks of a fixed size (the last one padded with copies that are dropped), so
-every chunk reuses one compiled program. The size comes from an estimate of the memory one model needs (parameters,
-optimizer state, gradients, activations of a training batch and of a test batch) and a budget: ``max_memory`` bytes,
-else 40% of the device's ``memory_stats()["bytes_limit"]``, else 2 GiB per CPU device; ``max_models_per_chunk`` caps
-it. The models are then spread evenly over the fewest chunks of at most that size. Each completed chunk is written to ``chunks/NNNNN.npz`` of the run folder.
+Models per device and chunks: every compiled program trains the same number ``k`` of models on one device
+(``models_per_device``; chosen from the model's size and the device kind alone, never from the grid, see
+:func:`models_per_device`), because the arithmetic XLA generates for a model depends on how many models share
+its program (and on whether the program spans several devices): so a model's final parameters do not depend on
+the layout of the sweep. A chunk is ``k x (devices used)`` models (at most ``max_models_per_chunk``, at least
+``k``), the last one padded with copies that are dropped; each device runs its own group of ``k`` models of the
+chunk with the same single-device program. Each completed chunk is written to ``chunks/NNNNN.npz`` of the run
+folder.
 
 Resume: with ``out``, :func:`run` takes the folder's lock, then writes each chunk as it finishes and, within a
 chunk, an orbax-checkpoint of the chunk's stacked ``TrainState`` and its epoch logs at an epoch boundary (at most
@@ -26,9 +29,11 @@ without training; one holding another sweep is refused unless ``overwrite``. SIG
 the sweep at once (also while the device computes; file writes finish first) with :class:`SweepInterrupted`,
 which says what was saved. :func:`check_determinism` trains a few models of a grid twice and alone.
 
-Devices: the model axis of a chunk is sharded over all local devices (or as many as there are models) with
-``NamedSharding(Mesh(devices, ("models",)), P("models"))`` (the chunk size is a multiple of the device count); the
-data is replicated. Models are independent, so results mean the same with 1 or N devices.
+Devices: the groups of ``k`` models of a chunk are spread over the local devices (as many as the grid needs),
+each trained by a program compiled for one device with the data put on every device once. Models are
+independent and every model is computed by the same single-device program of ``k`` models, so a model's final
+parameters are bit for bit the same with 1 or N devices or processes, in any grid, chunk size or order (the
+reproducibility contract in the README; tested in tests/test_layout.py).
 
 Multi-host: start every process with ``jax.distributed.initialize()`` (see the JAX multi-process docs; on TPU pods
 and SLURM it needs no arguments), then call :func:`run` with the same config and the same ``out`` folder on a
@@ -81,8 +86,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from jinit import models as models_lib
 from jinit import results as results_lib
@@ -195,7 +198,11 @@ class SweepConfig:
       target_accuracy: accuracy for the steps-to-target columns of the summary.
       train_size: use only the first ``train_size`` training examples (smoke tests).
       test_size: use only the first ``test_size`` test examples.
-      max_models_per_chunk: cap on the number of models trained at once.
+      max_models_per_chunk: cap on the number of models trained at once (rounded down to a multiple of the
+        models per device; at least one device's worth). It changes the layout only, never a model's numbers.
+      models_per_device: how many models each compiled program trains at once on one device (``None``: chosen
+        from the model's size and the device kind, :func:`models_per_device`). Part of a model's arithmetic, like
+        the device kind: the same value gives the same models in any layout.
       max_memory: memory budget in bytes per device for one chunk (default: from the device, see module doc).
       eval_batch_size: test-set batch size of the evaluation.
     """
@@ -222,6 +229,7 @@ class SweepConfig:
     max_models_per_chunk: int | None = None
     max_memory: int | None = None
     eval_batch_size: int = 1000
+    models_per_device: int | None = None
 
     def __post_init__(self):
         if isinstance(self.schemes, str):
@@ -279,7 +287,14 @@ class SweepConfig:
         _check_int("epochs", self.epochs, minimum=1)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("eval_batch_size", self.eval_batch_size, minimum=1)
-        for name in ("eval_every", "train_size", "test_size", "max_models_per_chunk", "max_memory"):
+        for name in (
+            "eval_every",
+            "train_size",
+            "test_size",
+            "max_models_per_chunk",
+            "max_memory",
+            "models_per_device",
+        ):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=1)
         train_lib.make_optimizer(self.optimizer, self.learning_rate)
@@ -725,23 +740,6 @@ def state_bytes_per_model(setup: _Setup, tx) -> int:
     return 2 * p + opt
 
 
-def cpu_cache_bytes() -> int | None:
-    """The size of the host's last-level (L3) cache in bytes, from sysfs (Linux); None where it is unknown."""
-    base = Path("/sys/devices/system/cpu/cpu0/cache")
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    best = None
-    try:
-        for index in base.glob("index*"):
-            level = int((index / "level").read_text().strip())
-            text = (index / "size").read_text().strip().upper()
-            size = int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
-            if best is None or level > best[0]:
-                best = (level, size)
-    except (OSError, ValueError):
-        return None
-    return best[1] if best else None
-
-
 def bytes_per_model(config: SweepConfig, setup: _Setup, tx) -> int:
     """Estimated device memory one model of the chunk needs (params, optimizer state, gradients, updates, the
     activations of a training batch kept for the backward pass, and of a test batch)."""
@@ -771,39 +769,62 @@ def memory_budget(config: SweepConfig, device) -> int:
     return 2 << 30
 
 
-def chunk_size(
-    config: SweepConfig,
-    n_models: int,
-    per_model: int,
-    data_bytes: int,
-    n_devices: int,
-    *,
-    cache_bytes: int | None = None,
-    state_bytes: int | None = None,
-) -> int:
-    """Models per chunk: a multiple of ``n_devices`` that fits the budget, capped by the grid size and
-    ``max_models_per_chunk`` (at least ``n_devices``), and as even as it can be: the fewest chunks that size
-    allows, with the models spread equally over them (the last chunk is padded up to the chunk size).
+# On a CPU a device trains its models fastest when their parameters, gradients and optimizer state stay in its share
+# of the last-level cache (MNIST MLP on a 2-core CPU with 32 MiB L3: 4 per device 4.8, 32 per device 3.4 model-epochs
+# per second). The models per device come from a fixed share, not from the host's cache, so that they (and so the
+# models' numbers) do not depend on the machine. Accelerators keep many models per program busy.
+CPU_STATE_BYTES_PER_DEVICE = 8 << 20
+MAX_MODELS_PER_DEVICE = {"cpu": 32}
+ACCELERATOR_MODELS_PER_DEVICE = 512
 
-    On a CPU (``cache_bytes`` given: the last-level cache), when ``max_models_per_chunk`` is not set, a chunk is
-    also kept small enough that the parameters, gradients and optimizer state of its models (``state_bytes``
-    each) fit in half of that cache: every step streams through all of them, and a chunk that spills out of the
-    cache trains slower per model (MNIST MLP on a 2-core CPU with 32 MiB L3: 64 models per chunk 3.4, 8 per chunk
-    4.8 model-epochs per second; see experiments/results/benchmark/NOTES.md).
+
+def models_per_device(
+    config: SweepConfig, platform: str, *, state_bytes: int, per_model: int, budget: int
+) -> int:
+    """How many models one compiled program trains at once on one device (the width of the vmapped step).
+
+    A model's arithmetic depends on this number (XLA vectorizes a batch of 2 models differently from a batch of
+    8), so it is chosen from the model and the device kind alone, never from the grid or the number of devices:
+    ``config.models_per_device`` when set; else on a CPU the largest power of two (at most 32) whose models'
+    parameters, gradients and optimizer state (``state_bytes`` each) fit in 8 MiB; else (GPU/TPU) 512. Either way
+    at most what the per-device memory ``budget`` holds (``per_model`` bytes each), and at least 1.
+
+    Args:
+      config: the sweep config.
+      platform: the device platform (``"cpu"``, ``"gpu"``, ``"tpu"``).
+      state_bytes: bytes of one model's parameters, gradients and optimizer state.
+      per_model: estimated device memory of one model in training (:func:`bytes_per_model`).
+      budget: bytes a chunk may use on one device (data excluded).
+
+    Returns:
+      The models per device, ``k >= 1``.
     """
-    budget = memory_budget(config, jax.local_devices()[0]) - data_bytes
-    per_device = max(1, budget // max(per_model, 1))
-    size = per_device * n_devices
-    size = min(size, math.ceil(n_models / n_devices) * n_devices)
-    if config.max_models_per_chunk:
-        size = min(size, config.max_models_per_chunk)
-    elif cache_bytes and state_bytes:
-        size = min(size, max(n_devices, (cache_bytes // 2) // max(state_bytes, 1)))
-    size = max(n_devices, (size // n_devices) * n_devices)
-    # As many chunks as that size needs, made equal: the last chunk is padded to the chunk size, so 8192 models
-    # in chunks of at most 4400 train as 2 x 4096, not 2 x 4400 (7% of the work on padding; measured on an H100).
-    n_chunks = math.ceil(n_models / size)
-    return math.ceil(n_models / (n_chunks * n_devices)) * n_devices
+    if config.models_per_device is not None:
+        return int(config.models_per_device)
+    if platform == "cpu":
+        fit = max(1, CPU_STATE_BYTES_PER_DEVICE // max(state_bytes, 1))
+        k = min(MAX_MODELS_PER_DEVICE["cpu"], 1 << (fit.bit_length() - 1))
+    else:
+        k = ACCELERATOR_MODELS_PER_DEVICE
+    return max(1, min(k, budget // max(per_model, 1)))
+
+
+def chunk_plan(
+    n_models: int, per_device: int, n_devices: int, max_models_per_chunk: int | None = None
+) -> tuple[int, int]:
+    """The chunk size and the number of devices a sweep uses.
+
+    A chunk is ``per_device x devices`` models: as many devices as the grid needs (``ceil(n_models /
+    per_device)``, at most ``n_devices``), fewer when ``max_models_per_chunk`` asks for smaller chunks (never
+    fewer than one device's ``per_device`` models). Only the layout depends on this, never a model's numbers.
+
+    Returns:
+      ``(chunk_size, devices_used)``.
+    """
+    used = max(1, min(n_devices, math.ceil(n_models / per_device)))
+    if max_models_per_chunk:
+        used = max(1, min(used, max_models_per_chunk // per_device))
+    return per_device * used, used
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -936,27 +957,18 @@ def run(
     grid = [(label, init, s) for label, init in setup.schemes for s in range(config.seeds)]
     n_models = len(grid)
     devices = jax.local_devices()
-    if jax.process_count() == 1:  # fewer models than devices: do not pad chunks with copies
-        devices = devices[: max(1, min(len(devices), n_models))]
-    n_dev = len(devices)
-    mesh = Mesh(np.asarray(devices), ("models",))
-    model_sharding = NamedSharding(mesh, P("models"))
-    replicated = NamedSharding(mesh, P())
-
     data_bytes = (
         setup.x_train.nbytes + setup.y_train.nbytes + setup.x_test.nbytes + setup.y_test.nbytes
     )
     per_model = bytes_per_model(config, setup, tx)
-    on_cpu = devices[0].platform == "cpu"
-    csize = chunk_size(
+    k = models_per_device(
         config,
-        n_models,
-        per_model,
-        data_bytes,
-        n_dev,
-        cache_bytes=cpu_cache_bytes() if on_cpu else None,
-        state_bytes=state_bytes_per_model(setup, tx) if on_cpu else None,
+        devices[0].platform,
+        state_bytes=state_bytes_per_model(setup, tx),
+        per_model=per_model,
+        budget=memory_budget(config, devices[0]) - data_bytes,
     )
+    csize, _ = chunk_plan(n_models, k, len(devices), config.max_models_per_chunk)
     fingerprint = _fingerprint(config, setup, grid) if out_path is not None else None
     pid, pcount = jax.process_index(), jax.process_count()
     status = _Status(out_path)
@@ -982,8 +994,8 @@ def run(
                     )
                     return load(out_path)
                 if folder.state == "resume":
-                    csize = _resumed_chunk_size(folder.meta, csize, n_dev, out_path)
-                    _warn_if_environment_changed(folder.meta, out_path, n_dev)
+                    k, csize = _resumed_layout(folder.meta, k, csize, out_path)
+                    _warn_if_environment_changed(folder.meta, out_path)
             if pcount > 1:  # pragma: no cover - needs several hosts
                 from jax.experimental import multihost_utils
 
@@ -995,11 +1007,15 @@ def run(
                     results_lib.write_config(
                         out_path,
                         config.to_dict(),
-                        {"fingerprint": fingerprint, "chunk_size": csize},
+                        {"fingerprint": fingerprint, "chunk_size": csize, "models_per_device": k},
                         status="running",
                     )
                 multihost_utils.sync_global_devices("jinit.sweep.prepared")
-                csize = int(results_lib.read_json(out_path / "config.json")["meta"]["chunk_size"])
+                stored = results_lib.read_json(out_path / "config.json")["meta"]
+                k, csize = int(stored["models_per_device"]), int(stored["chunk_size"])
+            # the devices this process uses: one per group of k models of a chunk, at most all local ones
+            devices = devices[: min(len(devices), csize // k)]
+            n_dev = len(devices)
             n_chunks = math.ceil(n_models / csize)
             status.n_chunks, status.epochs = n_chunks, config.epochs
 
@@ -1021,7 +1037,8 @@ def run(
                 "versions": _versions(),
                 "device_kind": devices[0].device_kind,
                 "platform": devices[0].platform,
-                "device_count": n_dev,
+                "device_count": n_dev,  # the devices this process trained on
+                "local_device_count": jax.local_device_count(),
                 "process_count": pcount,
                 "jax_threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
                 "dataset": setup.data_name,
@@ -1031,6 +1048,7 @@ def run(
                 "num_classes": setup.num_classes,
                 "steps_per_epoch": steps_per_epoch,
                 "n_models": n_models,
+                "models_per_device": k,
                 "chunk_size": csize,
                 "n_chunks": n_chunks,
                 "bytes_per_model_estimate": per_model,
@@ -1088,14 +1106,15 @@ def run(
                 setup=setup,
                 grid=grid,
                 program=program,
-                dev_data=jax.device_put(
-                    (setup.x_train, setup.y_train, xt, yt, mask), replicated
-                ),  # put on the device(s) once
+                dev_data={  # put on each device once
+                    d: jax.device_put((setup.x_train, setup.y_train, xt, yt, mask), d)
+                    for d in devices
+                },
                 root=jax.random.PRNGKey(config.seed),
                 csize=csize,
+                per_device=k,
                 n_chunks=n_chunks,
-                model_sharding=model_sharding,
-                key_sharding=model_sharding if vary_data else replicated,
+                devices=devices,
                 vary_data=vary_data,
                 out=out_path,
                 fingerprint=fingerprint,
@@ -1190,21 +1209,22 @@ def _fingerprint(config: SweepConfig, setup: _Setup, grid) -> str:
     return h.hexdigest()
 
 
-def _resumed_chunk_size(stored: dict[str, Any], csize: int, n_dev: int, path: Path) -> int:
-    """The chunk size a resumed sweep keeps (the first start's: results depend on it bit for bit)."""
-    old = stored.get("chunk_size")
-    if not _is_int(old) or old < 1:
-        return csize
-    if old % n_dev:
+def _resumed_layout(stored: dict[str, Any], k: int, csize: int, path: Path) -> tuple[int, int]:
+    """The models per device and the chunk size a resumed sweep keeps: the first start's (its chunk files and
+    checkpoints hold chunks of that size, and the models per device decide the models' numbers bit for bit). The
+    device count may differ: a chunk's groups of ``k`` models are then spread over the devices there are."""
+    old_k, old_size = stored.get("models_per_device"), stored.get("chunk_size")
+    if not _is_int(old_size) or old_size < 1:
+        return k, csize
+    if not _is_int(old_k) or old_k < 1 or old_size % old_k:
         raise ValueError(
-            f"the sweep in {path} was started with chunks of {old} models, which cannot be split over the "
-            f"{n_dev} devices here; resume it with a device count that divides {old}, or pass --overwrite "
-            "to start it again"
+            f"the sweep in {path} was started by an older jinit (its chunks do not record the models per "
+            "device): pass --overwrite (overwrite=True) to start it again"
         )
-    return int(old)
+    return int(old_k), int(old_size)
 
 
-def _warn_if_environment_changed(stored: dict[str, Any], path: Path, n_dev: int) -> None:
+def _warn_if_environment_changed(stored: dict[str, Any], path: Path) -> None:
     now = {"versions": _versions(), "device_kind": jax.local_devices()[0].device_kind}
     changed = []
     for key, value in now["versions"].items():
@@ -1213,8 +1233,6 @@ def _warn_if_environment_changed(stored: dict[str, Any], path: Path, n_dev: int)
             changed.append(f"{key} {before} -> {value}")
     if stored.get("device_kind") not in (None, now["device_kind"]):
         changed.append(f"device {stored['device_kind']} -> {now['device_kind']}")
-    if stored.get("device_count") not in (None, n_dev):
-        changed.append(f"{stored['device_count']} -> {n_dev} devices")
     if changed:
         _log.warning(
             "resuming %s with other software or hardware (%s): the rest may not be bitwise identical to an "
@@ -1362,9 +1380,9 @@ class _ChunkTrainer:
     dev_data: tuple
     root: jax.Array
     csize: int
+    per_device: int
     n_chunks: int
-    model_sharding: NamedSharding
-    key_sharding: NamedSharding
+    devices: list
     vary_data: bool
     out: Path | None
     fingerprint: str | None
@@ -1394,8 +1412,31 @@ class _ChunkTrainer:
         params = _init_models(config, self.setup, entries)
         seeds_data = np.asarray([s if self.vary_data else 0 for _, _, s in entries], np.uint32)
         data_keys, dropout_keys = _stream_keys(self.root, seeds_data, shared=not self.vary_data)
-        state = program.init_state(jax.device_put(params, self.model_sharding))
-        data_keys, dropout_keys = jax.device_put((data_keys, dropout_keys), self.key_sharding)
+        # The chunk's groups of k models, group g on device g % devices: each is trained by the same
+        # single-device program of k models, whatever the number of devices (see the module doc).
+        k = self.per_device
+        groups = []
+        for g in range(self.csize // k):
+            dev = self.devices[g % len(self.devices)]
+            part = slice(g * k, (g + 1) * k)
+            keys = (
+                (data_keys, dropout_keys)
+                if not self.vary_data
+                else (
+                    data_keys[part],
+                    dropout_keys[part],
+                )
+            )
+            groups.append(
+                (
+                    dev,
+                    program.init_state(
+                        jax.device_put(jax.tree.map(lambda a, part=part: a[part], params), dev)
+                    ),
+                    jax.device_put(keys, dev),
+                )
+            )
+        state_tree = jax.tree.structure(groups[0][1])
         logs: list[train_lib.EpochLogs] = []
         start = 0
         saving = self.out is not None and self.checkpoint_every is not None
@@ -1403,12 +1444,27 @@ class _ChunkTrainer:
             ckpt = self._checkpointer().restore(
                 self.out,
                 c,
-                jax.tree.leaves(state),
+                [  # shapes of the whole chunk's state
+                    jax.ShapeDtypeStruct((self.csize,) + x.shape[1:], x.dtype)
+                    for x in jax.tree.leaves(groups[0][1])
+                ],
                 fingerprint=self.fingerprint,
                 model_index=idx,
             )
             if ckpt is not None:
-                state = jax.tree.unflatten(jax.tree.structure(state), ckpt.state)
+                groups = [
+                    (
+                        dev,
+                        jax.device_put(
+                            jax.tree.unflatten(
+                                state_tree, [np.asarray(x)[i * k : (i + 1) * k] for x in ckpt.state]
+                            ),
+                            dev,
+                        ),
+                        keys,
+                    )
+                    for i, (dev, _, keys) in enumerate(groups)
+                ]
                 logs, start = _logs_from_arrays(ckpt.logs), ckpt.epoch
                 self.epochs_reused += start
                 status.checkpoint = (c, start)
@@ -1426,10 +1482,12 @@ class _ChunkTrainer:
         for epoch in range(start, config.epochs):
             t = time.perf_counter()
             compile_t = program.compile_seconds
-            state, ep = program.run_epoch(
-                state, data_keys, dropout_keys, jnp.int32(epoch), *self.dev_data
-            )
-            ep = jax.device_get(ep)
+            outs = [  # dispatched to every device before any result is read: the devices run at once
+                program.run_epoch(state, *keys, jnp.int32(epoch), *self.dev_data[dev])
+                for dev, state, keys in groups
+            ]
+            groups = [(dev, o[0], keys) for (dev, _, keys), o in zip(groups, outs, strict=True)]
+            ep = _concat_logs(jax.device_get([o[1] for o in outs]))
             dt = time.perf_counter() - t - (program.compile_seconds - compile_t)
             self.train_seconds += dt
             logs.append(ep)
@@ -1452,15 +1510,29 @@ class _ChunkTrainer:
                         self.out,
                         c,
                         epoch + 1,
-                        jax.tree.leaves(state),
+                        _concat_leaves([g[1] for g in groups]),
                         _logs_to_arrays(logs),
                         fingerprint=self.fingerprint,
                         model_index=idx,
                     )
                     status.checkpoint = (c, epoch + 1)
                 last_save = time.perf_counter()
-        final = jax.device_get((state.params, state.diverged_step))
+        final = jax.device_get([(st.params, st.diverged_step) for _, st, _ in groups])
+        final = jax.tree.map(lambda *xs: np.concatenate(xs), *final)
         return _chunk_arrays(idx, final, logs, self.setup.x_test.shape[0]), final[0]
+
+
+def _concat_leaves(states) -> list[np.ndarray]:
+    """The leaves of the states of a chunk's groups, concatenated along the model axis (on the host)."""
+    return [
+        np.concatenate(xs)
+        for xs in zip(*(jax.tree.leaves(jax.device_get(s)) for s in states), strict=True)
+    ]
+
+
+def _concat_logs(logs: list[train_lib.EpochLogs]) -> train_lib.EpochLogs:
+    """One epoch's logs of a chunk's groups, joined along the model axis."""
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *logs)
 
 
 class DeterminismReport(NamedTuple):

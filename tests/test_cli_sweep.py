@@ -13,7 +13,8 @@ from jinit import cli, sweep
 
 TINY = [
     "--schemes", "zeros,he_normal", "--seeds", "2", "--epochs", "1", "--hidden", "16",
-    "--train-size", "256", "--test-size", "128", "--max-models-per-chunk", "2", "--no-progress",
+    "--train-size", "256", "--test-size", "128", "--max-models-per-chunk", "2", "--models-per-device", "2",
+    "--no-progress",
 ]  # fmt: skip
 
 
