@@ -200,7 +200,7 @@ def run_jinit(args, n_models: int, batch_size: int) -> dict[str, Any]:
     if mem:
         data_bytes = 4 * (m["n_train"] + m["n_test"]) * (1 + int(np.prod(args.input_shape)))
         total = mem["argument"] + mem["output"] + mem["temp"] - mem["alias"]
-        per_model = max(total - data_bytes, 0) * m["device_count"] / m["chunk_size"]
+        per_model = max(total - data_bytes, 0) / m["models_per_device"]  # one device's program
     return {
         "seconds": m["train_seconds"],
         "compile_seconds": m["compile_seconds"],
@@ -208,6 +208,7 @@ def run_jinit(args, n_models: int, batch_size: int) -> dict[str, Any]:
         "wall_seconds": m["wall_seconds"],
         "timed_models": n_models,
         "chunk_size": m["chunk_size"],
+        "models_per_device": m["models_per_device"],
         "n_chunks": m["n_chunks"],
         "bytes_per_model": per_model,
         "mean_accuracy": float(r.models["final_accuracy"].mean()),

@@ -377,8 +377,14 @@ def _run_check_determinism(config) -> int:
     print(f"determinism check: {n} models ({models}), {r.epochs} epoch(s), trained twice")
     verdict = "yes" if r.bitwise_identical else "NO"
     print(f"  final params bitwise identical: {verdict} (param_sha256 equal for {same}/{n})")
+    same_layout = sum(a == b for a, b in zip(r.sha256_first, r.sha256_layout, strict=True))
+    verdict = "yes" if r.layout_identical else "NO"
+    print(
+        f"  same models in another layout bitwise identical: {verdict} (param_sha256 equal for "
+        f"{same_layout}/{n}; {r.layouts[0]} vs {r.layouts[1]})"
+    )
     print(f"  max |vmapped sweep - trained alone| over final params: {r.max_abs_diff_alone:.3g}")
-    return 0 if r.bitwise_identical else 1
+    return 0 if r.bitwise_identical and r.layout_identical else 1
 
 
 def _run_sweep(args) -> int:

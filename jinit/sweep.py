@@ -66,6 +66,7 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import difflib
@@ -487,18 +488,38 @@ class _Program:
         self.compile_seconds = 0.0
         self.last_memory: dict[str, int] = {}
 
-    def run_epoch(self, *args):
+    @staticmethod
+    def _signature(args):
         leaves, tree = jax.tree_util.tree_flatten(args)
-        sig = (tree, tuple((x.shape, x.dtype, getattr(x, "sharding", None)) for x in leaves))
-        compiled = self._compiled.get(sig)
-        if compiled is None:
-            t = time.perf_counter()
-            compiled = self.epoch.lower(*args).compile()
-            self.compile_seconds += time.perf_counter() - t
-            self._compiled[sig] = (compiled, _memory_stats(compiled))
-            compiled = self._compiled[sig]
-        self.last_memory = compiled[1]
-        return compiled[0](*args)
+        return (tree, tuple((x.shape, x.dtype, getattr(x, "sharding", None)) for x in leaves))
+
+    def compile_for(self, arg_sets) -> None:
+        """Compiles the epoch for every argument set not compiled yet (one per device: each device runs its own
+        single-device executable), the compilations at once in threads (XLA compiles without the GIL)."""
+        todo = {}
+        for args in arg_sets:
+            sig = self._signature(args)
+            if sig not in self._compiled and sig not in todo:
+                todo[sig] = args
+        if not todo:
+            return
+        t = time.perf_counter()
+        lowered = [self.epoch.lower(*args) for args in todo.values()]
+        if len(lowered) == 1:
+            compiled = [lowered[0].compile()]
+        else:
+            with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
+                compiled = list(pool.map(lambda low: low.compile(), lowered))
+        self.compile_seconds += time.perf_counter() - t
+        for sig, c in zip(todo, compiled, strict=True):
+            self._compiled[sig] = (c, _memory_stats(c))
+
+    def run_epoch(self, *args):
+        sig = self._signature(args)
+        if sig not in self._compiled:
+            self.compile_for([args])
+        compiled, self.last_memory = self._compiled[sig]
+        return compiled(*args)
 
 
 def _memory_stats(compiled) -> dict[str, int]:
@@ -775,7 +796,7 @@ def memory_budget(config: SweepConfig, device) -> int:
 # models' numbers) do not depend on the machine. Accelerators keep many models per program busy.
 CPU_STATE_BYTES_PER_DEVICE = 8 << 20
 MAX_MODELS_PER_DEVICE = {"cpu": 32}
-ACCELERATOR_MODELS_PER_DEVICE = 512
+ACCELERATOR_MODELS_PER_DEVICE = 1024
 
 
 def models_per_device(
@@ -786,7 +807,7 @@ def models_per_device(
     A model's arithmetic depends on this number (XLA vectorizes a batch of 2 models differently from a batch of
     8), so it is chosen from the model and the device kind alone, never from the grid or the number of devices:
     ``config.models_per_device`` when set; else on a CPU the largest power of two (at most 32) whose models'
-    parameters, gradients and optimizer state (``state_bytes`` each) fit in 8 MiB; else (GPU/TPU) 512. Either way
+    parameters, gradients and optimizer state (``state_bytes`` each) fit in 8 MiB; else (GPU/TPU) 1024. Either way
     at most what the per-device memory ``budget`` holds (``per_model`` bytes each), and at least 1.
 
     Args:
@@ -893,6 +914,7 @@ def run(
     keep_params: bool = False,
     overwrite: bool = False,
     checkpoint_every: float | None = 60.0,
+    max_devices: int | None = None,
 ) -> SweepResult:
     """Trains every (scheme, seed) model of the grid and returns the results.
 
@@ -919,6 +941,8 @@ def run(
         recompute a complete one.
       checkpoint_every: seconds between epoch checkpoints within a chunk (``0``: at every epoch boundary;
         ``None``: never, only whole chunks are saved). Checkpoints are written only with ``out`` and one process.
+      max_devices: use at most this many of the local devices (default: as many as the grid needs). Like
+        the chunk size, it changes the layout only, never a model's numbers.
 
     Returns:
       A :class:`SweepResult`.
@@ -944,6 +968,8 @@ def run(
         raise ValueError(
             f"checkpoint_every must be a number of seconds >= 0 or None, got {checkpoint_every!r}"
         )
+    if max_devices is not None:
+        _check_int("max_devices", max_devices, minimum=1)
     out_path = Path(out) if out is not None else None
     if out_path is not None:
         results_lib.check_writable(out_path)
@@ -956,7 +982,7 @@ def run(
 
     grid = [(label, init, s) for label, init in setup.schemes for s in range(config.seeds)]
     n_models = len(grid)
-    devices = jax.local_devices()
+    devices = jax.local_devices()[:max_devices]
     data_bytes = (
         setup.x_train.nbytes + setup.y_train.nbytes + setup.x_test.nbytes + setup.y_test.nbytes
     )
@@ -1482,6 +1508,9 @@ class _ChunkTrainer:
         for epoch in range(start, config.epochs):
             t = time.perf_counter()
             compile_t = program.compile_seconds
+            program.compile_for(
+                [(st, *keys, jnp.int32(epoch), *self.dev_data[dev]) for dev, st, keys in groups]
+            )
             outs = [  # dispatched to every device before any result is read: the devices run at once
                 program.run_epoch(state, *keys, jnp.int32(epoch), *self.dev_data[dev])
                 for dev, state, keys in groups
@@ -1547,6 +1576,10 @@ class DeterminismReport(NamedTuple):
         vmapped sweep and ``b`` trained alone by :func:`jinit.train.train_plain` (same keys and data order);
         ``inf`` where one is NaN and the other not.
       epochs: epochs trained.
+      layout_identical: whether the same models trained in another layout (inside a larger grid, in another
+        order, on another number of devices) have the same final parameters, bit for bit.
+      sha256_layout: the hashes of the models in that other layout.
+      layouts: the two layouts compared, in words.
     """
 
     models: tuple[tuple[str, int], ...]
@@ -1555,6 +1588,9 @@ class DeterminismReport(NamedTuple):
     sha256_second: tuple[str, ...]
     max_abs_diff_alone: float
     epochs: int
+    layout_identical: bool = False
+    sha256_layout: tuple[str, ...] = ()
+    layouts: tuple[str, ...] = ()
 
 
 def _max_abs_diff(a, b) -> float:
@@ -1576,12 +1612,16 @@ def check_determinism(
     n_models: int = 2,
     make_model: Callable | None = None,
 ) -> DeterminismReport:
-    """Trains the first ``n_models`` models of a sweep's grid twice, and alone, and compares the final parameters.
+    """Trains the first ``n_models`` models of a sweep's grid twice, in another layout, and alone, and compares the
+    final parameters.
 
     The models are those of a smaller sweep with the first scheme(s) and seed numbers of ``config`` (a model's
     keys do not depend on the rest of the grid, so they are the models of the full sweep as far as the keys go;
-    the chunk holds only them). The second sweep is compiled afresh. Each model is also trained alone by
-    :func:`jinit.train.train_plain`, a Python loop over steps with the same keys and data order.
+    the chunk holds only them). The second sweep is compiled afresh. A third trains them inside a larger grid
+    (another scheme first, one more seed) on another number of devices (one if the first used several), which
+    must not change them (the reproducibility contract). Each model is also trained alone by
+    :func:`jinit.train.train_plain`, a Python loop over steps with the same keys and data order; that one is
+    another program, so it agrees to float round-off, not bitwise.
 
     Args:
       config: the sweep (default ``SweepConfig()``); its epochs, data and optimizer are used as they are.
@@ -1617,6 +1657,29 @@ def check_determinism(
     sha1 = tuple(first.models["param_sha256"])
     sha2 = tuple(second.models["param_sha256"])
 
+    # Another layout: the models after another scheme's, one seed more each (so the chunks hold other
+    # neighbours at other positions), on one device if the first used several, else on all.
+    extra = "lecun_normal" if "lecun_normal" not in schemes else "glorot_uniform"
+    wide = dataclasses.replace(sub, schemes=(extra, *schemes), seeds=sub.seeds + 1)
+    n_first = int(first.meta["device_count"])
+    other_devices = 1 if n_first > 1 else None
+    third = run(wide, progress=False, make_model=make_model, max_devices=other_devices)
+    by_model = {
+        (scheme, int(s)): h
+        for scheme, s, h in zip(
+            third.models["scheme"], third.models["seed"], third.models["param_sha256"], strict=True
+        )
+    }
+    sha3 = tuple(
+        by_model[(scheme, int(s))]
+        for scheme, s in zip(first.models["scheme"], first.models["seed"], strict=True)
+    )
+    layouts = (
+        f"{len(first.models)} models, chunks of {first.meta['chunk_size']}, {n_first} device(s)",
+        f"{len(third.models)} models (another scheme first, one more seed), chunks of "
+        f"{third.meta['chunk_size']}, {third.meta['device_count']} device(s)",
+    )
+
     setup = _setup(sub, make_model)
     tx = train_lib.make_optimizer(sub.optimizer, sub.learning_rate)
     models, worst = [], 0.0
@@ -1650,6 +1713,9 @@ def check_determinism(
         sha256_second=sha2,
         max_abs_diff_alone=worst,
         epochs=sub.epochs,
+        layout_identical=sha1 == sha3,
+        sha256_layout=sha3,
+        layouts=layouts,
     )
 
 

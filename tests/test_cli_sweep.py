@@ -201,8 +201,11 @@ def test_check_determinism_cli(tmp_path, capsys, monkeypatch):
     models = "2 models (he_normal seed 0, he_normal seed 1)"
     assert out[0] == f"determinism check: {models}, 1 epoch(s), trained twice"
     assert out[1] == "  final params bitwise identical: yes (param_sha256 equal for 2/2)"
-    assert out[2].startswith("  max |vmapped sweep - trained alone| over final params: ")
-    assert float(out[2].rsplit(" ", 1)[1]) < 1e-4
+    assert out[2].startswith(
+        "  same models in another layout bitwise identical: yes (param_sha256 equal for 2/2; "
+    )
+    assert out[3].startswith("  max |vmapped sweep - trained alone| over final params: ")
+    assert float(out[3].rsplit(" ", 1)[1]) < 1e-4
     assert not (tmp_path / "runs").exists()  # no run folder
 
     report = sweep.DeterminismReport(
@@ -212,8 +215,19 @@ def test_check_determinism_cli(tmp_path, capsys, monkeypatch):
         sha256_second=("a" * 64, "c" * 64),
         max_abs_diff_alone=0.5,
         epochs=1,
+        layout_identical=True,
+        sha256_layout=("a" * 64, "b" * 64),
+        layouts=("2 models", "6 models"),
     )
     monkeypatch.setattr(sweep, "check_determinism", lambda config: report)
     assert cli.main(["sweep", *TINY, "--check-determinism"]) == 1
     out = capsys.readouterr().out
     assert "bitwise identical: NO (param_sha256 equal for 1/2)" in out and "params: 0.5" in out
+    # the same run twice, but another layout changes a model
+    report = report._replace(
+        bitwise_identical=True, sha256_second=report.sha256_first, layout_identical=False
+    )
+    report = report._replace(sha256_layout=("a" * 64, "d" * 64))
+    assert cli.main(["sweep", *TINY, "--check-determinism"]) == 1
+    out = capsys.readouterr().out
+    assert "another layout bitwise identical: NO (param_sha256 equal for 1/2; 2 models vs 6" in out

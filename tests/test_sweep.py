@@ -424,7 +424,7 @@ def test_models_per_device_depends_on_the_model_and_device_kind_only():
     assert sweep.models_per_device(cfg, "cpu", state_bytes=mlp, **kw) == 4
     assert sweep.models_per_device(cfg, "cpu", state_bytes=10**9, **kw) == 1
     assert sweep.models_per_device(cfg, "cpu", state_bytes=1000, **kw) == 32  # tiny models: capped
-    assert sweep.models_per_device(cfg, "gpu", state_bytes=mlp, **kw) == 512
+    assert sweep.models_per_device(cfg, "gpu", state_bytes=mlp, **kw) == 1024
     # what one device's memory budget holds
     assert (
         sweep.models_per_device(cfg, "gpu", state_bytes=mlp, per_model=10**6, budget=10**8) == 100
@@ -512,6 +512,8 @@ def test_check_determinism(base, monkeypatch):
     rep = sweep.check_determinism(cfg)
     assert rep.models == (("he_normal", 0), ("he_normal", 1)) and rep.epochs == 2
     assert rep.bitwise_identical and rep.sha256_first == rep.sha256_second
+    assert rep.layout_identical and rep.sha256_layout == rep.sha256_first
+    assert "another scheme first" in rep.layouts[1]
     # they are the models of the full sweep (base trains them in a chunk of the same size), bit for bit
     he = base.models[base.models["scheme"] == "he_normal"]
     assert rep.sha256_first == tuple(he["param_sha256"])
@@ -524,7 +526,8 @@ def test_check_determinism(base, monkeypatch):
     def noisy_init(config, setup, entries):
         calls.append(len(entries))
         p = real_init(config, setup, entries)
-        return jax.tree.map(lambda a: a + 1e-7 if len(calls) == 2 else a, p)
+        # the second run (call 2), and the chunk of the third run (another layout) that holds he_normal
+        return jax.tree.map(lambda a: a + 1e-7 if len(calls) in (2, 4) else a, p)
 
     monkeypatch.setattr(sweep, "_init_models", noisy_init)
     real_plain = train.train_plain
@@ -538,6 +541,8 @@ def test_check_determinism(base, monkeypatch):
     rep = sweep.check_determinism(dataclasses.replace(cfg, seeds=1), n_models=2)
     assert rep.models == (("he_normal", 0), ("orthogonal", 0))
     assert not rep.bitwise_identical and rep.sha256_first != rep.sha256_second
+    assert not rep.layout_identical and rep.sha256_layout[0] != rep.sha256_first[0]
+    assert rep.sha256_layout[1] == rep.sha256_first[1]  # orthogonal's chunk was not touched
     assert 0.4 < rep.max_abs_diff_alone < 0.6
 
 
