@@ -278,6 +278,22 @@ def test_benchmark_goals_are_read_from_the_rows():
         goals["a second run of the same config in the same process does not recompile"]["met"]
         is False
     )
+    # The whole sweep.run against its training time, first run, at N >= 1024 on a CPU (the worst batch size).
+    wall = [
+        {**_row("jinit", 1024, 32, 4.0), "first_seconds": 100.0, "first_wall_seconds": 112.0},
+        {**_row("jinit", 1024, 128, 4.0), "first_seconds": 50.0, "first_wall_seconds": 61.0},
+        {
+            **_row("jinit", 64, 128, 4.0),
+            "first_seconds": 5.0,
+            "first_wall_seconds": 50.0,
+        },  # N < 1024
+    ]
+    goals = {g["goal"].split(" (")[0]: g for g in b.goals(_bench_doc(wall))}
+    assert goals["whole sweep.run <= 1.25x its training time"]["measured"] == "1.22x"
+    assert goals["whole sweep.run <= 1.25x its training time"]["met"] is True
+    wall[1]["first_wall_seconds"] = 65.0
+    goals = {g["goal"].split(" (")[0]: g for g in b.goals(_bench_doc(wall))}
+    assert goals["whole sweep.run <= 1.25x its training time"]["met"] is False  # 1.30x
     # On a GPU: the speedup at N=1024 and throughput not falling from N=1024 to 8192.
     gpu = [
         _row("jinit", 1024, 128, 300.0, frac=0.45),
@@ -311,7 +327,10 @@ def test_benchmark_smoke(tmp_path):
     assert doc["memory_bandwidth"]["bytes_per_s"] > 0 and doc["state_bytes_per_model_step"] > 0
     text = (out / "report.md").read_text()
     assert "**Goals**" in text and "| batch_size | n_models | method |" in text
-    assert "% of roofline" in text and "memory roofline" in text
+    assert "% of roofline" in text and "memory roofline" in text and "wall / train" in text
+    for r in doc["rows"]:
+        if r["method"] == "jinit":
+            assert r["first_wall_seconds"] >= r["first_seconds"] > 0
     assert (out / "throughput.png").read_bytes()[:8] == PNG_MAGIC
     # --merge: a second command measures one method again and keeps the other rows.
     assert _load("benchmark").main([*argv[:-2], "--methods", "naive", "--merge"]) == 0
