@@ -1510,9 +1510,10 @@ class _ChunkTrainer:
         for epoch in range(start, config.epochs):
             t = time.perf_counter()
             compile_t = program.compile_seconds
-            program.compile_for(
-                [(st, *keys, jnp.int32(epoch), *self.dev_data[dev]) for dev, st, keys in groups]
-            )
+            if epoch == start:  # every device's program, compiled at once (the shapes stay)
+                program.compile_for(
+                    [(st, *keys, jnp.int32(epoch), *self.dev_data[dev]) for dev, st, keys in groups]
+                )
             outs = [  # dispatched to every device before any result is read: the devices run at once
                 program.run_epoch(state, *keys, jnp.int32(epoch), *self.dev_data[dev])
                 for dev, state, keys in groups
