@@ -6,11 +6,22 @@ predictions, tidy learning curves), so it runs the same on a finished run folder
 Building blocks (each usable on its own):
 
 * :func:`mean_ci` -- mean and confidence interval over seeds (Student t, or percentile bootstrap);
+* :func:`iqm`, :func:`iqm_ci` -- interquartile mean with a stratified bootstrap interval (rliable's convention);
 * :func:`churn` -- mean pairwise disagreement between models' test predictions;
-* :func:`noise_floor` -- the accuracy standard deviation that independent per-example errors alone produce;
+* :func:`noise_floor` -- the accuracy standard deviation that independent per-example errors alone produce
+  (estimated without the plug-in bias);
+* :func:`failures` -- diverged, collapsed onto one class, or no better than always predicting the majority class;
 * :func:`steps_to_target` -- first evaluation step at which a curve reaches a target;
 * :func:`auc` -- (normalized) area under a curve, e.g. the training loss;
-* :func:`compare` -- difference of means between two schemes with CI, p-value and P(A > B);
+* :func:`compare` -- difference of means between two schemes with CI, p-value (Welch's t-test; the paired t-test
+  only when asked), rank-test p-value and P(A > B); :func:`paired_seeds` says when a sweep's seeds are paired
+  (``vary="data"``/``"both"``, never under the default ``vary="init"``), :func:`runs_share_seeds` when two sweeps'
+  seeds are (they differ only in hyperparameters);
+* :func:`probability_of_improvement` -- P(A > B) with a stratified bootstrap interval;
+* :func:`best_set` -- the schemes not distinguishable from the best: a confidence set that accounts for picking the
+  best from the same data and for the number of comparisons;
+* :func:`min_detectable_difference`, :func:`seeds_needed` -- what a comparison could detect at 80% power, and
+  the seeds needed to detect a given difference;
 * :func:`param_sha256` -- a bit-exact fingerprint of a parameter tree;
 * :func:`summarize` -- one row per scheme with all of the above (``summary.csv``); its columns are
   documented in :data:`SUMMARY_COLUMNS`.
@@ -21,14 +32,17 @@ Example:
     >>> metrics.churn(np.array([[0, 1, 2, 3], [0, 1, 2, 0]]))
     0.25
     >>> r = metrics.compare([0.97, 0.96, 0.98], [0.91, 0.90, 0.92])
-    >>> round(r.diff, 2), r.p_a_gt_b
-    (0.06, 1.0)
+    >>> round(r.diff, 2), r.p_a_gt_b, r.test
+    (0.06, 1.0, "Welch's t-test")
 
 References:
     Jiang, Nagarajan, Baek, Kolter. Assessing generalization of SGD via disagreement. ICLR 2022.
     Jordan. On the variance of neural network training with respect to test sets and distributions.
     ICLR 2024.
     Bouthillier et al. Accounting for variance in machine learning benchmarks. MLSys 2021.
+    Agarwal, Schwarzer, Castro, Courville, Bellemare. Deep reinforcement learning at the edge of the statistical
+    precipice. NeurIPS 2021.
+    Hsu. Multiple comparisons: theory and methods. Chapman & Hall, 1996.
 """
 
 from __future__ import annotations
@@ -50,6 +64,9 @@ __all__ = [
     "churn",
     "compare",
     "compare_schemes",
+    "compare_runs",
+    "HYPERPARAMETER_FIELDS",
+    "runs_share_seeds",
     "scheme_accuracies",
     "mean_ci",
     "noise_floor",
@@ -582,6 +599,87 @@ def compare_schemes(
     """
     pair = paired_seeds(vary) if paired is None else bool(paired)
     xa, xb = scheme_accuracies(models, a), scheme_accuracies(models, b)
+    if pair:
+        xa, xb = _common_seeds(xa, xb)
+    return compare(xa, xb, paired=pair, level=level)
+
+
+#: ``SweepConfig`` fields that two sweeps may differ in while seed ``s`` of a scheme keeps the same random streams
+#: (init key, data order, dropout key) in both: the hyperparameters of training and evaluation. The keys depend
+#: only on the root seed, the scheme's label and the seed number; the batches also on the data and batch size.
+HYPERPARAMETER_FIELDS = (
+    "learning_rate",
+    "optimizer",
+    "activation",
+    "epochs",
+    "eval_every",
+    "target_accuracy",
+    "test_size",
+    "eval_batch_size",
+    "max_models_per_chunk",
+    "max_memory",
+    "schemes",
+    "seeds",
+    "data_dir",
+)
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    import dataclasses
+
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        d = dataclasses.asdict(config)
+    elif isinstance(config, dict):
+        d = dict(config)
+    else:
+        raise TypeError(f"expected a SweepConfig or its dict, got {type(config).__name__}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}  # JSON lists = tuples
+
+
+def runs_share_seeds(config_a: Any, config_b: Any) -> bool:
+    """Whether seed ``s`` shares its randomness between two sweeps: they differ only in hyperparameters
+    (:data:`HYPERPARAMETER_FIELDS`: learning rate, optimizer, activation, epochs, ...), so a scheme's seed ``s``
+    has the same initial-parameter key and sees the same batches in the same order in both. Then comparing a
+    scheme across the two sweeps (e.g. the same scheme at two learning rates) is paired by seed.
+
+    Args:
+      config_a: a ``SweepConfig`` (or its ``to_dict()``).
+      config_b: likewise.
+
+    Returns:
+      True when every other field (root seed, vary, dataset, train size, model and widths, bias init, batch
+      size, ...) is equal.
+    """
+    a, b = _config_dict(config_a), _config_dict(config_b)
+    keys = (set(a) | set(b)) - set(HYPERPARAMETER_FIELDS)
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def compare_runs(
+    run_a: Any, run_b: Any, scheme: Any, scheme_b: Any = None, *, level: float = 0.95
+) -> Comparison:
+    """Final accuracy of ``scheme`` in sweep ``run_a`` minus that of ``scheme_b`` (default: the same scheme) in
+    ``run_b``, paired by seed exactly when the seeds share randomness: the sweeps differ only in hyperparameters
+    (:func:`runs_share_seeds`) and either the scheme is the same (same init key) or the seed fixes the data order
+    (``vary="data"``/``"both"``). Otherwise Welch's test.
+
+    Args:
+      run_a: a sweep result (anything with ``.config`` and ``.models``, e.g. :class:`jinit.results.SweepResult`).
+      run_b: likewise.
+      scheme: the scheme in ``run_a``.
+      scheme_b: the scheme in ``run_b`` (default ``scheme``).
+      level: confidence level.
+
+    Returns:
+      A :class:`Comparison` (``test`` names the test).
+    """
+    scheme_b = scheme if scheme_b is None else scheme_b
+    vary = _config_dict(run_a.config).get("vary", "init")
+    pair = runs_share_seeds(run_a.config, run_b.config) and (
+        scheme_b == scheme or paired_seeds(vary)
+    )
+    xa = scheme_accuracies(run_a.models, scheme)
+    xb = scheme_accuracies(run_b.models, scheme_b)
     if pair:
         xa, xb = _common_seeds(xa, xb)
     return compare(xa, xb, paired=pair, level=level)

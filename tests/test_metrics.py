@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import itertools
 
@@ -715,3 +716,42 @@ def test_probability_of_improvement_hand_values_and_interval():
         )
     ]
     assert np.mean(cover) > 0.88
+
+
+# ---------------------------------------------------------------- pairing across sweeps (hyperparameter values)
+
+
+def test_runs_that_differ_only_in_a_hyperparameter_are_paired_by_seed():
+    from types import SimpleNamespace
+
+    from jinit import sweep
+
+    base = sweep.SweepConfig(schemes=("he_normal",), seeds=3, hidden=(8,), epochs=1)
+    lr = dataclasses.replace(base, learning_rate=3e-3, activation="tanh", epochs=2)
+    assert metrics.runs_share_seeds(base, lr) and metrics.runs_share_seeds(base, lr.to_dict())
+    for other in (
+        dataclasses.replace(base, seed=1),
+        dataclasses.replace(base, batch_size=16),
+        dataclasses.replace(base, vary="both"),
+        dataclasses.replace(base, hidden=(16,)),
+    ):
+        assert not metrics.runs_share_seeds(base, other)
+    # The premise: another learning rate and activation leave each seed's initial parameters unchanged.
+    p0, p1 = sweep.initial_params(base), sweep.initial_params(lr)
+    assert metrics.param_sha256(p0) == metrics.param_sha256(p1)
+    assert metrics.param_sha256(p0) != metrics.param_sha256(
+        sweep.initial_params(dataclasses.replace(base, seed=1))
+    )
+
+    a = np.array([0.90, 0.93, 0.91])
+    b = a - 0.01 + np.array([0.001, -0.001, 0.0])
+    run_a = SimpleNamespace(config=base, models=_two_scheme_models(a, a))
+    run_b = SimpleNamespace(config=lr, models=_two_scheme_models(b, b))
+    r = metrics.compare_runs(run_a, run_b, "A")
+    assert r.test == "paired t-test" and r.p_value == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    # A different scheme under vary="init" has another init key: nothing is shared, so Welch.
+    r = metrics.compare_runs(run_a, run_b, "A", "B")
+    assert r.test == "Welch's t-test"
+    # Another root seed: nothing shared either.
+    run_c = SimpleNamespace(config=dataclasses.replace(base, seed=7), models=run_b.models)
+    assert metrics.compare_runs(run_a, run_c, "A").test == "Welch's t-test"
