@@ -397,7 +397,8 @@ def _print_summary(result) -> None:
         )
         print(
             f"\nversus the best ({why}; worse = outside the 95% confidence set for the best, Bonferroni over "
-            f"{len(table) - 1} one-sided tests; mdd = smallest gap detectable with 80% power at these seeds)"
+            f"{len(table) - 1} one-sided tests; mdd = smallest gap detectable with 80% power at these seeds, and "
+            "seeds_for_1pt = seeds per scheme to detect 1 point, both by that test)"
         )
         print(versus_best_table(table))
     det = table.loc[table["deterministic"], "scheme"].tolist()
