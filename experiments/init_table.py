@@ -124,6 +124,10 @@ def pairwise(
     for a, b in itertools.combinations(ranked, 2):
         r = metrics.compare_schemes(models, a, b, vary=vary, paired=paired)
         verdict = C.verdict(r)
+        xa, xb = metrics.scheme_accuracies(models, a), metrics.scheme_accuracies(models, b)
+        if r.paired:
+            common = xa.index.intersection(xb.index)
+            xa, xb = xa.loc[common], xb.loc[common]
         rows.append(
             {
                 "A": a,
@@ -135,6 +139,7 @@ def pairwise(
                 "p": r.p_value,
                 "P(A>B)": r.p_a_gt_b,
                 "test": r.test,
+                "detectable": metrics.min_detectable_difference(xa, xb, paired=r.paired),
                 "verdict": verdict,
             }
         )
@@ -277,6 +282,7 @@ def report(result, out: Path, command: str) -> Path:
                 "p": pairs["p"].map(lambda v: f"{v:.2g}"),
                 "P(A>B)": pairs["P(A>B)"].map(lambda v: f"{v:.2f}"),
                 "test": pairs["test"],
+                "detectable gap": pairs["detectable"].map(C.pct),
                 "holds after Holm": pairs["holds after Holm"].map(lambda v: "yes" if v else "no"),
             }
         )[
@@ -288,6 +294,7 @@ def report(result, out: Path, command: str) -> Path:
                 "p",
                 "test",
                 "P(A>B)",
+                "detectable gap",
                 "verdict",
                 "holds after Holm",
             ]
@@ -336,7 +343,13 @@ def report(result, out: Path, command: str) -> Path:
         "`churn`: mean fraction of test examples on which two seeds of the scheme disagree.",
         "## Which single-run orderings survive the error bars\n\n"
         + survival_paragraph(pairs, cfg.seeds)
-        + ("\n\n" + C.md_table(ptable) if len(pairs) else ""),
+        + ("\n\n" + C.md_table(ptable) if len(pairs) else "")
+        + (
+            "\n\n`detectable gap`: the smallest true difference (points) that the test detects with 80% power "
+            "at these seeds and spreads; a `not resolved` ordering may be real and smaller than that."
+            if len(pairs)
+            else ""
+        ),
         C.verdict_section(
             out,
             verdicts(summary, pairs),

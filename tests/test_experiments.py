@@ -137,6 +137,22 @@ def test_variance_sources_uses_brown_forsythe_not_overlapping_intervals():
     assert vs.spread_verdicts(results) == {key: "not distinguishable"}
 
 
+def test_variance_sources_detectable_std_ratio_has_the_promised_power():
+    from scipy import stats
+
+    vs = _load("variance_sources")
+    r = vs.detectable_std_ratio(20, 20)
+    assert 1.9 < r < 2.1  # 20 seeds each: only about a 2x ratio of stds is reliably seen
+    rng = np.random.default_rng(1)
+    crit = stats.f.ppf(0.975, 19, 19)
+    hits = [
+        np.var(rng.normal(0, r, 20), ddof=1) / np.var(rng.normal(0, 1, 20), ddof=1) > crit
+        for _ in range(4000)
+    ]
+    assert np.mean(hits) == pytest.approx(0.8, abs=0.025)
+    assert np.isnan(vs.detectable_std_ratio(1, 20))
+
+
 def test_default_data_dir_prefers_the_environment(monkeypatch, tmp_path):
     C = _load("_common")
     monkeypatch.setenv("JINIT_DATA_DIR", str(tmp_path))
