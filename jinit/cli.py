@@ -288,10 +288,11 @@ def summary_tables(table, *, target: bool) -> tuple[str, str]:
     """The two tables of a sweep's summary (:func:`jinit.metrics.summarize`), as text.
 
     The first is the final test accuracy over seeds (percent): mean, std beside the test-set noise floor, median,
-    95% CI, min/max, diverged models, failure rate, and the test against the best scheme (``p vs best``; ``≈`` marks
-    a scheme not significantly different from the best). The second is convergence and agreement between seeds:
-    steps (and epochs) to ``target_accuracy`` (when set), the area under the training-loss curve, churn and the
-    churn / error ratio.
+    95% CI (``deterministic`` for a scheme whose seeds all gave the same model), interquartile mean, min/max,
+    diverged models and failure rate; ``*`` marks the schemes not distinguishable from the best (the 95%
+    confidence set for the best). The second is convergence and agreement between seeds: steps (and epochs) to
+    ``target_accuracy`` (when set), the area under the training-loss curve, churn and the churn / error ratio.
+    :func:`versus_best_table` gives the comparisons with the best.
     """
     import pandas as pd
 
@@ -301,22 +302,26 @@ def summary_tables(table, *, target: bool) -> tuple[str, str]:
     def num(fmt):
         return lambda v: "-" if pd.isna(v) else format(v, fmt)
 
+    def ci(row):
+        if row["deterministic"]:
+            return "deterministic"
+        return f"[{pct(row['acc_ci95_low'])}, {pct(row['acc_ci95_high'])}]"
+
     acc = pd.DataFrame(
         {
-            "": ["≈" if t else "" for t in table["tied_with_best"]],
+            "": ["*" if t else "" for t in table["in_best_set"]],
             "scheme": table["scheme"],
             "n": table["n"],
             "acc%_mean": table["acc_mean"].map(pct),
             "std": table["acc_std"].map(pct),
             "noise_floor": table["noise_floor"].map(pct),
             "median": table["acc_median"].map(pct),
-            "ci95_low": table["acc_ci95_low"].map(pct),
-            "ci95_high": table["acc_ci95_high"].map(pct),
+            "ci95": [ci(r) for _, r in table.iterrows()],
+            "iqm": table["acc_iqm"].map(pct),
             "min": table["acc_min"].map(pct),
             "max": table["acc_max"].map(pct),
             "diverged": table["diverged_count"],
             "failure_rate": table["failure_rate"].map(num(".2f")),
-            "p_vs_best": table["p_vs_best"].map(num(".2g")),
         }
     )
     conv = {"scheme": table["scheme"]}
@@ -336,11 +341,53 @@ def summary_tables(table, *, target: bool) -> tuple[str, str]:
     return acc.to_string(index=False), pd.DataFrame(conv).to_string(index=False)
 
 
+def versus_best_table(table) -> str:
+    """Each scheme against the best one (the first row of :func:`jinit.metrics.summarize`), as text: the verdict
+    of the 95% confidence set for the best, the test used and its p-value, the rank test's p-value, the
+    probability of improvement P(scheme > best) with its 95% interval, the smallest gap the seeds could detect
+    (80% power) and the seeds per scheme needed to detect a 1-point gap."""
+    import pandas as pd
+
+    def num(fmt):
+        return lambda v: "-" if pd.isna(v) else format(v, fmt)
+
+    def verdict(i, row):
+        if i == 0:
+            return "best"
+        return "not distinguishable" if row["in_best_set"] else "worse"
+
+    def poi(row):
+        if pd.isna(row["poi_vs_best"]):
+            return "-"
+        if pd.isna(row["poi_ci95_low"]):
+            return f"{row['poi_vs_best']:.2f}"
+        return f"{row['poi_vs_best']:.2f} [{row['poi_ci95_low']:.2f}, {row['poi_ci95_high']:.2f}]"
+
+    rows = list(table.iterrows())
+    out = pd.DataFrame(
+        {
+            "scheme": table["scheme"],
+            "vs_best": [verdict(i, r) for i, (_, r) in enumerate(rows)],
+            "test": table["test_vs_best"].replace("", "-"),
+            "p_vs_best": table["p_vs_best"].map(num(".2g")),
+            "p_rank": table["p_rank_vs_best"].map(num(".2g")),
+            "P(>best) [95% CI]": [poi(r) for _, r in rows],
+            "mdd%": (100 * table["mdd_vs_best"]).map(num(".2f")),
+            "seeds_for_1pt": table["seeds_to_detect"].map(num(".0f")),
+        }
+    )
+    return out.to_string(index=False)
+
+
 def _print_summary(result) -> None:
     target = getattr(result.config, "target_accuracy", None)
-    accuracy, convergence = summary_tables(result.summary(), target=target is not None)
+    table = result.summary()
+    accuracy, convergence = summary_tables(table, target=target is not None)
+    n = table["n"]
+    seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
     print(
-        "final test accuracy over seeds (%; ≈ = not significantly different from the best, p >= 0.05)"
+        f"final test accuracy over seeds (%; * = not distinguishable from the best at {seeds} seeds: the 95% "
+        "confidence set for the best scheme)"
     )
     print(accuracy)
     title = "convergence and agreement between seeds"
@@ -348,6 +395,25 @@ def _print_summary(result) -> None:
         title += f" (target accuracy {100 * target:g}%)"
     print(f"\n{title}")
     print(convergence)
+    if len(table) > 1:
+        vary = getattr(result.config, "vary", "init")
+        why = (
+            "seeds are not paired: under vary='init' seed s of two schemes shares nothing"
+            if vary == "init"
+            else f"seeds are paired: under vary={vary!r} seed s fixes the data order of every scheme"
+        )
+        print(
+            f"\nversus the best ({why}; worse = outside the 95% confidence set for the best, Bonferroni over "
+            f"{len(table) - 1} one-sided tests; mdd = smallest gap detectable with 80% power at these seeds, and "
+            "seeds_for_1pt = seeds per scheme to detect 1 point, both by that test)"
+        )
+        print(versus_best_table(table))
+    det = table.loc[table["deterministic"], "scheme"].tolist()
+    if det:
+        print(
+            f"\ndeterministic ({', '.join(map(str, det))}): every seed gave the same model (same param_sha256), "
+            "so there is one result, not a tight interval; its value depends on the rounding path (device, layout)"
+        )
 
 
 def _resume_command(args, out) -> str:
@@ -443,8 +509,9 @@ def _add_report(sub) -> None:
         nargs=2,
         metavar=("A", "B"),
         default=None,
-        help="compare two schemes: difference of mean accuracy (A - B) with 95%% CI, "
-        "t-test p-value and P(A > B) over seeds (paired when they share seeds)",
+        help="compare two schemes: difference of mean accuracy (A - B) with 95%% CI, t-test and rank-test "
+        "p-values, P(A > B) with its interval, the detectable difference (paired by seed only under "
+        "vary=data/both)",
     )
     p.set_defaults(func=_run_report)
 
@@ -460,7 +527,7 @@ def _run_report(args) -> int:
             metrics.scheme_accuracies(result.models, name)
     _print_summary(result)
     if getattr(args, "compare", None):
-        _print_comparison(result.models, *args.compare)
+        _print_comparison(result.models, *args.compare, vary=result.config.vary)
     for path in plots.save_all(result, args.run):
         print(f"wrote {path}")
     return 0
@@ -469,24 +536,36 @@ def _run_report(args) -> int:
 _SUBCOMMANDS.append(_add_report)
 
 
-def _print_comparison(models, a: str, b: str) -> None:
+def _print_comparison(models, a: str, b: str, vary: str = "init") -> None:
     from jinit import metrics
 
-    r = metrics.compare_schemes(models, a, b)
-    test = "paired t-test" if r.paired else "Welch's t-test"
-    print(f"\n{a} vs {b} (final accuracy, {r.n_a} vs {r.n_b} non-diverged seeds, {test}):")
+    r = metrics.compare_schemes(models, a, b, vary=vary)
+    why = "paired by seed" if r.paired else "unpaired: seed s of A and of B share nothing"
+    print(
+        f"\n{a} vs {b} (final accuracy, {r.n_a} vs {r.n_b} non-diverged seeds, vary={vary!r}, {why}):"
+    )
     print(
         f"  difference of means (A - B): {100 * r.diff:+.2f} points, "
         f"95% CI [{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]"
     )
-    verdict = "significant" if r.p_value < 0.05 else "not significant"
-    pairs = "seed pairs" if r.paired else "all pairs of seeds"
-    print(
-        f"  p-value: {r.p_value:.3g} ({verdict} at 5%)    P(A > B) over {pairs}: {r.p_a_gt_b:.2f}"
-    )
+    verdict = "significant" if r.p_value < 0.05 else "not distinguishable"
+    print(f"  {r.test}: p = {r.p_value:.3g} ({verdict} at 5%); {r.rank_test}: p = {r.p_rank:.3g}")
+    xa, xb = metrics.scheme_accuracies(models, a), metrics.scheme_accuracies(models, b)
     if r.paired:
-        welch = metrics.compare_schemes(models, a, b, paired=False)
-        print(f"  Welch's t-test (unpaired) p-value: {welch.p_value:.3g}")
+        common = xa.index.intersection(xb.index)
+        xa, xb = xa.loc[common], xb.loc[common]
+    poi = metrics.probability_of_improvement(xa.to_numpy(), xb.to_numpy(), paired=r.paired)
+    pairs = "matched seeds" if r.paired else "all pairs of seeds"
+    print(
+        f"  P(A > B) over {pairs}: {poi.mean:.2f}, 95% CI [{poi.low:.2f}, {poi.high:.2f}] "
+        "(stratified bootstrap)"
+    )
+    mdd = metrics.min_detectable_difference(xa, xb, paired=r.paired)
+    need = metrics.seeds_needed(xa, xb, 0.01, paired=r.paired)
+    print(
+        f"  smallest difference detectable with 80% power at these seeds: {100 * mdd:.2f} points; "
+        f"seeds per scheme to detect 1 point: {need:.0f}"
+    )
 
 
 def _add_propagate(sub) -> None:

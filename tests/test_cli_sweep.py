@@ -61,16 +61,27 @@ def test_sweep_then_report(tmp_path, capsys):
     summary = sweep.load(out).summary()
     best = summary.iloc[0]
     best_line = next(line for line in printed.splitlines() if f" {best['scheme']} " in line)
-    assert best_line.lstrip().startswith("≈")  # tied with itself
+    assert best_line.lstrip().startswith("*")  # in the confidence set for the best
     assert f"{100 * best['acc_mean']:.2f}" in best_line
+    assert "not distinguishable from the best at 2 seeds" in printed
+    # zeros and ones: every seed is the same model (vary="init", no randomness in the init)
+    assert "deterministic (zeros)" in printed
+    zeros_line = next(line for line in printed.splitlines() if " zeros " in line)  # accuracy table
+    assert "deterministic" in zeros_line
+    assert "versus the best (seeds are not paired" in printed and "Welch's t-test" in printed
 
     assert cli.main(["report", str(out), "--compare", "he_normal", "zeros"]) == 0
     printed = capsys.readouterr().out
-    assert "he_normal vs zeros" in printed and "paired t-test" in printed
-    assert (
-        "Welch's t-test (unpaired) p-value" in printed
-        and "P(A > B) over seed pairs: 1.00" in printed
-    )
+    assert "he_normal vs zeros" in printed and "unpaired" in printed
+    assert "Welch's t-test: p = " in printed and "Mann-Whitney U: p = " in printed
+    assert "P(A > B) over all pairs of seeds: 1.00" in printed
+    assert "seeds per scheme to detect 1 point" in printed
+    # the verdict follows the p-value, and the report says how large a gap the seeds could have seen
+    line = next(x for x in printed.splitlines() if x.strip().startswith("Welch's t-test: p = "))
+    p = float(line.split("p = ")[1].split()[0])
+    assert ("(not distinguishable at 5%)" in line) == (p >= 0.05)
+    assert ("(significant at 5%)" in line) == (p < 0.05)
+    assert "smallest difference detectable with 80% power at these seeds: " in printed
     # An unknown scheme is one line and exit code 2, before anything is printed.
     assert cli.main(["report", str(out), "--compare", "he_normal", "glorot"]) == 2
     captured = capsys.readouterr()
