@@ -87,6 +87,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from jinit import distributed as distributed_lib
 from jinit import models as models_lib
 from jinit import results as results_lib
 from jinit import train as train_lib
@@ -945,9 +946,22 @@ def run(
             f"checkpoint_every must be a number of seconds >= 0 or None, got {checkpoint_every!r}"
         )
     out_path = Path(out) if out is not None else None
-    if out_path is not None:
-        results_lib.check_writable(out_path)
-    setup = _setup(config, make_model)
+    # Several processes: they meet in JAX's coordination service (jinit.distributed); a failure is posted there so
+    # that the others stop waiting for this process.
+    group = distributed_lib.SweepGroup() if jax.process_count() > 1 else None
+    if group is not None and out_path is None:
+        raise ValueError(
+            f"a sweep of {group.count} processes needs out= (--out): a run folder on a filesystem that every "
+            "process shares"
+        )
+    try:
+        if out_path is not None:
+            results_lib.check_writable(out_path)
+        setup = _setup(config, make_model)
+    except BaseException as e:
+        if group is not None:
+            group.fail(e)
+        raise
     vary_init, vary_data = _varies(config.vary)
     tx = train_lib.make_optimizer(config.optimizer, config.learning_rate)
     n_train, n_test = setup.x_train.shape[0], setup.x_test.shape[0]
@@ -992,17 +1006,14 @@ def run(
                         "(--overwrite / overwrite=True trains it again)",
                         out_path,
                     )
+                    if group is not None:
+                        group.share("prepared", _shared_config(out_path, complete=True))
+                        group.barrier("checked")
                     return load(out_path)
                 if folder.state == "resume":
                     k, csize = _resumed_layout(folder.meta, k, csize, out_path)
                     _warn_if_environment_changed(folder.meta, out_path)
-            if pcount > 1:  # pragma: no cover - needs several hosts
-                from jax.experimental import multihost_utils
-
-                if out_path is None:
-                    raise ValueError(
-                        "a multi-host sweep needs out= on a filesystem shared by all hosts"
-                    )
+            if group is not None:
                 if pid == 0:
                     results_lib.write_config(
                         out_path,
@@ -1010,9 +1021,17 @@ def run(
                         {"fingerprint": fingerprint, "chunk_size": csize, "models_per_device": k},
                         status="running",
                     )
-                multihost_utils.sync_global_devices("jinit.sweep.prepared")
-                stored = results_lib.read_json(out_path / "config.json")["meta"]
-                k, csize = int(stored["models_per_device"]), int(stored["chunk_size"])
+                    group.share(
+                        "prepared", _shared_config(out_path, chunk_size=csize, models_per_device=k)
+                    )
+                else:
+                    prepared = group.receive("prepared")
+                    _check_shared_folder(out_path, prepared, pid)
+                    if prepared.get("complete"):
+                        group.barrier("checked")
+                        return load(out_path)
+                    k, csize = int(prepared["models_per_device"]), int(prepared["chunk_size"])
+                group.barrier("checked")
             # the devices this process uses: one per group of k models of a chunk, at most all local ones
             devices = devices[: min(len(devices), csize // k)]
             n_dev = len(devices)
@@ -1145,8 +1164,10 @@ def run(
                 if bar is not None:
                     bar.close()
 
-            if pcount > 1:  # pragma: no cover - needs several hosts
-                multihost_utils.sync_global_devices("jinit.sweep.chunks")
+            if (
+                group is not None
+            ):  # every process trained its chunks: read the others' from the shared folder
+                group.barrier("chunks", timeout=math.inf)
                 chunks = []
                 for c in range(n_chunks):
                     arrays = results_lib.read_chunk(
@@ -1173,12 +1194,48 @@ def run(
             if out_path is not None and pid == 0:
                 with guard.critical():
                     result.save(out_path)
+            if group is not None:  # the folder is complete when run returns, on every process
+                group.barrier("saved", timeout=math.inf)
             return result
         except KeyboardInterrupt as e:
+            if group is not None:
+                group.fail(e)
             raise SweepInterrupted(getattr(e, "signum", signal.SIGINT), status) from None
+        except BaseException as e:
+            if group is not None:
+                group.fail(e)
+            raise
         finally:
             if lock is not None:
                 lock.release()
+
+
+def _shared_config(out: Path, **info) -> dict[str, Any]:
+    """What process 0 tells the others about the run folder: ``info`` and the SHA-256 of the config.json it wrote,
+    by which each process checks that it sees the same folder (:func:`_check_shared_folder`)."""
+    data = (out / "config.json").read_bytes()
+    return {**info, "config_sha256": hashlib.sha256(data).hexdigest(), "host": _hostname()}
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _check_shared_folder(out: Path, prepared: dict[str, Any], pid: int) -> None:
+    """Raises OSError when this process does not see the config.json process 0 just wrote in ``out``."""
+    try:
+        sha = hashlib.sha256((out / "config.json").read_bytes()).hexdigest()
+    except OSError:
+        sha = None
+    if sha != prepared.get("config_sha256"):
+        seen = "does not see" if sha is None else "sees another"
+        raise OSError(
+            f"the run folder {out} is not shared: process {pid} on {_hostname()} {seen} config.json than the one "
+            f"process 0 wrote there on {prepared.get('host')}; --out must be a folder on a filesystem that every "
+            "process shares"
+        )
 
 
 def _chunk_index(c: int, csize: int, n_models: int) -> list[int]:
