@@ -294,6 +294,13 @@ def _add_distributed_flags(p) -> None:
         help="how long to wait for the coordinator and every process to join, and for process 0 to prepare "
         "the run folder (default 300)",
     )
+    g.add_argument(
+        "--heartbeat-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="a process silent that long (killed, its host lost) is declared dead by JAX, which then stops every "
+        "other process; rerun the command to resume (default: JAX's, 100)",
+    )
 
 
 def _join_distributed(args) -> None:
@@ -311,16 +318,21 @@ def _join_distributed(args) -> None:
     for flag, text in given.items():
         if text is not None:
             ints[flag] = _parse_flag(flag, int, text)
-    timeout = distributed.DEFAULT_TIMEOUT
-    if args.distributed_timeout is not None:
+    seconds = {}
+    for flag, text, ok, want in (
+        ("--distributed-timeout", args.distributed_timeout, lambda v: v > 0, "> 0"),
+        ("--heartbeat-timeout", args.heartbeat_timeout, lambda v: v >= 1, ">= 1"),
+    ):
+        if text is None:
+            continue
         try:
-            timeout = float(args.distributed_timeout)
+            value = float(text)
         except ValueError:
-            timeout = float("nan")
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise ValueError(
-                f"--distributed-timeout expects seconds > 0, got {args.distributed_timeout!r}"
-            )
+            value = float("nan")
+        if not (math.isfinite(value) and ok(value)):
+            raise ValueError(f"{flag} expects seconds {want}, got {text!r}")
+        seconds[flag] = value
+    timeout = seconds.get("--distributed-timeout", distributed.DEFAULT_TIMEOUT)
     if args.coordinator is not None:
         distributed.check_coordinator(args.coordinator)
     asked = args.coordinator is not None or bool(ints)
@@ -337,6 +349,7 @@ def _join_distributed(args) -> None:
         ints.get("--num-processes"),
         ints.get("--process-id"),
         timeout=timeout,
+        heartbeat_timeout=seconds.get("--heartbeat-timeout"),
         exit_prefix="jinit sweep",
     )
 
@@ -448,7 +461,13 @@ def _resume_command(args, out) -> str:
     argv += ["--out", str(out)]
     if args.checkpoint_every is not None:
         argv += ["--checkpoint-every", args.checkpoint_every]
-    for flag in ("coordinator", "num_processes", "process_id", "distributed_timeout"):
+    for flag in (
+        "coordinator",
+        "num_processes",
+        "process_id",
+        "distributed_timeout",
+        "heartbeat_timeout",
+    ):
         if getattr(args, flag, None) is not None:
             argv += ["--" + flag.replace("_", "-"), getattr(args, flag)]
     if getattr(args, "distributed", "auto") != "auto":

@@ -111,6 +111,7 @@ def initialize(
     process_id: int | None = None,
     *,
     timeout: float = DEFAULT_TIMEOUT,
+    heartbeat_timeout: float | None = None,
     exit_prefix: str | None = None,
 ) -> None:
     """Joins a multi-process run: ``jax.distributed.initialize`` with a bounded wait and one-line errors.
@@ -125,6 +126,8 @@ def initialize(
       num_processes: how many processes take part.
       process_id: this process's index, ``0 <= process_id < num_processes``.
       timeout: seconds to wait for the coordinator and the other processes (rounded up to whole seconds).
+      heartbeat_timeout: seconds after which JAX's coordination service declares a silent process dead and stops
+        every other process (default: JAX's, 100 s).
       exit_prefix: for a command line (``"jinit sweep"``): when the run is not joined within ``timeout``, print
         ``"<exit_prefix>: error: <why>"`` (the coordinator unreachable, or processes missing) on stderr and end the
         process with exit code 2. Without it, JAX itself aborts the process (SIGABRT, with its log) once the
@@ -153,6 +156,14 @@ def initialize(
         or not 0 < timeout < math.inf
     ):
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    if heartbeat_timeout is not None and (
+        isinstance(heartbeat_timeout, bool)
+        or not isinstance(heartbeat_timeout, int | float)
+        or not 1 <= heartbeat_timeout < math.inf
+    ):
+        raise ValueError(
+            f"heartbeat_timeout must be a number of seconds >= 1, got {heartbeat_timeout!r}"
+        )
     if jax.distributed.is_initialized():
         return
     where = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS") or "the detected coordinator"
@@ -181,6 +192,11 @@ def initialize(
             process_id=process_id,
             # with the watchdog, JAX's own deadline (an abort) comes later than ours (a clean exit)
             initialization_timeout=max(1, math.ceil(timeout)) + (60 if watchdog else 0),
+            **(
+                {}
+                if heartbeat_timeout is None
+                else {"heartbeat_timeout_seconds": math.ceil(heartbeat_timeout)}
+            ),
         )
     except ValueError as e:  # JAX could not detect the arguments that were not given
         raise ConnectionError(

@@ -126,6 +126,7 @@ def _same_results(run: Path, reference: Path) -> None:
     )
     assert json.loads((run / "config.json").read_text())["status"] == "complete"
     assert not (run / "lock").exists()
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
 
 
 @pytest.fixture(scope="module")
@@ -153,17 +154,19 @@ def test_two_processes_write_the_results_of_one(tmp_path, reference):
 
 def test_a_killed_process_then_the_command_again_resumes_with_two_or_one(tmp_path, reference):
     out = tmp_path / "run"
-    procs = _start_group([out, out])
+    procs = _start_group([out, out], extra=["--heartbeat-timeout", "5"])
     chunks = out / "chunks"
     deadline = time.monotonic() + 120
     while not (chunks.is_dir() and any(chunks.glob("*.npz"))):
         assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
         assert time.monotonic() < deadline, "no chunk was written"
         time.sleep(0.02)
-    # process 1 dies mid-sweep (a lost host); the launcher (srun) then ends the whole command
+    # process 1 dies mid-sweep (a lost host): JAX's coordination service misses its heartbeats and stops process 0
     os.kill(procs[1].pid, signal.SIGKILL)
-    os.kill(procs[0].pid, signal.SIGKILL)
-    _finish(procs)
+    t0 = time.monotonic()
+    (rc0, _, err0), _ = _finish(procs, timeout=60)
+    assert rc0 != 0 and "stopped sending heartbeats" in err0, err0[-2000:]
+    assert time.monotonic() - t0 < 45
     written = sorted(p.name for p in chunks.glob("*.npz"))
     assert 1 <= len(written) < N_CHUNKS, written
     assert json.loads((out / "config.json").read_text())["status"] == "running"
@@ -247,6 +250,7 @@ def test_an_unshared_or_unwritable_out_fails_every_process_in_one_line(tmp_path)
         (["--num-processes", "0"], "num_processes must be an integer >= 1, got 0"),
         (["--distributed", "off", "--process-id", "0"], "--distributed off cannot be combined"),
         (["--distributed-timeout", "-1"], "--distributed-timeout expects seconds > 0, got '-1'"),
+        (["--heartbeat-timeout", "0.5"], "--heartbeat-timeout expects seconds >= 1, got '0.5'"),
     ],
 )
 def test_bad_distributed_flags_fail_in_one_line(flags, message, capsys, tmp_path):
