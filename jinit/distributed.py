@@ -59,16 +59,29 @@ def _int_env(environ: Mapping[str, str], name: str) -> int | None:
         return None
 
 
-def launch_detected(environ: Mapping[str, str] | None = None) -> str | None:
+def _on_cloud_tpu_vm() -> bool:
+    """Whether JAX found a Cloud TPU VM when it was imported (its own flag; False where it has none)."""
+    try:
+        from jax._src import cloud_tpu_init
+    except ImportError:  # pragma: no cover - another JAX layout
+        return False
+    return bool(getattr(cloud_tpu_init, "running_in_cloud_tpu_vm", False))
+
+
+def launch_detected(
+    environ: Mapping[str, str] | None = None, *, tpu_vm: bool | None = None
+) -> str | None:
     """The launcher that started this process as one of several, when JAX can read the rest from it.
 
     Checked without any network access: an ``srun`` step of more than one task (the variables JAX's Slurm
     detection reads, with ``SLURM_NTASKS > 1``), an Open MPI ``mpirun`` of more than one rank, a TPU pod slice
     (``TPU_WORKER_HOSTNAMES``/``TPU_PROCESS_ADDRESSES`` listing several hosts, or ``MEGASCALE_COORDINATOR_ADDRESS``),
-    or ``JAX_COORDINATOR_ADDRESS``, which ``jax.distributed.initialize`` reads itself.
+    a Cloud TPU VM (JAX then reads the workers of the slice from the TPU metadata server; a single-host VM makes a
+    run of one process), or ``JAX_COORDINATOR_ADDRESS``, which ``jax.distributed.initialize`` reads itself.
 
     Args:
       environ: the environment (default ``os.environ``).
+      tpu_vm: whether this is a Cloud TPU VM (default: what JAX found at import).
 
     Returns:
       A short description of what was found (``"slurm"``, ``"openmpi"``, ``"tpu"``, ``"JAX_COORDINATOR_ADDRESS"``),
@@ -86,6 +99,8 @@ def launch_detected(environ: Mapping[str, str] | None = None) -> str | None:
     if len([h for h in hosts.split(",") if h.strip()]) > 1 or env.get(
         "MEGASCALE_COORDINATOR_ADDRESS"
     ):
+        return "tpu"
+    if _on_cloud_tpu_vm() if tpu_vm is None else tpu_vm:
         return "tpu"
     return None
 

@@ -35,12 +35,15 @@ independent and every model is computed by the same single-device program of ``k
 parameters are bit for bit the same with 1 or N devices or processes, in any grid, chunk size or order (the
 reproducibility contract in the README; tested in tests/test_layout.py).
 
-Multi-host: start every process with ``jax.distributed.initialize()`` (see the JAX multi-process docs; on TPU pods
-and SLURM it needs no arguments), then call :func:`run` with the same config and the same ``out`` folder on a
-filesystem all hosts share. Each process trains the chunks ``i`` with ``i % jax.process_count() ==
-jax.process_index()`` on its local devices and writes them to ``out/chunks``; after a barrier
-(``multihost_utils.sync_global_devices``) every process assembles the full result from the chunk files and process 0
-writes the tables. (Multi-host runs were not tested on real hardware; the single-process path is the tested one.)
+Several processes and hosts: start every process with ``jax.distributed.initialize()`` (or
+:func:`jinit.distributed.initialize`; ``jinit sweep`` does it from its flags or from srun / mpirun / a TPU pod
+slice), then call :func:`run` with the same config and the same ``out`` folder on a filesystem all processes share.
+Each process trains the chunks ``i`` with ``i % jax.process_count() == jax.process_index()`` on its local devices
+and writes them to ``out/chunks``; process 0 holds the lock and chooses the chunk size. The processes meet in JAX's
+coordination service (:class:`jinit.distributed.SweepGroup`: a failure in one is posted there and stops the others,
+a process that does not see process 0's config.json is told the folder is not shared); after every chunk is
+written, every process assembles the full result from the chunk files and process 0 writes the tables. Tested
+with 2 local CPU processes (``tests/test_multiprocess.py``).
 
 Keys (as in DESIGN.md), with ``root = PRNGKey(config.seed)`` and ``s`` the seed number:
 
@@ -919,7 +922,8 @@ def run(
       overwrite: replace a different sweep found in ``out`` (only the files a sweep writes are removed), or
         recompute a complete one.
       checkpoint_every: seconds between epoch checkpoints within a chunk (``0``: at every epoch boundary;
-        ``None``: never, only whole chunks are saved). Checkpoints are written only with ``out`` and one process.
+        ``None``: never, only whole chunks are saved). Checkpoints are written only with ``out`` and one process;
+        with several (see :mod:`jinit.distributed`), whole chunks only.
 
     Returns:
       A :class:`SweepResult`.

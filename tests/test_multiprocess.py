@@ -278,4 +278,6 @@ def test_launch_detected_reads_the_launchers_that_jax_detects():
     assert distributed.launch_detected(ompi) == "openmpi"
     assert distributed.launch_detected({"TPU_WORKER_HOSTNAMES": "t0,t1,t2,t3"}) == "tpu"
     assert distributed.launch_detected({"TPU_WORKER_HOSTNAMES": "t0"}) is None
-    assert distributed.launch_detected({}) is None
+    assert distributed.launch_detected({}, tpu_vm=False) is None
+    assert distributed.launch_detected({}, tpu_vm=True) == "tpu"  # JAX asks the TPU metadata server
+    assert distributed.launch_detected({}) is None  # this machine: no Cloud TPU VM
