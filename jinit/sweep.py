@@ -39,11 +39,11 @@ Several processes and hosts: start every process with ``jax.distributed.initiali
 :func:`jinit.distributed.initialize`; ``jinit sweep`` does it from its flags or from srun / mpirun / a TPU pod
 slice), then call :func:`run` with the same config and the same ``out`` folder on a filesystem all processes share.
 Each process trains the chunks ``i`` with ``i % jax.process_count() == jax.process_index()`` on its local devices
-and writes them to ``out/chunks``; process 0 holds the lock and chooses the chunk size. The processes meet in JAX's
-coordination service (:class:`jinit.distributed.SweepGroup`: a failure in one is posted there and stops the others,
-a process that does not see process 0's config.json is told the folder is not shared); after every chunk is
-written, every process assembles the full result from the chunk files and process 0 writes the tables. Tested
-with 2 local CPU processes (``tests/test_multiprocess.py``).
+and writes them to ``out/chunks``; process 0 holds the lock and chooses the layout (models per device, chunk
+size). The processes meet in JAX's coordination service (:class:`jinit.distributed.SweepGroup`: a failure in one
+is posted there and stops the others, a process that does not see process 0's config.json is told the folder is
+not shared); after every chunk is written, every process assembles the full result from the chunk files and
+process 0 writes the tables. Tested with 2 local CPU processes (``tests/test_multiprocess.py``).
 
 Keys (as in DESIGN.md), with ``root = PRNGKey(config.seed)`` and ``s`` the seed number:
 

@@ -2,10 +2,10 @@
 127.0.0.1, 2 simulated CPU devices per process).
 
 Each multi-process run is compared byte for byte (models.csv with every model's final-parameter SHA-256,
-results.csv, summary.csv, predictions) with the same sweep in one process. Until a model's numbers are the same
-whatever the layout (issue 14), the comparisons keep the layout fixed: every compiled program trains 2 models per
-device (--max-models-per-chunk 4 with 2 devices in every process, so chunks of 4 models over 2 devices, in one
-process or two).
+results.csv, summary.csv, predictions) with the same sweep in one process on one device, in another layout: the
+reference trains 8 chunks of 2 models on 1 device; the runs of 2 processes train 4 chunks of 4 models, each over 2
+devices; a killed run is resumed by 2 processes and by 1 process with 1 device. Every compiled program trains
+``--models-per-device 2`` models, which (like the device kind) is part of a model's arithmetic; the layout is not.
 """
 
 from __future__ import annotations
@@ -30,10 +30,12 @@ pytestmark = pytest.mark.slow  # real processes; about 40 s in all on 2 busy CPU
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = [
     "--schemes", "zeros,he_normal", "--seeds", "8", "--epochs", "2", "--hidden", "16",
-    "--train-size", "1024", "--test-size", "128", "--batch-size", "8", "--max-models-per-chunk", "4",
+    "--train-size", "1024", "--test-size", "128", "--batch-size", "8", "--models-per-device", "2",
     "--no-progress",
 ]  # fmt: skip
-# 16 models, 4 chunks of 4 models (2 per device), 2 x 128 steps each: process 0 trains chunks 0 and 2, process 1 chunks 1 and 3
+# the runs of several processes: 16 models in 4 chunks of 4 (2 per device), 2 x 128 steps each; process 0 trains
+# chunks 0 and 2, process 1 chunks 1 and 3
+GROUP_ARGS = [*ARGS, "--max-models-per-chunk", "4"]
 N_CHUNKS = 4
 TABLES = ("models.csv", "results.csv", "summary.csv")
 
@@ -69,10 +71,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(args: list[str]) -> subprocess.Popen:
+def _start(args: list[str], devices: int = 2) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", _CHILD, "sweep", *args],
-        env=_env(),
+        env=_env(devices),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -86,7 +88,7 @@ def _start_group(outs: list[Path], *, timeout: float = 60, extra=()) -> list[sub
     return [
         _start(
             [
-                *ARGS,
+                *GROUP_ARGS,
                 *extra,
                 "--out",
                 str(out),
@@ -131,10 +133,12 @@ def _same_results(run: Path, reference: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
-    """The sweep in one process (2 devices)."""
+    """The sweep in one process on 1 device: 8 chunks of 2 models."""
     out = tmp_path_factory.mktemp("one-process") / "run"
-    [(rc, _, err)] = _finish([_start([*ARGS, "--out", str(out)])])
+    [(rc, _, err)] = _finish([_start([*ARGS, "--out", str(out)], devices=1)])
     assert rc == 0, err
+    meta = json.loads((out / "config.json").read_text())["meta"]
+    assert (meta["process_count"], meta["device_count"], meta["chunk_size"]) == (1, 1, 2)
     return out
 
 
@@ -146,7 +150,8 @@ def test_two_processes_write_the_results_of_one(tmp_path, reference):
         assert "16 models" in stdout
     _same_results(out, reference)
     meta = json.loads((out / "config.json").read_text())["meta"]
-    assert meta["process_count"] == 2 and meta["n_chunks"] == N_CHUNKS
+    assert (meta["process_count"], meta["device_count"], meta["chunk_size"]) == (2, 2, 4)
+    assert meta["n_chunks"] == N_CHUNKS and meta["models_per_device"] == 2
     # every process prints the same summary (each assembled all chunks from the shared folder)
     summary = [stdout[stdout.index("final test accuracy") :] for _, stdout, _ in done]
     assert summary[0] == summary[1] and "he_normal" in summary[0]
@@ -193,7 +198,7 @@ def test_a_killed_process_then_the_command_again_resumes_with_two_or_one(tmp_pat
     shutil.copytree(out, again)
 
     # the same command, with 2 processes in `out` and with 1 process in its copy, at the same time
-    procs = [*_start_group([out, out]), _start([*ARGS, "--out", str(again)])]
+    procs = [*_start_group([out, out]), _start([*GROUP_ARGS, "--out", str(again)], devices=1)]
     done = _finish(procs)
     for rc, _, stderr in done:
         assert rc == 0, stderr
