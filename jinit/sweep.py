@@ -1101,10 +1101,13 @@ def run(
                     )
                 if done:
                     _log.info(
-                        "resuming the sweep in %s: %d of %d chunks are done",
+                        "resuming the sweep in %s: %d of %d chunks are done%s",
                         out_path,
                         len(done),
-                        n_chunks,
+                        len(mine),
+                        ""
+                        if pcount == 1
+                        else f" (of the chunks of process {pid}; {n_chunks} in all)",
                     )
                 if pid == 0:
                     with guard.critical():

@@ -187,9 +187,8 @@ def test_a_killed_process_then_the_command_again_resumes_with_two_or_one(tmp_pat
     os.kill(procs[1].pid, signal.SIGKILL)
     t0 = time.monotonic()
     (rc0, _, err0), _ = _finish(procs, timeout=60)
-    assert rc0 != 0 and "heartbeats" in err0, err0[
-        -2000:
-    ]  # JAX: "... (stopped sending heartbeats)"
+    # JAX: "... The following tasks are unhealthy (stopped sending heartbeats)"
+    assert rc0 != 0 and "heartbeats" in err0, err0[-2000:]
     assert time.monotonic() - t0 < 45
     written = sorted(p.name for p in chunks.glob("*.npz"))
     assert 1 <= len(written) < N_CHUNKS, written
@@ -203,6 +202,13 @@ def test_a_killed_process_then_the_command_again_resumes_with_two_or_one(tmp_pat
     for rc, _, stderr in done:
         assert rc == 0, stderr
     assert f"{len(written)} of {N_CHUNKS} chunks are done" in done[2][2]  # the one process resumed
+    for i in (0, 1):  # each of the two processes resumed its own chunks
+        own = [name for name in written if int(name.split(".")[0]) % 2 == i]
+        if own:
+            message = (
+                f"{len(own)} of 2 chunks are done (of the chunks of process {i}; {N_CHUNKS} in all)"
+            )
+            assert message in done[i][2], done[i][2]
     _same_results(out, reference)
     _same_results(again, reference)
 
