@@ -36,9 +36,8 @@ import jax
 DEFAULT_TIMEOUT = 300.0
 """Seconds :func:`initialize` waits for the coordinator and all processes (JAX's own default)."""
 
-_timeout = (
-    DEFAULT_TIMEOUT  # the timeout given to initialize(): also the default wait of a SweepGroup
-)
+# the timeout given to initialize(): also the default wait of a SweepGroup
+_timeout = DEFAULT_TIMEOUT
 
 
 class ProcessGroupError(ConnectionError):
