@@ -246,6 +246,7 @@ def _add_sweep(sub) -> None:
         help="checkpoint the training state of the running chunk at an epoch boundary at most every that "
         "many seconds (default 60; 0: every epoch; 'never': whole chunks only)",
     )
+    _add_distributed_flags(p)
     p.add_argument(
         "--check-determinism",
         action="store_true",
@@ -253,6 +254,104 @@ def _add_sweep(sub) -> None:
         "runs are bitwise identical and how far the vmapped models are from the ones trained alone",
     )
     p.set_defaults(func=_run_sweep)
+
+
+def _add_distributed_flags(p) -> None:
+    g = p.add_argument_group(
+        "several processes and hosts",
+        "Every process runs the same command with the same --out, on a filesystem all of them share (see the "
+        "README). Under srun (Slurm), mpirun (Open MPI) or on a TPU pod slice nothing needs to be added: JAX "
+        "detects the processes.",
+    )
+    g.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="address of process 0, where it serves JAX's coordination service (default: "
+        "$JAX_COORDINATOR_ADDRESS, else detected)",
+    )
+    g.add_argument(
+        "--num-processes", default=None, metavar="N", help="number of processes (default: detected)"
+    )
+    g.add_argument(
+        "--process-id",
+        default=None,
+        metavar="I",
+        help="index of this process, 0..N-1 (default: detected)",
+    )
+    g.add_argument(
+        "--distributed",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="join a multi-process run: auto (default) when one of the flags above or JAX_COORDINATOR_ADDRESS is "
+        "given or srun / mpirun / a TPU pod slice started several processes; on: always (JAX detects the rest); "
+        "off: never",
+    )
+    g.add_argument(
+        "--distributed-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="how long to wait for the coordinator and every process to join, and for process 0 to prepare "
+        "the run folder (default 300)",
+    )
+    g.add_argument(
+        "--heartbeat-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="a process silent that long (killed, its host lost) is declared dead by JAX, which then stops every "
+        "other process; rerun the command to resume (default: JAX's, 100)",
+    )
+
+
+def _join_distributed(args) -> None:
+    """Joins a multi-process run when asked (flags, JAX_COORDINATOR_ADDRESS, a launcher JAX detects); before
+    anything starts JAX's backends."""
+    import math
+
+    from jinit import distributed
+
+    given = {
+        "--num-processes": args.num_processes,
+        "--process-id": args.process_id,
+    }
+    ints = {}
+    for flag, text in given.items():
+        if text is not None:
+            ints[flag] = _parse_flag(flag, int, text)
+    seconds = {}
+    for flag, text, ok, want in (
+        ("--distributed-timeout", args.distributed_timeout, lambda v: v > 0, "> 0"),
+        ("--heartbeat-timeout", args.heartbeat_timeout, lambda v: v >= 1, ">= 1"),
+    ):
+        if text is None:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (math.isfinite(value) and ok(value)):
+            raise ValueError(f"{flag} expects seconds {want}, got {text!r}")
+        seconds[flag] = value
+    timeout = seconds.get("--distributed-timeout", distributed.DEFAULT_TIMEOUT)
+    if args.coordinator is not None:
+        distributed.check_coordinator(args.coordinator)
+    asked = args.coordinator is not None or bool(ints)
+    if args.distributed == "off":
+        if asked:
+            raise ValueError(
+                "--distributed off cannot be combined with --coordinator, --num-processes or --process-id"
+            )
+        return
+    if args.distributed == "auto" and not asked and distributed.launch_detected() is None:
+        return
+    distributed.initialize(
+        args.coordinator,
+        ints.get("--num-processes"),
+        ints.get("--process-id"),
+        timeout=timeout,
+        heartbeat_timeout=seconds.get("--heartbeat-timeout"),
+        exit_prefix="jinit sweep",
+    )
 
 
 def _checkpoint_every(text: str | None) -> float | None:
@@ -428,6 +527,17 @@ def _resume_command(args, out) -> str:
     argv += ["--out", str(out)]
     if args.checkpoint_every is not None:
         argv += ["--checkpoint-every", args.checkpoint_every]
+    for flag in (
+        "coordinator",
+        "num_processes",
+        "process_id",
+        "distributed_timeout",
+        "heartbeat_timeout",
+    ):
+        if getattr(args, flag, None) is not None:
+            argv += ["--" + flag.replace("_", "-"), getattr(args, flag)]
+    if getattr(args, "distributed", "auto") != "auto":
+        argv += ["--distributed", args.distributed]
     if args.no_progress:
         argv.append("--no-progress")
     return shlex.join(argv)
@@ -459,6 +569,7 @@ def _run_sweep(args) -> int:
 
     config = _sweep_config(args)
     checkpoint_every = _checkpoint_every(args.checkpoint_every)
+    _join_distributed(args)
     if args.check_determinism:
         return _run_check_determinism(config)
     out = args.out

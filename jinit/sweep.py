@@ -35,12 +35,15 @@ independent and every model is computed by the same single-device program of ``k
 parameters are bit for bit the same with 1 or N devices or processes, in any grid, chunk size or order (the
 reproducibility contract in the README; tested in tests/test_layout.py).
 
-Multi-host: start every process with ``jax.distributed.initialize()`` (see the JAX multi-process docs; on TPU pods
-and SLURM it needs no arguments), then call :func:`run` with the same config and the same ``out`` folder on a
-filesystem all hosts share. Each process trains the chunks ``i`` with ``i % jax.process_count() ==
-jax.process_index()`` on its local devices and writes them to ``out/chunks``; after a barrier
-(``multihost_utils.sync_global_devices``) every process assembles the full result from the chunk files and process 0
-writes the tables. (Multi-host runs were not tested on real hardware; the single-process path is the tested one.)
+Several processes and hosts: start every process with ``jax.distributed.initialize()`` (or
+:func:`jinit.distributed.initialize`; ``jinit sweep`` does it from its flags or from srun / mpirun / a TPU pod
+slice), then call :func:`run` with the same config and the same ``out`` folder on a filesystem all processes share.
+Each process trains the chunks ``i`` with ``i % jax.process_count() == jax.process_index()`` on its local devices
+and writes them to ``out/chunks``; process 0 holds the lock and chooses the layout (models per device, chunk
+size). The processes meet in JAX's coordination service (:class:`jinit.distributed.SweepGroup`: a failure in one
+is posted there and stops the others, a process that does not see process 0's config.json is told the folder is
+not shared); after every chunk is written, every process assembles the full result from the chunk files and
+process 0 writes the tables. Tested with 2 local CPU processes (``tests/test_multiprocess.py``).
 
 Keys (as in DESIGN.md), with ``root = PRNGKey(config.seed)`` and ``s`` the seed number:
 
@@ -88,6 +91,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from jinit import distributed as distributed_lib
 from jinit import models as models_lib
 from jinit import results as results_lib
 from jinit import train as train_lib
@@ -942,7 +946,8 @@ def run(
       overwrite: replace a different sweep found in ``out`` (only the files a sweep writes are removed), or
         recompute a complete one.
       checkpoint_every: seconds between epoch checkpoints within a chunk (``0``: at every epoch boundary;
-        ``None``: never, only whole chunks are saved). Checkpoints are written only with ``out`` and one process.
+        ``None``: never, only whole chunks are saved). Checkpoints are written only with ``out`` and one process;
+        with several (see :mod:`jinit.distributed`), whole chunks only.
       max_devices: use at most this many of the local devices (default: as many as the grid needs). Like
         the chunk size, it changes the layout only, never a model's numbers.
 
@@ -973,9 +978,22 @@ def run(
     if max_devices is not None:
         _check_int("max_devices", max_devices, minimum=1)
     out_path = Path(out) if out is not None else None
-    if out_path is not None:
-        results_lib.check_writable(out_path)
-    setup = _setup(config, make_model)
+    # Several processes: they meet in JAX's coordination service (jinit.distributed); a failure is posted there so
+    # that the others stop waiting for this process.
+    group = distributed_lib.SweepGroup() if jax.process_count() > 1 else None
+    if group is not None and out_path is None:
+        raise ValueError(
+            f"a sweep of {group.count} processes needs out= (--out): a run folder on a filesystem that every "
+            "process shares"
+        )
+    try:
+        if out_path is not None:
+            results_lib.check_writable(out_path)
+        setup = _setup(config, make_model)
+    except BaseException as e:
+        if group is not None:
+            group.fail(e)
+        raise
     vary_init, vary_data = _varies(config.vary)
     tx = train_lib.make_optimizer(config.optimizer, config.learning_rate)
     n_train, n_test = setup.x_train.shape[0], setup.x_test.shape[0]
@@ -1020,17 +1038,14 @@ def run(
                         "(--overwrite / overwrite=True trains it again)",
                         out_path,
                     )
+                    if group is not None:
+                        group.share("prepared", _shared_config(out_path, complete=True))
+                        group.barrier("checked")
                     return load(out_path)
                 if folder.state == "resume":
                     k, csize = _resumed_layout(folder.meta, k, csize, out_path)
                     _warn_if_environment_changed(folder.meta, out_path)
-            if pcount > 1:  # pragma: no cover - needs several hosts
-                from jax.experimental import multihost_utils
-
-                if out_path is None:
-                    raise ValueError(
-                        "a multi-host sweep needs out= on a filesystem shared by all hosts"
-                    )
+            if group is not None:
                 if pid == 0:
                     results_lib.write_config(
                         out_path,
@@ -1038,9 +1053,17 @@ def run(
                         {"fingerprint": fingerprint, "chunk_size": csize, "models_per_device": k},
                         status="running",
                     )
-                multihost_utils.sync_global_devices("jinit.sweep.prepared")
-                stored = results_lib.read_json(out_path / "config.json")["meta"]
-                k, csize = int(stored["models_per_device"]), int(stored["chunk_size"])
+                    group.share(
+                        "prepared", _shared_config(out_path, chunk_size=csize, models_per_device=k)
+                    )
+                else:
+                    prepared = group.receive("prepared")
+                    _check_shared_folder(out_path, prepared, pid)
+                    if prepared.get("complete"):
+                        group.barrier("checked")
+                        return load(out_path)
+                    k, csize = int(prepared["models_per_device"]), int(prepared["chunk_size"])
+                group.barrier("checked")
             # the devices this process uses: one per group of k models of a chunk, at most all local ones
             devices = devices[: min(len(devices), csize // k)]
             n_dev = len(devices)
@@ -1106,10 +1129,13 @@ def run(
                     )
                 if done:
                     _log.info(
-                        "resuming the sweep in %s: %d of %d chunks are done",
+                        "resuming the sweep in %s: %d of %d chunks are done%s",
                         out_path,
                         len(done),
-                        n_chunks,
+                        len(mine),
+                        ""
+                        if pcount == 1
+                        else f" (of the chunks of process {pid}; {n_chunks} in all)",
                     )
                 if pid == 0:
                     with guard.critical():
@@ -1173,8 +1199,10 @@ def run(
                 if bar is not None:
                     bar.close()
 
-            if pcount > 1:  # pragma: no cover - needs several hosts
-                multihost_utils.sync_global_devices("jinit.sweep.chunks")
+            if (
+                group is not None
+            ):  # every process trained its chunks: read the others' from the shared folder
+                group.barrier("chunks", timeout=math.inf)
                 chunks = []
                 for c in range(n_chunks):
                     arrays = results_lib.read_chunk(
@@ -1201,12 +1229,48 @@ def run(
             if out_path is not None and pid == 0:
                 with guard.critical():
                     result.save(out_path)
+            if group is not None:  # the folder is complete when run returns, on every process
+                group.barrier("saved", timeout=math.inf)
             return result
         except KeyboardInterrupt as e:
+            if group is not None:
+                group.fail(e)
             raise SweepInterrupted(getattr(e, "signum", signal.SIGINT), status) from None
+        except BaseException as e:
+            if group is not None:
+                group.fail(e)
+            raise
         finally:
             if lock is not None:
                 lock.release()
+
+
+def _shared_config(out: Path, **info) -> dict[str, Any]:
+    """What process 0 tells the others about the run folder: ``info`` and the SHA-256 of the config.json it wrote,
+    by which each process checks that it sees the same folder (:func:`_check_shared_folder`)."""
+    data = (out / "config.json").read_bytes()
+    return {**info, "config_sha256": hashlib.sha256(data).hexdigest(), "host": _hostname()}
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _check_shared_folder(out: Path, prepared: dict[str, Any], pid: int) -> None:
+    """Raises OSError when this process does not see the config.json process 0 just wrote in ``out``."""
+    try:
+        sha = hashlib.sha256((out / "config.json").read_bytes()).hexdigest()
+    except OSError:
+        sha = None
+    if sha != prepared.get("config_sha256"):
+        seen = "does not see" if sha is None else "sees another"
+        raise OSError(
+            f"the run folder {out} is not shared: process {pid} on {_hostname()} {seen} config.json than the one "
+            f"process 0 wrote there on {prepared.get('host')}; --out must be a folder on a filesystem that every "
+            "process shares"
+        )
 
 
 def _chunk_index(c: int, csize: int, n_models: int) -> list[int]:
