@@ -245,8 +245,11 @@ class SweepConfig:
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON-able values."""
-        return results_lib._jsonable(dataclasses.asdict(self))
+        """The config as plain JSON-able values (a rules / custom scheme as its ``config()``)."""
+        from jinit.rules import to_json
+
+        schemes = tuple(to_json(s) for s in self.schemes)
+        return results_lib._jsonable(dataclasses.asdict(dataclasses.replace(self, schemes=schemes)))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
@@ -392,7 +395,12 @@ def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> lis
 def _scheme(spec: Any):
     """An Initializer, or a :class:`jinit.propagation.LSUVScheme` for ``"lsuv"`` specs."""
     from jinit import propagation
+    from jinit.rules import as_scheme
 
+    # jinit.rules(...) / jinit.scheme(...) values; a bare function is refused
+    custom = as_scheme(spec)
+    if custom is not None:
+        return custom
     if propagation.is_lsuv_spec(spec):
         try:
             return propagation.lsuv_scheme(spec)
@@ -580,9 +588,12 @@ def _init_fn(model_key, make_model, scheme, bias_init) -> Callable:
     if fn is None:
         module = make_model(_kernel_init(scheme), bias_init)
         lsuv = _is_lsuv(scheme)
+        from jinit.rules import Rules, sweep_init
 
         def init_one(root, h, s, x, batch):
             k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, 0), h), s)
+            if isinstance(scheme, Rules):  # per-parameter keys: see jinit.rules
+                return sweep_init(scheme, module, root, s, k, x)
             return scheme.init(module, k, x, batch) if lsuv else module.init(k, x)
 
         jitted = jax.jit(init_one)
@@ -624,7 +635,10 @@ def _model_factory(config: SweepConfig, num_classes: int, make_model: Callable |
             raise TypeError(
                 f"make_model must be callable (kernel_init, bias_init) -> nn.Module, got {make_model!r}"
             )
-        return make_model, ("custom", make_model)
+        # a factory without init arguments is wrapped (only rules schemes can initialize it)
+        from jinit.rules import model_factory
+
+        return model_factory(make_model), ("custom", make_model)
     if config.model == "mlp":
         kw = {"hidden": config.hidden, "activation": config.activation, "num_classes": num_classes}
     else:
@@ -678,7 +692,12 @@ def _check_schemes_fit(make_model: Callable, schemes, bias_init, x1: np.ndarray)
     fails here with its name, before anything is compiled."""
     x1 = jax.ShapeDtypeStruct(x1.shape, jnp.float32)
     key = jax.random.PRNGKey(0)
+    from jinit.rules import check_fit
+
     for label, scheme in schemes:
+        # rules schemes: their patterns and the shapes their initializers serve
+        if check_fit(make_model, label, scheme, bias_init, x1):
+            continue
         module = make_model(_kernel_init(scheme), bias_init)
         try:
             jax.eval_shape(module.init, key, x1)
