@@ -306,3 +306,18 @@ def test_readme_rules_and_custom_scheme_examples_run(clean_registry, capsys):
     out = capsys.readouterr().out
     assert "rules(Dense_2/kernel=zeros, kernel=he_normal)" in out
     assert "['jax_he', 'small_normal(stddev=0.02)']" in out
+
+
+def test_run_folder_records_rules_and_custom_schemes(tmp_path):
+    r = jinit.rules({"Dense_1/kernel": "zeros", "kernel": "he_normal"}, label="last_zero")
+    s = jinit.scheme(jax.nn.initializers.he_normal(), label="jax_he")
+    cfg = _cfg((r, s), hidden=(16,))
+    first = sweep.run(cfg, progress=False, out=tmp_path / "run")
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())["config"]["schemes"]
+    assert stored[0] == r.config() and stored[0]["label"] == "last_zero"
+    assert stored[1] == {"name": "scheme", "label": "jax_he"}
+    again = sweep.run(
+        cfg, progress=False, out=tmp_path / "run"
+    )  # the same sweep: read back, not refused
+    assert list(again.models["param_sha256"]) == list(first.models["param_sha256"])
+    assert list(sweep.load(tmp_path / "run").models["scheme"].unique()) == ["last_zero", "jax_he"]
