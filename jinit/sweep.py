@@ -45,6 +45,8 @@ writes the tables. (Multi-host runs were not tested on real hardware; the single
 Keys (as in DESIGN.md), with ``root = PRNGKey(config.seed)`` and ``s`` the seed number:
 
 * init: ``fold_in(fold_in(fold_in(root, 0), stable_hash(scheme)), s)`` (``s -> 0`` unless ``vary`` includes init);
+  a parameter a :func:`jinit.rules` pattern matches is drawn with ``fold_in(fold_in(fold_in(root, 0),
+  stable_hash(path)), s)`` instead (its ``/``-joined path), so it does not change when rules for other layers do;
 * data order: ``fold_in(fold_in(root, 1), s)`` (``s -> 0`` unless ``vary`` includes data), per epoch
   ``fold_in(data_key, epoch)``;
 * dropout: ``fold_in(fold_in(root, 2), s)`` (varies with the seed like the data order), per step
@@ -185,7 +187,8 @@ class SweepConfig:
         or ``"all"`` for every catalogue scheme that applies to the model); a comma-separated string is split.
         ``"lsuv"`` (or ``"lsuv(tol=0.1, batch_size=512)"``) is the data-dependent LSUV scheme
         (:class:`jinit.propagation.LSUVScheme`: orthogonal, then rescaled on :func:`lsuv_batch`); it is not part
-        of ``"all"``.
+        of ``"all"``. Per-layer :func:`jinit.rules` values and labelled functions (:func:`jinit.scheme`) are schemes
+        too, labelled by their ``label``.
       bias_init: the initializer of every bias (same for all models).
       seeds: number of seeds per scheme (seed numbers ``0 .. seeds - 1``).
       seed: the root seed.
@@ -362,7 +365,7 @@ def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> lis
     The label is the canonical name (``jinit.get(spec).name``) when the initializer equals that name's default
     (so ``"kaiming_normal"``, ``"HeNormal"`` and ``jinit.he_normal()`` are all the scheme ``"he_normal"``), else
     the initializer's ``repr`` (``"normal(stddev=0.1, mean=0.0)"``). ``"all"`` expands to
-    :func:`applicable_schemes`.
+    :func:`applicable_schemes`. A :func:`jinit.rules` or :func:`jinit.scheme` value is labelled by its ``label``.
 
     Raises:
       ValueError: for an empty list, an unknown scheme (with the closest names) or two specs naming the same scheme.
