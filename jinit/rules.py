@@ -379,17 +379,17 @@ def to_json(spec: Any) -> Any:
 def _takes_init_args(factory: Callable) -> bool:
     import flax.linen as nn
 
-    if isinstance(factory, type) and issubclass(factory, nn.Module):
-        return False
+    module_class = isinstance(factory, type) and issubclass(factory, nn.Module)
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):
         return True
     try:
-        sig.bind(None, None)
-        return True
+        bound = sig.bind(None, None)
     except TypeError:
         pass
+    else:  # a Module class takes them when its first two fields are not Flax's parent / name
+        return not (module_class and {"parent", "name"} & set(bound.arguments))
     try:
         sig.bind()
     except TypeError:
