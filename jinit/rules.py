@@ -296,8 +296,9 @@ def rules(
 
     Example:
       >>> import jinit
-      >>> cfg = jinit.sweep.SweepConfig(schemes=(jinit.rules({"Dense_2/kernel": "zeros", "kernel": "he_normal"}),
-      ...                                        "he_normal"))
+      >>> from jinit import sweep
+      >>> cfg = sweep.SweepConfig(schemes=(jinit.rules({"Dense_2/kernel": "zeros", "kernel": "he_normal"}),
+      ...                                  "he_normal"))
     """
     items = list(mapping.items()) if isinstance(mapping, Mapping) else list(mapping)
     if not items:
