@@ -153,6 +153,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def _jsonable(value: Any) -> Any:
+    if callable(getattr(value, "to_dict", None)) and not isinstance(value, type):
+        return value.to_dict()  # a SweepConfig: rules / custom schemes as their config()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _jsonable(dataclasses.asdict(value))
     if isinstance(value, dict):

@@ -48,6 +48,8 @@ process 0 writes the tables. Tested with 2 local CPU processes (``tests/test_mul
 Keys (as in DESIGN.md), with ``root = PRNGKey(config.seed)`` and ``s`` the seed number:
 
 * init: ``fold_in(fold_in(fold_in(root, 0), stable_hash(scheme)), s)`` (``s -> 0`` unless ``vary`` includes init);
+  a parameter a :func:`jinit.rules` pattern matches is drawn with ``fold_in(fold_in(fold_in(root, 0),
+  stable_hash(path)), s)`` instead (its ``/``-joined path), so it does not change when rules for other layers do;
 * data order: ``fold_in(fold_in(root, 1), s)`` (``s -> 0`` unless ``vary`` includes data), per epoch
   ``fold_in(data_key, epoch)``;
 * dropout: ``fold_in(fold_in(root, 2), s)`` (varies with the seed like the data order), per step
@@ -189,7 +191,8 @@ class SweepConfig:
         or ``"all"`` for every catalogue scheme that applies to the model); a comma-separated string is split.
         ``"lsuv"`` (or ``"lsuv(tol=0.1, batch_size=512)"``) is the data-dependent LSUV scheme
         (:class:`jinit.propagation.LSUVScheme`: orthogonal, then rescaled on :func:`lsuv_batch`); it is not part
-        of ``"all"``.
+        of ``"all"``. Per-layer :func:`jinit.rules` values and labelled functions (:func:`jinit.scheme`) are schemes
+        too, labelled by their ``label``.
       bias_init: the initializer of every bias (same for all models).
       seeds: number of seeds per scheme (seed numbers ``0 .. seeds - 1``).
       seed: the root seed.
@@ -249,8 +252,11 @@ class SweepConfig:
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON-able values."""
-        return results_lib._jsonable(dataclasses.asdict(self))
+        """The config as plain JSON-able values (a rules / custom scheme as its ``config()``)."""
+        from jinit.rules import to_json
+
+        schemes = tuple(to_json(s) for s in self.schemes)
+        return results_lib._jsonable(dataclasses.asdict(dataclasses.replace(self, schemes=schemes)))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
@@ -363,7 +369,7 @@ def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> lis
     The label is the canonical name (``jinit.get(spec).name``) when the initializer equals that name's default
     (so ``"kaiming_normal"``, ``"HeNormal"`` and ``jinit.he_normal()`` are all the scheme ``"he_normal"``), else
     the initializer's ``repr`` (``"normal(stddev=0.1, mean=0.0)"``). ``"all"`` expands to
-    :func:`applicable_schemes`.
+    :func:`applicable_schemes`. A :func:`jinit.rules` or :func:`jinit.scheme` value is labelled by its ``label``.
 
     Raises:
       ValueError: for an empty list, an unknown scheme (with the closest names) or two specs naming the same scheme.
@@ -396,7 +402,12 @@ def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> lis
 def _scheme(spec: Any):
     """An Initializer, or a :class:`jinit.propagation.LSUVScheme` for ``"lsuv"`` specs."""
     from jinit import propagation
+    from jinit.rules import as_scheme
 
+    # jinit.rules(...) / jinit.scheme(...) values; a bare function is refused
+    custom = as_scheme(spec)
+    if custom is not None:
+        return custom
     if propagation.is_lsuv_spec(spec):
         try:
             return propagation.lsuv_scheme(spec)
@@ -593,9 +604,12 @@ def _init_fn(model_key, make_model, scheme, bias_init) -> Callable:
     if fn is None:
         module = make_model(_kernel_init(scheme), bias_init)
         lsuv = _is_lsuv(scheme)
+        from jinit.rules import Rules, sweep_init
 
         def init_one(root, h, s, x, batch):
             k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, 0), h), s)
+            if isinstance(scheme, Rules):  # per-parameter keys: see jinit.rules
+                return sweep_init(scheme, module, root, s, k, x)
             return scheme.init(module, k, x, batch) if lsuv else module.init(k, x)
 
         def init_block(root, h, seeds, x, batch):
@@ -640,7 +654,10 @@ def _model_factory(config: SweepConfig, num_classes: int, make_model: Callable |
             raise TypeError(
                 f"make_model must be callable (kernel_init, bias_init) -> nn.Module, got {make_model!r}"
             )
-        return make_model, ("custom", make_model)
+        # a factory without init arguments is wrapped (only rules schemes can initialize it)
+        from jinit.rules import model_factory
+
+        return model_factory(make_model), ("custom", make_model)
     if config.model == "mlp":
         kw = {"hidden": config.hidden, "activation": config.activation, "num_classes": num_classes}
     else:
@@ -694,7 +711,12 @@ def _check_schemes_fit(make_model: Callable, schemes, bias_init, x1: np.ndarray)
     fails here with its name, before anything is compiled."""
     x1 = jax.ShapeDtypeStruct(x1.shape, jnp.float32)
     key = jax.random.PRNGKey(0)
+    from jinit.rules import check_fit
+
     for label, scheme in schemes:
+        # rules schemes: their patterns and the shapes their initializers serve
+        if check_fit(make_model, label, scheme, bias_init, x1):
+            continue
         module = make_model(_kernel_init(scheme), bias_init)
         try:
             jax.eval_shape(module.init, key, x1)
