@@ -71,6 +71,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -549,12 +550,26 @@ def _memory_stats(compiled) -> dict[str, int]:
         return {}
 
 
-_PROGRAMS: dict[Any, _Program] = {}
+# Compiled programs, reused by later sweeps of the same shape in this process; least recently used first out.
+MAX_CACHED_PROGRAMS = 16
+_PROGRAMS: collections.OrderedDict[Any, _Program] = collections.OrderedDict()
 # The init programs are compiled without LLVM optimizations: XLA's default build of an unrolled threefry takes
 # ~2 s per scheme on a laptop CPU, ~0.5 s this way. Their values can differ from a default-compiled
 # ``module.init`` in the last bit (different floating-point contraction); they never differ between sweeps.
 _INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
-_INITS: dict[Any, Callable] = {}
+_INITS: collections.OrderedDict[Any, Callable] = collections.OrderedDict()
+
+
+def _cached(cache: collections.OrderedDict, key: Any, make: Callable[[], Any]) -> Any:
+    """``cache[key]``, made by ``make()`` when missing; the cache keeps the ``MAX_CACHED_PROGRAMS`` most recently
+    used entries."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = cache[key] = make()
+    while len(cache) > MAX_CACHED_PROGRAMS:
+        cache.popitem(last=False)
+    return value
 
 
 def _inner_model_axis(platform: str) -> bool:
@@ -566,10 +581,9 @@ def _inner_model_axis(platform: str) -> bool:
 
 
 def _program(key, apply_fn, tx, **kw) -> _Program:
-    key = (key, tuple(sorted(kw.items())))
-    if key not in _PROGRAMS:
-        _PROGRAMS[key] = _Program(apply_fn, tx, **kw)
-    return _PROGRAMS[key]
+    return _cached(
+        _PROGRAMS, (key, tuple(sorted(kw.items()))), lambda: _Program(apply_fn, tx, **kw)
+    )
 
 
 def _is_lsuv(scheme: Any) -> bool:
@@ -599,9 +613,8 @@ def _init_fn(model_key, make_model, scheme, bias_init) -> Callable:
     """A compiled ``(root, hash, seeds, x, batch) -> variables`` initializing ``INIT_BLOCK`` models of one scheme
     (``seeds``: their seed numbers; a leading model axis on every leaf), cached per scheme; ``batch`` is the LSUV
     batch for the scheme ``"lsuv"``, else None."""
-    key = (model_key, scheme, bias_init)
-    fn = _INITS.get(key)
-    if fn is None:
+
+    def make():
         module = make_model(_kernel_init(scheme), bias_init)
         lsuv = _is_lsuv(scheme)
         from jinit.rules import Rules, sweep_init
@@ -630,8 +643,9 @@ def _init_fn(model_key, make_model, scheme, bias_init) -> Callable:
                 compiled[sig] = c
             return c(root, h, seeds, x, batch)
 
-        _INITS[key] = fn
-    return fn
+        return fn
+
+    return _cached(_INITS, (model_key, scheme, bias_init), make)
 
 
 class _Setup(NamedTuple):
@@ -657,7 +671,7 @@ def _model_factory(config: SweepConfig, num_classes: int, make_model: Callable |
         # a factory without init arguments is wrapped (only rules schemes can initialize it)
         from jinit.rules import model_factory
 
-        return model_factory(make_model), ("custom", make_model)
+        return model_factory(make_model), None  # keyed by what it computes: _custom_model_key
     if config.model == "mlp":
         kw = {"hidden": config.hidden, "activation": config.activation, "num_classes": num_classes}
     else:
@@ -690,6 +704,8 @@ def _setup(config: SweepConfig, make_model: Callable | None) -> _Setup:
         )
     mm, model_key = _model_factory(config, ds.num_classes, make_model)
     _check_schemes_fit(mm, schemes, bias_init, x_train[:1])
+    if model_key is None:
+        model_key = _custom_model_key(mm, schemes, bias_init, x_train[:1])
     return _Setup(
         mm,
         model_key,
@@ -703,6 +719,27 @@ def _setup(config: SweepConfig, make_model: Callable | None) -> _Setup:
         ds.name,
         str(getattr(ds, "source", "")),
     )
+
+
+def _custom_model_key(make_model: Callable, schemes, bias_init, x1: np.ndarray) -> tuple:
+    """What a user's model computes, as a key of the compiled-program caches: a SHA-256 of the lowered (not
+    compiled) ``init`` of each scheme's module and of its ``apply``. A factory that builds another model on a
+    later call (it reads a global that changed, or was redefined in a notebook cell) gets another key, so a
+    cached program of the old model is never reused; the same model hits the cache."""
+    from jinit.rules import Rules
+
+    x = jax.ShapeDtypeStruct((1,) + x1.shape[1:], jnp.float32)
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    h = hashlib.sha256()
+    for _, scheme in schemes:
+        if isinstance(scheme, Rules) or _is_lsuv(scheme):
+            continue  # built on the module's own init, lowered below with the first plain scheme
+        module = make_model(_kernel_init(scheme), bias_init)
+        h.update(jax.jit(module.init).lower(key, x).as_text().encode())
+    module = make_model(_kernel_init(schemes[0][1]), bias_init)
+    variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
+    h.update(jax.jit(module.apply).lower(variables, x).as_text().encode())
+    return ("custom", h.hexdigest())
 
 
 def _check_schemes_fit(make_model: Callable, schemes, bias_init, x1: np.ndarray) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -563,3 +564,67 @@ def test_orthogonal_init_of_an_mnist_chunk_completes(mnist_dir):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "(16, 784, 128)" in proc.stdout
+
+
+# A user's model whose behaviour follows a global (as a notebook cell that redefines it, or a config read at call
+# time): the compiled-program caches must not serve the program of the model as it was on an earlier call.
+_ACTIVATION = {"fn": nn.relu, "scale": 1.0}
+
+
+class _GlobalNet(nn.Module):
+    kernel_init: Any
+    bias_init: Any
+
+    @nn.compact
+    def __call__(self, x):
+        scale = _ACTIVATION["scale"]
+
+        def scaled(key, shape, dtype=jnp.float32):
+            return self.kernel_init(key, shape, dtype) * scale
+
+        x = x.reshape((x.shape[0], -1))
+        x = _ACTIVATION["fn"](nn.Dense(16, kernel_init=scaled, bias_init=self.bias_init)(x))
+        return nn.Dense(10, kernel_init=self.kernel_init, bias_init=self.bias_init)(x)
+
+
+def test_a_changed_model_never_gets_a_cached_program(monkeypatch):
+    cfg = dataclasses.replace(BASE, schemes=("he_normal",), epochs=1)
+    monkeypatch.setitem(_ACTIVATION, "fn", nn.relu)
+    relu = sweep.run(cfg, progress=False, make_model=_GlobalNet)
+    monkeypatch.setitem(_ACTIVATION, "fn", nn.tanh)  # same shapes, another forward pass
+    tanh = sweep.run(cfg, progress=False, make_model=_GlobalNet)
+    monkeypatch.setitem(_ACTIVATION, "scale", 2.0)  # same forward pass, another init
+    scaled = sweep.run(cfg, progress=False, make_model=_GlobalNet)
+    # what a fresh process computes: no cached program at all
+    sweep._PROGRAMS.clear()
+    sweep._INITS.clear()
+    fresh = sweep.run(cfg, progress=False, make_model=_GlobalNet)
+    monkeypatch.setitem(_ACTIVATION, "fn", nn.tanh)
+    monkeypatch.setitem(_ACTIVATION, "scale", 1.0)
+    sweep._PROGRAMS.clear()
+    sweep._INITS.clear()
+    fresh_tanh = sweep.run(cfg, progress=False, make_model=_GlobalNet)
+    shas = [tuple(r.models["param_sha256"]) for r in (relu, tanh, scaled, fresh, fresh_tanh)]
+    assert len({shas[0], shas[1], shas[2]}) == 3
+    assert shas[2] == shas[3] and shas[1] == shas[4]
+    # the same model again: served from the cache, nothing compiled
+    n = len(sweep._PROGRAMS)
+    again = sweep.run(cfg, progress=False, make_model=_GlobalNet)
+    assert again.meta["compile_seconds"] == 0 and len(sweep._PROGRAMS) == n
+    assert tuple(again.models["param_sha256"]) == shas[4]
+
+
+def test_the_program_caches_are_bounded():
+    module = models.factory("mlp", hidden=(4,), activation="relu", num_classes=3)(
+        sweep._kernel_init(sweep.resolve_schemes(["he_normal"])[0][1]), jax.nn.initializers.zeros
+    )
+    tx = train.make_optimizer("sgd", 0.1)
+    for i in range(sweep.MAX_CACHED_PROGRAMS + 5):
+        sweep._program(("bounded-test", i), module.apply, tx, batch_size=2, steps_per_epoch=1,
+                       eval_every=None, eval_batch_size=2, shared=True)  # fmt: skip
+        sweep._init_fn(("bounded-test", i), lambda k, b: module, "he_normal", None)
+    assert len(sweep._PROGRAMS) == len(sweep._INITS) == sweep.MAX_CACHED_PROGRAMS
+    # least recently used out: the newest are kept
+    keys = [k[0] for k in sweep._PROGRAMS]
+    assert ("bounded-test", sweep.MAX_CACHED_PROGRAMS + 4) in keys
+    assert ("bounded-test", 0) not in keys
