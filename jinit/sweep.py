@@ -721,6 +721,55 @@ def _setup(config: SweepConfig, make_model: Callable | None) -> _Setup:
     )
 
 
+def _check_optimizer(optimizer: Any) -> None:
+    """``optimizer`` is None, an optax ``GradientTransformation`` or a factory of one (checked before compiling)."""
+    import optax
+
+    if optimizer is None or isinstance(optimizer, optax.GradientTransformation):
+        return
+    if not callable(optimizer) or isinstance(optimizer, str | type):
+        raise TypeError(
+            f"optimizer must be an optax.GradientTransformation or a factory learning_rate -> "
+            f"GradientTransformation, got {_describe(optimizer)}; for a named optimizer use "
+            f"SweepConfig(optimizer=...), one of {', '.join(train_lib.OPTIMIZERS)}"
+        )
+
+
+def _describe(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _make_optimizer(config: SweepConfig, optimizer: Any, setup: _Setup):
+    """The optax transformation of a sweep and its key for the program cache: the config's name and learning
+    rate, or for your own optimizer a SHA-256 of its lowered (not compiled) ``init`` and ``update``, so that a
+    changed optimizer never gets a cached program."""
+    import optax
+
+    if optimizer is None:
+        tx = train_lib.make_optimizer(config.optimizer, config.learning_rate)
+        return tx, (config.optimizer, float(config.learning_rate))
+    tx = optimizer
+    if not isinstance(optimizer, optax.GradientTransformation):
+        tx = optimizer(float(config.learning_rate))
+        if not isinstance(tx, optax.GradientTransformation):
+            raise TypeError(
+                f"the optimizer factory returned {_describe(tx)}, not an optax.GradientTransformation"
+            )
+    params = _abstract_model(setup)[2]
+    try:
+        state = jax.eval_shape(tx.init, params)
+        h = hashlib.sha256(jax.jit(tx.init).lower(params).as_text().encode())
+        h.update(jax.jit(tx.update).lower(params, state, params).as_text().encode())
+    except Exception as e:  # noqa: BLE001 - any failure of the user's optimizer on the model's parameters
+        raise ValueError(
+            f"the optimizer cannot update this model's parameters: {type(e).__name__}: {e}".splitlines()[
+                0
+            ]
+        ) from None
+    return tx, ("custom", h.hexdigest())
+
+
 def _custom_model_key(make_model: Callable, schemes, bias_init, x1: np.ndarray) -> tuple:
     """What a user's model computes, as a key of the compiled-program caches: a SHA-256 of the lowered (not
     compiled) ``init`` of each scheme's module and of its ``apply``. A factory that builds another model on a
@@ -1007,6 +1056,7 @@ def run(
     overwrite: bool = False,
     checkpoint_every: float | None = 60.0,
     max_devices: int | None = None,
+    optimizer: Any = None,
 ) -> SweepResult:
     """Trains every (scheme, seed) model of the grid and returns the results.
 
@@ -1036,6 +1086,12 @@ def run(
         with several (see :mod:`jinit.distributed`), whole chunks only.
       max_devices: use at most this many of the local devices (default: as many as the grid needs). Like
         the chunk size, it changes the layout only, never a model's numbers.
+      optimizer: your own optimizer instead of ``config.optimizer`` / ``config.learning_rate``: an
+        ``optax.GradientTransformation`` (e.g. ``optax.chain(optax.clip_by_global_norm(1.0),
+        optax.adamw(optax.cosine_decay_schedule(1e-3, 1000)))``; schedules count optimizer steps), or a factory
+        ``learning_rate -> GradientTransformation`` that is called with ``config.learning_rate``. The run folder
+        records it as ``custom`` with a SHA-256 of what it computes (its lowered ``init`` and ``update``), so
+        resuming with another optimizer is refused.
 
     Returns:
       A :class:`SweepResult`.
@@ -1063,6 +1119,7 @@ def run(
         )
     if max_devices is not None:
         _check_int("max_devices", max_devices, minimum=1)
+    _check_optimizer(optimizer)
     out_path = Path(out) if out is not None else None
     # Several processes: they meet in JAX's coordination service (jinit.distributed); a failure is posted there so
     # that the others stop waiting for this process.
@@ -1081,7 +1138,7 @@ def run(
             group.fail(e)
         raise
     vary_init, vary_data = _varies(config.vary)
-    tx = train_lib.make_optimizer(config.optimizer, config.learning_rate)
+    tx, opt_key = _make_optimizer(config, optimizer, setup)
     n_train, n_test = setup.x_train.shape[0], setup.x_test.shape[0]
     steps_per_epoch = n_train // config.batch_size
     eval_bs = min(config.eval_batch_size, n_test)
@@ -1101,7 +1158,7 @@ def run(
         budget=memory_budget(config, devices[0]) - data_bytes,
     )
     csize, _ = chunk_plan(n_models, k, len(devices), config.max_models_per_chunk)
-    fingerprint = _fingerprint(config, setup, grid) if out_path is not None else None
+    fingerprint = _fingerprint(config, setup, grid, opt_key) if out_path is not None else None
     pid, pcount = jax.process_index(), jax.process_count()
     status = _Status(out_path)
 
@@ -1158,7 +1215,7 @@ def run(
 
             module = setup.make_model(_kernel_init(setup.schemes[0][1]), setup.bias_init)
             program = _program(
-                (setup.model_key, config.optimizer, float(config.learning_rate)),
+                (setup.model_key, opt_key),
                 module.apply,
                 tx,
                 batch_size=config.batch_size,
@@ -1190,6 +1247,11 @@ def run(
                 "n_chunks": n_chunks,
                 "bytes_per_model_estimate": per_model,
                 "custom_model": make_model is not None,
+                "optimizer": (
+                    {"name": config.optimizer, "learning_rate": config.learning_rate}
+                    if optimizer is None
+                    else {"custom": _describe(optimizer), "sha256": opt_key[1]}
+                ),
                 "schemes": [label for label, _ in setup.schemes],
             }
             if fingerprint is not None:
@@ -1364,12 +1426,15 @@ def _chunk_index(c: int, csize: int, n_models: int) -> list[int]:
     return list(range(c * csize, min((c + 1) * csize, n_models)))
 
 
-def _fingerprint(config: SweepConfig, setup: _Setup, grid) -> str:
+def _fingerprint(config: SweepConfig, setup: _Setup, grid, opt_key=None) -> str:
     """A SHA-256 of what decides a sweep's numbers: the config, the grid's labels, the parameter shapes of the
-    model, and the training and test arrays. Chunk files and checkpoints carry it; resuming requires it."""
+    model (and for your own model or optimizer, what they compute), and the training and test arrays. Chunk files
+    and checkpoints carry it; resuming requires it."""
     shapes = _abstract_model(setup)[2]
     desc = {
         "config": config.to_dict(),
+        **({"model": setup.model_key[1]} if setup.model_key[0] == "custom" else {}),
+        **({"optimizer": opt_key[1]} if opt_key and opt_key[0] == "custom" else {}),
         "grid": [[label, int(s)] for label, _, s in grid],
         "params": [
             [jax.tree_util.keystr(path), list(x.shape), str(x.dtype)]
@@ -1764,6 +1829,7 @@ def check_determinism(
     *,
     n_models: int = 2,
     make_model: Callable | None = None,
+    optimizer: Any = None,
 ) -> DeterminismReport:
     """Trains the first ``n_models`` models of a sweep's grid twice, in another layout, and alone, and compares the
     final parameters.
@@ -1780,6 +1846,7 @@ def check_determinism(
       config: the sweep (default ``SweepConfig()``); its epochs, data and optimizer are used as they are.
       n_models: how many models (at least; rounded up to whole schemes when ``seeds < n_models``).
       make_model: a custom model factory, as for :func:`run`.
+      optimizer: your own optimizer, as for :func:`run`.
 
     Returns:
       A :class:`DeterminismReport`.
@@ -1799,11 +1866,11 @@ def check_determinism(
         schemes, seeds = specs[: math.ceil(n_models / config.seeds)], config.seeds
     sub = dataclasses.replace(config, schemes=tuple(schemes), seeds=seeds)
 
-    first = run(sub, progress=False, keep_params=True, make_model=make_model)
+    first = run(sub, progress=False, keep_params=True, make_model=make_model, optimizer=optimizer)
     cached = dict(_PROGRAMS)
     _PROGRAMS.clear()  # the second sweep compiles its program again
     try:
-        second = run(sub, progress=False, make_model=make_model)
+        second = run(sub, progress=False, make_model=make_model, optimizer=optimizer)
     finally:
         _PROGRAMS.clear()
         _PROGRAMS.update(cached)
@@ -1816,7 +1883,9 @@ def check_determinism(
     wide = dataclasses.replace(sub, schemes=(extra, *schemes), seeds=sub.seeds + 1)
     n_first = int(first.meta["device_count"])
     other_devices = 1 if n_first > 1 else None
-    third = run(wide, progress=False, make_model=make_model, max_devices=other_devices)
+    third = run(
+        wide, progress=False, make_model=make_model, max_devices=other_devices, optimizer=optimizer
+    )
     by_model = {
         (scheme, int(s)): h
         for scheme, s, h in zip(
@@ -1834,7 +1903,7 @@ def check_determinism(
     )
 
     setup = _setup(sub, make_model)
-    tx = train_lib.make_optimizer(sub.optimizer, sub.learning_rate)
+    tx, _ = _make_optimizer(sub, optimizer, setup)
     models, worst = [], 0.0
     for i, (label, scheme) in enumerate(setup.schemes):
         for s in range(sub.seeds):

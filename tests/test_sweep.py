@@ -14,10 +14,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pandas as pd
 import pytest
 
-from jinit import models, sweep, train
+from jinit import models, results, sweep, train
 
 BASE = sweep.SweepConfig(
     schemes=("zeros", "he_normal", "orthogonal"),
@@ -628,3 +629,78 @@ def test_the_program_caches_are_bounded():
     keys = [k[0] for k in sweep._PROGRAMS]
     assert ("bounded-test", sweep.MAX_CACHED_PROGRAMS + 4) in keys
     assert ("bounded-test", 0) not in keys
+
+
+def _adamw_cosine():
+    return optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.adamw(optax.cosine_decay_schedule(3e-3, decay_steps=16), weight_decay=1e-2),
+    )
+
+
+def test_your_own_optax_optimizer_and_schedule():
+    cfg = dataclasses.replace(BASE, schemes=("he_normal",), epochs=2)
+    r = sweep.run(cfg, progress=False, keep_params=True, optimizer=_adamw_cosine())
+    assert r.meta["optimizer"]["custom"].startswith("GradientTransformation")
+    assert len(r.meta["optimizer"]["sha256"]) == 64
+    # each model is the model trained alone by a plain optax loop with that optimizer
+    setup = sweep._setup(cfg, None)
+    for k, s in enumerate(range(cfg.seeds)):
+        keys = sweep.model_keys(cfg.seed, "he_normal", s, cfg.vary)
+        init = sweep.initial_params(cfg, [("he_normal", s)], _setup_cache=setup)
+        module = setup.make_model(sweep._kernel_init(setup.schemes[0][1]), setup.bias_init)
+        alone = train.train_plain(
+            module.apply, jax.tree.map(lambda a: a[0], init), _adamw_cosine(),
+            setup.x_train, setup.y_train, setup.x_test, setup.y_test, batch_size=cfg.batch_size,
+            epochs=cfg.epochs, data_key=keys.data, dropout_key=keys.dropout,
+            eval_batch_size=cfg.eval_batch_size,
+        )  # fmt: skip
+        for a, b in zip(
+            _leaves(jax.tree.map(lambda x, k=k: x[k], r.params)),
+            _leaves(alone.state.params),
+            strict=True,
+        ):
+            np.testing.assert_allclose(a, b, atol=2e-5)
+    # and not the config's named optimizer
+    named = sweep.run(cfg, progress=False)
+    assert list(named.models["param_sha256"]) != list(r.models["param_sha256"])
+
+
+def test_an_optimizer_factory_gets_the_configs_learning_rate():
+    cfg = dataclasses.replace(BASE, schemes=("he_normal",), epochs=1, optimizer="sgd")
+    named = sweep.run(dataclasses.replace(cfg, learning_rate=0.05), progress=False)
+    made = sweep.run(
+        dataclasses.replace(cfg, learning_rate=0.05), progress=False, optimizer=optax.sgd
+    )
+    assert list(made.models["param_sha256"]) == list(named.models["param_sha256"])
+    other = sweep.run(
+        dataclasses.replace(cfg, learning_rate=0.01), progress=False, optimizer=optax.sgd
+    )
+    assert list(other.models["param_sha256"]) != list(made.models["param_sha256"])
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("adam", "optimizer must be an optax.GradientTransformation"),
+        (3, "optimizer must be an optax.GradientTransformation"),
+        (lambda lr: "adam", "returned 'adam', not an optax.GradientTransformation"),
+    ],
+)
+def test_a_bad_optimizer_fails_before_compiling(bad, match):
+    n = len(sweep._PROGRAMS)
+    with pytest.raises(TypeError, match=match):
+        sweep.run(dataclasses.replace(BASE, epochs=1), progress=False, optimizer=bad)
+    assert len(sweep._PROGRAMS) == n
+
+
+def test_resuming_with_another_optimizer_is_refused(tmp_path):
+    cfg = dataclasses.replace(BASE, schemes=("he_normal",), epochs=1)
+    first = sweep.run(cfg, out=tmp_path / "run", progress=False, optimizer=optax.sgd(0.1))
+    stamp = (tmp_path / "run" / "models.csv").stat().st_mtime_ns
+    # the same optimizer again (another object): the complete folder is read back, nothing retrained
+    again = sweep.run(cfg, out=tmp_path / "run", progress=False, optimizer=optax.sgd(0.1))
+    assert list(again.models["param_sha256"]) == list(first.models["param_sha256"])
+    assert (tmp_path / "run" / "models.csv").stat().st_mtime_ns == stamp
+    with pytest.raises(results.RunFolderMismatch, match="fingerprint"):
+        sweep.run(cfg, out=tmp_path / "run", progress=False, optimizer=optax.sgd(0.2))
