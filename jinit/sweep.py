@@ -975,14 +975,20 @@ def run(
                             f"keep_params=True needs the models trained in this call, but {out_path} "
                             "already holds this sweep, complete; pass overwrite=True to train it again"
                         )
-                    _log.info(
-                        "%s already holds this sweep, complete: nothing was recomputed "
-                        "(--overwrite / overwrite=True trains it again)",
-                        out_path,
-                    )
-                    return load(out_path)
+                    try:
+                        loaded = load(out_path)
+                    except (OSError, ValueError) as e:  # tables missing or damaged: rebuild them
+                        _log.warning("%s; rebuilding the tables from the chunk files", e)
+                        folder = dataclasses.replace(folder, state="resume")
+                    else:
+                        _log.info(
+                            "%s already holds this sweep, complete: nothing was recomputed "
+                            "(--overwrite / overwrite=True trains it again)",
+                            out_path,
+                        )
+                        return loaded
                 if folder.state == "resume":
-                    csize = _resumed_chunk_size(folder.meta, csize, n_dev, out_path)
+                    csize = _resumed_chunk_size(folder.meta, csize, n_dev, out_path, n_models)
                     _warn_if_environment_changed(folder.meta, out_path, n_dev)
             if pcount > 1:  # pragma: no cover - needs several hosts
                 from jax.experimental import multihost_utils
@@ -1048,6 +1054,7 @@ def run(
                         c,
                         fingerprint=fingerprint,
                         model_index=_chunk_index(c, csize, n_models),
+                        shapes=_chunk_shapes(config, steps_per_epoch, n_test, c, csize, n_models),
                     )
                     if arrays is not None:
                         done[c] = arrays
@@ -1122,7 +1129,14 @@ def run(
                             status.checkpoint = None
                             results_lib.remove_checkpoints(out_path, c)
             finally:
-                trainer.close()
+                try:
+                    trainer.close()
+                except Exception as e:
+                    if sys.exc_info()[1] is None:
+                        raise
+                    _log.warning(
+                        "could not close the checkpointer (%s)", e
+                    )  # report the first error
                 if bar is not None:
                     bar.close()
 
@@ -1152,19 +1166,43 @@ def run(
             if keep_params and kept:
                 result.params = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
             if out_path is not None and pid == 0:
-                with guard.critical():
+                # a signal during the final write is not acted on: when the write ends, the sweep is complete
+                with guard.critical(complete=True):
                     result.save(out_path)
             return result
         except KeyboardInterrupt as e:
             raise SweepInterrupted(getattr(e, "signum", signal.SIGINT), status) from None
         finally:
             if lock is not None:
-                lock.release()
+                try:
+                    lock.release()
+                except OSError as e:
+                    if sys.exc_info()[1] is None:
+                        raise
+                    # the first error is the one to report (e.g. a folder that became read-only)
+                    _log.warning("could not remove the lock %s (%s)", lock.path, e)
 
 
 def _chunk_index(c: int, csize: int, n_models: int) -> list[int]:
     """The grid indices of the models of chunk ``c``."""
     return list(range(c * csize, min((c + 1) * csize, n_models)))
+
+
+def _chunk_shapes(config, steps_per_epoch, n_test, c, csize, n_models) -> dict[str, Any]:
+    """The arrays of chunk ``c``'s file (:func:`_chunk_arrays`): shape and dtype kind of each."""
+    n = len(_chunk_index(c, csize, n_models))
+    evals = config.epochs * (train_lib.intervals(steps_per_epoch, config.eval_every)[0] + 1)
+    curve = ((n, evals), "f")
+    return {
+        "model_index": ((n,), "i"),
+        "step": ((n, evals), "i"),
+        "train_loss": curve,
+        "test_loss": curve,
+        "test_accuracy": curve,
+        "diverged_step": ((n,), "i"),
+        "predictions": ((n, n_test), "iu"),
+        "param_sha256": ((n,), "U"),
+    }
 
 
 def _fingerprint(config: SweepConfig, setup: _Setup, grid) -> str:
@@ -1190,10 +1228,15 @@ def _fingerprint(config: SweepConfig, setup: _Setup, grid) -> str:
     return h.hexdigest()
 
 
-def _resumed_chunk_size(stored: dict[str, Any], csize: int, n_dev: int, path: Path) -> int:
-    """The chunk size a resumed sweep keeps (the first start's: results depend on it bit for bit)."""
+def _resumed_chunk_size(
+    stored: dict[str, Any], csize: int, n_dev: int, path: Path, n_models: int
+) -> int:
+    """The chunk size a resumed sweep keeps (the first start's: results depend on it bit for bit). A stored size
+    that no start can have chosen (not an int, < 1, or beyond the grid rounded up to the devices) is ignored."""
     old = stored.get("chunk_size")
-    if not _is_int(old) or old < 1:
+    if not _is_int(old) or not 1 <= old <= math.ceil(n_models / n_dev) * n_dev:
+        if old is not None:
+            _log.warning("ignoring the impossible chunk_size %r in %s/config.json", old, path)
         return csize
     if old % n_dev:
         raise ValueError(
@@ -1317,15 +1360,24 @@ class _SignalGuard:
         raise _Interrupt(signum)
 
     @contextlib.contextmanager
-    def critical(self):
+    def critical(self, *, complete: bool = False):
+        """A section that signals do not interrupt; with ``complete``, the work is done when it ends without an
+        error, so a signal that arrived meanwhile is reported as a notice instead of interrupting."""
         self._depth += 1
+        ok = False
         try:
             yield
+            ok = True
         finally:
             self._depth -= 1
             if not self._depth and self._pending is not None:
                 signum, self._pending = self._pending, None
-                raise _Interrupt(signum)
+                if not (complete and ok):
+                    raise _Interrupt(signum)
+                _log.warning(
+                    "%s arrived while the finished sweep was being written; it is complete",
+                    signal.Signals(signum).name,
+                )
 
 
 def _logs_to_arrays(logs: list[train_lib.EpochLogs]) -> dict[str, np.ndarray]:
