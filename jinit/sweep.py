@@ -142,7 +142,7 @@ def parse_schemes(text: str) -> tuple[str, ...]:
       ValueError: for an empty list, an empty item (``"a,,b"``, a trailing comma) or unbalanced parentheses.
     """
     if not isinstance(text, str):
-        raise TypeError(f"schemes must be a string or a sequence of strings, got {text!r}")
+        raise TypeError(f"schemes must be a string or a sequence of strings, got {_short(text)}")
     items, depth, cur = [], 0, []
     for ch in text:
         if ch in "([{":
@@ -150,18 +150,18 @@ def parse_schemes(text: str) -> tuple[str, ...]:
         elif ch in ")]}":
             depth -= 1
             if depth < 0:
-                raise ValueError(f"unbalanced parentheses in scheme list {text!r}")
+                raise ValueError(f"unbalanced parentheses in scheme list {_short(text)}")
         if ch == "," and depth == 0:
             items.append("".join(cur).strip())
             cur = []
         else:
             cur.append(ch)
     if depth != 0:
-        raise ValueError(f"unbalanced parentheses in scheme list {text!r}")
+        raise ValueError(f"unbalanced parentheses in scheme list {_short(text)}")
     items.append("".join(cur).strip())
     if any(not item for item in items):
         raise ValueError(
-            f"empty scheme name in scheme list {text!r} (check for ',,' or a trailing comma)"
+            f"empty scheme name in scheme list {_short(text)} (check for ',,' or a trailing comma)"
         )
     return tuple(items)
 
@@ -234,6 +234,15 @@ class SweepConfig:
                 object.__setattr__(self, name, tuple(value))
         if self.data_dir is not None and isinstance(self.data_dir, os.PathLike):
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+        if isinstance(
+            self.dataset, str
+        ):  # the spellings jinit.data.load accepts: "MNIST", "fashion-mnist"
+            from jinit import data as data_lib
+
+            try:
+                object.__setattr__(self, "dataset", data_lib._spec(self.dataset).name)
+            except (ValueError, TypeError):
+                pass  # validate() names the valid choices
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able values."""
@@ -274,8 +283,8 @@ class SweepConfig:
                 raise ValueError(
                     f"{name} must be a non-empty sequence of positive ints, got {value!r}"
                 )
-        _check_int("seeds", self.seeds, minimum=1)
-        _check_int("seed", self.seed, minimum=0)
+        _check_int("seeds", self.seeds, minimum=1, maximum=2**32)  # seed numbers are uint32
+        _check_int("seed", self.seed, minimum=0, maximum=2**63 - 1)  # what jax.random.PRNGKey takes
         _check_int("epochs", self.epochs, minimum=1)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("eval_batch_size", self.eval_batch_size, minimum=1)
@@ -287,7 +296,11 @@ class SweepConfig:
             raise ValueError(f"unknown vary {self.vary!r}.{_closest(self.vary, VARY)}")
         if self.target_accuracy is not None:
             t = self.target_accuracy
-            if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 <= t <= 1.0:
+            if (
+                isinstance(t, bool | np.bool_)
+                or not isinstance(t, int | float | np.integer | np.floating)
+                or not 0.0 <= t <= 1.0
+            ):
                 raise ValueError(f"target_accuracy must be a fraction in [0, 1], got {t!r}")
         resolve_schemes(self.schemes, model=self.model)
         _initializer(self.bias_init, "bias_init")
@@ -297,11 +310,13 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
 
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
+def _check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> None:
     if not _is_int(value):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
 
 
 def _initializer(spec: Any, what: str):
@@ -310,7 +325,13 @@ def _initializer(spec: Any, what: str):
     try:
         return jinit.get(spec)
     except (ValueError, TypeError) as e:
-        raise type(e)(f"bad {what} {spec!r}: {e}") from None
+        raise type(e)(f"bad {what} {_short(spec)}: {e}") from None
+
+
+def _short(value: Any, n: int = 80) -> str:
+    """``repr(value)``, cut to ``n`` characters (a 100,000-character spec is not repeated in a message)."""
+    text = repr(value)
+    return text if len(text) <= n else text[:n] + "..."
 
 
 def applicable_schemes(model: str | None = "mlp") -> tuple[str, ...]:
@@ -381,7 +402,7 @@ def _scheme(spec: Any):
         try:
             return propagation.lsuv_scheme(spec)
         except (ValueError, TypeError) as e:
-            raise type(e)(f"bad scheme {spec!r}: {e}") from None
+            raise type(e)(f"bad scheme {_short(spec)}: {e}") from None
     try:
         return _initializer(spec, "scheme")
     except ValueError as e:
@@ -613,6 +634,15 @@ def _setup(config: SweepConfig, make_model: Callable | None) -> _Setup:
     )
     bias_init = _initializer(config.bias_init, "bias_init")
     ds = data_lib.load(config.dataset, data_dir=config.data_dir)
+    for name, size, n in (
+        ("train_size", config.train_size, ds.x_train.shape[0]),
+        ("test_size", config.test_size, ds.x_test.shape[0]),
+    ):
+        if size is not None and size > n:
+            split = name.split("_")[0]
+            raise ValueError(
+                f"{name}={size} is larger than the {split} set of {ds.name} ({n} examples)"
+            )
     x_train, y_train = ds.x_train[: config.train_size], ds.y_train[: config.train_size]
     x_test, y_test = ds.x_test[: config.test_size], ds.y_test[: config.test_size]
     if config.batch_size > x_train.shape[0]:
@@ -759,16 +789,99 @@ def bytes_per_model(config: SweepConfig, setup: _Setup, tx) -> int:
 
 
 def memory_budget(config: SweepConfig, device) -> int:
-    """Bytes per device a chunk may use (``max_memory``, else 40% of the device limit, else 2 GiB)."""
+    """Bytes per device a chunk may use (``max_memory``, else 40% of the device limit, else 2 GiB). On a CPU,
+    whose devices share the host's memory, it is also at most half the memory this process can still get
+    (:func:`host_memory_available`: the address-space limit, the cgroup limit, physical memory) split over the
+    CPU devices, whatever ``max_memory`` says: a chunk that cannot be allocated fails or hangs instead of
+    training."""
     if config.max_memory:
-        return int(config.max_memory)
+        budget = int(config.max_memory)
+    else:
+        try:
+            stats = device.memory_stats() or {}
+        except Exception:  # some backends do not implement memory_stats
+            stats = {}
+        budget = int(0.4 * stats["bytes_limit"]) if stats.get("bytes_limit") else 2 << 30
+    if getattr(device, "platform", None) == "cpu":
+        host = host_memory_available()
+        if host is not None:
+            n_cpu = max(1, sum(d.platform == "cpu" for d in jax.local_devices()))
+            budget = min(budget, host // (2 * n_cpu))
+    return budget
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.3g} GB"
+
+
+def _read_int(path: str) -> int | None:
     try:
-        stats = device.memory_stats() or {}
-    except Exception:  # some backends do not implement memory_stats
-        stats = {}
-    if stats.get("bytes_limit"):
-        return int(0.4 * stats["bytes_limit"])
-    return 2 << 30
+        with open(path, encoding="ascii") as f:
+            text = f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def host_memory_available() -> int | None:
+    """Bytes of memory this process can still get, at most: the smallest of the address-space limit
+    (``RLIMIT_AS``, ``ulimit -v``) less the address space mapped now, the cgroup's memory limit less its usage
+    (cgroup v2 ``memory.max`` / v1 ``memory.limit_in_bytes``), and the host's available memory (``MemAvailable``;
+    else all physical memory). None where none of them can be read."""
+    found = []
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            mapped = 0
+            with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmSize:"):
+                        mapped = int(line.split()[1]) * 1024
+            found.append(max(0, soft - mapped))
+    except (ImportError, OSError, ValueError):
+        pass
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        limit = _read_int(limit_file)
+        if limit is not None and limit < 2**60:  # v1 writes ~2**63 for "no limit"
+            found.append(max(0, limit - (_read_int(usage_file) or 0)))
+    available = None
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    if available is None:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if available:
+        found.append(available)
+    return min(found) if found else None
+
+
+def _check_grid_fits(
+    config: SweepConfig, n_schemes: int, steps_per_epoch: int, n_test: int
+) -> None:
+    """Refuses, before the grid is built, a grid whose results alone (curves, predictions, one row per model)
+    need more host memory than this process can get."""
+    n_models = n_schemes * config.seeds
+    evals = config.epochs * (train_lib.intervals(steps_per_epoch, config.eval_every)[0] + 1)
+    need = n_models * (
+        n_test + 120 * evals + 600
+    )  # measured ~100 bytes per curve row, ~500 per model row
+    host = host_memory_available()
+    if host is not None and need > host:
+        raise ValueError(
+            f"the grid of {n_models} models ({n_schemes} schemes x {config.seeds} seeds) needs about "
+            f"{_gb(need)} of host memory for its results alone, more than the {_gb(host)} this process can get; "
+            "use fewer seeds or schemes"
+        )
 
 
 def chunk_size(
@@ -933,6 +1046,7 @@ def run(
     steps_per_epoch = n_train // config.batch_size
     eval_bs = min(config.eval_batch_size, n_test)
 
+    _check_grid_fits(config, len(setup.schemes), steps_per_epoch, n_test)
     grid = [(label, init, s) for label, init in setup.schemes for s in range(config.seeds)]
     n_models = len(grid)
     devices = jax.local_devices()
@@ -947,6 +1061,14 @@ def run(
         setup.x_train.nbytes + setup.y_train.nbytes + setup.x_test.nbytes + setup.y_test.nbytes
     )
     per_model = bytes_per_model(config, setup, tx)
+    budget = memory_budget(config, devices[0])
+    if per_model + data_bytes > budget:
+        raise ValueError(
+            f"one model needs about {_gb(per_model)} (parameters, optimizer state, activations of a batch) "
+            f"and the data {_gb(data_bytes)}, more than the memory budget of {_gb(budget)} per device "
+            "(--max-memory, the device's memory, or the memory this process may use); use a smaller model or "
+            "batch size"
+        )
     on_cpu = devices[0].platform == "cpu"
     csize = chunk_size(
         config,

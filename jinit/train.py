@@ -74,7 +74,10 @@ def check_learning_rate(learning_rate: Any) -> float:
     """Returns ``learning_rate`` as a float; raises ValueError/TypeError unless it is a positive finite number."""
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float | np.floating):
         raise TypeError(f"learning rate must be a number, got {learning_rate!r}")
-    lr = float(learning_rate)
+    try:
+        lr = float(learning_rate)
+    except OverflowError:  # an int beyond any float, e.g. 10**400
+        lr = math.inf
     if not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"learning rate must be positive and finite, got {learning_rate!r}")
     return lr
