@@ -406,3 +406,16 @@ def test_an_impossible_stored_chunk_size_is_ignored(tmp_path, finished, caplog):
         r = sweep.run(dataclasses.replace(CFG), out=out, progress=False)
     assert "ignoring the impossible chunk_size 1000000000" in caplog.text
     assert r.meta["chunk_size"] == 2 and r.meta["chunks_reused"] == 2
+
+
+@pytest.mark.parametrize("command", ["sweep", "report"])
+def test_a_config_json_nested_200000_levels_is_one_line(tmp_path, capsys, command):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"config": ' * 200_000 + "1" + "}" * 200_000)
+    before = snapshot(folder)
+    argv = ["sweep", *ARGS, "--out", str(folder)] if command == "sweep" else ["report", str(folder)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nested too deeply" in err[0], err
+    assert snapshot(folder) == before
