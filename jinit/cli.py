@@ -581,6 +581,33 @@ class _StderrHandler(logging.Handler):
         print(f"jinit {self.command}: {record.getMessage()}", file=sys.stderr)
 
 
+class _MainThreadOnly:
+    """A stream that passes on what the main thread writes and sends what other threads write to the debug log."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            return self._stream.write(text)
+        logging.getLogger("jinit").debug("background output: %s", text.rstrip())
+        return len(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _exit_now(code: int) -> None:
+    """Ends the process after a reported error without running the interpreter's shutdown, where the background
+    tasks of a failed orbax write (disk full, ...) would print their tracebacks after the one-line error. Every
+    file jinit writes is complete or a temporary file, which the next sweep removes."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _one_line(e: BaseException | str) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) <= 2000 else text[:2000] + " ..."
@@ -614,6 +641,12 @@ def main(argv: list[str] | None = None) -> int:
     level = logger.level
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)
+    # Tracebacks that background threads print (tensorstore's, after a failed orbax write: "Event loop is
+    # closed", through sys.excepthook or straight to sys.stderr) would bury the one-line error: they go to the
+    # debug log instead. Everything this command prints comes from the main thread.
+    excepthook, stderr = sys.excepthook, sys.stderr
+    sys.excepthook = lambda *exc: logger.debug("background error: %s", exc[1])
+    sys.stderr = _MainThreadOnly(stderr)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt as e:
@@ -627,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except (ValueError, TypeError, OSError) as e:
         print(f"jinit {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        if argv is None:
+            _exit_now(2)
         return 2
     except Exception as e:
         if "RESOURCE_EXHAUSTED" not in str(e):
@@ -637,8 +672,13 @@ def main(argv: list[str] | None = None) -> int:
             "chunk size changes)",
             file=sys.stderr,
         )
+        if argv is None:
+            _exit_now(1)
         return 1
     finally:
+        sys.excepthook = excepthook
+        if isinstance(sys.stderr, _MainThreadOnly):
+            sys.stderr = stderr
         logger.removeHandler(handler)
         logger.setLevel(level)
         logger.propagate = propagate

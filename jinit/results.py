@@ -996,14 +996,26 @@ class Checkpointer:
             "epoch": int(epoch),
             "model_index": [int(i) for i in model_index],
         }
-        self._ckptr.save(
-            target,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave({f"{i:05d}": x for i, x in enumerate(state_leaves)}),
-                logs=ocp.args.StandardSave(dict(logs)),
-                meta=ocp.args.JsonSave(meta),
-            ),
-        )
+        try:
+            with _quiet_background_errors():
+                self._ckptr.save(
+                    target,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(
+                            {f"{i:05d}": x for i, x in enumerate(state_leaves)}
+                        ),
+                        logs=ocp.args.StandardSave(dict(logs)),
+                        meta=ocp.args.JsonSave(meta),
+                    ),
+                )
+        except (
+            Exception
+        ) as e:  # disk full, file too large, read-only: orbax / tensorstore raise many kinds
+            msg = " ".join(str(e).split())
+            msg = msg if len(msg) <= 300 else f"{msg[:100]} ... {msg[-200:]}"
+            raise OSError(
+                f"could not write the epoch checkpoint {target} ({type(e).__name__}: {msg})"
+            ) from None
         for old in d.iterdir():
             if old.name != target.name:
                 _remove_tree(old)
@@ -1066,4 +1078,31 @@ class Checkpointer:
         return None
 
     def close(self) -> None:
-        self._ckptr.close()
+        with _quiet_background_errors():
+            self._ckptr.close()
+
+
+@contextlib.contextmanager
+def _quiet_background_errors():
+    """While orbax works: a failed write (disk full, ...) is raised by ``save`` itself, but orbax's background
+    threads also log it at ERROR through absl, with tracebacks, and tensorstore callbacks print "Event loop is
+    closed" tracebacks (over 100 lines for one full disk). Those go to jinit's log at DEBUG instead, so the one
+    error the caller reports is what the user sees."""
+    import sys
+    import threading
+
+    loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
+    levels, hook, thread_hook = [g.level for g in loggers], sys.excepthook, threading.excepthook
+    for g in loggers:
+        g.setLevel(logging.CRITICAL)
+
+    def quiet(*args):
+        _log.debug("orbax background error: %s", args[1] if len(args) > 1 else args)
+
+    sys.excepthook, threading.excepthook = quiet, quiet
+    try:
+        yield
+    finally:
+        for g, level in zip(loggers, levels, strict=True):
+            g.setLevel(level)
+        sys.excepthook, threading.excepthook = hook, thread_hook

@@ -419,3 +419,97 @@ def test_a_config_json_nested_200000_levels_is_one_line(tmp_path, capsys, comman
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nested too deeply" in err[0], err
     assert snapshot(folder) == before
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Faults that hid their cause.
+
+_LIMITED = (
+    "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (60000, 60000)); sys.argv = ['jinit'] + sys.argv[1:]; "
+    "from jinit.cli import main; sys.exit(main())"
+)
+
+
+def test_a_full_disk_during_an_orbax_checkpoint_is_one_line_and_the_sweep_resumes(tmp_path, capsys):
+    """A file-size limit makes the first large orbax checkpoint fail, as a full disk does: orbax's absl ERROR
+    logs, its threads' tracebacks and tensorstore's "Event loop is closed" tracebacks used to bury the error."""
+    out = tmp_path / "run"
+    argv = [*ARGS, "--epochs", "3", "--hidden", "64", "--checkpoint-every", "0", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-c", _LIMITED, "sweep", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_NUM_CPU_DEVICES": "1"},
+    )
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr[-3000:]
+    assert err[0].startswith("jinit sweep: error: could not write the epoch checkpoint")
+    assert "File too large" in err[0] and not (out / "lock").exists()
+    assert cli.main(["sweep", *argv]) == 0  # the leftovers are removed and the sweep completes
+    assert json.loads((out / "config.json").read_text())["status"] == "complete"
+    assert not [p for p in out.rglob("*") if "tmp" in p.name]
+
+
+def test_the_first_error_is_reported_not_the_failed_lock_release(tmp_path, capsys, monkeypatch):
+    """A folder that becomes read-only mid-run: the failed chunk write is the error, not the lock's."""
+    out = tmp_path / "run"
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system", str(results.chunk_path(out, 0)))
+
+    def release(self):
+        raise OSError(30, "Read-only file system", str(self.path))
+
+    monkeypatch.setattr(results, "write_chunk", read_only)
+    monkeypatch.setattr(results.RunLock, "release", release)
+    assert cli.main(["sweep", *ARGS, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("jinit sweep: error: [Errno 30] Read-only file system")
+    assert "chunks/00000.npz" in err[-1], err
+    assert len(err) == 2 and "could not remove the lock" in err[0], err
+
+
+def test_notices_are_printed_once_when_the_root_logger_has_a_handler(tmp_path, finished, capsys):
+    """orbax loads absl, and libraries call logging.basicConfig: the root logger then has a handler, and every
+    notice was printed twice (`jinit sweep: ...` and `INFO:jinit.sweep: ...`)."""
+    import logging
+
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        assert cli.main(["sweep", *ARGS, "--out", str(finished)]) == 0
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    err = capsys.readouterr().err
+    assert err.count("already holds this sweep, complete") == 1, err
+    assert "INFO:jinit" not in err
+    assert logging.getLogger("jinit").propagate  # restored
+
+
+def test_a_signal_during_the_final_table_write_leaves_a_complete_sweep(
+    tmp_path, monkeypatch, caplog
+):
+    import signal
+
+    out = tmp_path / "run"
+    real = results.SweepResult.save
+
+    def save(self, path, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # held until the write is done
+        return real(self, path, **kwargs)
+
+    monkeypatch.setattr(results.SweepResult, "save", save)
+    with caplog.at_level("INFO", logger="jinit"):
+        r = sweep.run(CFG, out=out, progress=False)
+    assert (
+        "SIGINT arrived while the finished sweep was being written; it is complete" in caplog.text
+    )
+    assert json.loads((out / "config.json").read_text())["status"] == "complete"
+    assert not (out / "lock").exists() and len(r.models) == 4
