@@ -45,8 +45,9 @@ Keys (as in DESIGN.md), with ``root = PRNGKey(config.seed)`` and ``s`` the seed 
 * dropout: ``fold_in(fold_in(root, 2), s)`` (varies with the seed like the data order), per step
   ``fold_in(fold_in(dropout_key, epoch), step)``.
 
-Divergence: a model whose training loss becomes non-finite is marked diverged at the first such step; vmap keeps
-models independent, so it cannot disturb any other model.
+Divergence: a model whose training loss becomes non-finite, or explodes (more than
+:data:`jinit.train.DIVERGENCE_FACTOR` times its first step's loss), is marked diverged at the first such step; vmap
+keeps models independent, so it cannot disturb any other model.
 
 Example:
     >>> from jinit import sweep

@@ -513,3 +513,16 @@ def test_a_signal_during_the_final_table_write_leaves_a_complete_sweep(
     )
     assert json.loads((out / "config.json").read_text())["status"] == "complete"
     assert not (out / "lock").exists() and len(r.models) == 4
+
+
+def test_a_loss_that_explodes_but_stays_finite_is_divergence():
+    """Adam at lr 1e10: the training loss reaches ~1e21 and stays finite; every model is flagged."""
+    from jinit import train
+
+    cfg = dataclasses.replace(CFG, schemes=("he_normal",), learning_rate=1e10)
+    r = sweep.run(cfg, progress=False)
+    assert np.isfinite(r.curves["train_loss"]).all() and r.curves["train_loss"].max() > 1e15
+    assert r.models["diverged"].all() and (r.models["diverged_step"] >= 1).all()
+    ok = sweep.run(dataclasses.replace(CFG, schemes=("he_normal",)), progress=False)
+    assert not ok.models["diverged"].any()  # lr 1e-3: nothing flagged
+    assert train.DIVERGENCE_FACTOR == 1e4
