@@ -1449,16 +1449,28 @@ class _Interrupt(KeyboardInterrupt):
         self.signum = signum
 
 
+#: How long the main thread has to act on SIGTERM / SIGINT before :class:`_SignalGuard`'s watchdog ends the process.
+SIGNAL_GRACE_SECONDS = 10.0
+
+
 class _SignalGuard:
     """While active in the main thread, SIGINT and SIGTERM raise :class:`_Interrupt` (a ``KeyboardInterrupt``) at
     once -- also while the main thread waits for the device -- except inside :meth:`critical` sections (file
     writes), which finish first; the signal is raised at their end. Signals that were ignored or had a handler of
-    the caller's keep it."""
+    the caller's keep it.
+
+    A watchdog thread sees the signals too (``signal.set_wakeup_fd``, where nothing else uses it): when the main
+    thread has not acted on a SIGTERM (or SIGINT) within :data:`SIGNAL_GRACE_SECONDS` because it is stuck in native
+    code that never returns (seen: every XLA thread waiting under an address-space limit), and no file write is in
+    progress, it prints why and ends the process with 128 + the signal number, as the signal's default action
+    would have. Every file on disk is then complete or a temporary file, which the next sweep removes."""
 
     def __init__(self):
         self._depth = 0
         self._pending: int | None = None
         self._previous: dict[int, Any] = {}
+        self._handled = 0
+        self._wakeup: tuple[int, int] | None = None
 
     def __enter__(self) -> _SignalGuard:
         if threading.current_thread() is threading.main_thread():
@@ -1469,14 +1481,66 @@ class _SignalGuard:
                 if signal.getsignal(sig) is default:
                     self._previous[sig] = default
                     signal.signal(sig, self._handle)
+            if signal.SIGTERM in self._previous:
+                self._start_watchdog()
         return self
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        if self._wakeup is not None:
+            signal.set_wakeup_fd(-1)
+            os.close(self._wakeup[1])  # the watchdog reads the end of the pipe and stops
+            self._wakeup = None
+
+    def _start_watchdog(self) -> None:
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        try:
+            old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            old = None
+        if old != -1:  # someone else (an event loop) uses the wakeup fd: leave it to them
+            if old is not None:
+                signal.set_wakeup_fd(old)
+            os.close(r)
+            os.close(w)
+            return
+        self._wakeup = (r, w)
+        threading.Thread(
+            target=self._watch, args=(r,), name="jinit-signal-watchdog", daemon=True
+        ).start()
+
+    def _watch(self, r: int) -> None:
+        try:
+            while True:
+                handled = self._handled  # the main thread's handler calls so far
+                data = os.read(r, 64)
+                if not data:
+                    return
+                signums = [b for b in data if b in (signal.SIGINT, signal.SIGTERM)]
+                if not signums:
+                    continue
+                deadline = time.monotonic() + SIGNAL_GRACE_SECONDS
+                while self._handled == handled and self._wakeup is not None:
+                    time.sleep(0.05)
+                    if self._depth:  # a file write in progress: it finishes first
+                        deadline = time.monotonic() + SIGNAL_GRACE_SECONDS
+                    elif time.monotonic() > deadline:
+                        name = signal.Signals(signums[-1]).name
+                        os.write(
+                            2,
+                            f"jinit: {name}: the sweep was blocked in a computation that did not return within "
+                            f"{SIGNAL_GRACE_SECONDS:g} s; exiting now (the files written are complete: rerun the "
+                            "same command to resume)\n".encode(),
+                        )
+                        os._exit(128 + signums[-1])
+        finally:
+            os.close(r)
 
     def _handle(self, signum, frame) -> None:
+        self._handled += 1
         if self._depth:
             self._pending = signum
             return

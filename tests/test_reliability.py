@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -526,3 +527,91 @@ def test_a_loss_that_explodes_but_stays_finite_is_divergence():
     ok = sweep.run(dataclasses.replace(CFG, schemes=("he_normal",)), progress=False)
     assert not ok.models["diverged"].any()  # lr 1e-3: nothing flagged
     assert train.DIVERGENCE_FACTOR == 1e4
+
+
+_STUCK = r"""
+import signal, sys, time
+from jinit import sweep
+sweep.SIGNAL_GRACE_SECONDS = 1.0
+
+def stuck(self, c, idx):
+    # The main thread blocks in native code that never returns to Python (as when every XLA thread waits): here
+    # SIGTERM is blocked for it, so its Python handler never runs, and it sleeps.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    print("stuck", flush=True)
+    time.sleep(120)
+
+sweep._ChunkTrainer.train = stuck
+sweep.run(sweep.SweepConfig(schemes=("zeros",), seeds=1, epochs=1, hidden=(8,), train_size=64, test_size=32),
+          out=sys.argv[1], progress=False)
+"""
+
+
+def test_sigterm_ends_a_sweep_stuck_in_native_code(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STUCK, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "JAX_NUM_CPU_DEVICES": "1"},
+    )
+    try:
+        assert proc.stdout.readline().strip() == "stuck"
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and time.monotonic() - t < 30
+    assert (
+        "SIGTERM: the sweep was blocked in a computation that did not return within 1 s" in err
+    ), err
+    assert json.loads((out / "config.json").read_text())["status"] == "running"
+
+
+def test_the_signal_watchdog_leaves_a_handled_signal_alone(tmp_path, monkeypatch):
+    """In process: a SIGTERM the main thread acts on (the usual case) is a SweepInterrupted, and the process
+    lives on after the grace period (the watchdog stops with the sweep)."""
+    monkeypatch.setattr(sweep, "SIGNAL_GRACE_SECONDS", 0.2)
+    real = results.write_chunk
+
+    def write_chunk(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(results, "write_chunk", write_chunk)
+    with pytest.raises(sweep.SweepInterrupted):
+        sweep.run(CFG, out=tmp_path / "run", progress=False)
+    time.sleep(0.6)  # still alive
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and signal.set_wakeup_fd(-1) == -1
+
+
+def test_chunks_are_sized_from_the_memory_the_process_can_get(monkeypatch):
+    """Under `ulimit -v` a chunk of 5100 models with --max-memory 1TB hung (every thread waiting): the budget is
+    now at most half the address space left (and the cgroup limit, and the available memory), whatever
+    --max-memory says."""
+    import resource
+
+    import jax
+
+    with open("/proc/self/status") as f:
+        vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    real = resource.getrlimit
+    limit = vm + 2**30  # 1 GiB of address space left
+    monkeypatch.setattr(
+        resource,
+        "getrlimit",
+        lambda which: (limit, limit) if which == resource.RLIMIT_AS else real(which),
+    )
+    available = sweep.host_memory_available()
+    assert 0.5 * 2**30 < available <= 2**30
+    cpu = jax.local_devices()[0]
+    n_cpu = len(jax.local_devices())
+    cfg = sweep.SweepConfig(max_memory=10**12, max_models_per_chunk=5100)
+    limited = sweep.memory_budget(cfg, cpu)
+    assert limited <= 2**30 // (2 * n_cpu)
+    size = sweep.chunk_size(cfg, 5100, per_model=10**6, data_bytes=0, n_devices=n_cpu)
+    assert size <= 2**30 // 2 // 10**6 + n_cpu
+    monkeypatch.undo()
+    assert sweep.memory_budget(cfg, cpu) > limited  # without the limit
