@@ -110,10 +110,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
     """Writes a file atomically: ``write(f)`` fills a temporary file in the same folder, then it is renamed.
 
     Args:
-      path: destination.
+      path: destination (never a symbolic link: ValueError).
       write: called with a binary file object open for writing.
     """
     path = Path(path)
+    if path.is_symlink():  # replacing it would delete a link jinit did not create
+        raise ValueError(_link_message(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

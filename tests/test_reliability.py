@@ -615,3 +615,51 @@ def test_chunks_are_sized_from_the_memory_the_process_can_get(monkeypatch):
     assert size <= 2**30 // 2 // 10**6 + n_cpu
     monkeypatch.undo()
     assert sweep.memory_budget(cfg, cpu) > limited  # without the limit
+
+
+@pytest.mark.parametrize(
+    "kw, error, needle",
+    [
+        (dict(learning_rate=10**400), ValueError, "learning rate must be positive and finite"),
+        (dict(schemes=(f"normal(stddev={10**400})",)), ValueError, "out of range"),
+        (dict(schemes=("x." * 50_000 + "y()",)), ValueError, "at most 1000"),
+        (dict(schemes=("normal(stddev=" + "[" * 300 + "]" * 300 + ")",)), ValueError, "bad scheme"),
+        (dict(seed=2**63), ValueError, "seed must be <= "),
+        (dict(seeds=2**33), ValueError, "seeds must be <= "),
+    ],
+    ids=[
+        "lr-10**400",
+        "stddev-10**400",
+        "deep-attribute",
+        "deep-brackets",
+        "seed-2**63",
+        "seeds-2**33",
+    ],
+)
+def test_bad_api_input_is_a_value_error_before_anything_runs(
+    tmp_path, compile_counter, kw, error, needle
+):
+    with pytest.raises(error, match=needle):
+        sweep.run(dataclasses.replace(CFG, **kw), out=tmp_path / "run", progress=False)
+    assert compile_counter.count == 0 and not (tmp_path / "run").exists()
+
+
+def test_numpy_scalars_and_dataset_spellings_that_data_load_accepts(tmp_path):
+    cfg = sweep.SweepConfig(dataset="Digits", target_accuracy=np.float32(0.5))
+    cfg.validate()
+    assert cfg.dataset == "digits" and cfg == sweep.SweepConfig(target_accuracy=0.5)
+    assert sweep.SweepConfig(dataset="MNIST").dataset == "mnist"
+    assert sweep.SweepConfig(dataset="fashion-mnist").dataset == "fashion_mnist"
+    with pytest.raises(ValueError, match="unknown dataset 'mnsit'"):
+        sweep.SweepConfig(dataset="mnsit").validate()
+
+
+def test_a_linked_table_is_never_replaced(tmp_path, finished, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run, symlinks=True)
+    mine = tmp_path / "my_figure.png"
+    mine.write_bytes(b"my figure")
+    (run / "accuracy_curves.png").symlink_to(mine)
+    assert cli.main(["report", str(run)]) == 2
+    assert "is a symbolic link" in capsys.readouterr().err
+    assert mine.read_bytes() == b"my figure" and (run / "accuracy_curves.png").is_symlink()
