@@ -558,6 +558,9 @@ def test_sigterm_ends_a_sweep_stuck_in_native_code(tmp_path):
     )
     try:
         assert proc.stdout.readline().strip() == "stuck"
+        time.sleep(
+            1
+        )  # let it finish print() and enter sleep(): Python acts on a signal at its next bytecode
         t = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
