@@ -156,6 +156,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def _jsonable(value: Any) -> Any:
+    if callable(getattr(value, "to_dict", None)) and not isinstance(value, type):
+        return value.to_dict()  # a SweepConfig: rules / custom schemes as their config()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _jsonable(dataclasses.asdict(value))
     if isinstance(value, dict):
@@ -242,12 +244,17 @@ class SweepResult:
     path: Path | None = None
     params: Any = None
 
-    def summary(self, *, ci_method: str = "t") -> pd.DataFrame:
+    def summary(self, *, ci_method: str = "t", detect_difference: float = 0.01) -> pd.DataFrame:
         """One row per scheme (:func:`jinit.metrics.summarize`), best mean accuracy first.
+
+        Schemes are compared with the best unpaired (Welch) under ``vary="init"``, where seed ``s`` of two schemes
+        shares nothing, and paired by seed under ``vary="data"`` / ``"both"`` (:func:`jinit.metrics.paired_seeds`);
+        the ``test_vs_best`` column says which.
 
         Args:
           ci_method: the 95% interval of the mean accuracy: ``"t"`` (Student-t, the default) or ``"bootstrap"``
             (percentile bootstrap, deterministic).
+          detect_difference: the accuracy gap (fraction) of the ``seeds_to_detect`` column.
         """
         from jinit import metrics
 
@@ -259,6 +266,8 @@ class SweepResult:
             num_classes=self.num_classes,
             target_accuracy=getattr(self.config, "target_accuracy", None),
             ci_method=ci_method,
+            paired=metrics.paired_seeds(getattr(self.config, "vary", "init")),
+            detect_difference=detect_difference,
         )
 
     def save(self, path: str | os.PathLike, *, status: str = "complete") -> Path:

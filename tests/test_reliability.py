@@ -32,10 +32,12 @@ CFG = sweep.SweepConfig(
     train_size=256,
     test_size=128,
     max_models_per_chunk=2,
-)
+    models_per_device=2,
+)  # 4 models, 2 chunks of 2
 ARGS = [
     "--schemes", "zeros,he_normal", "--seeds", "2", "--epochs", "1", "--hidden", "16",
-    "--train-size", "256", "--test-size", "128", "--max-models-per-chunk", "2", "--no-progress",
+    "--train-size", "256", "--test-size", "128", "--max-models-per-chunk", "2", "--models-per-device", "2",
+    "--no-progress",
 ]  # fmt: skip
 
 
@@ -614,8 +616,9 @@ def test_chunks_are_sized_from_the_memory_the_process_can_get(monkeypatch):
     cfg = sweep.SweepConfig(max_memory=10**12, max_models_per_chunk=5100)
     limited = sweep.memory_budget(cfg, cpu)
     assert limited <= 2**30 // (2 * n_cpu)
-    size = sweep.chunk_size(cfg, 5100, per_model=10**6, data_bytes=0, n_devices=n_cpu)
-    assert size <= 2**30 // 2 // 10**6 + n_cpu
+    # models that --max-memory 1TB would take 8 at a time: only what the limit holds
+    k = sweep.models_per_device(cfg, "cpu", state_bytes=1, per_model=limited // 3, budget=limited)
+    assert k <= 3
     monkeypatch.undo()
     assert sweep.memory_budget(cfg, cpu) > limited  # without the limit
 
