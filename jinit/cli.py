@@ -785,7 +785,8 @@ class _StderrHandler(logging.Handler):
 
 
 class _MainThreadOnly:
-    """A stream that passes on what the main thread writes and sends what other threads write to the debug log."""
+    """A stream that passes on what Python's threads write and sends to the debug log what threads started outside
+    Python write (tensorstore's, whose tracebacks after a failed orbax write would bury the one-line error)."""
 
     def __init__(self, stream):
         self._stream = stream
@@ -793,7 +794,7 @@ class _MainThreadOnly:
     def write(self, text: str) -> int:
         import threading
 
-        if threading.current_thread() is threading.main_thread():
+        if not isinstance(threading.current_thread(), threading._DummyThread):
             return self._stream.write(text)
         logging.getLogger("jinit").debug("background output: %s", text.rstrip())
         return len(text)
@@ -805,7 +806,11 @@ class _MainThreadOnly:
 def _exit_now(code: int) -> None:
     """Ends the process after a reported error without running the interpreter's shutdown, where the background
     tasks of a failed orbax write (disk full, ...) would print their tracebacks after the one-line error. Every
-    file jinit writes is complete or a temporary file, which the next sweep removes."""
+    file jinit writes is complete or a temporary file, which the next sweep removes. Not in a process group
+    (``jax.distributed``): its shutdown at exit tells the other processes, which would otherwise abort."""
+    jax = sys.modules.get("jax")
+    if jax is not None and jax.distributed.is_initialized():
+        return
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -846,7 +851,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.setLevel(logging.INFO)
     # Tracebacks that background threads print (tensorstore's, after a failed orbax write: "Event loop is
     # closed", through sys.excepthook or straight to sys.stderr) would bury the one-line error: they go to the
-    # debug log instead. Everything this command prints comes from the main thread.
+    # debug log instead. Everything this command prints comes from threads that Python started.
     excepthook, stderr = sys.excepthook, sys.stderr
     sys.excepthook = lambda *exc: logger.debug("background error: %s", exc[1])
     sys.stderr = _MainThreadOnly(stderr)
