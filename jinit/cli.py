@@ -19,8 +19,16 @@ import sys
 from jinit import __version__
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (``jinit <command>: error: ...``, exit code 2),
+    like every other bad input; ``--help`` still prints the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jinit",
         description="Weight initializers for JAX/Flax and a vmapped seed-sweep engine.",
     )
@@ -206,12 +214,15 @@ def _parse_flag(flag: str, kind, text: str):
             m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
             if not m or m.group(2).lower() not in _BYTE_UNITS:
                 raise ValueError
-            return int(float(m.group(1)) * _BYTE_UNITS[m.group(2).lower()])
+            value = float(m.group(1)) * _BYTE_UNITS[m.group(2).lower()]
+            if not value < 2**63:  # inf (1e999), or more bytes than any machine has
+                raise ValueError
+            return int(value)
         return kind(text)
     except ValueError:
         want = {
             "ints": "comma-separated integers",
-            "bytes": "a size such as 2GiB or 500MB",
+            "bytes": "a size such as 2GiB or 500MB (below 2**63 bytes)",
             int: "an integer",
             float: "a number",
         }[kind]
@@ -573,6 +584,8 @@ def _run_sweep(args) -> int:
     if args.check_determinism:
         return _run_check_determinism(config)
     out = args.out
+    if out is not None and not out.strip():
+        raise ValueError("--out expects a folder, got an empty name")
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out, i = Path("runs") / stamp, 1
@@ -723,6 +736,14 @@ def _run_propagate(args) -> int:
 
     from jinit import propagation, results
 
+    # Everything that can be checked without computing is checked first (one line, exit 2).
+    if args.every is not None and args.every < 1:
+        raise ValueError(f"--every expects a positive integer, got {args.every}")
+    if args.seed < 0:
+        raise ValueError(f"--seed expects an integer >= 0, got {args.seed}")
+    if not args.out.strip():
+        raise ValueError("--out expects a folder, got an empty name")
+    results.check_writable(args.out)
     kw = dict(
         depth=args.depth,
         width=args.width,
@@ -731,7 +752,7 @@ def _run_propagate(args) -> int:
         seed=args.seed,
     )
     df = propagation.measure(args.schemes, batch=args.batch, **kw)
-    every = args.every or max(1, args.depth // 10)
+    every = args.every if args.every is not None else max(1, args.depth // 10)
     with pd.option_context("display.width", 200, "display.max_columns", 40):
         print(propagation.table(df, every=every).to_string(float_format=lambda v: f"{v:.3g}"))
     if args.jacobian:
@@ -763,8 +784,41 @@ class _StderrHandler(logging.Handler):
         print(f"jinit {self.command}: {record.getMessage()}", file=sys.stderr)
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+class _MainThreadOnly:
+    """A stream that passes on what Python's threads write and sends to the debug log what threads started outside
+    Python write (tensorstore's, whose tracebacks after a failed orbax write would bury the one-line error)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        import threading
+
+        if not isinstance(threading.current_thread(), threading._DummyThread):
+            return self._stream.write(text)
+        logging.getLogger("jinit").debug("background output: %s", text.rstrip())
+        return len(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _exit_now(code: int) -> None:
+    """Ends the process after a reported error without running the interpreter's shutdown, where the background
+    tasks of a failed orbax write (disk full, ...) would print their tracebacks after the one-line error. Every
+    file jinit writes is complete or a temporary file, which the next sweep removes. Not in a process group
+    (``jax.distributed``): its shutdown at exit tells the other processes, which would otherwise abort."""
+    jax = sys.modules.get("jax")
+    if jax is not None and jax.distributed.is_initialized():
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _one_line(e: BaseException | str) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 2000 else text[:2000] + " ..."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -772,7 +826,10 @@ def main(argv: list[str] | None = None) -> int:
     when interrupted). Called with ``argv=None`` it is the process (the ``jinit`` script): an interrupted sweep
     then exits at once, without waiting for the epoch still running on the device."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error (one line printed): its exit code
+        return e.code if isinstance(e.code, int) else 2
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
@@ -786,9 +843,18 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("jinit")
     handler = _StderrHandler(args.command)
     logger.addHandler(handler)
+    # Printed once, by this handler: not again by a handler on the root logger (absl, which orbax loads, or a
+    # library's logging.basicConfig would print every notice a second time as "INFO:jinit.sweep: ...").
+    propagate, logger.propagate = logger.propagate, False
     level = logger.level
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)
+    # Tracebacks that background threads print (tensorstore's, after a failed orbax write: "Event loop is
+    # closed", through sys.excepthook or straight to sys.stderr) would bury the one-line error: they go to the
+    # debug log instead. Everything this command prints comes from threads that Python started.
+    excepthook, stderr = sys.excepthook, sys.stderr
+    sys.excepthook = lambda *exc: logger.debug("background error: %s", exc[1])
+    sys.stderr = _MainThreadOnly(stderr)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt as e:
@@ -802,6 +868,8 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except (ValueError, TypeError, OSError) as e:
         print(f"jinit {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        if argv is None:
+            _exit_now(2)
         return 2
     except Exception as e:
         if "RESOURCE_EXHAUSTED" not in str(e):
@@ -812,10 +880,16 @@ def main(argv: list[str] | None = None) -> int:
             "chunk size changes)",
             file=sys.stderr,
         )
+        if argv is None:
+            _exit_now(1)
         return 1
     finally:
+        sys.excepthook = excepthook
+        if isinstance(sys.stderr, _MainThreadOnly):
+            sys.stderr = stderr
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.propagate = propagate
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -466,10 +466,10 @@ def _cache_read(entry: Path, key_text: str) -> tuple[dict[str, np.ndarray], str]
         meta = json.loads((entry / "meta.json").read_text())
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         warnings.warn(f"ignoring unreadable cache entry {entry}: {e}", stacklevel=3)
         return None
-    if meta.get("key") != key_text:
+    if not isinstance(meta, dict) or meta.get("key") != key_text:
         return None
     try:
         arrays = {}
@@ -478,7 +478,7 @@ def _cache_read(entry: Path, key_text: str) -> tuple[dict[str, np.ndarray], str]
     except (OSError, ValueError) as e:  # damaged entry: rebuild it
         warnings.warn(f"ignoring unreadable cache entry {entry}: {e}", stacklevel=3)
         return None
-    return arrays, meta["source"]
+    return arrays, str(meta.get("source"))
 
 
 def _cache_write(entry: Path, key_text: str, source: str, arrays: dict[str, np.ndarray]) -> None:
@@ -535,6 +535,10 @@ def _normalize(spec: _Spec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarr
     return out
 
 
+class _BadData(ValueError):
+    """Arrays that no dataset may hold (an empty split, non-finite inputs, labels out of range)."""
+
+
 def _finish(
     spec: _Spec,
     arrays: dict[str, np.ndarray],
@@ -544,10 +548,25 @@ def _finish(
     num_train: int | None,
     num_test: int | None,
 ) -> Dataset:
-    """Normalized arrays -> a Dataset of read-only arrays, subset and flattened as asked."""
+    """Normalized arrays -> a Dataset of read-only arrays, subset and flattened as asked. Refuses (ValueError,
+    naming the array) an empty split, inputs that are not finite (NaN/inf: a damaged cache entry, or data a
+    user prepared) and labels outside ``0 .. num_classes - 1``."""
     out = {}
     for split, n in (("train", num_train), ("test", num_test)):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        where = f"{spec.name} ({source})"
+        if x.shape[0] == 0 or y.shape[0] == 0:
+            raise _BadData(f"the {split} set of {where} is empty (0 examples)")
+        bad = x.size - int(np.count_nonzero(np.isfinite(x)))
+        if bad:
+            raise _BadData(
+                f"x_{split} of {where} holds {bad} non-finite value(s) (NaN or inf) in {x.size}"
+            )
+        wrong = int(np.count_nonzero((y < 0) | (y >= spec.num_classes)))
+        if wrong:
+            raise _BadData(
+                f"y_{split} of {where} holds {wrong} label(s) outside 0..{spec.num_classes - 1}"
+            )
         if n is not None and spec.name != "mnist1d":
             if n > x.shape[0]:
                 raise ValueError(
@@ -697,7 +716,10 @@ def _cached(spec, kind, key, source, cache, finish, produce) -> Dataset:
         hit = _cache_read(path, key_text)
         if hit is not None:
             arrays, cached_source = hit
-            return _finish(spec, arrays, cached_source, True, **finish)
+            try:
+                return _finish(spec, arrays, cached_source, True, **finish)
+            except _BadData as e:  # a damaged entry: the files it was made from are checked again
+                warnings.warn(f"ignoring the damaged cache entry {path}: {e}", stacklevel=3)
     arrays = _normalize(spec, produce())
     if cache and key is not None:
         _cache_write(path, key_text, source, arrays)

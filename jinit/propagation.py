@@ -133,6 +133,12 @@ def _check_positive(**values: Any) -> None:
             raise ValueError(f"{k} must be a positive integer, got {v!r}")
 
 
+def _check_seed(seed: Any) -> None:
+    """A root seed: an int in ``0 .. 2**63 - 1`` (what ``jax.random.PRNGKey`` takes)."""
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in 0 .. 2**63 - 1, got {seed!r}")
+
+
 def _inputs(
     key: jax.Array, batch: int, in_dim: int, num_classes: int, x: Any, y: Any
 ) -> tuple[jax.Array, jax.Array]:
@@ -246,6 +252,7 @@ def measure(
       ValueError: for an unknown scheme or activation, or non-positive sizes (before any compilation).
     """
     _check_positive(depth=depth, width=width, seeds=seeds, batch=batch, num_classes=num_classes)
+    _check_seed(seed)
     if in_dim is not None:
         _check_positive(in_dim=in_dim)
     _models.activation(activation)
@@ -386,6 +393,7 @@ def jacobian_singular_values(
       largest).
     """
     _check_positive(depth=depth, width=width, seeds=seeds, examples=examples)
+    _check_seed(seed)
     _models.activation(activation)
     inits = _resolve(schemes)
     bias = _registry.get(bias_init)

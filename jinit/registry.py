@@ -256,6 +256,10 @@ def _parse_call(spec: str) -> tuple[str, list[Any], dict[str, Any]]:
         node = ast.parse(text, mode="eval").body
     except SyntaxError as e:
         raise ValueError(f"cannot parse initializer spec {spec!r}: {e.msg}") from None
+    except (MemoryError, RecursionError):  # nested too deeply for the parser
+        raise ValueError(
+            f"cannot parse initializer spec {spec[:40]!r}...: nested too deeply"
+        ) from None
     if not isinstance(node, ast.Call):
         raise ValueError(
             f"initializer spec {spec!r} is not a name or a call like 'normal(stddev=0.01)'"
@@ -272,7 +276,7 @@ def _parse_call(spec: str) -> tuple[str, list[Any], dict[str, Any]]:
     try:
         args = [ast.literal_eval(a) for a in node.args]
         kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
-    except (ValueError, SyntaxError, TypeError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         raise ValueError(
             f"initializer spec {spec!r}: hyperparameters must be literals "
             "(numbers, strings, tuples, lists)"
@@ -296,12 +300,19 @@ def _build(name: str, args: list[Any], kwargs: Mapping[str, Any]) -> Initializer
         raise TypeError(
             f"{canonical}: {e}; hyperparameters: {_defaults_text(factory, True)}"
         ) from None
-    if _ENTRIES[canonical].custom:
-        from jinit.rules import registered
+    try:
+        if _ENTRIES[canonical].custom:
+            from jinit.rules import registered
 
-        arguments = dict(signature.bind(*args, **kwargs).arguments)
-        return registered(canonical, arguments, factory(*args, **kwargs))
-    return factory(*args, **kwargs)
+            arguments = dict(signature.bind(*args, **kwargs).arguments)
+            return registered(canonical, arguments, factory(*args, **kwargs))
+        return factory(*args, **kwargs)
+    except OverflowError as e:  # e.g. stddev=10**400, which no float holds
+        raise ValueError(f"{canonical}: a hyperparameter is out of range ({e})") from None
+
+
+#: The longest initializer spec string :func:`get` parses (a call with a few hyperparameters is ~60 characters).
+MAX_SPEC_LENGTH = 1000
 
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
@@ -406,6 +417,11 @@ def get(spec: str | Mapping[str, Any] | Initializer, **overrides: Any) -> Initia
         name = params.pop("name")
         return _build(name, [], {**params, **overrides})
     if isinstance(spec, str):
+        if len(spec) > MAX_SPEC_LENGTH:
+            raise ValueError(
+                f"initializer spec {spec[:40]!r}... is {len(spec)} characters long; at most "
+                f"{MAX_SPEC_LENGTH} are parsed"
+            )
         name, args, kwargs = _parse_call(spec)
         return _build(name, args, {**kwargs, **overrides})
     raise TypeError(

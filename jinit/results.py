@@ -44,6 +44,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -109,10 +110,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
     """Writes a file atomically: ``write(f)`` fills a temporary file in the same folder, then it is renamed.
 
     Args:
-      path: destination.
+      path: destination (never a symbolic link: ValueError).
       write: called with a binary file object open for writing.
     """
     path = Path(path)
+    if path.is_symlink():  # replacing it would delete a link jinit did not create
+        raise ValueError(_link_message(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -174,9 +177,16 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Reads a JSON file."""
+    """Reads a JSON file.
+
+    Raises:
+      ValueError: for a file that is not JSON, or nested too deeply to be read (no jinit file is).
+    """
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except RecursionError:
+            raise ValueError(f"{path} is nested too deeply to be a jinit file") from None
 
 
 def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
@@ -277,8 +287,33 @@ class SweepResult:
 def write_config(
     path: str | os.PathLike, config: Any, meta: dict[str, Any], *, status: str
 ) -> None:
-    """Writes ``config.json`` (config, meta and status) atomically."""
-    write_json(Path(path) / "config.json", {"config": config, "meta": meta, "status": status})
+    """Writes ``config.json`` (the :data:`RUN_FOLDER_FORMAT` marker, config, meta and status) atomically."""
+    write_json(
+        Path(path) / "config.json",
+        {"format": RUN_FOLDER_FORMAT, "config": config, "meta": meta, "status": status},
+    )
+
+
+#: The marker jinit writes into every run folder's ``config.json`` (``"format"``): a folder is a run folder, whose
+#: jinit files a sweep may replace, only when its ``config.json`` carries it (or has exactly the layout of a run
+#: folder written before the marker existed, see :func:`is_run_config`).
+RUN_FOLDER_FORMAT = "jinit-run-folder/1"
+
+
+def is_run_config(doc: Any, fields: Any = None) -> bool:
+    """Whether a parsed ``config.json`` was written by jinit: it carries :data:`RUN_FOLDER_FORMAT`, or (a folder
+    written before the marker) it has exactly the keys ``config``, ``meta``, ``status``, a ``"running"`` /
+    ``"complete"`` status and a config whose keys are all in ``fields`` (the :class:`~jinit.sweep.SweepConfig`
+    field names, when given)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        return False
+    if "format" in doc:
+        return doc["format"] == RUN_FOLDER_FORMAT
+    if set(doc) - {"config", "meta", "status"} or doc.get("status") not in ("running", "complete"):
+        return False
+    if not isinstance(doc.get("meta", {}), dict):
+        return False
+    return fields is None or set(doc["config"]) <= set(fields)
 
 
 def read(path: str | os.PathLike) -> dict[str, Any]:
@@ -296,21 +331,45 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a jinit run folder (no config.json)")
     doc = read_json(path / "config.json")
+    if not is_run_config(doc):
+        raise ValueError(
+            f"{path} is not a jinit run folder (its config.json was not written by jinit)"
+        )
     if doc.get("status") != "complete":
         raise ValueError(
             f"the sweep in {path} did not complete (status {doc.get('status')!r}); rerun it to finish"
         )
-    curves = pd.read_csv(path / "results.csv", dtype=CURVE_DTYPES)
-    models = pd.read_csv(path / "models.csv", dtype=MODEL_DTYPES)
-    arrays = read_npz(path / "predictions.npz")
+    rebuild = f"run the same `jinit sweep` with --out {path} again: it rebuilds the tables from the chunk files"
+    name = "results.csv"
+    try:
+        curves = pd.read_csv(path / name, dtype=CURVE_DTYPES)
+        name = "models.csv"
+        models = pd.read_csv(path / name, dtype=MODEL_DTYPES)
+        name = "predictions.npz"
+        arrays = read_npz(path / name)
+        predictions, y_test = arrays["predictions"], arrays["y_test"]
+        if list(curves.columns) != list(CURVE_COLUMNS) or list(models.columns) != list(
+            MODEL_COLUMNS
+        ):
+            name = "results.csv / models.csv"
+            raise ValueError("unexpected columns")
+        if predictions.ndim != 2 or predictions.shape != (len(models), y_test.shape[0]):
+            raise ValueError(f"predictions {predictions.shape} do not match {len(models)} models")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path / name} is missing; {rebuild}") from None
+    except Exception as e:  # a damaged csv / zip / npy raises many kinds of errors
+        msg = " ".join(str(e).split())[:200]
+        raise ValueError(
+            f"{path / name} is damaged ({type(e).__name__}: {msg}); {rebuild}"
+        ) from None
     return {
         "config": doc["config"],
-        "meta": doc.get("meta", {}),
+        "meta": doc.get("meta") if isinstance(doc.get("meta"), dict) else {},
         "status": doc["status"],
         "curves": curves,
         "models": models,
-        "predictions": arrays["predictions"],
-        "y_test": arrays["y_test"],
+        "predictions": predictions,
+        "y_test": y_test,
     }
 
 
@@ -378,6 +437,23 @@ def _proc_start(pid: int) -> tuple[str, str] | None:
     return (fields[0], fields[19]) if len(fields) > 19 else None
 
 
+def _is_own_lock(info: Any) -> bool:
+    """Whether a lock's content is one jinit writes (pid, host, start time and token of a sweep)."""
+    if not isinstance(info, dict):
+        return False
+    pid = info.get("pid")
+    return (
+        _is_pid(pid)
+        and isinstance(info.get("host"), str)
+        and isinstance(info.get("token"), str)
+        and isinstance(info.get("started"), str)
+    )
+
+
+def _is_pid(pid: Any) -> bool:
+    return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31
+
+
 def _lock_alive(info: dict[str, Any]) -> bool:
     """Whether the process that wrote a lock may still be running (True when that cannot be told)."""
     if info.get("host") != socket.gethostname():
@@ -385,13 +461,13 @@ def _lock_alive(info: dict[str, Any]) -> bool:
     if os.name == "nt":
         return True  # os.kill(pid, 0) would terminate the process on Windows
     pid = info.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
+    if not _is_pid(pid):
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return True
     proc = _proc_start(pid)
     if proc is not None:
@@ -423,12 +499,13 @@ class RunLock:
 
     def release(self) -> None:
         """Removes the lock file if it is still ours (idempotent)."""
-        info = _read_lock(self.path)
-        if info is not None and info.get("token") == self.token:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+        with _takeover_mutex(self.path.parent):
+            info = _read_lock(self.path)
+            if info is not None and info.get("token") == self.token:
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
 
     def __enter__(self) -> RunLock:
         return self
@@ -438,36 +515,122 @@ class RunLock:
 
 
 def _read_lock(path: Path) -> dict[str, Any] | None:
-    """The lock's content; ``{}`` for an unreadable one, None when there is no lock."""
+    """The lock's content; ``{}`` for one that is not a JSON object (or a link, or unreadable), None when there is
+    no lock."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_symlink():
+            return {}
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read(
+                1 << 16
+            )  # a lock is ~200 bytes; never read a large file someone named lock
     except FileNotFoundError:
         return None
     except OSError:
         return {}
     try:
         info = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return info if isinstance(info, dict) else {}
 
 
-def acquire_lock(folder: str | os.PathLike) -> RunLock:
-    """Creates ``folder`` (and its parents) and takes its lock: ``folder/lock`` is created with
-    ``O_CREAT | O_EXCL`` and holds this process's pid, host, start time and a random token.
+@contextlib.contextmanager
+def _takeover_mutex(folder: Path):
+    """Serializes the compare-and-remove of a lock between processes: an exclusive ``flock`` on the folder itself
+    (released by the kernel when a process dies), or, where the filesystem has no ``flock``, an ``O_EXCL`` guard
+    file ``.lock-takeover`` (held for microseconds; one older than 30 s is a crashed holder's and is removed)."""
+    fd = None
+    try:
+        import fcntl
 
-    A lock whose process is gone (same host, pid no longer running, or reused by another process) is stale: it is
-    replaced, with a warning. An unreadable lock file older than 10 s counts as stale too.
+        fd = os.open(folder, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except (ImportError, OSError):
+        if fd is not None:
+            os.close(fd)
+            fd = None
+    if fd is not None:
+        try:
+            yield
+        finally:
+            os.close(fd)  # closing the last descriptor releases the flock
+        return
+    guard = folder / ".lock-takeover"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            os.close(os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            break
+        except FileExistsError:
+            try:
+                if time.time() - guard.stat().st_mtime > 30:
+                    guard.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                raise RunFolderInUse(
+                    f"could not take the lock of {folder}: {guard} stays"
+                ) from None
+            time.sleep(0.001)
+    try:
+        yield
+    finally:
+        guard.unlink(missing_ok=True)
+
+
+def _create_lock(path: Path, info: dict[str, Any]) -> bool:
+    """Creates the lock file with its whole content at once (written to a temporary file, then ``os.link``-ed to
+    ``lock``, which fails when it exists), so no reader ever sees a half-written lock of a live sweep; where the
+    filesystem has no hard links, ``O_CREAT | O_EXCL`` and a write. Returns False when the lock exists."""
+    data = (json.dumps(info) + "\n").encode("utf-8")
+    tmp = path.with_name(f".{path.name}.{info['token']}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here (some network / FAT filesystems)
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return True
+
+
+def acquire_lock(folder: str | os.PathLike) -> RunLock:
+    """Creates ``folder`` (and its parents) and takes its lock: ``folder/lock`` is created atomically with its
+    content (this process's pid, host, start time and a random token), and fails when it exists.
+
+    A lock that jinit wrote (a JSON object with pid, host, start time and token) whose process is gone (same host,
+    pid no longer running, or reused by another process) is stale: it is taken over, with a warning. Take-over is
+    atomic: the check that the lock is still the stale one and its removal happen under a mutex between processes
+    (:func:`_takeover_mutex`), so of many processes taking over one stale lock at once exactly one gets it. A file
+    named ``lock`` that jinit did not write (not such a JSON object, or a link) is never removed or taken over.
 
     Raises:
-      RunFolderInUse: when a sweep that is still running (or on another host) holds the lock.
+      RunFolderInUse: when a sweep that is still running (or on another host) holds the lock, or ``lock`` is a
+        file jinit did not write.
       OSError: when the folder or the lock file cannot be created.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
     taken_over = None
-    for _ in range(10):
+    for _ in range(100):
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -475,44 +638,43 @@ def acquire_lock(folder: str | os.PathLike) -> RunLock:
             "proc_start": (_proc_start(os.getpid()) or (None, None))[1],
             "token": uuid.uuid4().hex,
         }
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            old = _read_lock(path)
-            if old is None:  # released in the meantime
+        if not path.is_symlink() and _create_lock(path, info):
+            if taken_over is not None:
+                _log.warning(
+                    "took over the lock of %s: the sweep that held it (%s) is no longer running",
+                    folder,
+                    _describe_lock(taken_over),
+                )
+            return RunLock(path, info["token"], taken_over)
+        old = _read_lock(path)
+        if old is None:  # released in the meantime
+            continue
+        if not _is_own_lock(old):
+            try:  # a jinit lock written without hard links can be caught half-written: give its writer time
+                young = not path.is_symlink() and time.time() - path.stat().st_mtime < 2
+            except FileNotFoundError:
                 continue
-            if old:
-                alive = _lock_alive(old)
-            else:  # unreadable: only a crash between creating and writing it; give a live writer time
-                try:
-                    alive = time.time() - path.stat().st_mtime < 10
-                except FileNotFoundError:
-                    continue
-            if alive:
-                who = _describe_lock(old) if old else "an unreadable lock"
-                raise RunFolderInUse(
-                    f"the run folder {folder} is in use by another sweep ({who}); wait for it to finish or "
-                    f"choose another --out (if no sweep is running there, delete {path})"
-                ) from None
-            if _read_lock(path) == old:  # still the stale one: remove it and try again
+            if young and path.stat().st_size < 4096:
+                time.sleep(0.05)
+                continue
+            raise RunFolderInUse(
+                f"{path} is not a lock written by jinit (not a jinit lock record{', a link' if path.is_symlink() else ''}); "
+                "jinit never removes it: if no sweep is running there, move that file away, or choose another --out"
+            )
+        if _lock_alive(old):
+            raise RunFolderInUse(
+                f"the run folder {folder} is in use by another sweep ({_describe_lock(old)}); wait for it to "
+                f"finish or choose another --out (if no sweep is running there, delete {path})"
+            )
+        with _takeover_mutex(folder):
+            if (
+                _read_lock(path) == old
+            ):  # still the stale one: remove it (atomic with the check) and retry
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
                 taken_over = old
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(info) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        if taken_over is not None:
-            who = _describe_lock(taken_over) if taken_over else "unreadable"
-            _log.warning(
-                "took over the lock of %s: the sweep that held it (%s) is no longer running",
-                folder,
-                who,
-            )
-        return RunLock(path, info["token"], taken_over)
     raise RunFolderInUse(f"could not take the lock {path}: other processes keep changing it")
 
 
@@ -547,10 +709,13 @@ class RunFolder:
 
 def _remove_tree(path: Path) -> None:
     """Removes a file or folder; a folder is first renamed to a hidden trash name, so that a crash half-way
-    leaves nothing that looks like a result (the trash is removed by :func:`remove_leftovers`)."""
-    if not path.exists() and not path.is_symlink():
+    leaves nothing that looks like a result (the trash is removed by :func:`remove_leftovers`). A link is never
+    followed: it is refused (jinit never deletes through a link it did not create)."""
+    if path.is_symlink():
+        raise ValueError(_link_message(path))
+    if not path.exists():
         return
-    if path.is_dir() and not path.is_symlink():
+    if path.is_dir():
         trash = path.with_name(f".trash-{path.name}-{uuid.uuid4().hex[:8]}")
         os.replace(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
@@ -558,29 +723,65 @@ def _remove_tree(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _link_message(path: Path) -> str:
+    return (
+        f"{path} is a symbolic link; jinit never writes or deletes through a link it did not create: replace the "
+        "link with a real folder or file, or choose another --out"
+    )
+
+
+_OWNED_TMP = re.compile(
+    r"\.(?:" + "|".join(re.escape(n) for n in (*OWNED_FILES, LOCK_FILE)) + r")\..+\.tmp"
+)
+_CHUNK_TMP = re.compile(r"\.\d{5}\.npz\..+\.tmp")
+_TRASH = re.compile(r"\.trash-.+-[0-9a-f]{8}")
+
+
+def find_links(folder: str | os.PathLike) -> list[Path]:
+    """The symbolic links among a run folder's own entries (its files, ``lock``, and anything in ``chunks/`` and
+    ``checkpoints/``), which a sweep would write or delete through; links are never followed."""
+    folder = Path(folder)
+    found = []
+    for name in (*OWNED_FILES, LOCK_FILE, *OWNED_DIRS):
+        p = folder / name
+        if p.is_symlink():
+            found.append(p)
+        elif name in OWNED_DIRS and p.is_dir():
+            for root, dirs, files in os.walk(p, followlinks=False):
+                for n in dirs + files:
+                    if os.path.islink(os.path.join(root, n)):
+                        found.append(Path(root) / n)
+    return found
+
+
 def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
-    """Removes what a killed sweep can leave in a run folder: temporary files of atomic writes, trash folders,
-    unfinished orbax checkpoints. Call it holding the folder's lock. Returns what was removed."""
+    """Removes what a killed sweep can leave in a run folder: temporary files of its atomic writes, trash folders,
+    unfinished orbax checkpoints. Only names jinit writes are removed (other files in the folder are the user's),
+    and links are never followed. Call it holding the folder's lock. Returns what was removed."""
     folder = Path(folder)
     removed = []
 
-    def scan(d: Path, keep: Callable[[Path], bool]) -> None:
-        if not d.is_dir():
+    def real_dir(d: Path) -> bool:
+        return d.is_dir() and not d.is_symlink()
+
+    def scan(d: Path, leftover: Callable[[Path], bool]) -> None:
+        if not real_dir(d):
             return
         for p in d.iterdir():
-            if (p.name.startswith(".") and p.name.endswith(".tmp")) or p.name.startswith(".trash-"):
-                removed.append(p)
-            elif not keep(p):
+            if not p.is_symlink() and leftover(p):  # a link is the user's: never removed
                 removed.append(p)
 
-    scan(folder, lambda p: True)
-    scan(folder / CHUNKS_DIR, lambda p: True)
+    scan(folder, lambda p: bool(_OWNED_TMP.fullmatch(p.name) or _TRASH.fullmatch(p.name)))
+    scan(
+        folder / CHUNKS_DIR,
+        lambda p: bool(_CHUNK_TMP.fullmatch(p.name) or _TRASH.fullmatch(p.name)),
+    )
     ckpt = folder / CHECKPOINTS_DIR
-    scan(ckpt, lambda p: p.is_dir() and p.name.isdigit())
-    if ckpt.is_dir():
+    scan(ckpt, lambda p: not (real_dir(p) and p.name.isdigit()))
+    if real_dir(ckpt):
         for d in ckpt.iterdir():
-            if d.is_dir() and d.name.isdigit():
-                scan(d, lambda p: p.is_dir() and _EPOCH_DIR.fullmatch(p.name) is not None)
+            if real_dir(d) and d.name.isdigit():
+                scan(d, lambda p: not (real_dir(p) and _EPOCH_DIR.fullmatch(p.name)))
     for p in removed:
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
@@ -598,6 +799,9 @@ def open_run_folder(
 ) -> RunFolder:
     """Decides what a sweep does with its run folder; call it holding the folder's lock (:func:`acquire_lock`).
 
+    A folder is a run folder only when its ``config.json`` was written by jinit (:func:`is_run_config`); a folder
+    without one is used only when it is empty (but for the lock). jinit's own entries must not be links.
+
     Args:
       folder: the run folder (it exists: the lock is in it).
       config: the sweep's config as a plain dict (``SweepConfig.to_dict()``).
@@ -611,32 +815,40 @@ def open_run_folder(
     Raises:
       RunFolderMismatch: the folder holds a different sweep (the message names the differing fields) and
         ``overwrite`` is False.
-      ValueError: the folder is not empty and not a run folder (also with ``overwrite``: only a sweep's own files
-        are ever deleted), or its config.json is unreadable (without ``overwrite``).
+      ValueError: the folder is not empty and not a run folder, its ``config.json`` was not written by jinit, or
+        one of its jinit entries is a link (all also with ``overwrite``: only a sweep's own files are ever
+        deleted or replaced).
     """
     folder = Path(folder)
-    remove_leftovers(folder)
+    links = find_links(folder)
+    if links:
+        raise ValueError(_link_message(links[0]))
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
-        known = {LOCK_FILE, *OWNED_FILES, *OWNED_DIRS}
-        foreign = sorted(p.name for p in folder.iterdir() if p.name not in known)
+        foreign = sorted(
+            p.name
+            for p in folder.iterdir()
+            if p.name != LOCK_FILE and not _OWNED_TMP.fullmatch(p.name)
+        )
         if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             raise ValueError(
                 f"{folder} is not empty ({shown}) and is not a jinit run folder (no config.json); "
                 "choose a new or empty --out"
             )
+        remove_leftovers(folder)
         return RunFolder(folder, "new", {})
     try:
         doc = read_json(cfg_path)
-        if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
-            raise ValueError("no 'config' object in it")
-    except (ValueError, OSError) as e:
-        if not overwrite:
-            raise ValueError(
-                f"{cfg_path} is unreadable ({e}); use --overwrite (overwrite=True) to replace that run folder"
-            ) from None
-        doc = {"config": {}, "meta": {}}
+        why = None if is_run_config(doc, config) else "it was not written by jinit"
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        why = f"unreadable: {' '.join(str(e).split())[:200]}"
+    if why is not None:
+        raise ValueError(
+            f"{folder} is not a jinit run folder ({cfg_path} {why}); jinit never replaces files it did not "
+            "write, also with --overwrite: choose a new or empty --out"
+        )
+    remove_leftovers(folder)
     meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
     diffs = config_differences(doc["config"], config)
     same_data = meta.get("fingerprint") in (None, fingerprint)
@@ -656,9 +868,7 @@ def open_run_folder(
         )
     # Replace: the new config first (a crash from here on leaves a "running" folder of the new sweep, whose
     # leftover chunks fail the fingerprint check), then the old sweep's files.
-    write_json(
-        cfg_path, {"config": config, "meta": {"fingerprint": fingerprint}, "status": "running"}
-    )
+    write_config(folder, config, {"fingerprint": fingerprint}, status="running")
     for name in OWNED_FILES:
         if name != "config.json":
             (folder / name).unlink(missing_ok=True)
@@ -682,12 +892,20 @@ def write_chunk(
 
 
 def read_chunk(
-    folder: str | os.PathLike, index: int, *, fingerprint: str, model_index: Sequence[int]
+    folder: str | os.PathLike,
+    index: int,
+    *,
+    fingerprint: str,
+    model_index: Sequence[int],
+    shapes: dict[str, tuple[tuple[int, ...], str]] | None = None,
 ) -> dict[str, np.ndarray] | None:
-    """The arrays of chunk ``index`` when its file exists, is readable, carries ``fingerprint`` and holds exactly
-    the models ``model_index``; else None (a file that exists but does not qualify is reported with a warning and
-    left to be overwritten)."""
+    """The arrays of chunk ``index`` when its file exists, is readable, carries ``fingerprint``, holds exactly
+    the models ``model_index`` and, with ``shapes``, exactly the arrays named there, each of that shape and dtype
+    kind (``{"step": ((6, 3), "i"), ...}``, kinds as ``numpy.dtype.kind``); else None (a file that exists but
+    does not qualify is reported with a warning and left to be overwritten: its chunk is trained again)."""
     path = chunk_path(folder, index)
+    if path.is_symlink():
+        raise ValueError(_link_message(path))
     if not path.is_file():
         return None
     try:
@@ -704,6 +922,19 @@ def read_chunk(
             "ignoring %s: it holds other models than this chunk; it is trained again", path
         )
         return None
+    if shapes is not None:
+        wrong = sorted(set(shapes) ^ set(arrays))
+        for name, (shape, kinds) in shapes.items():
+            a = arrays.get(name)
+            if a is not None and (a.shape != tuple(shape) or a.dtype.kind not in kinds):
+                wrong.append(f"{name} {a.dtype}{list(a.shape)}")
+        if wrong:
+            _log.warning(
+                "ignoring %s: its arrays are missing, extra or mis-shaped (%s); it is trained again",
+                path,
+                ", ".join(wrong),
+            )
+            return None
     return arrays
 
 
@@ -764,6 +995,9 @@ class Checkpointer:
         """Saves chunk ``index`` after ``epoch`` epochs, then deletes its older checkpoints."""
         ocp = self._ocp
         d = checkpoint_dir(folder, index)
+        for p in (d.parent, d):
+            if p.is_symlink():
+                raise ValueError(_link_message(p))
         d.mkdir(parents=True, exist_ok=True)
         target = (d / f"epoch_{epoch:04d}").absolute()
         _remove_tree(target)
@@ -773,14 +1007,26 @@ class Checkpointer:
             "epoch": int(epoch),
             "model_index": [int(i) for i in model_index],
         }
-        self._ckptr.save(
-            target,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave({f"{i:05d}": x for i, x in enumerate(state_leaves)}),
-                logs=ocp.args.StandardSave(dict(logs)),
-                meta=ocp.args.JsonSave(meta),
-            ),
-        )
+        try:
+            with _quiet_background_errors():
+                self._ckptr.save(
+                    target,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(
+                            {f"{i:05d}": x for i, x in enumerate(state_leaves)}
+                        ),
+                        logs=ocp.args.StandardSave(dict(logs)),
+                        meta=ocp.args.JsonSave(meta),
+                    ),
+                )
+        except (
+            Exception
+        ) as e:  # disk full, file too large, read-only: orbax / tensorstore raise many kinds
+            msg = " ".join(str(e).split())
+            msg = msg if len(msg) <= 300 else f"{msg[:100]} ... {msg[-200:]}"
+            raise OSError(
+                f"could not write the epoch checkpoint {target} ({type(e).__name__}: {msg})"
+            ) from None
         for old in d.iterdir():
             if old.name != target.name:
                 _remove_tree(old)
@@ -800,6 +1046,8 @@ class Checkpointer:
         read or belongs to another sweep is deleted, with a warning."""
         ocp = self._ocp
         d = checkpoint_dir(folder, index)
+        if d.is_symlink():
+            raise ValueError(_link_message(d))
         if not d.is_dir():
             return None
         found = sorted(
@@ -841,4 +1089,31 @@ class Checkpointer:
         return None
 
     def close(self) -> None:
-        self._ckptr.close()
+        with _quiet_background_errors():
+            self._ckptr.close()
+
+
+@contextlib.contextmanager
+def _quiet_background_errors():
+    """While orbax works: a failed write (disk full, ...) is raised by ``save`` itself, but orbax's background
+    threads also log it at ERROR through absl, with tracebacks, and tensorstore callbacks print "Event loop is
+    closed" tracebacks (over 100 lines for one full disk). Those go to jinit's log at DEBUG instead, so the one
+    error the caller reports is what the user sees."""
+    import sys
+    import threading
+
+    loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
+    levels, hook, thread_hook = [g.level for g in loggers], sys.excepthook, threading.excepthook
+    for g in loggers:
+        g.setLevel(logging.CRITICAL)
+
+    def quiet(*args):
+        _log.debug("orbax background error: %s", args[1] if len(args) > 1 else args)
+
+    sys.excepthook, threading.excepthook = quiet, quiet
+    try:
+        yield
+    finally:
+        for g, level in zip(loggers, levels, strict=True):
+            g.setLevel(level)
+        sys.excepthook, threading.excepthook = hook, thread_hook

@@ -55,8 +55,9 @@ Keys (as in DESIGN.md), with ``root = PRNGKey(config.seed)`` and ``s`` the seed 
 * dropout: ``fold_in(fold_in(root, 2), s)`` (varies with the seed like the data order), per step
   ``fold_in(fold_in(dropout_key, epoch), step)``.
 
-Divergence: a model whose training loss becomes non-finite is marked diverged at the first such step; vmap keeps
-models independent, so it cannot disturb any other model.
+Divergence: a model whose training loss becomes non-finite, or explodes (more than
+:data:`jinit.train.DIVERGENCE_FACTOR` times its first step's loss), is marked diverged at the first such step; vmap
+keeps models independent, so it cannot disturb any other model.
 
 Example:
     >>> from jinit import sweep
@@ -153,7 +154,7 @@ def parse_schemes(text: str) -> tuple[str, ...]:
       ValueError: for an empty list, an empty item (``"a,,b"``, a trailing comma) or unbalanced parentheses.
     """
     if not isinstance(text, str):
-        raise TypeError(f"schemes must be a string or a sequence of strings, got {text!r}")
+        raise TypeError(f"schemes must be a string or a sequence of strings, got {_short(text)}")
     items, depth, cur = [], 0, []
     for ch in text:
         if ch in "([{":
@@ -161,18 +162,18 @@ def parse_schemes(text: str) -> tuple[str, ...]:
         elif ch in ")]}":
             depth -= 1
             if depth < 0:
-                raise ValueError(f"unbalanced parentheses in scheme list {text!r}")
+                raise ValueError(f"unbalanced parentheses in scheme list {_short(text)}")
         if ch == "," and depth == 0:
             items.append("".join(cur).strip())
             cur = []
         else:
             cur.append(ch)
     if depth != 0:
-        raise ValueError(f"unbalanced parentheses in scheme list {text!r}")
+        raise ValueError(f"unbalanced parentheses in scheme list {_short(text)}")
     items.append("".join(cur).strip())
     if any(not item for item in items):
         raise ValueError(
-            f"empty scheme name in scheme list {text!r} (check for ',,' or a trailing comma)"
+            f"empty scheme name in scheme list {_short(text)} (check for ',,' or a trailing comma)"
         )
     return tuple(items)
 
@@ -251,6 +252,15 @@ class SweepConfig:
                 object.__setattr__(self, name, tuple(value))
         if self.data_dir is not None and isinstance(self.data_dir, os.PathLike):
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+        if isinstance(
+            self.dataset, str
+        ):  # the spellings jinit.data.load accepts: "MNIST", "fashion-mnist"
+            from jinit import data as data_lib
+
+            try:
+                object.__setattr__(self, "dataset", data_lib._spec(self.dataset).name)
+            except (ValueError, TypeError):
+                pass  # validate() names the valid choices
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able values (a rules / custom scheme as its ``config()``)."""
@@ -294,8 +304,8 @@ class SweepConfig:
                 raise ValueError(
                     f"{name} must be a non-empty sequence of positive ints, got {value!r}"
                 )
-        _check_int("seeds", self.seeds, minimum=1)
-        _check_int("seed", self.seed, minimum=0)
+        _check_int("seeds", self.seeds, minimum=1, maximum=2**32)  # seed numbers are uint32
+        _check_int("seed", self.seed, minimum=0, maximum=2**63 - 1)  # what jax.random.PRNGKey takes
         _check_int("epochs", self.epochs, minimum=1)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("eval_batch_size", self.eval_batch_size, minimum=1)
@@ -314,7 +324,11 @@ class SweepConfig:
             raise ValueError(f"unknown vary {self.vary!r}.{_closest(self.vary, VARY)}")
         if self.target_accuracy is not None:
             t = self.target_accuracy
-            if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 <= t <= 1.0:
+            if (
+                isinstance(t, bool | np.bool_)
+                or not isinstance(t, int | float | np.integer | np.floating)
+                or not 0.0 <= t <= 1.0
+            ):
                 raise ValueError(f"target_accuracy must be a fraction in [0, 1], got {t!r}")
         resolve_schemes(self.schemes, model=self.model)
         _initializer(self.bias_init, "bias_init")
@@ -324,11 +338,13 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
 
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
+def _check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> None:
     if not _is_int(value):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
 
 
 def _initializer(spec: Any, what: str):
@@ -337,7 +353,13 @@ def _initializer(spec: Any, what: str):
     try:
         return jinit.get(spec)
     except (ValueError, TypeError) as e:
-        raise type(e)(f"bad {what} {spec!r}: {e}") from None
+        raise type(e)(f"bad {what} {_short(spec)}: {e}") from None
+
+
+def _short(value: Any, n: int = 80) -> str:
+    """``repr(value)``, cut to ``n`` characters (a 100,000-character spec is not repeated in a message)."""
+    text = repr(value)
+    return text if len(text) <= n else text[:n] + "..."
 
 
 def applicable_schemes(model: str | None = "mlp") -> tuple[str, ...]:
@@ -413,7 +435,7 @@ def _scheme(spec: Any):
         try:
             return propagation.lsuv_scheme(spec)
         except (ValueError, TypeError) as e:
-            raise type(e)(f"bad scheme {spec!r}: {e}") from None
+            raise type(e)(f"bad scheme {_short(spec)}: {e}") from None
     try:
         return _initializer(spec, "scheme")
     except ValueError as e:
@@ -702,6 +724,15 @@ def _setup(config: SweepConfig, make_model: Callable | None) -> _Setup:
     )
     bias_init = _initializer(config.bias_init, "bias_init")
     ds = data_lib.load(config.dataset, data_dir=config.data_dir)
+    for name, size, n in (
+        ("train_size", config.train_size, ds.x_train.shape[0]),
+        ("test_size", config.test_size, ds.x_test.shape[0]),
+    ):
+        if size is not None and size > n:
+            split = name.split("_")[0]
+            raise ValueError(
+                f"{name}={size} is larger than the {split} set of {ds.name} ({n} examples)"
+            )
     x_train, y_train = ds.x_train[: config.train_size], ds.y_train[: config.train_size]
     x_test, y_test = ds.x_test[: config.test_size], ds.y_test[: config.test_size]
     if config.batch_size > x_train.shape[0]:
@@ -945,16 +976,99 @@ def bytes_per_model(config: SweepConfig, setup: _Setup, tx) -> int:
 
 
 def memory_budget(config: SweepConfig, device) -> int:
-    """Bytes per device a chunk may use (``max_memory``, else 40% of the device limit, else 2 GiB)."""
+    """Bytes per device a chunk may use (``max_memory``, else 40% of the device limit, else 2 GiB). On a CPU,
+    whose devices share the host's memory, it is also at most half the memory this process can still get
+    (:func:`host_memory_available`: the address-space limit, the cgroup limit, physical memory) split over the
+    CPU devices, whatever ``max_memory`` says: a chunk that cannot be allocated fails or hangs instead of
+    training."""
     if config.max_memory:
-        return int(config.max_memory)
+        budget = int(config.max_memory)
+    else:
+        try:
+            stats = device.memory_stats() or {}
+        except Exception:  # some backends do not implement memory_stats
+            stats = {}
+        budget = int(0.4 * stats["bytes_limit"]) if stats.get("bytes_limit") else 2 << 30
+    if getattr(device, "platform", None) == "cpu":
+        host = host_memory_available()
+        if host is not None:
+            n_cpu = max(1, sum(d.platform == "cpu" for d in jax.local_devices()))
+            budget = min(budget, host // (2 * n_cpu))
+    return budget
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.3g} GB"
+
+
+def _read_int(path: str) -> int | None:
     try:
-        stats = device.memory_stats() or {}
-    except Exception:  # some backends do not implement memory_stats
-        stats = {}
-    if stats.get("bytes_limit"):
-        return int(0.4 * stats["bytes_limit"])
-    return 2 << 30
+        with open(path, encoding="ascii") as f:
+            text = f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def host_memory_available() -> int | None:
+    """Bytes of memory this process can still get, at most: the smallest of the address-space limit
+    (``RLIMIT_AS``, ``ulimit -v``) less the address space mapped now, the cgroup's memory limit less its usage
+    (cgroup v2 ``memory.max`` / v1 ``memory.limit_in_bytes``), and the host's available memory (``MemAvailable``;
+    else all physical memory). None where none of them can be read."""
+    found = []
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            mapped = 0
+            with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmSize:"):
+                        mapped = int(line.split()[1]) * 1024
+            found.append(max(0, soft - mapped))
+    except (ImportError, OSError, ValueError):
+        pass
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        limit = _read_int(limit_file)
+        if limit is not None and limit < 2**60:  # v1 writes ~2**63 for "no limit"
+            found.append(max(0, limit - (_read_int(usage_file) or 0)))
+    available = None
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    if available is None:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if available:
+        found.append(available)
+    return min(found) if found else None
+
+
+def _check_grid_fits(
+    config: SweepConfig, n_schemes: int, steps_per_epoch: int, n_test: int
+) -> None:
+    """Refuses, before the grid is built, a grid whose results alone (curves, predictions, one row per model)
+    need more host memory than this process can get."""
+    n_models = n_schemes * config.seeds
+    evals = config.epochs * (train_lib.intervals(steps_per_epoch, config.eval_every)[0] + 1)
+    need = n_models * (
+        n_test + 120 * evals + 600
+    )  # measured ~100 bytes per curve row, ~500 per model row
+    host = host_memory_available()
+    if host is not None and need > host:
+        raise ValueError(
+            f"the grid of {n_models} models ({n_schemes} schemes x {config.seeds} seeds) needs about "
+            f"{_gb(need)} of host memory for its results alone, more than the {_gb(host)} this process can get; "
+            "use fewer seeds or schemes"
+        )
 
 
 # On a CPU a device trains its models fastest when their parameters, gradients and optimizer state stay in its share
@@ -1171,13 +1285,27 @@ def run(
     steps_per_epoch = n_train // config.batch_size
     eval_bs = min(config.eval_batch_size, n_test)
 
-    grid = [(label, init, s) for label, init in setup.schemes for s in range(config.seeds)]
-    n_models = len(grid)
-    devices = jax.local_devices()[:max_devices]
-    data_bytes = (
-        setup.x_train.nbytes + setup.y_train.nbytes + setup.x_test.nbytes + setup.y_test.nbytes
-    )
-    per_model = bytes_per_model(config, setup, tx)
+    try:  # before the grid is built and anything compiled (a failure is posted to the other processes)
+        _check_grid_fits(config, len(setup.schemes), steps_per_epoch, n_test)
+        grid = [(label, init, s) for label, init in setup.schemes for s in range(config.seeds)]
+        n_models = len(grid)
+        devices = jax.local_devices()[:max_devices]
+        data_bytes = (
+            setup.x_train.nbytes + setup.y_train.nbytes + setup.x_test.nbytes + setup.y_test.nbytes
+        )
+        per_model = bytes_per_model(config, setup, tx)
+        budget = memory_budget(config, devices[0])
+        if per_model + data_bytes > budget:
+            raise ValueError(
+                f"one model needs about {_gb(per_model)} (parameters, optimizer state, activations of a "
+                f"batch) and the data {_gb(data_bytes)}, more than the memory budget of {_gb(budget)} per "
+                "device (--max-memory, the device's memory, or the memory this process may use); use a "
+                "smaller model or batch size"
+            )
+    except BaseException as e:
+        if group is not None:
+            group.fail(e)
+        raise
     k = models_per_device(
         config,
         devices[0].platform,
@@ -1204,17 +1332,23 @@ def run(
                             f"keep_params=True needs the models trained in this call, but {out_path} "
                             "already holds this sweep, complete; pass overwrite=True to train it again"
                         )
-                    _log.info(
-                        "%s already holds this sweep, complete: nothing was recomputed "
-                        "(--overwrite / overwrite=True trains it again)",
-                        out_path,
-                    )
-                    if group is not None:
-                        group.share("prepared", _shared_config(out_path, complete=True))
-                        group.barrier("checked")
-                    return load(out_path)
+                    try:
+                        loaded = load(out_path)
+                    except (OSError, ValueError) as e:  # tables missing or damaged: rebuild them
+                        _log.warning("%s; rebuilding the tables from the chunk files", e)
+                        folder = dataclasses.replace(folder, state="resume")
+                    else:
+                        _log.info(
+                            "%s already holds this sweep, complete: nothing was recomputed "
+                            "(--overwrite / overwrite=True trains it again)",
+                            out_path,
+                        )
+                        if group is not None:
+                            group.share("prepared", _shared_config(out_path, complete=True))
+                            group.barrier("checked")
+                        return loaded
                 if folder.state == "resume":
-                    k, csize = _resumed_layout(folder.meta, k, csize, out_path)
+                    k, csize = _resumed_layout(folder.meta, k, csize, out_path, n_models)
                     _warn_if_environment_changed(folder.meta, out_path)
             if group is not None:
                 if pid == 0:
@@ -1293,6 +1427,7 @@ def run(
                         c,
                         fingerprint=fingerprint,
                         model_index=_chunk_index(c, csize, n_models),
+                        shapes=_chunk_shapes(config, steps_per_epoch, n_test, c, csize, n_models),
                     )
                     if arrays is not None:
                         done[c] = arrays
@@ -1373,7 +1508,14 @@ def run(
                             status.checkpoint = None
                             results_lib.remove_checkpoints(out_path, c)
             finally:
-                trainer.close()
+                try:
+                    trainer.close()
+                except Exception as e:
+                    if sys.exc_info()[1] is None:
+                        raise
+                    _log.warning(
+                        "could not close the checkpointer (%s)", e
+                    )  # report the first error
                 if bar is not None:
                     bar.close()
 
@@ -1405,7 +1547,8 @@ def run(
             if keep_params and kept:
                 result.params = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
             if out_path is not None and pid == 0:
-                with guard.critical():
+                # a signal during the final write is not acted on: when the write ends, the sweep is complete
+                with guard.critical(complete=True):
                     result.save(out_path)
             if group is not None:  # the folder is complete when run returns, on every process
                 group.barrier("saved", timeout=math.inf)
@@ -1420,7 +1563,13 @@ def run(
             raise
         finally:
             if lock is not None:
-                lock.release()
+                try:
+                    lock.release()
+                except OSError as e:
+                    if sys.exc_info()[1] is None:
+                        raise
+                    # the first error is the one to report (e.g. a folder that became read-only)
+                    _log.warning("could not remove the lock %s (%s)", lock.path, e)
 
 
 def _shared_config(out: Path, **info) -> dict[str, Any]:
@@ -1456,6 +1605,23 @@ def _chunk_index(c: int, csize: int, n_models: int) -> list[int]:
     return list(range(c * csize, min((c + 1) * csize, n_models)))
 
 
+def _chunk_shapes(config, steps_per_epoch, n_test, c, csize, n_models) -> dict[str, Any]:
+    """The arrays of chunk ``c``'s file (:func:`_chunk_arrays`): shape and dtype kind of each."""
+    n = len(_chunk_index(c, csize, n_models))
+    evals = config.epochs * (train_lib.intervals(steps_per_epoch, config.eval_every)[0] + 1)
+    curve = ((n, evals), "f")
+    return {
+        "model_index": ((n,), "i"),
+        "step": ((n, evals), "i"),
+        "train_loss": curve,
+        "test_loss": curve,
+        "test_accuracy": curve,
+        "diverged_step": ((n,), "i"),
+        "predictions": ((n, n_test), "iu"),
+        "param_sha256": ((n,), "U"),
+    }
+
+
 def _fingerprint(config: SweepConfig, setup: _Setup, grid, opt_key=None) -> str:
     """A SHA-256 of what decides a sweep's numbers: the config, the grid's labels, the parameter shapes of the
     model (and for your own model or optimizer, what they compute), and the training and test arrays. Chunk files
@@ -1482,12 +1648,22 @@ def _fingerprint(config: SweepConfig, setup: _Setup, grid, opt_key=None) -> str:
     return h.hexdigest()
 
 
-def _resumed_layout(stored: dict[str, Any], k: int, csize: int, path: Path) -> tuple[int, int]:
+def _resumed_layout(
+    stored: dict[str, Any], k: int, csize: int, path: Path, n_models: int
+) -> tuple[int, int]:
     """The models per device and the chunk size a resumed sweep keeps: the first start's (its chunk files and
     checkpoints hold chunks of that size, and the models per device decide the models' numbers bit for bit). The
-    device count may differ: a chunk's groups of ``k`` models are then spread over the devices there are."""
+    device count may differ: a chunk's groups of ``k`` models are then spread over the devices there are. A stored
+    layout that no start can have chosen (a chunk beyond the grid rounded up to whole groups) is ignored."""
     old_k, old_size = stored.get("models_per_device"), stored.get("chunk_size")
     if not _is_int(old_size) or old_size < 1:
+        return k, csize
+    if (
+        _is_int(old_k)
+        and old_k >= 1
+        and (old_k > max(k, 1024) or old_size > max(math.ceil(n_models / old_k) * old_k, k))
+    ):
+        _log.warning("ignoring the impossible chunk_size %r in %s/config.json", old_size, path)
         return k, csize
     if not _is_int(old_k) or old_k < 1 or old_size % old_k:
         raise ValueError(
@@ -1574,16 +1750,28 @@ class _Interrupt(KeyboardInterrupt):
         self.signum = signum
 
 
+#: How long the main thread has to act on SIGTERM / SIGINT before :class:`_SignalGuard`'s watchdog ends the process.
+SIGNAL_GRACE_SECONDS = 10.0
+
+
 class _SignalGuard:
     """While active in the main thread, SIGINT and SIGTERM raise :class:`_Interrupt` (a ``KeyboardInterrupt``) at
     once -- also while the main thread waits for the device -- except inside :meth:`critical` sections (file
     writes), which finish first; the signal is raised at their end. Signals that were ignored or had a handler of
-    the caller's keep it."""
+    the caller's keep it.
+
+    A watchdog thread sees the signals too (``signal.set_wakeup_fd``, where nothing else uses it): when the main
+    thread has not acted on a SIGTERM (or SIGINT) within :data:`SIGNAL_GRACE_SECONDS` because it is stuck in native
+    code that never returns (seen: every XLA thread waiting under an address-space limit), and no file write is in
+    progress, it prints why and ends the process with 128 + the signal number, as the signal's default action
+    would have. Every file on disk is then complete or a temporary file, which the next sweep removes."""
 
     def __init__(self):
         self._depth = 0
         self._pending: int | None = None
         self._previous: dict[int, Any] = {}
+        self._handled = 0
+        self._wakeup: tuple[int, int] | None = None
 
     def __enter__(self) -> _SignalGuard:
         if threading.current_thread() is threading.main_thread():
@@ -1594,29 +1782,90 @@ class _SignalGuard:
                 if signal.getsignal(sig) is default:
                     self._previous[sig] = default
                     signal.signal(sig, self._handle)
+            if signal.SIGTERM in self._previous:
+                self._start_watchdog()
         return self
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        if self._wakeup is not None:
+            signal.set_wakeup_fd(-1)
+            os.close(self._wakeup[1])  # the watchdog reads the end of the pipe and stops
+            self._wakeup = None
+
+    def _start_watchdog(self) -> None:
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        try:
+            old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            old = None
+        if old != -1:  # someone else (an event loop) uses the wakeup fd: leave it to them
+            if old is not None:
+                signal.set_wakeup_fd(old)
+            os.close(r)
+            os.close(w)
+            return
+        self._wakeup = (r, w)
+        threading.Thread(
+            target=self._watch, args=(r,), name="jinit-signal-watchdog", daemon=True
+        ).start()
+
+    def _watch(self, r: int) -> None:
+        try:
+            while True:
+                handled = self._handled  # the main thread's handler calls so far
+                data = os.read(r, 64)
+                if not data:
+                    return
+                signums = [b for b in data if b in (signal.SIGINT, signal.SIGTERM)]
+                if not signums:
+                    continue
+                deadline = time.monotonic() + SIGNAL_GRACE_SECONDS
+                while self._handled == handled and self._wakeup is not None:
+                    time.sleep(0.05)
+                    if self._depth:  # a file write in progress: it finishes first
+                        deadline = time.monotonic() + SIGNAL_GRACE_SECONDS
+                    elif time.monotonic() > deadline:
+                        name = signal.Signals(signums[-1]).name
+                        os.write(
+                            2,
+                            f"jinit: {name}: the sweep was blocked in a computation that did not return within "
+                            f"{SIGNAL_GRACE_SECONDS:g} s; exiting now (the files written are complete: rerun the "
+                            "same command to resume)\n".encode(),
+                        )
+                        os._exit(128 + signums[-1])
+        finally:
+            os.close(r)
 
     def _handle(self, signum, frame) -> None:
+        self._handled += 1
         if self._depth:
             self._pending = signum
             return
         raise _Interrupt(signum)
 
     @contextlib.contextmanager
-    def critical(self):
+    def critical(self, *, complete: bool = False):
+        """A section that signals do not interrupt; with ``complete``, the work is done when it ends without an
+        error, so a signal that arrived meanwhile is reported as a notice instead of interrupting."""
         self._depth += 1
+        ok = False
         try:
             yield
+            ok = True
         finally:
             self._depth -= 1
             if not self._depth and self._pending is not None:
                 signum, self._pending = self._pending, None
-                raise _Interrupt(signum)
+                if not (complete and ok):
+                    raise _Interrupt(signum)
+                _log.warning(
+                    "%s arrived while the finished sweep was being written; it is complete",
+                    signal.Signals(signum).name,
+                )
 
 
 def _logs_to_arrays(logs: list[train_lib.EpochLogs]) -> dict[str, np.ndarray]:

@@ -74,7 +74,10 @@ def check_learning_rate(learning_rate: Any) -> float:
     """Returns ``learning_rate`` as a float; raises ValueError/TypeError unless it is a positive finite number."""
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float | np.floating):
         raise TypeError(f"learning rate must be a number, got {learning_rate!r}")
-    lr = float(learning_rate)
+    try:
+        lr = float(learning_rate)
+    except OverflowError:  # an int beyond any float, e.g. 10**400
+        lr = math.inf
     if not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"learning rate must be positive and finite, got {learning_rate!r}")
     return lr
@@ -87,13 +90,24 @@ class TrainState(NamedTuple):
       params: the model's parameters (a Flax variables dict).
       opt_state: the optax state.
       step: number of steps taken (int32 scalar).
-      diverged_step: the first step (1-based) whose loss was not finite, or -1 (int32 scalar).
+      diverged_step: the first step (1-based) at which the model diverged (:data:`DIVERGENCE_FACTOR`), or -1
+        (int32 scalar).
+      first_loss: the training loss of the first step (float32 scalar; NaN before it), the reference of an
+        explosion.
     """
 
     params: Any
     opt_state: Any
     step: jax.Array
     diverged_step: jax.Array
+    first_loss: jax.Array
+
+
+#: A model diverges at the first step whose training loss is not finite (NaN/inf), or has exploded: more than
+#: ``DIVERGENCE_FACTOR`` times its first step's loss (or than ``DIVERGENCE_FACTOR`` when that was below 1). A
+#: cross-entropy that grows 10,000-fold (2.3 -> 23,000) is never training; Adam at lr 1e10 reaches ~1e20 and stays
+#: finite.
+DIVERGENCE_FACTOR = 1e4
 
 
 class EpochLogs(NamedTuple):
@@ -182,7 +196,9 @@ def make_train(
     n_head, head_len, last_len = intervals(steps_per_epoch, eval_every)
 
     def init(params) -> TrainState:
-        return TrainState(params, optimizer.init(params), jnp.int32(0), jnp.int32(-1))
+        return TrainState(
+            params, optimizer.init(params), jnp.int32(0), jnp.int32(-1), jnp.float32(jnp.nan)
+        )
 
     def step(state: TrainState, x, y, rng=None) -> tuple[TrainState, jax.Array]:
         rngs = {} if rng is None else {"dropout": rng}
@@ -194,9 +210,11 @@ def make_train(
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         count = state.step + 1
-        bad = (state.diverged_step < 0) & ~jnp.isfinite(loss)
+        first = jnp.where(state.step == 0, loss.astype(jnp.float32), state.first_loss)
+        exploded = loss > DIVERGENCE_FACTOR * jnp.maximum(first, 1.0)
+        bad = (state.diverged_step < 0) & (~jnp.isfinite(loss) | exploded)
         diverged_step = jnp.where(bad, count, state.diverged_step)
-        return TrainState(params, opt_state, count, diverged_step), loss
+        return TrainState(params, opt_state, count, diverged_step, first), loss
 
     def evaluate(params, x_test, y_test, test_mask=None):
         n = x_test.shape[0]

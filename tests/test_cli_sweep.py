@@ -94,14 +94,16 @@ def _idx(arr: np.ndarray) -> bytes:
     return head + arr.astype(np.uint8).tobytes()
 
 
-def _mnist_folder(folder: Path, *, truncate: str | None = None, drop: str | None = None) -> Path:
-    """A tiny MNIST in IDX files (30 train, 10 test), one file cut in half or left out."""
+def _mnist_folder(
+    folder: Path, *, truncate: str | None = None, drop: str | None = None, n_test: int = 10
+) -> Path:
+    """A tiny MNIST in IDX files (30 train, ``n_test`` test), one file cut in half or left out."""
     rng = np.random.default_rng(0)
     files = {
         "train-images-idx3-ubyte": rng.integers(0, 256, (30, 28, 28)),
         "train-labels-idx1-ubyte": rng.integers(0, 10, 30),
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (10, 28, 28)),
-        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 10),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test),
     }
     folder.mkdir(parents=True)
     for name, arr in files.items():
@@ -170,6 +172,26 @@ BAD_INPUT = [
     ),
     ("out-under-a-file", lambda t: ["--out", str(_a_file(t) / "run")], "is a file, not a folder"),
     ("out-is-a-file", lambda t: ["--out", str(_a_file(t))], "it is a file, not a folder"),
+    # found by the hostile-input campaign (issue 18): tracebacks, or inputs silently taken to mean another thing
+    ("seed-too-big", ["--seed", str(2**63)], "seed must be <= 9223372036854775807"),
+    ("max-memory-inf", ["--max-memory", "1e999"], "--max-memory expects a size"),
+    ("max-memory-1e400", ["--max-memory", "1e400"], "--max-memory expects a size"),
+    ("max-memory-1e999GB", ["--max-memory", "1e999GB"], "--max-memory expects a size"),
+    ("scheme-100k-chars", ["--schemes", "normal(stddev=" + "1" * 100_000 + ")"], "at most 1000"),
+    ("scheme-deep-attribute", ["--schemes", "x." * 50_000 + "y()"], "at most 1000"),
+    ("lr-10**400", ["--lr", "1" + "0" * 400], "learning rate must be positive and finite"),
+    ("stddev-10**400", ["--schemes", f"normal(stddev={10**400})"], "out of range"),
+    ("seeds-2**31", ["--seeds", str(2**31)], "more than the"),
+    ("seeds-2**40", ["--seeds", str(2**40)], "seeds must be <= 4294967296"),
+    ("train-size-too-big", ["--train-size", "99999999"], "train_size=99999999 is larger than"),
+    ("test-size-too-big", ["--test-size", "99999999"], "test_size=99999999 is larger than"),
+    ("hidden-too-big", ["--hidden", "999999999"], "more than the memory budget"),
+    ("out-empty", ["--out", ""], "--out expects a folder, got an empty name"),
+    (
+        "data-empty-test-set",
+        lambda t: ["--dataset", "mnist", "--data-dir", str(_mnist_folder(t / "m", n_test=0))],
+        "the test set of mnist",
+    ),
 ]
 
 
@@ -183,11 +205,51 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, compile_counter
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("jinit sweep: error: ") and needle in err[0], err
+    assert len(err[0]) < 2100  # a 100,000-character input is not echoed back
     assert captured.out == ""
     assert compile_counter.count == 0
     assert not out.exists()
     if "a_file" in " ".join(extra):
         assert (tmp_path / "a_file").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    "argv, first",
+    [
+        (["sweep", "--bogus"], "jinit: error: unrecognized arguments: --bogus"),
+        (["sweep", "--seeds"], "jinit sweep: error: argument --seeds: expected one argument"),
+        (["schemes", "--applies-to", "x"], "jinit schemes: error: argument --applies-to"),
+        (["propagate", "--depth", "x"], "jinit propagate: error: argument --depth"),
+        (["nope"], "jinit: error: argument COMMAND: invalid choice"),
+    ],
+)
+def test_usage_errors_are_one_line_too(capsys, argv, first):
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(first), err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--every", "-1"], "--every expects a positive integer, got -1"),
+        (["--every", "0"], "--every expects a positive integer, got 0"),
+        (["--seed", "-1"], "--seed expects an integer >= 0, got -1"),
+        (["--out", ""], "--out expects a folder"),
+        (lambda t: ["--out", str(_a_file(t))], "it is a file, not a folder"),
+    ],
+)
+def test_propagate_checks_its_arguments_before_computing(
+    tmp_path, capsys, compile_counter, extra, needle
+):
+    extra = extra(tmp_path) if callable(extra) else extra
+    argv = ["propagate", "--depth", "2", "--width", "8", "--out", str(tmp_path / "p"), *extra]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jinit propagate: error: ") and needle in err[0], err
+    assert compile_counter.count == 0 and not (tmp_path / "p").exists()
 
 
 def test_no_arguments_is_the_default_config():

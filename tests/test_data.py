@@ -449,3 +449,65 @@ def test_cli_data_errors_are_one_line(tmp_path, cache, capsys):
         assert cli.main(["data", "mnist", "--data-dir", str(tmp_path), "--source", "idx"]) == 2
     err = capsys.readouterr().err
     assert "could not load 'mnist'" in err and err.count("\n") == 1
+
+
+def test_non_finite_values_in_a_cache_entry_are_detected_and_the_entry_rebuilt(
+    tmp_path, cache, capsys
+):
+    """A cached array holding NaN/inf (damaged) is named with its count and rebuilt, never used: `jinit data`
+    prints finite statistics, a sweep does not diverge on it."""
+    folder = make_idx_folder(tmp_path / "idx", make_arrays())
+    first = data.load("mnist", data_dir=folder)
+    (entry,) = entries(cache)
+    x = np.load(cache / entry / "x_train.npy")
+    x[0, 0, 0, 0], x[1, 2, 3, 0], x[2, 0, 0, 0] = np.nan, np.inf, -np.inf
+    np.save(cache / entry / "x_train.npy", x)
+    with pytest.warns(UserWarning, match="x_train of mnist .* holds 3 non-finite value"):
+        again = data.load("mnist", data_dir=folder)
+    assert not again.from_cache and np.isfinite(again.x_train).all()
+    np.testing.assert_array_equal(again.x_train, first.x_train)
+    np.save(cache / entry / "x_train.npy", x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cli.main(["data", "mnist", "--data-dir", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out and "(from cache)" not in out
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (
+            lambda a: a.update(x_test=np.full_like(a["x_test"], np.nan)),
+            "x_test of mnist .* holds 7840 non-finite",
+        ),
+        (
+            lambda a: a.update(y_train=a["y_train"] + 10),
+            "y_train of mnist .* label\\(s\\) outside 0..9",
+        ),
+        (
+            lambda a: a.update(x_test=a["x_test"][:0], y_test=a["y_test"][:0]),
+            "the test set of mnist .* is empty",
+        ),
+    ],
+    ids=["nan", "labels", "empty"],
+)
+def test_bad_arrays_are_one_clear_error(cache, bad, message):
+    arrays = {k: v.astype(np.float32) if k.startswith("x") else v for k, v in make_arrays().items()}
+    arrays = {k: v[..., None] if k.startswith("x") else v for k, v in arrays.items()}
+    bad(arrays)
+    with pytest.raises(ValueError, match=message):
+        data._finish(data._spec("mnist"), arrays, "test", False, False, None, None)
+
+
+def test_a_deeply_nested_cache_meta_json_is_ignored(tmp_path, cache, capsys):
+    folder = make_idx_folder(tmp_path / "idx", make_arrays())
+    data.load("mnist", data_dir=folder)
+    (entry,) = entries(cache)
+    (cache / entry / "meta.json").write_text("[" * 200_000 + "]" * 200_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cli.main(["data", "mnist", "--data-dir", str(folder)]) == 0
+        (cache / entry / "meta.json").write_text("[1]")
+        assert cli.main(["data", "mnist", "--data-dir", str(folder)]) == 0
+    assert "(from cache)" not in capsys.readouterr().out

@@ -135,17 +135,20 @@ def test_check_writable_and_leftovers(tmp_path):
         run / "config.json",
         run / "chunks" / "00000.npz",
         run / "checkpoints" / "00001" / "epoch_0003",
+        run / ".notes.tmp",  # the user's: not a name jinit writes
+        run / ".trash-mine",
+        run / "chunks" / "mine.tmp",
     ]
     gone = [
         run / ".results.csv.abc.tmp",
         run / "chunks" / ".00001.npz.xyz.tmp",
-        run / ".trash-chunks-1234",
+        run / ".trash-chunks-1234abcd",
         run / "checkpoints" / "00001" / "epoch_0004.orbax-checkpoint-tmp-99",
         run / "checkpoints" / "stray",
     ]
     for p in keep + gone:
         p.parent.mkdir(parents=True, exist_ok=True)
-        if p.suffix in (".json", ".npz", ".tmp"):
+        if p.suffix in (".json", ".npz", ".tmp") or p.name == ".trash-mine":
             p.write_text("x")
         else:
             p.mkdir()

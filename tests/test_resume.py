@@ -376,11 +376,16 @@ def test_a_folder_that_is_not_a_run_folder_is_never_used(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
 
 
-def test_unreadable_config_json_is_refused_unless_overwrite(tmp_path):
+def test_unreadable_config_json_is_refused_also_with_overwrite(tmp_path):
+    """jinit writes config.json atomically, so an unreadable one is not jinit's: never replaced."""
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.json").write_text("{not json")
-    with pytest.raises(ValueError, match="config.json is unreadable"):
-        sweep.run(dataclasses.replace(CFG, epochs=1), out=out, progress=False)
-    r = sweep.run(dataclasses.replace(CFG, epochs=1), out=out, progress=False, overwrite=True)
-    assert sweep.load(out).models.equals(r.models)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="config.json unreadable") as info:
+            sweep.run(
+                dataclasses.replace(CFG, epochs=1), out=out, progress=False, overwrite=overwrite
+            )
+        assert "--overwrite to" not in str(info.value)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    assert (out / "config.json").read_text() == "{not json"

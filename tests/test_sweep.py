@@ -275,9 +275,10 @@ def test_divergent_models_are_isolated(base):
 
 
 def test_too_large_learning_rate_finishes_and_marks_diverged_models(capsys):
-    """SGD at lr 1e10: one he_normal seed overflows at step 3, the other survives; the sweep finishes, the summary
-    averages the surviving seed and counts the diverged one (no NaN mean), and a NaN mean where every seed
-    diverged is printed as '-'."""
+    """SGD at lr 1e10: both he_normal seeds diverge although their losses stay finite: seed 0's training loss is
+    more than 1e4 times its first step's at step 2 (it overflows at step 3), seed 1's test loss ends near 2e14
+    (divergence by explosion, train.DIVERGENCE_FACTOR). The sweep finishes, the summary counts them, and a NaN
+    mean where every seed diverged is printed as '-'."""
     from jinit import cli
 
     cfg = dataclasses.replace(
@@ -285,13 +286,14 @@ def test_too_large_learning_rate_finishes_and_marks_diverged_models(capsys):
     )
     r = sweep.run(cfg, progress=False)
     m = r.models.set_index(["scheme", "seed"])
-    assert m.loc[("he_normal", 0), "diverged_step"] == 3 and m.loc[("he_normal", 0), "diverged"]
-    assert m.loc[("he_normal", 1), "diverged_step"] == -1
+    assert m.loc[("he_normal", 0), "diverged_step"] == 2 and m.loc[("he_normal", 0), "diverged"]
+    assert m.loc[("he_normal", 1), "diverged"] and np.isfinite(
+        m.loc[("he_normal", 1), "final_test_loss"]
+    )
     curve = r.curves[(r.curves["scheme"] == "he_normal") & (r.curves["seed"] == 0)]
-    assert curve["diverged"].all()  # diverged at step 3, before the first evaluation (step 8)
+    assert curve["diverged"].all()  # diverged at step 2, before the first evaluation (step 8)
     s = r.summary().set_index("scheme")
-    assert s.loc["he_normal", "diverged_count"] == 1 and s.loc["he_normal", "n"] == 2
-    assert s.loc["he_normal", "acc_mean"] == m.loc[("he_normal", 1), "final_accuracy"]
+    assert s.loc["he_normal", "diverged_count"] == 2 and s.loc["he_normal", "n"] == 2
     assert s.loc["normal(stddev=1e+20, mean=0.0)", "diverged_count"] == 2
     cli._print_summary(r)
     printed = capsys.readouterr().out
