@@ -181,5 +181,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sweep.use_cpu_devices()  # one JAX device per core on a CPU (before JAX starts; see jinit.sweep)
-    sys.exit(main())
+    sys.exit(
+        C.run_script(NAME, main)
+    )  # one device per core, one-line errors (see _common.run_script)

@@ -216,7 +216,7 @@ def _add_sweep(sub) -> None:
         "sweep",
         help="train every (scheme, seed) model at once and summarize",
         description="Train a grid of initialization schemes x seeds in one compiled, vmapped program, "
-        "print the per-scheme summary (mean accuracy with 95%% CI over seeds) and write a run folder. "
+        "print the per-scheme summary (mean accuracy with 95% CI over seeds) and write a run folder. "
         "With no arguments: a quick sweep on the embedded digits dataset. Interrupted (Ctrl-C, SIGTERM, "
         "a crash), the same command with the same --out continues where it stopped; a folder holding the "
         "same sweep, complete, is read back without training.",
@@ -538,9 +538,13 @@ def _run_propagate(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results.write_csv(out / "propagation.csv", df)
-    results.save_figure(
-        out / "propagation.png", propagation.plot(df, stat=("act_std", "grad_norm"))
-    )
+    fig = propagation.plot(df, stat=("act_std", "grad_norm"))
+    try:
+        results.save_figure(out / "propagation.png", fig)
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     print(f"wrote {out / 'propagation.png'} and {out / 'propagation.csv'}")
     return 0
 
@@ -580,6 +584,12 @@ def main(argv: list[str] | None = None) -> int:
         from jinit.sweep import use_cpu_devices
 
         use_cpu_devices()
+    if argv is None and args.command in ("report", "propagate"):
+        # The process only writes figures to files: no window, no display needed (an in-process call, e.g. from
+        # a notebook, keeps its backend).
+        from jinit.plots import use_file_backend
+
+        use_file_backend()
     logger = logging.getLogger("jinit")
     handler = _StderrHandler(args.command)
     logger.addHandler(handler)
