@@ -257,6 +257,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(
-        C.run_script(NAME, main)
-    )  # one device per core, one-line errors (see _common.run_script)
+    # one JAX device per core, the file backend for figures, one-line errors (see _common.run_script)
+    sys.exit(C.run_script(NAME, main))
