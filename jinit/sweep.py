@@ -313,12 +313,30 @@ def _initializer(spec: Any, what: str):
         raise type(e)(f"bad {what} {spec!r}: {e}") from None
 
 
-def applicable_schemes(model: str | None = "mlp") -> tuple[str, ...]:
-    """Every catalogue scheme that applies to every kernel of ``model``: the ``"any"`` schemes, plus the ``"2d"``
-    ones (identity, ...) for an MLP, whose kernels are all 2-D. A CNN has Dense kernels besides its convolutions,
-    so the conv-only schemes (dirac, delta_orthogonal) do not apply to it, nor do the 2-D-only ones; ``None`` (a
-    custom model) gets the ``"any"`` ones. Schemes that need a hyperparameter without default (``constant``) are
-    left out."""
+def applicable_schemes(model: str | None = "mlp", *, distinct: bool = True) -> tuple[str, ...]:
+    """Every catalogue scheme that applies to every kernel of ``model`` (what ``--schemes all`` trains): the
+    ``"any"`` schemes, plus the ``"2d"`` ones (identity, ...) for an MLP, whose kernels are all 2-D. A CNN has
+    Dense kernels besides its convolutions, so the conv-only schemes (dirac, delta_orthogonal) do not apply to it,
+    nor do the 2-D-only ones; ``None`` (a custom model) gets the ``"any"`` ones. Schemes that need a
+    hyperparameter without default (``constant``) are left out. With ``distinct`` (the default) each distribution
+    is trained once: a scheme that draws the same arrays as another (``keras_default`` = ``glorot_uniform``,
+    ``flax_default`` = ``variance_scaling`` = ``lecun_normal``, torch's ``xavier_uniform`` / ``kaiming_uniform``
+    = ``glorot_uniform`` / ``he_uniform``) is left out (:func:`jinit.registry.distinct_schemes`)."""
+    from jinit import registry
+
+    out = _applicable(model)
+    return tuple(registry.distinct_schemes(out)[0]) if distinct else out
+
+
+def schemes_left_out_of_all(model: str | None = "mlp") -> dict[str, str]:
+    """The schemes ``--schemes all`` leaves out because they draw the same distribution as one it keeps:
+    ``{left out: kept}``, e.g. ``{"keras_default": "glorot_uniform", ...}``."""
+    from jinit import registry
+
+    return registry.distinct_schemes(list(_applicable(model)))[1]
+
+
+def _applicable(model: str | None) -> tuple[str, ...]:
     from jinit import registry
 
     kinds = {"any"} | ({"2d"} if model == "mlp" else set())
@@ -356,6 +374,11 @@ def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> lis
         if len(schemes) != 1:
             raise ValueError(f"'all' cannot be combined with other schemes: {schemes!r}")
         schemes = list(applicable_schemes(model))
+        same = ", ".join(f"{a} = {b}" for a, b in schemes_left_out_of_all(model).items())
+        _log.info(
+            f"schemes 'all': {len(schemes)} distinct distributions; left out as the same distribution as a "
+            f"kept scheme: {same}"
+        )
     if not schemes:
         raise ValueError("schemes is empty; give at least one initializer name")
     out, seen = [], {}

@@ -90,7 +90,7 @@ def test_initial_params_are_stable_under_grid_changes():
     b = [(spec, 1), ("orthogonal", 3), ("glorot_uniform", 0), ("he_normal", 1), ("HeNormal", 0)]
     cfg_a = dataclasses.replace(BASE, schemes=("he_normal", "orthogonal", spec), seeds=4)
     cfg_b = dataclasses.replace(
-        BASE, schemes=(spec, "glorot_uniform", "orthogonal", "kaiming_normal")
+        BASE, schemes=(spec, "glorot_uniform", "orthogonal", "HeNormal")
     )
     pa = sweep.initial_params(cfg_a, a)
     pb = sweep.initial_params(cfg_b, b)
@@ -347,7 +347,7 @@ def test_vary_data_custom_model_and_eval_every():
     "changes, error, match",
     [
         ({"schemes": ("he_normall",)}, ValueError, "he_normal"),
-        ({"schemes": ("zeros", "kaiming_normal", "he_normal")}, ValueError, "same scheme"),
+        ({"schemes": ("zeros", "HeNormal", "he_normal")}, ValueError, "same scheme"),
         ({"dataset": "mnsit"}, ValueError, "'mnist'"),
         ({"activation": "rellu"}, ValueError, "relu"),
         ({"optimizer": "adamm"}, ValueError, "adam"),
@@ -389,7 +389,7 @@ def test_scheme_labels():
         label
         for label, _ in sweep.resolve_schemes(["HeNormal", "xavier_uniform", "normal(stddev=0.1)"])
     ]
-    assert labels == ["he_normal", "glorot_uniform", "normal(stddev=0.1, mean=0.0)"]
+    assert labels == ["he_normal", "xavier_uniform", "normal(stddev=0.1, mean=0.0)"]
     mlp, cnn = sweep.applicable_schemes("mlp"), sweep.applicable_schemes("cnn")
     assert "identity" in mlp and "dirac" not in mlp and "identity" not in cnn
     # The CNN has Dense kernels too: conv-only schemes would fail on them, so "all" leaves them out.
