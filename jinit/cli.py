@@ -141,7 +141,9 @@ _SWEEP_FLAGS = (
         "schemes",
         str,
         "comma-separated initializer specs, e.g. "
-        "zeros,glorot_uniform,he_normal,'normal(stddev=0.1)'; 'all' = every scheme that applies",
+        "zeros,glorot_uniform,he_normal,'normal(stddev=0.1)'; 'all' = every scheme that applies, each "
+        "distribution once (keras_default, flax_default, variance_scaling, kaiming_uniform and xavier_uniform "
+        "draw the same arrays as glorot_uniform, lecun_normal, he_uniform: left out)",
     ),
     ("--bias-init", "bias_init", str, "initializer of every bias (default zeros)"),
     ("--seeds", "seeds", int, "seeds per scheme (default 5)"),
@@ -226,6 +228,12 @@ def _add_sweep(sub) -> None:
         p.add_argument(flag, *extra, dest=field, default=None, metavar="VALUE", help=help_text)
     p.add_argument("--out", default=None, help="run folder (default runs/<timestamp>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--save-params",
+        action="store_true",
+        help="also write the final parameters of every model into the run folder (params/, one .npz per "
+        "chunk); jinit.sweep.load(RUN).params reads them back, stacked in the order of models.csv",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -357,6 +365,8 @@ def _resume_command(args, out) -> str:
         argv += ["--checkpoint-every", args.checkpoint_every]
     if args.no_progress:
         argv.append("--no-progress")
+    if getattr(args, "save_params", False):
+        argv.append("--save-params")
     return shlex.join(argv)
 
 
@@ -397,6 +407,7 @@ def _run_sweep(args) -> int:
             progress=not args.no_progress,
             overwrite=args.overwrite,
             checkpoint_every=checkpoint_every,
+            save_params=args.save_params,
         )
     except sweep.SweepInterrupted as e:
         print(f"jinit sweep: {e}", file=sys.stderr)

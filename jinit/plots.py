@@ -183,7 +183,8 @@ def curves(
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
     columns = [f"test_{metric}", f"train_{metric}"] if metric in ("accuracy", "loss") else [metric]
-    missing = [c for c in columns if c not in result.curves.columns]
+    trained = result.curves[result.curves["step"] > 0] if len(result.curves) else result.curves
+    missing = [c for c in columns if c not in trained.columns or trained[c].isna().all()]
     if missing:
         raise ValueError(
             f"this sweep's curves have no {', '.join(missing)} (written by an older jinit); "
