@@ -35,6 +35,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from jinit import results as results_lib
 
@@ -244,6 +245,8 @@ def curves(
     what = metric.replace("_", " ")
     if len(columns) > 1:
         what = f"{metric} (test solid, training dashed)"
+    if data.empty or np.allclose(data["epoch"], np.round(data["epoch"])):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs: no 0.25 ticks
     ax.set_xlabel("epoch (0: at initialization)" if from_init else "epoch")
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_title(f"{what}: mean ± 1 std over seeds\n{_title(result)}", fontsize=10)
