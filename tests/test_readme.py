@@ -1,4 +1,4 @@
-"""Every ```python and ```bash block of README.md and experiments/README.md runs as written.
+"""Every ```python and ```bash block of README.md, experiments/README.md and notebooks/README.md runs as written.
 
 What the test changes, and only this (blocks of other languages, e.g. the ```console transcript of an interrupted
 sweep, are not run):
@@ -42,6 +42,9 @@ DOCS = {
     "README.md": REPO / "README.md",
     "experiments/README.md": REPO / "experiments" / "README.md",
 }
+#: Documents whose blocks continue each other (a run folder made by a bash block, read by the python block after
+#: it): all their blocks run in order, in one folder.
+SEQUENTIAL = {"notebooks/README.md": REPO / "notebooks" / "README.md"}
 BLOCK = re.compile(r"^```(python|bash)\n(.*?)^```", re.S | re.M)
 SWEEP_SMOKE = " --seeds 2 --epochs 1 --train-size 512 --test-size 256 --no-progress"
 NOT_RUN = ("pip install", "python3 -m pytest", "python -m pytest")
@@ -138,6 +141,26 @@ def test_block_runs(doc, index, lang, block, tmp_path):
             for number in ("0.214", "0.0477", "0.0107", "0.00239"):
                 assert number in output, output
     assert ran, f"nothing of {doc} block {index} was run"
+
+
+def test_sequential_docs_run_in_order(tmp_path):
+    """notebooks/README.md, "From the CLI run to the notebook": the jinit sweep, then the notebook code on its
+    run folder."""
+    env = _env(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    for doc, path in SEQUENTIAL.items():
+        blocks = [
+            (m.group(1), m.group(2)) for m in BLOCK.finditer(path.read_text(encoding="utf-8"))
+        ]
+        assert [lang for lang, _ in blocks] == ["bash", "python"], doc
+        for lang, block in blocks:
+            if lang == "bash":
+                for cmd in _commands(block):
+                    _run(["bash", "-c", _smoke(cmd)], work, env, f"{doc}: {_smoke(cmd)}")
+            else:
+                output = _run([sys.executable, "-c", block], work, env, f"{doc} python block")
+                assert "'scheme': " in output and "(64, 128)" in output, output
 
 
 def test_smoke_substitutions_keep_the_documented_flags():
