@@ -222,3 +222,24 @@ def test_progress_bar_does_not_flood_a_log(monkeypatch):
             assert bar.mininterval < 1
         else:
             assert bar.mininterval >= 60 and redraws <= 3, redraws
+
+
+def test_help_texts_print_single_percent_signs(capsys):
+    for sub in ("sweep", "report"):
+        with pytest.raises(SystemExit):
+            cli.main([sub, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert "95% CI" in out and "%%" not in out, sub
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--help"])
+    assert "--save-params" in capsys.readouterr().out
+
+
+def test_schemes_all_names_what_it_leaves_out(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="jinit"):
+        labels = [label for label, _ in sweep.resolve_schemes("all")]
+    assert "keras_default" not in labels and "glorot_uniform" in labels
+    assert "keras_default = glorot_uniform" in caplog.text
+    assert "flax_default = lecun_normal" in caplog.text
