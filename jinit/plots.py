@@ -204,6 +204,7 @@ def curves(
     fig, ax = _axes(ax, (8, 5))
     cmap = plt.get_cmap("tab10" if len(order) <= 10 else "tab20")
     means: dict[str, dict[str, np.ndarray]] = {c: {} for c in columns}
+    epochs: dict[str, dict[str, np.ndarray]] = {c: {} for c in columns}
     lines = {}
     for i, scheme in enumerate(order):
         sub = data[data["scheme"] == scheme]
@@ -222,11 +223,12 @@ def curves(
                 x, (mean - std).to_numpy(), (mean + std).to_numpy(), color=color, alpha=0.15
             )
             means[column][scheme] = mean.to_numpy(float)
+            epochs[column][scheme] = x
     shown = None
     if not is_loss:
         # the range covers the training part of the curves; the point at init (chance) may sit below it
         trained = {
-            f"{c}/{s}": v[1:] if from_init and v.size > 1 else v
+            f"{c}/{s}": v[epochs[c][s] > 0] if (epochs[c][s] > 0).any() else v
             for c, per in means.items()
             for s, v in per.items()
         }

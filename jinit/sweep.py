@@ -359,9 +359,10 @@ def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> lis
     """Turns scheme specs into ``(label, Initializer)`` pairs.
 
     The label is the canonical name (``jinit.get(spec).name``) when the initializer equals that name's default
-    (so ``"kaiming_normal"``, ``"HeNormal"`` and ``jinit.he_normal()`` are all the scheme ``"he_normal"``), else
-    the initializer's ``repr`` (``"normal(stddev=0.1, mean=0.0)"``). ``"all"`` expands to
-    :func:`applicable_schemes`.
+    (so ``"he_normal"``, ``"HeNormal"`` and ``jinit.he_normal()`` are all the scheme ``"he_normal"``; torch's
+    ``"kaiming_normal_"`` is the scheme ``"kaiming_normal"``), else the initializer's ``repr``
+    (``"normal(stddev=0.1, mean=0.0)"``). ``"all"`` expands to :func:`applicable_schemes` (each distribution
+    once; the aliases it leaves out are logged).
 
     Raises:
       ValueError: for an empty list, an unknown scheme (with the closest names) or two specs naming the same scheme.
