@@ -690,6 +690,7 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
 
     scan(folder, lambda p: True)
     scan(folder / CHUNKS_DIR, lambda p: True)
+    scan(folder / PARAMS_DIR, lambda p: True)
     ckpt = folder / CHECKPOINTS_DIR
     scan(ckpt, lambda p: p.is_dir() and p.name.isdigit())
     if ckpt.is_dir():

@@ -243,3 +243,10 @@ def test_schemes_all_names_what_it_leaves_out(caplog):
     assert "keras_default" not in labels and "glorot_uniform" in labels
     assert "keras_default = glorot_uniform" in caplog.text
     assert "flax_default = lecun_normal" in caplog.text
+
+
+def test_a_killed_params_write_leaves_nothing_behind(tmp_path):
+    (tmp_path / "params").mkdir(parents=True)
+    half = tmp_path / "params" / ".00000.npz.abc.tmp"
+    half.write_bytes(b"PK")
+    assert results.remove_leftovers(tmp_path) == [half] and not half.exists()
