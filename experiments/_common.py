@@ -170,8 +170,111 @@ def mean_pm(mean: float, low: float, high: float, digits: int = 2) -> str:
 
 
 def row_pm(row: pd.Series, digits: int = 2) -> str:
-    """:func:`mean_pm` of a summary row (``acc_mean``, ``acc_ci95_low``, ``acc_ci95_high``)."""
+    """:func:`mean_pm` of a summary row (``acc_mean``, ``acc_ci95_low``, ``acc_ci95_high``); a deterministic scheme
+    (every seed the same model) is ``'32.47 (deterministic)'``, not a zero-width interval."""
+    if bool(row.get("deterministic", False)):
+        return f"{pct(row['acc_mean'], digits)} (deterministic)"
     return mean_pm(row["acc_mean"], row["acc_ci95_low"], row["acc_ci95_high"], digits)
+
+
+def iqm_text(row: pd.Series, digits: int = 2) -> str:
+    """``'97.70 [97.61, 97.78]'``: a summary row's interquartile mean with its 95% stratified-bootstrap interval."""
+    if not np.isfinite(row["acc_iqm_ci95_low"]):
+        return pct(row["acc_iqm"], digits)
+    return (
+        f"{pct(row['acc_iqm'], digits)} [{pct(row['acc_iqm_ci95_low'], digits)}, "
+        f"{pct(row['acc_iqm_ci95_high'], digits)}]"
+    )
+
+
+def poi_text(row: pd.Series) -> str:
+    """``'0.31 [0.15, 0.50]'``: a summary row's probability of improvement over the best, with its interval."""
+    if not np.isfinite(row["poi_vs_best"]):
+        return "-"
+    if not np.isfinite(row["poi_ci95_low"]):
+        return f"{row['poi_vs_best']:.2f}"
+    return f"{row['poi_vs_best']:.2f} [{row['poi_ci95_low']:.2f}, {row['poi_ci95_high']:.2f}]"
+
+
+#: The three answers of the confidence set for the best (jinit.metrics.best_set), as the reports word them.
+BEST, NOT_DISTINGUISHABLE, BELOW = "best", "not distinguishable from the best", "below the best"
+
+
+def best_verdicts(summary: pd.DataFrame) -> dict[str, str]:
+    """``{scheme: BEST | NOT_DISTINGUISHABLE | BELOW}`` from a summary (first row = best; ``in_best_set``)."""
+    out = {}
+    for i, (_, r) in enumerate(summary.iterrows()):
+        out[str(r["scheme"])] = (
+            BEST if i == 0 else NOT_DISTINGUISHABLE if r["in_best_set"] else BELOW
+        )
+    return out
+
+
+def best_text(summary: pd.DataFrame, row: pd.Series) -> str:
+    """The ``vs best`` cell of a report: ``best``, ``not distinguishable from the best at 20 seeds`` or ``below the
+    best``."""
+    v = best_verdicts(summary)[str(row["scheme"])]
+    return (
+        f"{v} at {int(row['n'] - row['diverged_count'])} seeds" if v == NOT_DISTINGUISHABLE else v
+    )
+
+
+def old_best_verdicts(models: pd.DataFrame) -> dict[str, str]:
+    """What the statistics before issue 14 said on the same models: each scheme tested against the observed best
+    by the paired t-test on seed numbers (Welch when the non-diverged seeds differed), uncorrected; p >= 0.05 (or
+    untestable) was printed as "tied with the best". Returned in the words of :func:`best_verdicts`."""
+    from jinit import metrics
+
+    acc = {str(s): metrics.scheme_accuracies(models, s) for s in dict.fromkeys(models["scheme"])}
+    means = {s: (a.mean() if a.size else -np.inf) for s, a in acc.items()}
+    best = max(means, key=lambda s: means[s])  # first of equal means, as the stable sort did
+    out = {}
+    for s, a in acc.items():
+        if s == best:
+            out[s] = BEST
+            continue
+        paired = set(a.index) == set(acc[best].index)
+        p = metrics.compare(acc[best], a, paired=paired).p_value
+        out[s] = NOT_DISTINGUISHABLE if (np.isnan(p) or p >= 0.05) and a.size else BELOW
+    return out
+
+
+def changed_verdicts(new: dict[str, str], old: dict[str, str]) -> list[str]:
+    """``['he_normal: not distinguishable from the best -> below the best', ...]`` for the keys in both whose
+    verdict differs (in the order of ``new``)."""
+    return [f"{k}: {old[k]} -> {v}" for k, v in new.items() if k in old and old[k] != v]
+
+
+COMMITTED_VERDICTS = "verdicts_committed.json"
+
+
+def verdict_section(out: Path, new: dict[str, str], old_same_runs: dict[str, str]) -> str:
+    """The report's "Verdicts that changed" section.
+
+    Compares ``new`` (this report's verdicts) with the verdicts of the report committed before issue 14, stored in
+    ``out / verdicts_committed.json`` (the previous statistics on the previous runs; absent in a fresh folder), and
+    with ``old_same_runs`` (the previous statistics applied to these same runs), so a reader sees which verdicts
+    moved and whether the statistics or the new runs moved them.
+    """
+    from jinit import results
+
+    lines = []
+    path = Path(out) / COMMITTED_VERDICTS
+    if path.is_file():
+        committed = results.read_json(path)
+        changed = changed_verdicts(new, committed)
+        lines.append(
+            "Against the committed report before issue 14 (`verdicts_committed.json`: the earlier statistics on the "
+            "earlier runs): " + ("; ".join(changed) + "." if changed else "no verdict changed.")
+        )
+    changed = changed_verdicts(new, old_same_runs)
+    lines.append(
+        "Against the earlier statistics applied to these same runs (paired t-test by seed number even under "
+        "`vary='init'`, each scheme tested uncorrected against the observed best, p >= 0.05 printed as a tie; "
+        "overlapping chi-square intervals for spreads): "
+        + ("; ".join(changed) + "." if changed else "no verdict changed.")
+    )
+    return "## Verdicts that changed\n\n" + "\n\n".join(lines)
 
 
 def md_table(df: pd.DataFrame, formats: dict[str, Callable[[Any], str]] | None = None) -> str:

@@ -3,7 +3,8 @@
 The rule of thumb comes from variance arguments (Glorot & Bengio 2010 for tanh/sigmoid, He et al. 2015 for ReLU,
 LeCun normal for SELU, Klambauer et al. 2017). This script trains every (scheme, activation) cell with many seeds,
 once with Adam (which rescales updates and forgives a poor init scale) and once with plain SGD (which does not),
-and tests each rule as a paired comparison of the recommended scheme against the others.
+and tests each rule as a comparison of the recommended scheme against the others (Welch's t-test: under the default
+``vary="init"`` seed s of two schemes shares nothing, so seeds are not paired).
 
 Writes one run folder per (optimizer, activation), ``report.md`` and PNG heatmaps under
 ``experiments/results/activation_matrix/``.
@@ -77,41 +78,78 @@ def configs(args) -> dict[tuple[str, str], sweep.SweepConfig]:
 
 
 def matrix(results: dict[tuple[str, str], object], optimizer: str) -> pd.DataFrame:
-    """Rows: schemes; columns: activations; cells ``mean ± CI`` with the best bold and ties marked ``=``."""
+    """Rows: schemes; columns: activations; cells ``mean ± CI`` with the best bold and the schemes not
+    distinguishable from it (the 95% confidence set for the best) marked ``*``."""
     acts = [a for (o, a) in results if o == optimizer]
     cells: dict[str, dict[str, str]] = {}
     for act in acts:
         s = results[(optimizer, act)].summary()
         for i, r in s.iterrows():
             mark = "**" if i == 0 else ""
-            tie = " =" if r["tied_with_best"] and i > 0 else ""
-            cells.setdefault(r["scheme"], {})[act] = f"{mark}{C.row_pm(r)}{mark}{tie}"
+            star = " *" if r["in_best_set"] and i > 0 else ""
+            cells.setdefault(r["scheme"], {})[act] = f"{mark}{C.row_pm(r)}{mark}{star}"
     df = pd.DataFrame(cells).T.reindex(columns=acts)
     return df.reset_index(names="scheme").fillna("-")
 
 
-def rule_checks(results: dict[tuple[str, str], object]) -> pd.DataFrame:
+def rule_checks(
+    results: dict[tuple[str, str], object], *, paired: bool | None = None
+) -> pd.DataFrame:
+    """Each rule as "recommended > other" per cell: Welch's t-test under ``vary="init"``, paired under
+    ``"data"``/``"both"`` (``paired`` overrides: the statistics before issue 14 paired by seed number)."""
     rows = []
     for (opt, act), res in results.items():
         rec = RULE.get(act)
         schemes = list(dict.fromkeys(res.models["scheme"]))
         if rec not in schemes:
             continue
+        vary = getattr(getattr(res, "config", None), "vary", "init")
         for other in schemes:
             if other == rec:
                 continue
-            r = metrics.compare_schemes(res.models, rec, other)
+            r = metrics.compare_schemes(res.models, rec, other, vary=vary, paired=paired)
+            xa = metrics.scheme_accuracies(res.models, rec)
+            xb = metrics.scheme_accuracies(res.models, other)
+            if r.paired:
+                common = xa.index.intersection(xb.index)
+                xa, xb = xa.loc[common], xb.loc[common]
+            mdd = metrics.min_detectable_difference(xa, xb, paired=r.paired)
             rows.append(
                 {
                     "optimizer": opt,
                     "activation": act,
                     "rule": f"{rec} > {other}",
                     "difference (points) [95% CI], p": C.diff_text(r),
+                    "test": r.test,
                     "P(rule wins)": f"{r.p_a_gt_b:.2f}",
+                    "detectable gap": C.pct(mdd),
                     "verdict": C.verdict(r),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def verdicts(results: dict[tuple[str, str], object], checks: pd.DataFrame) -> dict[str, str]:
+    """This report's verdicts: each cell's schemes against the cell's best, and each rule check."""
+    out = {}
+    for (opt, act), res in results.items():
+        for s, v in C.best_verdicts(res.summary()).items():
+            out[f"{opt}/{act}: {s} vs best"] = v
+    for _, r in checks.iterrows():
+        out[f"{r['optimizer']}/{r['activation']}: {r['rule']}"] = r["verdict"]
+    return out
+
+
+def old_verdicts(results: dict[tuple[str, str], object]) -> dict[str, str]:
+    """The same verdicts by the statistics before issue 14 (seeds paired by number, uncorrected vs the best)."""
+    out = {}
+    for (opt, act), res in results.items():
+        for s, v in C.old_best_verdicts(res.models).items():
+            out[f"{opt}/{act}: {s} vs best"] = v
+    old = rule_checks(results, paired=True)
+    for _, r in old.iterrows():
+        out[f"{r['optimizer']}/{r['activation']}: {r['rule']}"] = r["verdict"]
+    return out
 
 
 def rule_paragraph(checks: pd.DataFrame) -> str:
@@ -135,9 +173,11 @@ def rule_paragraph(checks: pd.DataFrame) -> str:
     n = len(checks)
     n_hold = int((checks["verdict"] == "holds").sum())
     n_rev = int((checks["verdict"] == "reversed").sum())
+    tests = " / ".join(dict.fromkeys(checks["test"])) if "test" in checks else "t-test"
     head = (
-        f"Of {n} paired comparisons of a recommended scheme against another, {n_hold} favour the rule, "
-        f"{n_rev} go against it and {n - n_hold - n_rev} are not resolved at 95%."
+        f"Of {n} comparisons ({tests}) of a recommended scheme against another, {n_hold} favour the rule, "
+        f"{n_rev} go against it and {n - n_hold - n_rev} are not resolved at 95% (each comparison at 5%, not "
+        "corrected for the number of comparisons)."
     )
     return head + "\n\n" + "\n".join(lines)
 
@@ -219,13 +259,22 @@ def report(results: dict[tuple[str, str], object], out: Path, command: str) -> P
     fig = C.save_figure(heatmap(results), out / "matrix.png")
     checks = rule_checks(results)
     sections = [
-        "Each cell: mean final test accuracy (%) ± the half-width of its 95% CI over seeds. **Bold**: the best "
-        "scheme for that activation; `=`: not significantly different from it (p >= 0.05, paired by seed).",
+        "Each cell: mean final test accuracy (%) ± the half-width of its 95% CI over seeds (`deterministic`: every "
+        "seed gave the same model). **Bold**: the best scheme for that activation; `*`: not distinguishable from "
+        "it at these seeds (in the 95% confidence set for the best: no scheme is better by a one-sided Welch "
+        "t-test at 5% / (k - 1); seeds are not paired under `vary='init'`). Not distinguishable is not equal.",
         "## Setup\n\n" + setup,
         "## Accuracy matrix\n\n" + "\n\n".join(tables),
         f"## The rule of thumb, tested\n\nRecommended: {', '.join(f'{a} -> {s}' for a, s in RULE.items())}.\n\n"
         + rule_paragraph(checks)
-        + ("\n\n" + C.md_table(checks) if len(checks) else ""),
+        + ("\n\n" + C.md_table(checks) if len(checks) else "")
+        + (
+            "\n\n`detectable gap`: the smallest true difference (points) that the test detects with 80% power at "
+            "these seeds and spreads; a `not resolved` rule may hold by less than that."
+            if len(checks)
+            else ""
+        ),
+        C.verdict_section(out, verdicts(results, checks), old_verdicts(results)),
         f"## Figure\n\n![{fig}]({fig})",
         f"## Reproduce\n\n```bash\n{command}\n```\n\nRun folders: `run_<optimizer>_<activation>/`.",
     ]

@@ -145,8 +145,11 @@ def grid_table(results_: dict, activation: str, column: str) -> pd.DataFrame:
         for _, r in res.summary().iterrows():
             if column == "acc":
                 text = C.row_pm(r, 1)
+                failed = int(round(r["failure_rate"] * r["n"]))
                 if r["diverged_count"]:
                     text += f" ({int(r['diverged_count'])} div.)"
+                if failed > r["diverged_count"]:
+                    text += f" ({failed - int(r['diverged_count'])} failed)"
             else:
                 never = r["target_never_fraction"]
                 text = "never" if never == 1 else f"{r['steps_to_target_median']:.0f}"
@@ -173,15 +176,45 @@ def depth_paragraph(results_: dict, activation: str, target: float) -> str:
         f"{s}: {'never' if d is None else f'up to {d} layers' if d == depths[-1] else f'{d} layers'}"
         for s, d in deepest.items()
     ]
-    # Which schemes are tied with the best at the deepest depth?
+    # Which schemes cannot be told apart from the best at the deepest depth?
     last = results_[(activation, depths[-1])].summary()
-    tied = last[last["tied_with_best"]]["scheme"].tolist()
+    tied = [s for s in last[last["in_best_set"]]["scheme"] if s != last["scheme"].iloc[0]]
+    n = int(last["n"].max())
+    gaps = last.set_index("scheme").loc[tied, "mdd_vs_best"] if tied else pd.Series([], dtype=float)
+    gap = f" (at {n} seeds a gap of {C.pct(gaps.max(), 1)} points would be missed with 20% probability)"
+    failed = [
+        f"{r['scheme']} {int(round(r['failure_rate'] * r['n']))}/{int(r['n'])}"
+        for _, r in last.iterrows()
+        if r["failure_rate"] > 0
+    ]
     return (
         f"**{activation}** -- deepest network in which most seeds reach {target:.0%} test accuracy within the "
         f"budget: {'; '.join(parts)}. At depth {depths[-1]} the best scheme is {last['scheme'].iloc[0]} "
-        f"({C.row_pm(last.iloc[0], 1)}%); statistically tied with it (p >= 0.05): "
-        f"{', '.join(s for s in tied if s != last['scheme'].iloc[0]) or 'no other scheme'}."
+        f"({C.row_pm(last.iloc[0], 1)}%); not distinguishable from it at {n} seeds (95% confidence set for the "
+        f"best): {', '.join(tied) or 'no other scheme'}"
+        + (gap if tied and np.isfinite(gaps.max()) else "")
+        + ". Failed models (diverged, one class for every test example, or not above the majority class): "
+        + (", ".join(failed) or "none")
+        + "."
     )
+
+
+def verdicts(results_: dict) -> dict[str, str]:
+    """Each scheme against the best of its (activation, depth) cell."""
+    return {
+        f"{a}/d{d}: {s} vs best": v
+        for (a, d), res in results_.items()
+        for s, v in C.best_verdicts(res.summary()).items()
+    }
+
+
+def old_verdicts(results_: dict) -> dict[str, str]:
+    """The same by the statistics before issue 14 (paired by seed number, uncorrected vs the best)."""
+    return {
+        f"{a}/d{d}: {s} vs best": v
+        for (a, d), res in results_.items()
+        for s, v in C.old_best_verdicts(res.models).items()
+    }
 
 
 def accuracy_figure(results_: dict):
@@ -294,8 +327,12 @@ def report(
         + "\n\n".join(f"### {a}\n\n" + C.md_table(grid_table(results_, a, "acc")) for a in acts),
         f"## Steps to {cfg.target_accuracy:.0%} test accuracy (median over seeds)\n\n"
         + "\n\n".join(f"### {a}\n\n" + C.md_table(grid_table(results_, a, "steps")) for a in acts),
+        "Cells: mean ± half-width of the 95% CI over seeds; `failed`: models that did not diverge but predict one "
+        "class for every test example or are not significantly above always predicting the majority class "
+        "(`jinit.metrics.failures`); they count in the mean.",
         "## Reading\n\n"
         + "\n\n".join(depth_paragraph(results_, a, cfg.target_accuracy) for a in acts),
+        C.verdict_section(out, verdicts(results_), old_verdicts(results_)),
         f"## Signal propagation at init (depth {max(depths)})\n\n"
         "Per-layer std of the activations and norm of the loss gradient w.r.t. each kernel, on a batch of 256 "
         "training images with their labels (median over 3 seeds, band min-max):\n\n"

@@ -3,7 +3,8 @@
 The initializer tutorials train the Keras MLP 784-128-64-10 (ReLU, zero biases, Adam 1e-3, batch 32, 5 epochs)
 once per initializer and rank initializers by that one run. This script trains every scheme with many seeds in one
 sweep, puts the tutorial's single-run numbers beside jinit's mean +- 95% CI, and tests each pairwise ordering of
-the single-run ranking (paired t-test by seed number, jinit's default).
+the single-run ranking (Welch's t-test: under ``vary="init"`` seed s of two schemes shares nothing, so seeds are
+not paired).
 
 Writes ``run/`` (the sweep's run folder), ``report.md`` and PNG figures under ``experiments/results/init_table/``.
 
@@ -97,26 +98,36 @@ def scheme_table(summary: pd.DataFrame) -> pd.DataFrame:
                 "scheme": r["scheme"],
                 "single run (tutorial)": "" if s is None else f"{s:.2f}",
                 "jinit mean ± 95% CI": C.row_pm(r),
+                "IQM [95% CI]": C.iqm_text(r),
                 "std": C.pct(r["acc_std"]),
                 "min – max": f"{C.pct(r['acc_min'])} – {C.pct(r['acc_max'])}",
                 "seeds": int(r["n"]),
                 "diverged": int(r["diverged_count"]),
                 "failure rate": f"{r['failure_rate']:.2f}",
                 "churn": f"{r['churn']:.3f}" if np.isfinite(r["churn"]) else "-",
-                "tied with best": "yes" if r["tied_with_best"] else "no",
+                "vs best": C.best_text(summary, r),
+                "P(> best) [95% CI]": C.poi_text(r),
+                "detectable gap": C.pct(r["mdd_vs_best"]),
             }
         )
     return pd.DataFrame(rows)
 
 
-def pairwise(models: pd.DataFrame, present: set[str]) -> pd.DataFrame:
-    """Every ordering ``A above B`` of the single-run ranking, tested on the sweep (paired by seed)."""
+def pairwise(
+    models: pd.DataFrame, present: set[str], vary: str = "init", paired: bool | None = None
+) -> pd.DataFrame:
+    """Every ordering ``A above B`` of the single-run ranking, tested on the sweep: Welch's t-test under
+    ``vary="init"`` (seeds not paired), the paired t-test under ``"data"``/``"both"`` (``paired`` overrides)."""
     single = {label(k): v for k, v in SINGLE_RUN.items() if label(k) in present}
     ranked = sorted(single, key=single.get, reverse=True)
     rows = []
     for a, b in itertools.combinations(ranked, 2):
-        r = metrics.compare_schemes(models, a, b)
+        r = metrics.compare_schemes(models, a, b, vary=vary, paired=paired)
         verdict = C.verdict(r)
+        xa, xb = metrics.scheme_accuracies(models, a), metrics.scheme_accuracies(models, b)
+        if r.paired:
+            common = xa.index.intersection(xb.index)
+            xa, xb = xa.loc[common], xb.loc[common]
         rows.append(
             {
                 "A": a,
@@ -127,6 +138,8 @@ def pairwise(models: pd.DataFrame, present: set[str]) -> pd.DataFrame:
                 "ci_high": r.ci_high,
                 "p": r.p_value,
                 "P(A>B)": r.p_a_gt_b,
+                "test": r.test,
+                "detectable": metrics.min_detectable_difference(xa, xb, paired=r.paired),
                 "verdict": verdict,
             }
         )
@@ -148,10 +161,11 @@ def survival_paragraph(pairs: pd.DataFrame, n_seeds: int) -> str:
     rev = pairs[pairs["verdict"] == "reversed"]
     unres = pairs[~pairs["verdict"].isin(["holds", "reversed"])]
     holm_n = int(pairs["holds after Holm"].sum())
+    test = pairs["test"].iloc[0] if "test" in pairs else "t-test"
     text = (
         f"Of the {n} pairwise orderings implied by the single-run ranking, **{len(holds)} survive the error "
-        f"bars** (the 95% CI of the paired difference over {n_seeds} seeds excludes zero, in the same "
-        f"direction): {names(holds)}. "
+        f"bars** (the 95% CI of the difference of means, {test}, over {n_seeds} seeds excludes zero, in the "
+        f"same direction): {names(holds)}. "
     )
     if len(rev):
         text += f"**{len(rev)} {'is' if len(rev) == 1 else 'are'} reversed** (significantly the other way): {names(rev)}. "
@@ -165,8 +179,8 @@ def survival_paragraph(pairs: pd.DataFrame, n_seeds: int) -> str:
         n_unres = int((~close["verdict"].isin(["holds"])).sum())
         text += (
             f"Of the {len(close)} orderings whose single-run gap was under half a point, {n_unres} do not hold; "
-            f"over those {len(close)} pairs the run of A beat the run of B with the same seed in "
-            f"{100 * p_gt.mean():.0f}% of seeds on average"
+            f"over those {len(close)} pairs a run of A beat a run of B in {100 * p_gt.mean():.0f}% of the pairs "
+            "of seeds on average (probability of improvement)"
         )
         text += (
             ": a gap that small between two single runs is not evidence of a ranking."
@@ -220,10 +234,36 @@ def forest_plot(summary: pd.DataFrame):
     return fig
 
 
+def verdicts(summary: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, str]:
+    """This report's verdicts: each scheme against the best, each single-run ordering."""
+    out = {f"{s} vs best": v for s, v in C.best_verdicts(summary).items()}
+    out.update(
+        {
+            f"{a} > {b}": v
+            for a, b, v in zip(
+                pairs.get("A", []), pairs.get("B", []), pairs.get("verdict", []), strict=True
+            )
+        }
+    )
+    return out
+
+
+def old_verdicts(models: pd.DataFrame, present: set[str]) -> dict[str, str]:
+    """The verdicts of the statistics before issue 14 on the same models (paired by seed number)."""
+    out = {f"{s} vs best": v for s, v in C.old_best_verdicts(models).items()}
+    acc = {s: set(metrics.scheme_accuracies(models, s).index) for s in present}
+    single = [label(k) for k in SINGLE_RUN if label(k) in present]
+    for a, b in itertools.combinations(single, 2):
+        for x, y in ((a, b), (b, a)):
+            r = metrics.compare_schemes(models, x, y, paired=acc[x] == acc[y])
+            out[f"{x} > {y}"] = C.verdict(r)
+    return out
+
+
 def report(result, out: Path, command: str) -> Path:
     cfg = result.config
     summary = result.summary()
-    pairs = pairwise(result.models, set(summary["scheme"]))
+    pairs = pairwise(result.models, set(summary["scheme"]), vary=cfg.vary)
     figs = [
         C.save_figure(forest_plot(summary), out / "ci_vs_single_run.png"),
         *[p.name for p in plots.save_all(result, out)],
@@ -241,6 +281,8 @@ def report(result, out: Path, command: str) -> Path:
                 ],
                 "p": pairs["p"].map(lambda v: f"{v:.2g}"),
                 "P(A>B)": pairs["P(A>B)"].map(lambda v: f"{v:.2f}"),
+                "test": pairs["test"],
+                "detectable gap": pairs["detectable"].map(C.pct),
                 "holds after Holm": pairs["holds after Holm"].map(lambda v: "yes" if v else "no"),
             }
         )[
@@ -250,7 +292,9 @@ def report(result, out: Path, command: str) -> Path:
                 "single-run gap",
                 "jinit A − B (95% CI)",
                 "p",
+                "test",
                 "P(A>B)",
+                "detectable gap",
                 "verdict",
                 "holds after Holm",
             ]
@@ -264,9 +308,15 @@ def report(result, out: Path, command: str) -> Path:
         f"({result.meta.get('n_train')} train / {result.meta.get('n_test')} test). "
         f"{cfg.seeds} seeds per scheme, {len(summary)} schemes, {len(result.models)} models trained in one sweep. "
         f"`vary={cfg.vary!r}`: the seed changes only the initialization; every model sees the same batches in "
-        "the same order, so every difference between two models comes from their initializations. Two schemes "
-        "are compared by jinit's paired t-test on seed numbers; as the two schemes' init keys are independent, "
-        "this is about as sharp as Welch's unpaired test here. " + C.run_facts([result])
+        "the same order, so every difference between two models comes from their initializations. "
+        + (
+            "Seed s of two schemes has independent initial parameters and shares nothing else that other seeds "
+            "do not, so two schemes are compared unpaired: Welch's t-test (and the Mann-Whitney probability of "
+            "improvement). "
+            if cfg.vary == "init"
+            else "Seed s fixes the data order of every scheme, so two schemes are compared by the paired t-test. "
+        )
+        + C.run_facts([result])
     )
     if cfg.dataset != "mnist":
         setup += (
@@ -282,12 +332,29 @@ def report(result, out: Path, command: str) -> Path:
         + C.md_table(scheme_table(summary))
         + "\n\n"
         + _deterministic_note(result.models)
-        + "`tied with best`: not significantly different from the best scheme (p >= 0.05). "
-        "`failure rate`: fraction of seeds that diverged or ended within 1 point of chance. "
+        + "`IQM`: interquartile mean over seeds with its 95% stratified-bootstrap interval (Agarwal et al. 2021). "
+        "`vs best`: whether the scheme is in the 95% confidence set for the best scheme (it is left out when "
+        "some scheme is better by a one-sided test at 5% / (k - 1), Bonferroni; this accounts for the best being "
+        'picked from the same runs). "Not distinguishable" is not "tied": `detectable gap` is the smallest gap to '
+        "the best (points) that this test would detect with 80% power at these seeds and spreads. "
+        "`P(> best)`: probability that a run of the scheme beats a run of the best, with its 95% bootstrap "
+        "interval. `failure rate`: fraction of seeds that diverged, predict one class for every test example, or "
+        "are not significantly above always predicting the majority class. "
         "`churn`: mean fraction of test examples on which two seeds of the scheme disagree.",
         "## Which single-run orderings survive the error bars\n\n"
         + survival_paragraph(pairs, cfg.seeds)
-        + ("\n\n" + C.md_table(ptable) if len(pairs) else ""),
+        + ("\n\n" + C.md_table(ptable) if len(pairs) else "")
+        + (
+            "\n\n`detectable gap`: the smallest true difference (points) that the test detects with 80% power "
+            "at these seeds and spreads; a `not resolved` ordering may be real and smaller than that."
+            if len(pairs)
+            else ""
+        ),
+        C.verdict_section(
+            out,
+            verdicts(summary, pairs),
+            old_verdicts(result.models, set(summary["scheme"])),
+        ),
         "Absolute levels can differ from the tutorial's (Keras/TensorFlow vs JAX/Flax, different data "
         "pipeline and random streams); what carries over is the spread over seeds: a gap between two single runs "
         "that is smaller than that spread says nothing about the schemes.",

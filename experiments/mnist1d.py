@@ -111,7 +111,10 @@ def table(summary: pd.DataFrame) -> pd.DataFrame:
                 "epochs to 60% (median)": r["epochs_to_target_median"],
                 "churn": f"{100 * r['churn']:.1f}%",
                 "paper's 68% is": where,
-                "tied with best": "yes" if r["tied_with_best"] else "no",
+                "IQM [95% CI]": C.iqm_text(r),
+                "vs best": C.best_text(summary, r),
+                "P(> best) [95% CI]": C.poi_text(r),
+                "detectable gap": C.pct(r["mdd_vs_best"]),
             }
         )
     return pd.DataFrame(rows)
@@ -119,11 +122,24 @@ def table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def paragraph(summary: pd.DataFrame, seeds: int) -> str:
     best = summary.iloc[0]
-    tied = summary[summary["tied_with_best"]]["scheme"].tolist()
+    tied = summary[summary["in_best_set"]]["scheme"].tolist()
+    below = summary[~summary["in_best_set"]]["scheme"].tolist()
     spread = 100 * (summary["acc_max"].max() - summary["acc_min"].min())
+    others = [s for s in tied if s != best["scheme"]]
+    gaps = summary.set_index("scheme").loc[others, "mdd_vs_best"] if others else pd.Series([])
+    test = next((t for t in summary["test_vs_best"] if t), "t-test")
+    why = ", seeds are not paired under `vary='init'`" if test == "Welch's t-test" else ""
     text = (
-        f"Best mean: **{best['scheme']}** at {C.row_pm(best)}%; not significantly different from it "
-        f"(paired by seed): {', '.join(s for s in tied if s != best['scheme']) or 'none'}. "
+        f"Best mean: **{best['scheme']}** at {C.row_pm(best)}%. Not distinguishable from the best at {seeds} "
+        f"seeds (95% confidence set for the best; {test}s{why}): "
+        f"{', '.join(others) or 'none'}"
+        + (
+            f" -- these seeds would detect a gap of {C.pct(gaps.min())}-{C.pct(gaps.max())} points with 80% "
+            "power, so smaller differences may be real. "
+            if len(gaps)
+            else ". "
+        )
+        + f"Below the best: {', '.join(below) or 'none'}. "
         f"Across all {len(summary)} schemes x {seeds} seeds the final accuracies span {spread:.1f} points. "
     )
     if "torch_default" in set(summary["scheme"]):
@@ -158,8 +174,17 @@ def report(result, out: Path, command: str) -> Path:
             table(summary),
             {"epochs to 60% (median)": lambda v: "-" if not np.isfinite(v) else f"{v:.0f}"},
         )
-        + "\n\n`paper's 68% is`: where the paper's number lies relative to the scheme's 95% CI.",
+        + "\n\n`paper's 68% is`: where the paper's number lies relative to the scheme's 95% CI. `IQM`: "
+        "interquartile mean with its 95% stratified-bootstrap interval (Agarwal et al. 2021). `vs best`: whether "
+        "the scheme is in the 95% confidence set for the best (Bonferroni over the one-sided comparisons). "
+        "`detectable gap`: the smallest gap to the best (points) detectable with 80% power at these seeds. "
+        "`P(> best)`: probability that a run of the scheme beats a run of the best.",
         "## Reading\n\n" + paragraph(summary, cfg.seeds),
+        C.verdict_section(
+            out,
+            {f"{k} vs best": v for k, v in C.best_verdicts(summary).items()},
+            {f"{k} vs best": v for k, v in C.old_best_verdicts(result.models).items()},
+        ),
         "## Figures\n\n" + "\n\n".join(f"![{f}]({f})" for f in figs),
         f"## Reproduce\n\n```bash\n{command}\n```",
         "Reference: S. Greydanus, D. Kobak. Scaling down deep learning with MNIST-1D. ICML 2024.",

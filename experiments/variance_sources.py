@@ -65,6 +65,53 @@ def std_ci(x: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def spread_test(*groups: np.ndarray) -> float:
+    """p-value of the Brown-Forsythe test that the groups have equal variances (Levene's test centred on the
+    medians, ``scipy.stats.levene(center="median")``): robust to non-normal accuracies, unlike the F-test and the
+    chi-square intervals of a std. NaN when a group has fewer than 2 values or no group varies."""
+    gs = [np.asarray(g, np.float64) for g in groups]
+    if any(g.size < 2 for g in gs) or all(np.ptp(g) == 0 for g in gs):
+        return float("nan")
+    return float(stats.levene(*gs, center="median").pvalue)
+
+
+def detectable_std_ratio(n1: int, n2: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The ratio of two standard deviations that the two-sided F-test at ``alpha`` detects with probability
+    ``power`` from ``n1`` and ``n2`` normal values: ``sqrt(F_{1 - alpha/2} / F_{1 - power})`` with ``(n1 - 1,
+    n2 - 1)`` degrees of freedom. The Brown-Forsythe test, robust where the F-test is not, needs a somewhat
+    larger ratio on normal data, so this is a lower bound for it."""
+    if n1 < 2 or n2 < 2:
+        return float("nan")
+    d1, d2 = n1 - 1, n2 - 1
+    return float(np.sqrt(stats.f.ppf(1 - alpha / 2, d1, d2) / stats.f.ppf(1 - power, d1, d2)))
+
+
+def _accuracies(res, scheme) -> np.ndarray:
+    m = res.models[(res.models["scheme"] == scheme) & ~res.models["diverged"]]
+    return m["final_accuracy"].to_numpy(float)
+
+
+def spread_verdicts(results: dict[str, object], *, old: bool = False) -> dict[str, str]:
+    """Whether varying only the init and only the data order give distinguishable accuracy spreads, per scheme:
+    the Brown-Forsythe test at 5% (``old``: the statistics before issue 14, overlapping chi-square intervals)."""
+    out = {}
+    if not {"init only", "data order only"} <= set(results):
+        return out
+    a, b = results["init only"], results["data order only"]
+    for scheme in dict.fromkeys(a.models["scheme"]):
+        x, y = _accuracies(a, scheme), _accuracies(b, scheme)
+        if old:
+            (lo1, hi1), (lo2, hi2) = std_ci(x), std_ci(y)
+            same = lo1 <= hi2 and lo2 <= hi1
+        else:
+            p = spread_test(x, y)
+            same = not p < 0.05
+        out[f"{scheme}: spread, init only vs data order only"] = (
+            "not distinguishable" if same else "different"
+        )
+    return out
+
+
 def table(results: dict[str, object]) -> pd.DataFrame:
     rows = []
     for source, res in results.items():
@@ -107,27 +154,43 @@ def formatted(df: pd.DataFrame) -> str:
     )
 
 
-def paragraph(df: pd.DataFrame) -> str:
+def paragraph(df: pd.DataFrame, results: dict[str, object]) -> str:
     out = []
     for scheme, g in df.groupby("scheme", sort=False):
         g = g.set_index("source")
         if not {"init only", "data order only", "both"} <= set(g.index):
             continue
         s = {k: g.loc[k, "acc std"] for k in g.index}
-        ci = {k: g.loc[k, "acc std 95% CI"] for k in g.index}
-        overlap = (
-            ci["init only"][0] <= ci["data order only"][1]
-            and ci["data order only"][0] <= ci["init only"][1]
-        )
+        acc = {k: _accuracies(results[k], scheme) for k in g.index}
+        p2 = spread_test(acc["init only"], acc["data order only"])
+        p3 = spread_test(acc["init only"], acc["data order only"], acc["both"])
+        n = min(a.size for a in acc.values())
         ch = {k: g.loc[k, "churn"] for k in g.index}
+        if not np.isfinite(p2):
+            verdict = "too few seeds to compare the two spreads. "
+        elif p2 < 0.05:
+            verdict = (
+                "the two spreads differ (Brown-Forsythe test of equal variances, p = {p:.2g}). "
+            )
+        else:
+            verdict = (
+                "the Brown-Forsythe test of equal variances (Levene's test centred on the medians) does not "
+                "distinguish the two spreads at {n} seeds (p = {p:.2g}); that is not evidence that they are "
+                "equal: at this many seeds even the F-test on normal accuracies detects (80% power) only a std "
+                "ratio of {r:.2f} or more. "
+            )
         text = (
             f"**{scheme}**: varying only the init gives an accuracy std of {C.pct(s['init only'], 3)} points, "
             f"only the data order {C.pct(s['data order only'], 3)}, both {C.pct(s['both'], 3)}; "
+            + verdict.format(
+                p=p2,
+                n=n,
+                r=detectable_std_ratio(acc["init only"].size, acc["data order only"].size),
+            )
             + (
-                "the 95% intervals of the first two overlap, so at this number of seeds either source alone "
-                "produces a spread indistinguishable from the other. "
-                if overlap
-                else "their 95% intervals do not overlap. "
+                f"Across the three sources the Brown-Forsythe test gives p = {p3:.2g}. "
+                if np.isfinite(p3)
+                else ""
             )
             + f"Churn: {100 * ch['init only']:.2f}% / {100 * ch['data order only']:.2f}% / {100 * ch['both']:.2f}% "
             "of test examples change prediction between two seeds. "
@@ -190,11 +253,13 @@ def report(results: dict[str, object], out: Path, command: str) -> Path:
         "## Variability per source\n\n"
         + formatted(df)
         + "\n\nStandard deviations are in accuracy points (the CI is the chi-square interval of a std, which "
-        "assumes roughly normal accuracies). `churn`: mean fraction of test examples on which two seeds predict "
+        "assumes roughly normal accuracies; two spreads are compared by the Brown-Forsythe test, not by whether "
+        "these intervals overlap). `churn`: mean fraction of test examples on which two seeds predict "
         "different classes; `churn / error` near 1 is the generalization-disagreement equality (Jiang et al. "
         "2022). `noise floor`: the accuracy std that independent per-example errors alone would give "
         "(Jordan 2024).",
-        "## Reading\n\n" + paragraph(df),
+        "## Reading\n\n" + paragraph(df, results),
+        C.verdict_section(out, spread_verdicts(results), spread_verdicts(results, old=True)),
         f"## Figure\n\n![{fig}]({fig})",
         f"## Reproduce\n\n```bash\n{command}\n```\n\nRun folders: `run_init/`, `run_data/`, `run_both/`.",
         "References: D. Summers, M. J. Dinneen. Nondeterminism and instability in neural network optimization. "

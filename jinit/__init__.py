@@ -1,7 +1,8 @@
 """jinit: weight initializers as pure JAX functions, and a vmapped seed-sweep engine.
 
 The public namespace is flat, in the style of optax: every initializer factory, the registry
-(`get`, `names`) and the helpers are re-exported here; the larger pieces live in submodules
+(`get`, `names`, `register`), the per-layer `rules`, the labelled `scheme` and the helpers are
+re-exported here; the larger pieces live in submodules
 (`jinit.data`, `jinit.models`, `jinit.sweep`, `jinit.metrics`, `jinit.propagation`, ...).
 """
 
@@ -44,3 +45,8 @@ from jinit.propagation import lsuv as lsuv
 from jinit.registry import catalog as catalog
 from jinit.registry import get as get
 from jinit.registry import names as names
+from jinit.registry import register as register
+from jinit.rules import Rules as Rules
+from jinit.rules import Scheme as Scheme
+from jinit.rules import rules as rules
+from jinit.rules import scheme as scheme

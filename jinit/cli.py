@@ -170,6 +170,13 @@ _SWEEP_FLAGS = (
         int,
         "test batch size of the evaluation (default 1000)",
     ),
+    (
+        "--models-per-device",
+        "models_per_device",
+        int,
+        "models each compiled program trains at once on one device (default: from the model size "
+        "and the device kind); part of the models' arithmetic, unlike the layout flags",
+    ),
 )
 
 _BYTE_UNITS = {
@@ -247,6 +254,7 @@ def _add_sweep(sub) -> None:
         help="checkpoint the training state of the running chunk at an epoch boundary at most every that "
         "many seconds (default 60; 0: every epoch; 'never': whole chunks only)",
     )
+    _add_distributed_flags(p)
     p.add_argument(
         "--check-determinism",
         action="store_true",
@@ -254,6 +262,104 @@ def _add_sweep(sub) -> None:
         "runs are bitwise identical and how far the vmapped models are from the ones trained alone",
     )
     p.set_defaults(func=_run_sweep)
+
+
+def _add_distributed_flags(p) -> None:
+    g = p.add_argument_group(
+        "several processes and hosts",
+        "Every process runs the same command with the same --out, on a filesystem all of them share (see the "
+        "README). Under srun (Slurm), mpirun (Open MPI) or on a TPU pod slice nothing needs to be added: JAX "
+        "detects the processes.",
+    )
+    g.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="address of process 0, where it serves JAX's coordination service (default: "
+        "$JAX_COORDINATOR_ADDRESS, else detected)",
+    )
+    g.add_argument(
+        "--num-processes", default=None, metavar="N", help="number of processes (default: detected)"
+    )
+    g.add_argument(
+        "--process-id",
+        default=None,
+        metavar="I",
+        help="index of this process, 0..N-1 (default: detected)",
+    )
+    g.add_argument(
+        "--distributed",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="join a multi-process run: auto (default) when one of the flags above or JAX_COORDINATOR_ADDRESS is "
+        "given or srun / mpirun / a TPU pod slice started several processes; on: always (JAX detects the rest); "
+        "off: never",
+    )
+    g.add_argument(
+        "--distributed-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="how long to wait for the coordinator and every process to join, and for process 0 to prepare "
+        "the run folder (default 300)",
+    )
+    g.add_argument(
+        "--heartbeat-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="a process silent that long (killed, its host lost) is declared dead by JAX, which then stops every "
+        "other process; rerun the command to resume (default: JAX's, 100)",
+    )
+
+
+def _join_distributed(args) -> None:
+    """Joins a multi-process run when asked (flags, JAX_COORDINATOR_ADDRESS, a launcher JAX detects); before
+    anything starts JAX's backends."""
+    import math
+
+    from jinit import distributed
+
+    given = {
+        "--num-processes": args.num_processes,
+        "--process-id": args.process_id,
+    }
+    ints = {}
+    for flag, text in given.items():
+        if text is not None:
+            ints[flag] = _parse_flag(flag, int, text)
+    seconds = {}
+    for flag, text, ok, want in (
+        ("--distributed-timeout", args.distributed_timeout, lambda v: v > 0, "> 0"),
+        ("--heartbeat-timeout", args.heartbeat_timeout, lambda v: v >= 1, ">= 1"),
+    ):
+        if text is None:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (math.isfinite(value) and ok(value)):
+            raise ValueError(f"{flag} expects seconds {want}, got {text!r}")
+        seconds[flag] = value
+    timeout = seconds.get("--distributed-timeout", distributed.DEFAULT_TIMEOUT)
+    if args.coordinator is not None:
+        distributed.check_coordinator(args.coordinator)
+    asked = args.coordinator is not None or bool(ints)
+    if args.distributed == "off":
+        if asked:
+            raise ValueError(
+                "--distributed off cannot be combined with --coordinator, --num-processes or --process-id"
+            )
+        return
+    if args.distributed == "auto" and not asked and distributed.launch_detected() is None:
+        return
+    distributed.initialize(
+        args.coordinator,
+        ints.get("--num-processes"),
+        ints.get("--process-id"),
+        timeout=timeout,
+        heartbeat_timeout=seconds.get("--heartbeat-timeout"),
+        exit_prefix="jinit sweep",
+    )
 
 
 def _checkpoint_every(text: str | None) -> float | None:
@@ -289,10 +395,11 @@ def summary_tables(table, *, target: bool) -> tuple[str, str]:
     """The two tables of a sweep's summary (:func:`jinit.metrics.summarize`), as text.
 
     The first is the final test accuracy over seeds (percent): mean, std beside the test-set noise floor, median,
-    95% CI, min/max, diverged models, failure rate, and the test against the best scheme (``p vs best``; ``≈`` marks
-    a scheme not significantly different from the best). The second is convergence and agreement between seeds:
-    steps (and epochs) to ``target_accuracy`` (when set), the area under the training-loss curve, churn and the
-    churn / error ratio.
+    95% CI (``deterministic`` for a scheme whose seeds all gave the same model), interquartile mean, min/max,
+    diverged models and failure rate; ``*`` marks the schemes not distinguishable from the best (the 95%
+    confidence set for the best). The second is convergence and agreement between seeds: steps (and epochs) to
+    ``target_accuracy`` (when set), the area under the training-loss curve, churn and the churn / error ratio.
+    :func:`versus_best_table` gives the comparisons with the best.
     """
     import pandas as pd
 
@@ -302,22 +409,26 @@ def summary_tables(table, *, target: bool) -> tuple[str, str]:
     def num(fmt):
         return lambda v: "-" if pd.isna(v) else format(v, fmt)
 
+    def ci(row):
+        if row["deterministic"]:
+            return "deterministic"
+        return f"[{pct(row['acc_ci95_low'])}, {pct(row['acc_ci95_high'])}]"
+
     acc = pd.DataFrame(
         {
-            "": ["≈" if t else "" for t in table["tied_with_best"]],
+            "": ["*" if t else "" for t in table["in_best_set"]],
             "scheme": table["scheme"],
             "n": table["n"],
             "acc%_mean": table["acc_mean"].map(pct),
             "std": table["acc_std"].map(pct),
             "noise_floor": table["noise_floor"].map(pct),
             "median": table["acc_median"].map(pct),
-            "ci95_low": table["acc_ci95_low"].map(pct),
-            "ci95_high": table["acc_ci95_high"].map(pct),
+            "ci95": [ci(r) for _, r in table.iterrows()],
+            "iqm": table["acc_iqm"].map(pct),
             "min": table["acc_min"].map(pct),
             "max": table["acc_max"].map(pct),
             "diverged": table["diverged_count"],
             "failure_rate": table["failure_rate"].map(num(".2f")),
-            "p_vs_best": table["p_vs_best"].map(num(".2g")),
         }
     )
     conv = {"scheme": table["scheme"]}
@@ -337,11 +448,53 @@ def summary_tables(table, *, target: bool) -> tuple[str, str]:
     return acc.to_string(index=False), pd.DataFrame(conv).to_string(index=False)
 
 
+def versus_best_table(table) -> str:
+    """Each scheme against the best one (the first row of :func:`jinit.metrics.summarize`), as text: the verdict
+    of the 95% confidence set for the best, the test used and its p-value, the rank test's p-value, the
+    probability of improvement P(scheme > best) with its 95% interval, the smallest gap the seeds could detect
+    (80% power) and the seeds per scheme needed to detect a 1-point gap."""
+    import pandas as pd
+
+    def num(fmt):
+        return lambda v: "-" if pd.isna(v) else format(v, fmt)
+
+    def verdict(i, row):
+        if i == 0:
+            return "best"
+        return "not distinguishable" if row["in_best_set"] else "worse"
+
+    def poi(row):
+        if pd.isna(row["poi_vs_best"]):
+            return "-"
+        if pd.isna(row["poi_ci95_low"]):
+            return f"{row['poi_vs_best']:.2f}"
+        return f"{row['poi_vs_best']:.2f} [{row['poi_ci95_low']:.2f}, {row['poi_ci95_high']:.2f}]"
+
+    rows = list(table.iterrows())
+    out = pd.DataFrame(
+        {
+            "scheme": table["scheme"],
+            "vs_best": [verdict(i, r) for i, (_, r) in enumerate(rows)],
+            "test": table["test_vs_best"].replace("", "-"),
+            "p_vs_best": table["p_vs_best"].map(num(".2g")),
+            "p_rank": table["p_rank_vs_best"].map(num(".2g")),
+            "P(>best) [95% CI]": [poi(r) for _, r in rows],
+            "mdd%": (100 * table["mdd_vs_best"]).map(num(".2f")),
+            "seeds_for_1pt": table["seeds_to_detect"].map(num(".0f")),
+        }
+    )
+    return out.to_string(index=False)
+
+
 def _print_summary(result) -> None:
     target = getattr(result.config, "target_accuracy", None)
-    accuracy, convergence = summary_tables(result.summary(), target=target is not None)
+    table = result.summary()
+    accuracy, convergence = summary_tables(table, target=target is not None)
+    n = table["n"]
+    seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
     print(
-        "final test accuracy over seeds (%; ≈ = not significantly different from the best, p >= 0.05)"
+        f"final test accuracy over seeds (%; * = not distinguishable from the best at {seeds} seeds: the 95% "
+        "confidence set for the best scheme)"
     )
     print(accuracy)
     title = "convergence and agreement between seeds"
@@ -349,6 +502,25 @@ def _print_summary(result) -> None:
         title += f" (target accuracy {100 * target:g}%)"
     print(f"\n{title}")
     print(convergence)
+    if len(table) > 1:
+        vary = getattr(result.config, "vary", "init")
+        why = (
+            "seeds are not paired: under vary='init' seed s of two schemes shares nothing"
+            if vary == "init"
+            else f"seeds are paired: under vary={vary!r} seed s fixes the data order of every scheme"
+        )
+        print(
+            f"\nversus the best ({why}; worse = outside the 95% confidence set for the best, Bonferroni over "
+            f"{len(table) - 1} one-sided tests; mdd = smallest gap detectable with 80% power at these seeds, and "
+            "seeds_for_1pt = seeds per scheme to detect 1 point, both by that test)"
+        )
+        print(versus_best_table(table))
+    det = table.loc[table["deterministic"], "scheme"].tolist()
+    if det:
+        print(
+            f"\ndeterministic ({', '.join(map(str, det))}): every seed gave the same model (same param_sha256), "
+            "so there is one result, not a tight interval; its value depends on the rounding path (device, layout)"
+        )
 
 
 def _resume_command(args, out) -> str:
@@ -363,6 +535,17 @@ def _resume_command(args, out) -> str:
     argv += ["--out", str(out)]
     if args.checkpoint_every is not None:
         argv += ["--checkpoint-every", args.checkpoint_every]
+    for flag in (
+        "coordinator",
+        "num_processes",
+        "process_id",
+        "distributed_timeout",
+        "heartbeat_timeout",
+    ):
+        if getattr(args, flag, None) is not None:
+            argv += ["--" + flag.replace("_", "-"), getattr(args, flag)]
+    if getattr(args, "distributed", "auto") != "auto":
+        argv += ["--distributed", args.distributed]
     if args.no_progress:
         argv.append("--no-progress")
     if getattr(args, "save_params", False):
@@ -380,8 +563,14 @@ def _run_check_determinism(config) -> int:
     print(f"determinism check: {n} models ({models}), {r.epochs} epoch(s), trained twice")
     verdict = "yes" if r.bitwise_identical else "NO"
     print(f"  final params bitwise identical: {verdict} (param_sha256 equal for {same}/{n})")
+    same_layout = sum(a == b for a, b in zip(r.sha256_first, r.sha256_layout, strict=True))
+    verdict = "yes" if r.layout_identical else "NO"
+    print(
+        f"  same models in another layout bitwise identical: {verdict} (param_sha256 equal for "
+        f"{same_layout}/{n}; {r.layouts[0]} vs {r.layouts[1]})"
+    )
     print(f"  max |vmapped sweep - trained alone| over final params: {r.max_abs_diff_alone:.3g}")
-    return 0 if r.bitwise_identical else 1
+    return 0 if r.bitwise_identical and r.layout_identical else 1
 
 
 def _run_sweep(args) -> int:
@@ -390,6 +579,7 @@ def _run_sweep(args) -> int:
 
     config = _sweep_config(args)
     checkpoint_every = _checkpoint_every(args.checkpoint_every)
+    _join_distributed(args)
     if args.check_determinism:
         return _run_check_determinism(config)
     out = args.out
@@ -441,8 +631,9 @@ def _add_report(sub) -> None:
         nargs=2,
         metavar=("A", "B"),
         default=None,
-        help="compare two schemes: difference of mean accuracy (A - B) with 95%% CI, "
-        "t-test p-value and P(A > B) over seeds (paired when they share seeds)",
+        help="compare two schemes: difference of mean accuracy (A - B) with 95%% CI, t-test and rank-test "
+        "p-values, P(A > B) with its interval, the detectable difference (paired by seed only under "
+        "vary=data/both)",
     )
     p.set_defaults(func=_run_report)
 
@@ -458,7 +649,7 @@ def _run_report(args) -> int:
             metrics.scheme_accuracies(result.models, name)
     _print_summary(result)
     if getattr(args, "compare", None):
-        _print_comparison(result.models, *args.compare)
+        _print_comparison(result.models, *args.compare, vary=result.config.vary)
     for path in plots.save_all(result, args.run):
         print(f"wrote {path}")
     return 0
@@ -467,24 +658,36 @@ def _run_report(args) -> int:
 _SUBCOMMANDS.append(_add_report)
 
 
-def _print_comparison(models, a: str, b: str) -> None:
+def _print_comparison(models, a: str, b: str, vary: str = "init") -> None:
     from jinit import metrics
 
-    r = metrics.compare_schemes(models, a, b)
-    test = "paired t-test" if r.paired else "Welch's t-test"
-    print(f"\n{a} vs {b} (final accuracy, {r.n_a} vs {r.n_b} non-diverged seeds, {test}):")
+    r = metrics.compare_schemes(models, a, b, vary=vary)
+    why = "paired by seed" if r.paired else "unpaired: seed s of A and of B share nothing"
+    print(
+        f"\n{a} vs {b} (final accuracy, {r.n_a} vs {r.n_b} non-diverged seeds, vary={vary!r}, {why}):"
+    )
     print(
         f"  difference of means (A - B): {100 * r.diff:+.2f} points, "
         f"95% CI [{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]"
     )
-    verdict = "significant" if r.p_value < 0.05 else "not significant"
-    pairs = "seed pairs" if r.paired else "all pairs of seeds"
-    print(
-        f"  p-value: {r.p_value:.3g} ({verdict} at 5%)    P(A > B) over {pairs}: {r.p_a_gt_b:.2f}"
-    )
+    verdict = "significant" if r.p_value < 0.05 else "not distinguishable"
+    print(f"  {r.test}: p = {r.p_value:.3g} ({verdict} at 5%); {r.rank_test}: p = {r.p_rank:.3g}")
+    xa, xb = metrics.scheme_accuracies(models, a), metrics.scheme_accuracies(models, b)
     if r.paired:
-        welch = metrics.compare_schemes(models, a, b, paired=False)
-        print(f"  Welch's t-test (unpaired) p-value: {welch.p_value:.3g}")
+        common = xa.index.intersection(xb.index)
+        xa, xb = xa.loc[common], xb.loc[common]
+    poi = metrics.probability_of_improvement(xa.to_numpy(), xb.to_numpy(), paired=r.paired)
+    pairs = "matched seeds" if r.paired else "all pairs of seeds"
+    print(
+        f"  P(A > B) over {pairs}: {poi.mean:.2f}, 95% CI [{poi.low:.2f}, {poi.high:.2f}] "
+        "(stratified bootstrap)"
+    )
+    mdd = metrics.min_detectable_difference(xa, xb, paired=r.paired)
+    need = metrics.seeds_needed(xa, xb, 0.01, paired=r.paired)
+    print(
+        f"  smallest difference detectable with 80% power at these seeds: {100 * mdd:.2f} points; "
+        f"seeds per scheme to detect 1 point: {need:.0f}"
+    )
 
 
 def _add_propagate(sub) -> None:

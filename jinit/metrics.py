@@ -6,11 +6,22 @@ predictions, tidy learning curves), so it runs the same on a finished run folder
 Building blocks (each usable on its own):
 
 * :func:`mean_ci` -- mean and confidence interval over seeds (Student t, or percentile bootstrap);
+* :func:`iqm`, :func:`iqm_ci` -- interquartile mean with a stratified bootstrap interval (rliable's convention);
 * :func:`churn` -- mean pairwise disagreement between models' test predictions;
-* :func:`noise_floor` -- the accuracy standard deviation that independent per-example errors alone produce;
+* :func:`noise_floor` -- the accuracy standard deviation that independent per-example errors alone produce
+  (estimated without the plug-in bias);
+* :func:`failures` -- diverged, collapsed onto one class, or no better than always predicting the majority class;
 * :func:`steps_to_target` -- first evaluation step at which a curve reaches a target;
 * :func:`auc` -- (normalized) area under a curve, e.g. the training loss;
-* :func:`compare` -- difference of means between two schemes with CI, p-value and P(A > B);
+* :func:`compare` -- difference of means between two schemes with CI, p-value (Welch's t-test; the paired t-test
+  only when asked), rank-test p-value and P(A > B); :func:`paired_seeds` says when a sweep's seeds are paired
+  (``vary="data"``/``"both"``, never under the default ``vary="init"``), :func:`runs_share_seeds` when two sweeps'
+  seeds are (they differ only in hyperparameters);
+* :func:`probability_of_improvement` -- P(A > B) with a stratified bootstrap interval;
+* :func:`best_set` -- the schemes not distinguishable from the best: a confidence set that accounts for picking the
+  best from the same data and for the number of comparisons;
+* :func:`min_detectable_difference`, :func:`seeds_needed` -- what a comparison could detect at 80% power, and
+  the seeds needed to detect a given difference;
 * :func:`param_sha256` -- a bit-exact fingerprint of a parameter tree;
 * :func:`summarize` -- one row per scheme with all of the above (``summary.csv``); its columns are
   documented in :data:`SUMMARY_COLUMNS`.
@@ -21,20 +32,23 @@ Example:
     >>> metrics.churn(np.array([[0, 1, 2, 3], [0, 1, 2, 0]]))
     0.25
     >>> r = metrics.compare([0.97, 0.96, 0.98], [0.91, 0.90, 0.92])
-    >>> round(r.diff, 2), r.p_a_gt_b
-    (0.06, 1.0)
+    >>> round(r.diff, 2), r.p_a_gt_b, r.test
+    (0.06, 1.0, "Welch's t-test")
 
 References:
     Jiang, Nagarajan, Baek, Kolter. Assessing generalization of SGD via disagreement. ICLR 2022.
     Jordan. On the variance of neural network training with respect to test sets and distributions.
     ICLR 2024.
     Bouthillier et al. Accounting for variance in machine learning benchmarks. MLSys 2021.
+    Agarwal, Schwarzer, Castro, Courville, Bellemare. Deep reinforcement learning at the edge of the statistical
+    precipice. NeurIPS 2021.
+    Hsu. Multiple comparisons: theory and methods. Chapman & Hall, 1996.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -50,12 +64,24 @@ __all__ = [
     "churn",
     "compare",
     "compare_schemes",
+    "compare_runs",
+    "HYPERPARAMETER_FIELDS",
+    "runs_share_seeds",
     "scheme_accuracies",
     "mean_ci",
     "noise_floor",
     "param_sha256",
     "steps_to_target",
     "summarize",
+    "FAILURE_COLUMNS",
+    "best_set",
+    "failures",
+    "iqm",
+    "iqm_ci",
+    "min_detectable_difference",
+    "paired_seeds",
+    "probability_of_improvement",
+    "seeds_needed",
 ]
 
 _CI_METHODS = ("t", "bootstrap")
@@ -64,16 +90,29 @@ _CI_METHODS = ("t", "bootstrap")
 SUMMARY_COLUMNS: dict[str, str] = {
     "scheme": "initialization scheme name",
     "n": "number of models (seeds) of the scheme, diverged ones included",
+    "deterministic": "True when every non-diverged seed of the scheme ended with bit-identical parameters "
+    "(param_sha256): the seed does not reach the model (e.g. zeros / ones / identity under vary='init'), so "
+    "there is one model, not n; its accuracy still depends on the rounding path (device, layout), and the "
+    "confidence-interval columns are NaN instead of a false zero-width interval",
     "acc_mean": "mean final test accuracy (fraction in [0, 1]) over the non-diverged models",
     "acc_std": "sample standard deviation (ddof=1) of the final test accuracy (NaN when fewer than 2)",
     "acc_median": "median final test accuracy",
     "acc_ci95_low": "lower end of the 95% confidence interval of acc_mean: Student t by default, percentile "
-    "bootstrap with ci_method='bootstrap' (NaN when n < 2)",
-    "acc_ci95_high": "upper end of that 95% confidence interval of acc_mean (NaN when n < 2)",
+    "bootstrap with ci_method='bootstrap' (NaN when n < 2 or deterministic)",
+    "acc_ci95_high": "upper end of that 95% confidence interval of acc_mean (NaN when n < 2 or deterministic)",
+    "acc_iqm": "interquartile mean of the final test accuracy (mean of the middle 50% of seeds; Agarwal et al. "
+    "2021)",
+    "acc_iqm_ci95_low": "lower end of the 95% percentile-bootstrap interval of acc_iqm (NaN when n < 2 or "
+    "deterministic)",
+    "acc_iqm_ci95_high": "upper end of that interval",
     "acc_min": "lowest final test accuracy",
     "acc_max": "highest final test accuracy",
     "diverged_count": "number of models whose training diverged (non-finite loss); excluded from acc_*",
-    "failure_rate": "fraction of the n models that diverged or ended within 1 point of chance (1/classes)",
+    "collapsed_count": "number of non-diverged models that predict one class for every test example",
+    "not_above_majority_count": "number of non-diverged models whose accuracy is not significantly above "
+    "always predicting the majority test class (one-sided binomial test, p >= 0.01)",
+    "failure_rate": "fraction of the n models that failed: diverged, collapsed onto one class, or not above "
+    "the majority class (see metrics.failures)",
     "steps_to_target_median": "median optimizer step at which test accuracy first reached "
     "target_accuracy, over the models that reached it (NaN if none or no target)",
     "steps_to_target_iqr": "interquartile range of those steps",
@@ -85,13 +124,29 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "non-diverged models predict different classes",
     "churn_error_ratio": "churn / mean test error; about 1 when seeds differ only in randomness "
     "(generalization disagreement equality, Jiang et al. 2022)",
-    "noise_floor": "std of accuracy that independent per-example errors alone would give: "
-    "sqrt(sum_i p_i (1 - p_i)) / n_test, p_i = fraction of models right on example i (Jordan 2024)",
+    "noise_floor": "std of accuracy that independent per-example errors alone would give, estimated without "
+    "bias: sqrt(m / (m - 1) * sum_i q_i (1 - q_i)) / n_test, q_i = fraction of the m models right on example i "
+    "(Jordan 2024); NaN for fewer than 2 models",
     "noise_floor_ratio": "acc_std / noise_floor; near 1 means seed variance is test-set sampling noise",
-    "p_vs_best": "p-value of the test of this scheme's accuracy against the best scheme's "
-    "(paired t-test when both share the same seeds, else Welch's t-test; NaN for the best)",
-    "tied_with_best": "True when the difference to the best scheme is not significant (p >= 0.05, or "
-    "too few models to test); the best scheme is tied with itself",
+    "test_vs_best": "the test of this scheme against the best (highest acc_mean) scheme: Welch's t-test when "
+    "seeds are not paired (vary='init'), the paired t-test on the seeds both have when they are "
+    "(vary='data'/'both'); empty for the best and where no test is possible",
+    "p_vs_best": "two-sided p-value of that test, not adjusted for picking the best or for multiplicity "
+    "(use in_best_set for the verdict); NaN for the best",
+    "p_rank_vs_best": "two-sided p-value of the rank test against the best: Mann-Whitney U (unpaired) or "
+    "Wilcoxon signed-rank (paired)",
+    "poi_vs_best": "probability of improvement P(this scheme's run > the best scheme's run), ties counting "
+    "one half, over all pairs of seeds (unpaired) or matched seeds (paired); Agarwal et al. 2021",
+    "poi_ci95_low": "lower end of its 95% stratified-bootstrap interval (2,000 resamples)",
+    "poi_ci95_high": "upper end of that interval",
+    "p_best_set": "Bonferroni-adjusted p-value that some other scheme is better (metrics.best_set)",
+    "in_best_set": "True when the scheme is not distinguishable from the best at this number of seeds: it is "
+    "in the 95% confidence set for the best scheme, which accounts for the best being picked from the same "
+    "data and for the k - 1 comparisons (not a tie: see mdd_vs_best)",
+    "mdd_vs_best": "minimum detectable difference: the smallest accuracy gap below the best that the test "
+    "behind in_best_set would detect with 80% power, given the two schemes' observed spreads and seeds",
+    "seeds_to_detect": "seeds per scheme at which that test would detect a gap of detect_difference (default "
+    "1 point) to the best with 80% power, given the observed spreads (NaN when there is no spread)",
 }
 
 
@@ -116,6 +171,10 @@ class Comparison(NamedTuple):
       paired: whether the seeds were paired.
       n_a: number of A values used.
       n_b: number of B values used.
+      test: the test behind ``p_value`` and the interval: ``"Welch's t-test"`` or ``"paired t-test"``.
+      p_rank: two-sided p-value of the rank test (Mann-Whitney U unpaired, Wilcoxon signed-rank paired), which
+        does not assume normal accuracies (NaN when it cannot be computed).
+      rank_test: the name of that rank test.
     """
 
     diff: float
@@ -126,6 +185,9 @@ class Comparison(NamedTuple):
     paired: bool
     n_a: int
     n_b: int
+    test: str = ""
+    p_rank: float = float("nan")
+    rank_test: str = ""
 
 
 def _as_1d(x: Any, name: str) -> np.ndarray:
@@ -227,30 +289,34 @@ def churn(predictions: np.ndarray) -> float:
 
 
 def noise_floor(correct: np.ndarray) -> float:
-    """Test-set noise floor of accuracy (Jordan 2024).
+    """Test-set noise floor of accuracy (Jordan 2024), estimated without bias.
 
-    If every test example ``i`` were answered correctly independently with probability ``p_i`` (the fraction of
-    models that get it right), the accuracy over ``n`` examples would have standard deviation
-    ``sqrt(sum_i p_i (1 - p_i)) / n``. An observed seed-to-seed std near this value means the variance is
-    (mostly) finite-test-set noise, not a difference in what the models learned.
+    If every test example ``i`` were answered correctly independently with probability ``p_i``, the accuracy over
+    ``n`` examples would have standard deviation ``sqrt(sum_i p_i (1 - p_i)) / n``. ``p_i`` is estimated by the
+    fraction ``q_i`` of the ``m`` models that get example ``i`` right; as ``E[q_i (1 - q_i)] = p_i (1 - p_i) (m - 1)
+    / m``, the plug-in estimate is low by a factor ``sqrt((m - 1) / m)`` (-10.6% at 5 models), so the sum is
+    multiplied by ``m / (m - 1)`` (the unbiased variance of each example's Bernoulli outcome). An observed
+    seed-to-seed std near this value means the variance is (mostly) finite-test-set noise, not a difference in
+    what the models learned.
 
     Args:
       correct: boolean (or 0/1) matrix ``[models, examples]``: whether each model is right on each example.
 
     Returns:
-      The noise floor (a standard deviation of accuracy as a fraction); NaN for an empty input.
+      The noise floor (a standard deviation of accuracy as a fraction); NaN for fewer than 2 models or no example.
 
     Example:
-      >>> noise_floor(np.array([[1, 1, 0, 0], [1, 0, 1, 0]]))  # p = 1, .5, .5, 0
-      0.1767766952966369
+      >>> noise_floor(np.array([[1, 1, 0, 0], [1, 0, 1, 0]]))  # q = 1, .5, .5, 0; m / (m - 1) = 2
+      0.25
     """
     c = np.asarray(correct, dtype=np.float64)
     if c.ndim != 2:
         raise ValueError(f"correct must have shape [models, examples], got {c.shape}")
-    if c.size == 0:
+    m, n = c.shape
+    if m < 2 or n == 0:
         return float("nan")
-    p = c.mean(axis=0)
-    return float(np.sqrt(np.sum(p * (1.0 - p))) / c.shape[1])
+    q = c.mean(axis=0)
+    return float(np.sqrt(np.sum(q * (1.0 - q)) * m / (m - 1)) / n)
 
 
 def steps_to_target(acc_curve: np.ndarray, steps: np.ndarray, target: float) -> float | np.ndarray:
@@ -335,20 +401,69 @@ def _seeded(x: Any, name: str) -> tuple[np.ndarray, pd.Index | None]:
     return a[~np.isnan(a)], None
 
 
-def compare(a: Any, b: Any, *, paired: bool | None = None, level: float = 0.95) -> Comparison:
+WELCH = "Welch's t-test"
+PAIRED_T = "paired t-test"
+MANN_WHITNEY = "Mann-Whitney U"
+WILCOXON = "Wilcoxon signed-rank"
+
+
+def paired_seeds(vary: str) -> bool:
+    """Whether seed ``s`` of two schemes of one sweep shares randomness, so that comparisons may pair them.
+
+    Under ``vary="init"`` (the default) every model sees the same batches whatever its seed, and scheme A's seed
+    3 and scheme B's seed 3 have independent initial parameters: they share nothing that other seeds do not, so
+    the seeds are **not** paired (pairing them halves the degrees of freedom and makes verdicts depend on the
+    labels). Under ``vary="data"`` / ``"both"`` seed ``s`` fixes the data order (and dropout) of every scheme,
+    so the seeds are paired.
+
+    Args:
+      vary: the sweep's ``vary``: ``"init"``, ``"data"`` or ``"both"``.
+
+    Returns:
+      True for ``"data"`` and ``"both"``, False for ``"init"``.
+
+    Raises:
+      ValueError: for another value.
+    """
+    if vary not in ("init", "data", "both"):
+        raise ValueError(f"unknown vary {vary!r}; valid: init, data, both")
+    return vary != "init"
+
+
+def _rank_p(xa: np.ndarray, xb: np.ndarray, paired: bool) -> float:
+    """Two-sided p of Mann-Whitney U (unpaired) or Wilcoxon signed-rank (paired); NaN when undefined."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            if paired:
+                d = xa - xb
+                if not np.any(d != 0):
+                    return 1.0
+                return float(stats.wilcoxon(d).pvalue)
+            if np.all(np.concatenate([xa, xb]) == xa[0]):
+                return 1.0
+            return float(stats.mannwhitneyu(xa, xb, alternative="two-sided").pvalue)
+    except ValueError:
+        return float("nan")
+
+
+def compare(a: Any, b: Any, *, paired: bool = False, level: float = 0.95) -> Comparison:
     """Compares two schemes' per-seed results (e.g. final accuracies): A minus B.
 
-    Unpaired: Welch's t-test (unequal variances), the Welch-Satterthwaite t-interval of the difference of
-    means, and P(A > B) over all ``n_a x n_b`` pairs. Paired (both trained with the same seeds, so the same
-    data order under the default sweep): the paired t-test and t-interval of the per-seed differences, and
-    P(A > B) over matched seeds. When the standard error is exactly zero the p-value is 1 for equal means and
-    0 otherwise. NaN values (e.g. diverged runs) are dropped.
+    Unpaired (the default): Welch's t-test (unequal variances), the Welch-Satterthwaite t-interval of the
+    difference of means, the Mann-Whitney U test, and P(A > B) over all ``n_a x n_b`` pairs. Paired: the paired
+    t-test and t-interval of the per-seed differences, the Wilcoxon signed-rank test, and P(A > B) over matched
+    seeds. Pair only when seed ``s`` of A and of B really share randomness (see :func:`paired_seeds`): under the
+    sweep's default ``vary="init"`` they do not. When the standard error is exactly zero the p-value is 1 for
+    equal means and 0 otherwise. NaN values (e.g. diverged runs) are dropped. ``Comparison.test`` names the test.
 
     Args:
       a: values of scheme A: a 1-D array, or a ``pd.Series`` indexed by seed.
       b: values of scheme B, likewise.
-      paired: ``None`` pairs automatically when ``a`` and ``b`` are both Series indexed by the same set of
-        seeds; ``True`` pairs by seed (Series) or by position (arrays of equal length); ``False`` never pairs.
+      paired: ``True`` pairs by seed (Series) or by position (arrays of equal length); ``False`` (default) never
+        pairs.
       level: confidence level of the interval.
 
     Returns:
@@ -359,18 +474,19 @@ def compare(a: Any, b: Any, *, paired: bool | None = None, level: float = 0.95) 
 
     References:
       Bouthillier et al. Accounting for variance in machine learning benchmarks. MLSys 2021.
+      Welch. The generalization of "Student's" problem when several different population variances are
+      involved. Biometrika 34 (1947).
 
     Example:
       >>> import pandas as pd
-      >>> r = compare(pd.Series([0.9, 0.8, 0.7]), pd.Series([0.8, 0.7, 0.7]))
-      >>> r.paired, round(r.diff, 3), r.p_a_gt_b
-      (True, 0.067, 0.8333333333333334)
+      >>> r = compare(pd.Series([0.9, 0.8, 0.7]), pd.Series([0.8, 0.7, 0.7]), paired=True)
+      >>> r.test, round(r.diff, 3), r.p_a_gt_b
+      ('paired t-test', 0.067, 0.8333333333333334)
     """
     level = _check_level(level)
     xa, ia = _seeded(a, "a")
     xb, ib = _seeded(b, "b")
-    if paired is None:
-        paired = ia is not None and ib is not None and set(ia) == set(ib)
+    paired = bool(paired)
     if paired:
         if ia is not None and ib is not None:
             if set(ia) != set(ib):
@@ -383,27 +499,36 @@ def compare(a: Any, b: Any, *, paired: bool | None = None, level: float = 0.95) 
             raise ValueError(f"paired comparison needs equal lengths, got {xa.size} and {xb.size}")
     na, nb = int(xa.size), int(xb.size)
     nan = float("nan")
+    test, rank_test = (PAIRED_T, WILCOXON) if paired else (WELCH, MANN_WHITNEY)
     if na == 0 or nb == 0:
-        return Comparison(nan, nan, nan, nan, nan, bool(paired), na, nb)
-    p_gt = _p_outperform(xa, xb, bool(paired))
+        return Comparison(nan, nan, nan, nan, nan, paired, na, nb, test, nan, rank_test)
+    p_gt = _p_outperform(xa, xb, paired)
+    p_rank = _rank_p(xa, xb, paired)
     if paired:
         d = xa - xb
         diff = float(d.mean())
         if na < 2:
-            return Comparison(diff, nan, nan, nan, p_gt, True, na, nb)
+            return Comparison(diff, nan, nan, nan, p_gt, True, na, nb, test, p_rank, rank_test)
         se = float(d.std(ddof=1) / np.sqrt(na))
         df = na - 1
     else:
         diff = float(xa.mean() - xb.mean())
         if na < 2 or nb < 2:
-            return Comparison(diff, nan, nan, nan, p_gt, False, na, nb)
-        va, vb = xa.var(ddof=1) / na, xb.var(ddof=1) / nb
-        se = float(np.sqrt(va + vb))
-        df = se**4 / (va**2 / (na - 1) + vb**2 / (nb - 1)) if se > 0 else na + nb - 2
+            return Comparison(diff, nan, nan, nan, p_gt, False, na, nb, test, p_rank, rank_test)
+        se, df = _welch_se_df(xa.var(ddof=1), xb.var(ddof=1), na, nb)
     # The same t statistic and two-sided p-value as scipy.stats.ttest_rel / ttest_ind(equal_var=False).
     p = float(2 * stats.t.sf(abs(diff) / se, df)) if se > 0 else float(diff == 0)
     half = float(stats.t.ppf(0.5 + level / 2, df) * se)
-    return Comparison(diff, diff - half, diff + half, p, p_gt, bool(paired), na, nb)
+    return Comparison(
+        diff, diff - half, diff + half, p, p_gt, paired, na, nb, test, p_rank, rank_test
+    )
+
+
+def _welch_se_df(var_a: float, var_b: float, na: float, nb: float) -> tuple[float, float]:
+    va, vb = var_a / na, var_b / nb
+    se = float(np.sqrt(va + vb))
+    df = se**4 / (va**2 / (na - 1) + vb**2 / (nb - 1)) if se > 0 else na + nb - 2
+    return se, float(df)
 
 
 def scheme_accuracies(models: pd.DataFrame, scheme: Any) -> pd.Series:
@@ -438,34 +563,600 @@ def scheme_accuracies(models: pd.DataFrame, scheme: Any) -> pd.Series:
 
 
 def compare_schemes(
-    models: pd.DataFrame, a: Any, b: Any, *, paired: bool | None = None, level: float = 0.95
+    models: pd.DataFrame,
+    a: Any,
+    b: Any,
+    *,
+    vary: str = "init",
+    paired: bool | None = None,
+    level: float = 0.95,
 ) -> Comparison:
     """:func:`compare` of two schemes of a run: final accuracy of ``a`` minus that of ``b``.
 
-    Diverged models are left out; the comparison is paired by seed when both schemes have the same
-    non-diverged seeds (``paired=None``), as under the sweep's default ``vary="init"`` every seed sees the same
-    data order whatever the scheme.
+    Diverged models are left out. Whether seeds are paired follows the sweep's ``vary`` (:func:`paired_seeds`):
+    under the default ``vary="init"`` seed ``s`` of two schemes shares nothing, so the comparison is unpaired
+    (Welch); under ``"data"`` / ``"both"`` it is paired by seed, over the seeds that did not diverge in either
+    scheme.
 
     Args:
       models: the run's one-row-per-model table (see :func:`scheme_accuracies`).
       a: name of scheme A.
       b: name of scheme B.
-      paired: see :func:`compare`.
+      vary: the sweep's ``vary`` (``result.config.vary``).
+      paired: overrides what ``vary`` implies (``None``: follow ``vary``).
       level: confidence level.
 
     Returns:
-      A :class:`Comparison`.
+      A :class:`Comparison` (its ``test`` names the test used).
 
     Example:
       >>> import pandas as pd
       >>> m = pd.DataFrame({"scheme": ["he"] * 3 + ["zeros"] * 3, "seed": [0, 1, 2] * 2,
       ...                   "final_accuracy": [.97, .96, .97, .11, .11, .11], "diverged": [False] * 6})
       >>> r = compare_schemes(m, "he", "zeros")
-      >>> r.paired, round(r.diff, 3), r.p_a_gt_b
-      (True, 0.857, 1.0)
+      >>> r.test, round(r.diff, 3), r.p_a_gt_b
+      ("Welch's t-test", 0.857, 1.0)
     """
-    return compare(
-        scheme_accuracies(models, a), scheme_accuracies(models, b), paired=paired, level=level
+    pair = paired_seeds(vary) if paired is None else bool(paired)
+    xa, xb = scheme_accuracies(models, a), scheme_accuracies(models, b)
+    if pair:
+        xa, xb = _common_seeds(xa, xb)
+    return compare(xa, xb, paired=pair, level=level)
+
+
+#: ``SweepConfig`` fields that two sweeps may differ in while seed ``s`` of a scheme keeps the same random streams
+#: (init key, data order, dropout key) in both: the hyperparameters of training and evaluation. The keys depend
+#: only on the root seed, the scheme's label and the seed number; the batches also on the data and batch size.
+HYPERPARAMETER_FIELDS = (
+    "learning_rate",
+    "optimizer",
+    "activation",
+    "epochs",
+    "eval_every",
+    "target_accuracy",
+    "test_size",
+    "eval_batch_size",
+    "max_models_per_chunk",
+    "max_memory",
+    "schemes",
+    "seeds",
+    "data_dir",
+)
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    import dataclasses
+
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        d = dataclasses.asdict(config)
+    elif isinstance(config, dict):
+        d = dict(config)
+    else:
+        raise TypeError(f"expected a SweepConfig or its dict, got {type(config).__name__}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}  # JSON lists = tuples
+
+
+def runs_share_seeds(config_a: Any, config_b: Any) -> bool:
+    """Whether seed ``s`` shares its randomness between two sweeps: they differ only in hyperparameters
+    (:data:`HYPERPARAMETER_FIELDS`: learning rate, optimizer, activation, epochs, ...), so a scheme's seed ``s``
+    has the same initial-parameter key and sees the same batches in the same order in both. Then comparing a
+    scheme across the two sweeps (e.g. the same scheme at two learning rates) is paired by seed.
+
+    Args:
+      config_a: a ``SweepConfig`` (or its ``to_dict()``).
+      config_b: likewise.
+
+    Returns:
+      True when every other field (root seed, vary, dataset, train size, model and widths, bias init, batch
+      size, ...) is equal.
+    """
+    a, b = _config_dict(config_a), _config_dict(config_b)
+    keys = (set(a) | set(b)) - set(HYPERPARAMETER_FIELDS)
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def compare_runs(
+    run_a: Any, run_b: Any, scheme: Any, scheme_b: Any = None, *, level: float = 0.95
+) -> Comparison:
+    """Final accuracy of ``scheme`` in sweep ``run_a`` minus that of ``scheme_b`` (default: the same scheme) in
+    ``run_b``, paired by seed exactly when the seeds share randomness: the sweeps differ only in hyperparameters
+    (:func:`runs_share_seeds`) and either the scheme is the same (same init key) or the seed fixes the data order
+    (``vary="data"``/``"both"``). Otherwise Welch's test.
+
+    Args:
+      run_a: a sweep result (anything with ``.config`` and ``.models``, e.g. :class:`jinit.results.SweepResult`).
+      run_b: likewise.
+      scheme: the scheme in ``run_a``.
+      scheme_b: the scheme in ``run_b`` (default ``scheme``).
+      level: confidence level.
+
+    Returns:
+      A :class:`Comparison` (``test`` names the test).
+    """
+    scheme_b = scheme if scheme_b is None else scheme_b
+    vary = _config_dict(run_a.config).get("vary", "init")
+    pair = runs_share_seeds(run_a.config, run_b.config) and (
+        scheme_b == scheme or paired_seeds(vary)
+    )
+    xa = scheme_accuracies(run_a.models, scheme)
+    xb = scheme_accuracies(run_b.models, scheme_b)
+    if pair:
+        xa, xb = _common_seeds(xa, xb)
+    return compare(xa, xb, paired=pair, level=level)
+
+
+def _common_seeds(a: pd.Series, b: pd.Series) -> tuple[pd.Series, pd.Series]:
+    common = [s for s in a.index if s in set(b.index)]
+    return a.loc[common], b.loc[common]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Power: the smallest detectable difference and the seeds needed.
+
+
+def _t_power(delta: float, se: float, df: float, alpha: float, two_sided: bool) -> float:
+    """Power of a t-test with standard error ``se`` and ``df`` degrees of freedom against a true difference
+    ``delta`` (noncentral t)."""
+    nc = abs(delta) / se
+    c = stats.t.ppf(1 - alpha / 2, df) if two_sided else stats.t.ppf(1 - alpha, df)
+    upper = _nct_sf(c, df, nc)
+    if not two_sided:
+        return upper
+    lower = float(stats.nct.cdf(-c, df, nc))  # the wrong-sign rejections: tiny once nc > 0 is large
+    return upper + (lower if np.isfinite(lower) else 0.0)
+
+
+def _nct_sf(c: float, df: float, nc: float) -> float:
+    """P(T > c) for a noncentral t; scipy's value, else (where it returns NaN: small df, large nc) the integral
+    E_V[Phi(nc - c sqrt(V / df))] over V ~ chi2(df)."""
+    v = float(stats.nct.sf(c, df, nc))
+    if np.isfinite(v):
+        return v
+    from scipy import integrate
+
+    f = lambda x: stats.norm.cdf(nc - c * np.sqrt(x / df)) * stats.chi2.pdf(x, df)  # noqa: E731
+    return float(integrate.quad(f, 0, np.inf, limit=200)[0])
+
+
+def _se_df(
+    a: np.ndarray, b: np.ndarray, paired: bool, n: float | None = None
+) -> tuple[float, float]:
+    """Standard error and degrees of freedom of the difference of means, from the observed spreads, with the
+    observed sizes or ``n`` seeds per scheme."""
+    if paired:
+        sd = float(np.std(a - b, ddof=1))
+        m = a.size if n is None else n
+        return sd / np.sqrt(m), float(m - 1)
+    na, nb = (a.size, b.size) if n is None else (n, n)
+    return _welch_se_df(float(np.var(a, ddof=1)), float(np.var(b, ddof=1)), na, nb)
+
+
+def _power_inputs(a: Any, b: Any, paired: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    if paired:
+        if isinstance(a, pd.Series) and isinstance(b, pd.Series):
+            a, b = _common_seeds(a.dropna(), b.dropna())
+        xa, xb = _as_1d(a, "a"), _as_1d(b, "b")
+        if xa.shape != xb.shape:
+            raise ValueError(f"paired needs equal lengths, got {xa.size} and {xb.size}")
+        ok = ~(np.isnan(xa) | np.isnan(xb))
+        xa, xb = xa[ok], xb[ok]
+    else:
+        xa, xb = _as_1d(a, "a"), _as_1d(b, "b")
+        xa, xb = xa[~np.isnan(xa)], xb[~np.isnan(xb)]
+    if xa.size < 2 or xb.size < 2:
+        return None
+    return xa, xb
+
+
+def _check_power_args(alpha: float, power: float) -> None:
+    if not 0.0 < float(alpha) < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not float(alpha) < float(power) < 1.0:
+        raise ValueError(f"power must be in (alpha, 1), got {power}")
+
+
+def min_detectable_difference(
+    a: Any,
+    b: Any,
+    *,
+    paired: bool = False,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    two_sided: bool = True,
+) -> float:
+    """The smallest true difference of means that the t-test of :func:`compare` would detect with probability
+    ``power``, given the spreads and numbers of seeds observed in ``a`` and ``b``.
+
+    Power is computed exactly for the t statistic (noncentral t with the Welch-Satterthwaite, or paired, degrees of
+    freedom), taking the observed standard deviations as the true ones. It is what the comparison could have
+    resolved: a difference smaller than this may well be real and missed, so "not significant" is not "equal".
+
+    Args:
+      a: one value per seed of scheme A (array, or Series indexed by seed when ``paired``).
+      b: likewise for scheme B.
+      paired: the paired t-test (spread of the per-seed differences) instead of Welch's.
+      alpha: the test's level.
+      power: the probability of detecting the difference.
+      two_sided: two-sided test (else one-sided at ``alpha``).
+
+    Returns:
+      The difference, in the units of ``a`` (NaN with fewer than 2 values per group, 0.0 when neither varies).
+
+    References:
+      Cohen. Statistical power analysis for the behavioral sciences. 2nd ed., 1988.
+    """
+    _check_power_args(alpha, power)
+    xs = _power_inputs(a, b, paired)
+    if xs is None:
+        return float("nan")
+    se, df = _se_df(*xs, paired)
+    return _solve_mdd(se, df, alpha, power, two_sided)
+
+
+def _solve_mdd(se: float, df: float, alpha: float, power: float, two_sided: bool) -> float:
+    from scipy.optimize import brentq
+
+    if not np.isfinite(se) or not np.isfinite(df) or df <= 0:
+        return float("nan")
+    if se == 0:
+        return 0.0
+    hi = 4.0 * se
+    while _t_power(hi, se, df, alpha, two_sided) < power:
+        hi *= 2.0
+        if hi > 1e6 * se:
+            return float("inf")
+    return float(
+        brentq(lambda d: _t_power(d, se, df, alpha, two_sided) - power, 0.0, hi, xtol=se * 1e-9)
+    )
+
+
+def seeds_needed(
+    a: Any,
+    b: Any,
+    difference: float,
+    *,
+    paired: bool = False,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    two_sided: bool = True,
+    max_seeds: int = 100_000,
+) -> float:
+    """The number of seeds per scheme at which the t-test of :func:`compare` detects a true difference of means
+    ``difference`` with probability ``power``, taking the spreads observed in ``a`` and ``b`` as the true ones.
+
+    Args:
+      a: one value per seed of scheme A (at least 2).
+      b: likewise for scheme B.
+      difference: the true difference to detect (same units as ``a``; its sign is ignored).
+      paired: the paired t-test (spread of the per-seed differences) instead of Welch's.
+      alpha: the test's level.
+      power: the probability of detecting the difference.
+      two_sided: two-sided test (else one-sided at ``alpha``).
+      max_seeds: search limit; ``inf`` is returned beyond it.
+
+    Returns:
+      The smallest number of seeds per scheme (a whole number, at least 2), ``inf`` beyond ``max_seeds``, NaN when
+      it cannot be computed (fewer than 2 values per group, or no spread at all).
+
+    Example:
+      >>> seeds_needed([0.0, 1.0, 2.0], [1.0, 2.0, 3.0], 1.0)  # sd 1 in both, a 1-sd difference
+      17.0
+    """
+    _check_power_args(alpha, power)
+    diff = abs(float(difference))
+    if not diff > 0:
+        raise ValueError(f"difference must be non-zero, got {difference}")
+    xs = _power_inputs(a, b, paired)
+    if xs is None:
+        return float("nan")
+    if _se_df(*xs, paired, n=2)[0] == 0:
+        return float("nan")
+
+    def ok(n: int) -> bool:
+        se, df = _se_df(*xs, paired, n=n)
+        return _t_power(diff, se, df, alpha, two_sided) >= power
+
+    lo, hi = 1, 2
+    while not ok(hi):
+        lo, hi = hi, hi * 2
+        if hi > max_seeds:
+            return float("inf") if not ok(max_seeds) else float(_bisect(ok, lo, max_seeds))
+    return float(_bisect(ok, lo, hi))
+
+
+def _bisect(ok: Callable[[int], bool], lo: int, hi: int) -> int:
+    """Smallest n in (lo, hi] with ok(n), given ok(hi) and not ok(lo) (or lo == 1)."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return max(hi, 2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Which schemes could be the best.
+
+
+def best_set(groups: dict[Any, Any], *, paired: bool = False, alpha: float = 0.05) -> pd.DataFrame:
+    """The schemes that cannot be told apart from the best: a ``1 - alpha`` confidence set for the best mean.
+
+    Scheme ``i`` is left out of the set when some other scheme ``j`` is significantly better:
+    the one-sided t-test of :func:`compare` (Welch, or paired when ``paired``) of ``mean_j > mean_i`` has
+    ``p < alpha / (k - 1)`` for ``k`` schemes (Bonferroni). The true best is left out only if a test of a true
+    null hypothesis rejects; there are ``k - 1`` such tests, so the set contains the truly best scheme with
+    probability at least ``1 - alpha`` however the observed best was picked. This is the selection-proof
+    version of "compare every scheme with the winner": testing each scheme against the observed best without
+    correction treats the winner as fixed, and calls a scheme "tied" whenever the test lacks power.
+
+    Pairs in which neither scheme varies over seeds (two deterministic schemes) are not tested. A scheme with
+    fewer than 2 values cannot be tested and stays in the set.
+
+    Args:
+      groups: ``{scheme: values over seeds}`` (arrays, or Series indexed by seed when ``paired``; with
+        ``paired`` a pair is compared on the seeds both have).
+      paired: pair seeds (only where seed numbers share randomness; see :func:`paired_seeds`).
+      alpha: 1 - the confidence level of the set.
+
+    Returns:
+      A DataFrame indexed by scheme (in the order given) with ``mean``, ``p_best_set`` (the Bonferroni-adjusted
+      p-value of the strongest evidence that another scheme is better: ``min(1, (k - 1) * min_j p_ji)``;
+      NaN when no test was possible) and ``in_best_set``.
+
+    References:
+      Gupta. On some multiple decision (selection and ranking) rules. Technometrics 7 (1965).
+      Hsu. Multiple comparisons: theory and methods. Chapman & Hall, 1996 (multiple comparisons with the best).
+    """
+    if not 0.0 < float(alpha) < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    names = list(groups)
+    k = len(names)
+    clean = {n: _seeded(groups[n], str(n)) for n in names}
+    values = {
+        n: (pd.Series(x, index=i) if (paired and i is not None) else x)
+        for n, (x, i) in clean.items()
+    }
+    means = {n: float(np.mean(clean[n][0])) if clean[n][0].size else float("nan") for n in names}
+    rows = []
+    for i in names:
+        best_p = float("nan")
+        for j in names:
+            if j == i:
+                continue
+            a, b = values[j], values[i]
+            if paired:
+                if isinstance(a, pd.Series) and isinstance(b, pd.Series):
+                    a, b = _common_seeds(a, b)
+                elif np.size(a) != np.size(b):
+                    raise ValueError(f"paired needs equal lengths: {j!r} and {i!r}")
+            xa, xb = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            if xa.size < 2 or xb.size < 2:
+                continue
+            if not paired and np.ptp(xa) == 0 and np.ptp(xb) == 0:
+                continue  # two deterministic schemes: one model each, nothing to test
+            if paired and np.ptp(xa - xb) == 0 and np.ptp(xa) == 0:
+                continue
+            if paired:
+                d = xa - xb
+                diff, se, df = float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)), d.size - 1
+            else:
+                diff = float(xa.mean() - xb.mean())
+                se, df = _welch_se_df(xa.var(ddof=1), xb.var(ddof=1), xa.size, xb.size)
+            # one-sided p of "j is better than i" (as compare's t-test; a zero standard error decides outright)
+            p_one = float(stats.t.sf(diff / se, df)) if se > 0 else float(diff <= 0)
+            best_p = p_one if np.isnan(best_p) else min(best_p, p_one)
+        p_adj = min(1.0, (k - 1) * best_p) if np.isfinite(best_p) else float("nan")
+        rows.append({"mean": means[i], "p_best_set": p_adj, "in_best_set": not (p_adj < alpha)})
+    return pd.DataFrame(rows, index=pd.Index(names, name="scheme"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# rliable conventions (Agarwal et al. 2021): interquartile mean, probability of improvement.
+
+
+def _scores_2d(x: Any, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[~np.isnan(a)][:, None]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be [runs] or [runs, tasks], got shape {a.shape}")
+    if np.isnan(a).any():
+        raise ValueError(f"{name} has NaN values; drop those runs first")
+    return a
+
+
+def iqm(scores: Any) -> float:
+    """Interquartile mean: the mean of the middle 50% of all scores (``scipy.stats.trim_mean(x, 0.25)``,
+    which cuts ``floor(n / 4)`` values from each end), robust to a few outlying seeds and more efficient than
+    the median.
+
+    Args:
+      scores: ``[runs]`` or ``[runs, tasks]`` (all values are pooled; NaNs dropped from a 1-D input).
+
+    Returns:
+      The IQM (NaN when empty).
+
+    References:
+      Agarwal, Schwarzer, Castro, Courville, Bellemare. Deep reinforcement learning at the edge of the
+      statistical precipice. NeurIPS 2021.
+
+    Example:
+      >>> iqm([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 100.0])  # mean of 3, 4, 5, 6
+      4.5
+    """
+    a = _scores_2d(scores, "scores")
+    if a.size == 0:
+        return float("nan")
+    return float(stats.trim_mean(a.ravel(), 0.25))
+
+
+def _boot_ci(point: float, boots: np.ndarray, level: float) -> CI:
+    low, high = np.quantile(boots, [0.5 - level / 2, 0.5 + level / 2])
+    return CI(point, float(low), float(high))
+
+
+def iqm_ci(scores: Any, level: float = 0.95, *, n_boot: int = 10_000, seed: int = 0) -> CI:
+    """The IQM with a stratified percentile-bootstrap confidence interval (rliable's convention).
+
+    Each resample draws, for every task (column), as many runs as it has, with replacement, from that task's
+    runs only; with one task this is the ordinary bootstrap over seeds.
+
+    Args:
+      scores: ``[runs]`` or ``[runs, tasks]``.
+      level: confidence level.
+      n_boot: bootstrap resamples.
+      seed: seed of ``numpy.random.default_rng`` (the result is deterministic given it).
+
+    Returns:
+      ``CI(iqm, low, high)``; the interval is NaN with fewer than 2 runs.
+
+    References:
+      Agarwal et al. Deep reinforcement learning at the edge of the statistical precipice. NeurIPS 2021.
+    """
+    level = _check_level(level)
+    a = _scores_2d(scores, "scores")
+    point = iqm(a)
+    runs, tasks = a.shape
+    if runs < 2:
+        return CI(point, float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, runs, size=(int(n_boot), runs, tasks))
+    resampled = np.take_along_axis(a[None, :, :], idx, axis=1).reshape(int(n_boot), -1)
+    return _boot_ci(point, stats.trim_mean(resampled, 0.25, axis=1), level)
+
+
+def _poi(x: np.ndarray, y: np.ndarray, paired: bool) -> np.ndarray:
+    """P(X > Y) + P(X = Y) / 2 per task, for x ``[..., runs, tasks]`` and y likewise: over matched runs when
+    paired, else over all pairs, from midranks (the Mann-Whitney U statistic / (n_x n_y)) in O(n log n)."""
+    if paired:
+        return np.mean((x > y) + 0.5 * (x == y), axis=-2)
+    nx, ny = x.shape[-2], y.shape[-2]
+    ranks = stats.rankdata(np.concatenate([x, y], axis=-2), axis=-2)
+    u = ranks[..., :nx, :].sum(axis=-2) - nx * (nx + 1) / 2
+    return u / (nx * ny)
+
+
+def probability_of_improvement(
+    x: Any,
+    y: Any,
+    *,
+    paired: bool = False,
+    level: float = 0.95,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> CI:
+    """Probability that a run of X beats a run of Y, with a stratified bootstrap interval (rliable's convention).
+
+    Per task, ``P(X > Y) + P(X = Y) / 2`` over all pairs of runs (the Mann-Whitney U statistic divided by
+    ``n_x n_y``), or over matched runs when ``paired``; averaged over tasks. The interval resamples runs within
+    each task: X's and Y's independently when unpaired, the matched pairs together when paired.
+
+    Args:
+      x: ``[runs]`` or ``[runs, tasks]`` scores of X.
+      y: likewise for Y (same tasks; same runs when ``paired``).
+      paired: runs of X and Y with the same index share randomness (see :func:`paired_seeds`).
+      level: confidence level.
+      n_boot: bootstrap resamples.
+      seed: seed of ``numpy.random.default_rng``.
+
+    Returns:
+      ``CI(probability, low, high)``; NaN interval with fewer than 2 runs in X or Y.
+
+    References:
+      Agarwal et al. Deep reinforcement learning at the edge of the statistical precipice. NeurIPS 2021.
+
+    Example:
+      >>> probability_of_improvement([3.0, 1.0], [1.0, 2.0, 3.0]).mean  # (1 + 1 + .5 + .5 + 0 + 0) / 6
+      0.5
+    """
+    level = _check_level(level)
+    a, b = _scores_2d(x, "x"), _scores_2d(y, "y")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"x and y must have the same tasks, got {a.shape[1]} and {b.shape[1]}")
+    if paired and a.shape != b.shape:
+        raise ValueError(f"paired x and y must have the same shape, got {a.shape} and {b.shape}")
+    nan = float("nan")
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return CI(nan, nan, nan)
+    point = float(np.mean(_poi(a, b, paired)))
+    if a.shape[0] < 2 or b.shape[0] < 2:
+        return CI(point, nan, nan)
+    rng = np.random.default_rng(seed)
+    n_boot = int(n_boot)
+    boots = np.empty(n_boot)
+    step = max(1, 2_000_000 // ((a.shape[0] + b.shape[0]) * a.shape[1]))
+    for s in range(0, n_boot, step):
+        m = min(step, n_boot - s)
+        ia = rng.integers(0, a.shape[0], size=(m, a.shape[0], a.shape[1]))
+        ib = ia if paired else rng.integers(0, b.shape[0], size=(m, b.shape[0], b.shape[1]))
+        ra = np.take_along_axis(a[None], ia, axis=1)
+        rb = np.take_along_axis(b[None], ib, axis=1)
+        boots[s : s + m] = _poi(ra, rb, paired).mean(axis=-1)
+    return _boot_ci(point, boots, level)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Failed models.
+
+#: Columns of :func:`failures`.
+FAILURE_COLUMNS = ("diverged", "collapsed", "not_above_majority", "failed")
+
+
+def failures(
+    predictions: np.ndarray,
+    y_test: np.ndarray,
+    diverged: Any = None,
+    *,
+    level: float = 0.01,
+) -> pd.DataFrame:
+    """Which models failed: diverged, collapsed onto one class, or no better than always predicting the
+    majority class.
+
+    ``collapsed``: every test prediction is the same class (a dead or saturated network). ``not_above_majority``:
+    the accuracy is not significantly above the accuracy of always predicting the most frequent test label
+    (one-sided exact binomial test of ``accuracy > majority rate`` with ``p >= level``; so a model that is right
+    on 11.85% of 2,000 examples where the majority class is 11.7% counts, and so does a constant predictor on an
+    imbalanced task, at 62.7% accuracy). A fixed "chance + 1 point" threshold gets both wrong.
+
+    Args:
+      predictions: integer class predictions ``[models, n_test]``.
+      y_test: labels ``[n_test]``.
+      diverged: booleans ``[models]`` (None: no model diverged).
+      level: the binomial test's level.
+
+    Returns:
+      A DataFrame with one row per model and the boolean columns of :data:`FAILURE_COLUMNS` (``failed`` is any
+      of the other three).
+
+    Example:
+      >>> y = np.array([0, 0, 0, 1, 1, 0, 0, 0, 1, 0])  # majority class 0: 70%
+      >>> failures(np.zeros((1, 10), int), y)["failed"].tolist()
+      [True]
+    """
+    p = np.asarray(predictions)
+    y = np.asarray(y_test)
+    if p.ndim != 2 or y.shape != (p.shape[1],):
+        raise ValueError(
+            f"predictions must be [models, n_test] and y_test [n_test]; got {p.shape} and {y.shape}"
+        )
+    if not 0.0 < float(level) < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    m, n = p.shape
+    div = np.zeros(m, bool) if diverged is None else np.asarray(diverged, bool)
+    if div.shape != (m,):
+        raise ValueError(f"diverged must have shape [{m}], got {div.shape}")
+    if n == 0:
+        raise ValueError("y_test is empty")
+    collapsed = np.all(p == p[:, :1], axis=1)
+    majority = np.bincount(y - y.min()).max() / n
+    hits = (p == y[None, :]).sum(axis=1)
+    # P(X >= hits) for X ~ Binomial(n, majority): small when the model is clearly above the majority rate.
+    p_above = stats.binom.sf(hits - 1, n, majority)
+    not_above = p_above >= float(level)
+    failed = div | collapsed | not_above
+    return pd.DataFrame(
+        {"diverged": div, "collapsed": collapsed, "not_above_majority": not_above, "failed": failed}
     )
 
 
@@ -515,14 +1206,21 @@ def summarize(
     num_classes: int,
     target_accuracy: float | None = None,
     ci_method: str = "t",
+    paired: bool = False,
+    detect_difference: float = 0.01,
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
     """One row per scheme of accuracy, convergence, agreement and noise statistics (``summary.csv``).
 
     Diverged models are excluded from every accuracy, churn, noise-floor and loss statistic (so no NaN
-    means) and counted in ``diverged_count`` / ``failure_rate``. Schemes are ordered by ``acc_mean``
-    (descending; all-diverged schemes last), and ``tied_with_best`` marks those whose difference to the first
-    row is not significant at the 5% level (see :func:`compare`; paired by seed when both schemes have the same
-    non-diverged seeds).
+    means) and counted in ``diverged_count`` / ``failure_rate`` (with the collapsed models and those not above
+    the majority class; see :func:`failures`). Schemes are ordered by ``acc_mean`` (descending; all-diverged
+    schemes last). Each is compared with the first row (the best) by Welch's t-test, or the paired t-test when
+    ``paired`` (``test_vs_best`` says which), with the Mann-Whitney / Wilcoxon rank test and the probability of
+    improvement beside it; the verdict, ``in_best_set``, is the 95% confidence set for the best scheme
+    (:func:`best_set`), with the minimum detectable difference and the seeds needed to detect
+    ``detect_difference`` (:func:`min_detectable_difference`, :func:`seeds_needed`, at the set's one-sided
+    Bonferroni level ``alpha / (k - 1)``).
 
     Args:
       curves: tidy learning curves, one row per (scheme, seed, evaluation point) with columns
@@ -537,14 +1235,22 @@ def summarize(
       target_accuracy: accuracy (fraction) for the steps/epochs-to-target columns; NaN columns when ``None``.
       ci_method: how ``acc_ci95_low`` / ``acc_ci95_high`` are computed: ``"t"`` (Student-t interval, the
         default) or ``"bootstrap"`` (percentile bootstrap of the mean, deterministic; see :func:`mean_ci`).
+      paired: whether seed ``s`` of different schemes shares randomness (``paired_seeds(config.vary)``; False
+        under the default ``vary="init"``).
+      detect_difference: the accuracy gap (fraction) for the ``seeds_to_detect`` column.
+      alpha: level of the confidence set for the best (``1 - alpha`` coverage).
 
     Returns:
       A DataFrame with the columns of :data:`SUMMARY_COLUMNS`, in that order.
 
     Raises:
       ValueError: for missing columns, mismatched shapes or a bad ``num_classes`` / ``target_accuracy`` /
-        ``ci_method``.
+        ``ci_method`` / ``detect_difference`` / ``alpha``.
     """
+    if not 0.0 < float(alpha) < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not 0.0 < float(detect_difference) <= 1.0:
+        raise ValueError(f"detect_difference is an accuracy gap in (0, 1], got {detect_difference}")
     if ci_method not in _CI_METHODS:
         raise ValueError(f"unknown ci_method {ci_method!r}; valid: {', '.join(_CI_METHODS)}")
     need = {"scheme", "seed", "diverged"}
@@ -577,7 +1283,8 @@ def summarize(
     acc_col = _acc_column(models)
     acc_all = models[acc_col].to_numpy(np.float64) if acc_col else correct.mean(axis=1)
     diverged_all = models["diverged"].fillna(True).to_numpy(bool) | ~np.isfinite(acc_all)
-    chance = 1.0 / int(num_classes)
+    fail = failures(preds, y, diverged_all)
+    shas = models["param_sha256"].to_numpy() if "param_sha256" in models.columns else None
     nan = float("nan")
 
     rows = []
@@ -587,21 +1294,30 @@ def summarize(
         acc = acc_all[ok]
         seeds = models["seed"].to_numpy()[ok]
         per_scheme_acc[scheme] = pd.Series(acc, index=seeds)
+        deterministic = bool(ok.size >= 2 and shas is not None and len(set(shas[ok])) == 1)
         ci = mean_ci(acc, method=ci_method)
+        iq = iqm_ci(acc) if acc.size else CI(nan, nan, nan)
+        if deterministic:
+            ci, iq = CI(ci.mean, nan, nan), CI(iq.mean, nan, nan)
         n = len(idx)
-        failed = diverged_all[idx] | (acc_all[idx] <= chance + 0.01)
         row: dict[str, Any] = {
             "scheme": scheme,
             "n": n,
+            "deterministic": deterministic,
             "acc_mean": ci.mean,
             "acc_std": float(acc.std(ddof=1)) if acc.size > 1 else nan,
             "acc_median": float(np.median(acc)) if acc.size else nan,
             "acc_ci95_low": ci.low,
             "acc_ci95_high": ci.high,
+            "acc_iqm": iq.mean,
+            "acc_iqm_ci95_low": iq.low,
+            "acc_iqm_ci95_high": iq.high,
             "acc_min": float(acc.min()) if acc.size else nan,
             "acc_max": float(acc.max()) if acc.size else nan,
             "diverged_count": int(diverged_all[idx].sum()),
-            "failure_rate": float(failed.mean()),
+            "collapsed_count": int(fail["collapsed"].to_numpy()[ok].sum()),
+            "not_above_majority_count": int(fail["not_above_majority"].to_numpy()[ok].sum()),
+            "failure_rate": float(fail["failed"].to_numpy()[idx].mean()),
         }
         row.update(
             _convergence(
@@ -612,7 +1328,7 @@ def summarize(
         err = 1.0 - ci.mean
         row["churn"] = c
         row["churn_error_ratio"] = c / err if err > 0 else nan
-        nf = noise_floor(correct[ok]) if ok.size else nan
+        nf = noise_floor(correct[ok])
         row["noise_floor"] = nf
         row["noise_floor_ratio"] = row["acc_std"] / nf if nf > 0 else nan
         rows.append(row)
@@ -622,19 +1338,74 @@ def summarize(
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     out = out.sort_values("acc_mean", ascending=False, na_position="last", kind="stable")
     out = out.reset_index(drop=True)
-    best = out["scheme"].iloc[0]
-    pvals, tied = [], []
-    for scheme in out["scheme"]:
-        if scheme == best:
-            pvals.append(nan)
-            tied.append(True)
-            continue
-        p = compare(per_scheme_acc[best], per_scheme_acc[scheme]).p_value
-        pvals.append(p)
-        tied.append(bool(np.isnan(p) or p >= 0.05) and per_scheme_acc[scheme].size > 0)
-    out["p_vs_best"] = pvals
-    out["tied_with_best"] = tied
+    out = out.join(_versus_best(out, per_scheme_acc, paired, detect_difference, alpha))
     return out[list(SUMMARY_COLUMNS)]
+
+
+def _versus_best(
+    out: pd.DataFrame,
+    per_scheme_acc: dict[Any, pd.Series],
+    paired: bool,
+    detect_difference: float,
+    alpha: float,
+) -> pd.DataFrame:
+    """The comparison-with-the-best columns of :func:`summarize`, one row per row of ``out``."""
+    nan = float("nan")
+    best = out["scheme"].iloc[0]
+    det = dict(zip(out["scheme"], out["deterministic"], strict=True))
+    groups = {s: per_scheme_acc[s] for s in out["scheme"]}
+    bs = best_set(groups, paired=paired, alpha=alpha)
+    k = len(groups)
+    level_one_sided = alpha / (k - 1) if k > 1 else alpha
+    cols: dict[str, list[Any]] = {
+        c: []
+        for c in (
+            "test_vs_best",
+            "p_vs_best",
+            "p_rank_vs_best",
+            "poi_vs_best",
+            "poi_ci95_low",
+            "poi_ci95_high",
+            "mdd_vs_best",
+            "seeds_to_detect",
+        )
+    }
+    for scheme in out["scheme"]:
+        a, b = per_scheme_acc[scheme], per_scheme_acc[best]
+        if paired:
+            a, b = _common_seeds(a, b)
+        testable = (
+            scheme != best
+            and a.size >= 2
+            and b.size >= 2
+            and not (det[scheme] and det[best])
+            and not (paired and a.size < 2)
+        )
+        if not testable:
+            for c in cols:
+                cols[c].append("" if c == "test_vs_best" else nan)
+            if (
+                scheme != best and a.size and b.size
+            ):  # the probability of improvement needs no spread
+                poi = probability_of_improvement(a.to_numpy(), b.to_numpy(), paired=paired)
+                cols["poi_vs_best"][-1] = poi.mean
+            continue
+        r = compare(a, b, paired=paired)
+        # 2,000 resamples (as in Agarwal et al.'s figures): a summary of many schemes x many seeds stays fast
+        poi = probability_of_improvement(a.to_numpy(), b.to_numpy(), paired=paired, n_boot=2000)
+        cols["test_vs_best"].append(r.test)
+        cols["p_vs_best"].append(r.p_value)
+        cols["p_rank_vs_best"].append(r.p_rank)
+        cols["poi_vs_best"].append(poi.mean)
+        cols["poi_ci95_low"].append(poi.low)
+        cols["poi_ci95_high"].append(poi.high)
+        kw = dict(paired=paired, alpha=level_one_sided, power=0.8, two_sided=False)
+        cols["mdd_vs_best"].append(min_detectable_difference(b, a, **kw))
+        cols["seeds_to_detect"].append(seeds_needed(b, a, detect_difference, **kw))
+    res = pd.DataFrame(cols, index=out.index)
+    res["p_best_set"] = bs.loc[out["scheme"], "p_best_set"].to_numpy()
+    res["in_best_set"] = bs.loc[out["scheme"], "in_best_set"].to_numpy(bool)
+    return res
 
 
 def _convergence(

@@ -66,6 +66,7 @@ class _Entry(NamedTuple):
     variance: str
     applies_to: str
     listed: bool = True  # in names() / catalog(); unlisted entries are still accepted by get()
+    custom: bool = False  # added by register(): get() labels what the factory returns with the name
 
 
 _VS_PER_DIST = "per distribution="
@@ -380,7 +381,80 @@ def _build(name: str, args: list[Any], kwargs: Mapping[str, Any]) -> Initializer
         raise TypeError(
             f"{canonical}: {e}; hyperparameters: {_defaults_text(factory, True)}"
         ) from None
+    if _ENTRIES[canonical].custom:
+        from jinit.rules import registered
+
+        arguments = dict(signature.bind(*args, **kwargs).arguments)
+        return registered(canonical, arguments, factory(*args, **kwargs))
     return factory(*args, **kwargs)
+
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def register(
+    name: str,
+    factory: Callable[..., Any],
+    *,
+    overwrite: bool = False,
+    distribution: str = "custom",
+    variance: str = "-",
+    applies_to: str = "custom",
+) -> None:
+    """Adds a named scheme that :func:`get`, :func:`names`, :func:`catalog`, ``jinit schemes`` and the CLI's
+    ``--schemes`` know.
+
+    ``factory(**hyperparameters)`` returns an initializer (a jinit Initializer, a ``jax.nn.initializers``
+    callable or any function ``(key, shape, dtype) -> array``) or a :func:`jinit.rules` scheme. ``get(name)``
+    calls it (``get("name(scale=3.0)")`` with literal hyperparameters, checked against its signature) and labels
+    the result with the name (``"name(scale=3.0)"`` with arguments): that label keys a sweep's results.
+
+    Args:
+      name: a snake_case identifier, e.g. ``"my_init"``.
+      factory: the function building the scheme.
+      overwrite: replace a scheme already registered under ``name`` (or a catalogue scheme of that name).
+      distribution: the ``distribution`` column of :func:`catalog`.
+      variance: the ``variance`` column of :func:`catalog`.
+      applies_to: ``"custom"`` (default: not part of ``schemes="all"``), or ``"any"`` / ``"2d"`` / ``"conv"`` to
+        put the scheme into ``"all"`` for the models it serves.
+
+    Raises:
+      ValueError: ``name`` is not a snake_case identifier, or is taken (a scheme or an alias of one) and
+        ``overwrite`` is False; a bad ``applies_to``.
+      TypeError: ``factory`` is not callable.
+
+    Example:
+      >>> import jax, jinit
+      >>> jinit.register("jax_he", lambda: jax.nn.initializers.he_normal())
+      >>> jinit.get("jax_he")
+      jax_he
+    """
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name) or name.endswith("_"):
+        raise ValueError(
+            f"register: name must be a snake_case identifier such as 'my_init', got {name!r}"
+        )
+    if name in ("all", "lsuv", "rules", "scheme"):
+        raise ValueError(f"register: {name!r} is reserved; choose another name")
+    if not callable(factory):
+        raise TypeError(f"register: factory must be callable, got {factory!r}")
+    if applies_to not in ("custom", "any", "2d", "conv"):
+        raise ValueError(
+            f"register: unknown applies_to {applies_to!r}; valid: custom, any, 2d, conv"
+        )
+    taken = _LOOKUP.get(name)
+    if taken is not None and taken != name:
+        raise ValueError(
+            f"register: {name!r} is an alias of the scheme {taken!r}; choose another name"
+        )
+    if taken is not None and not overwrite:
+        raise ValueError(
+            f"register: a scheme named {name!r} exists already; pass overwrite=True to replace it"
+        )
+    if taken is not None:  # the old entry's aliases no longer name it
+        for spelling in [k for k, v in _LOOKUP.items() if v == name and k != name]:
+            del _LOOKUP[spelling]
+    _ENTRIES[name] = _Entry(factory, (), distribution, variance, applies_to, custom=True)
+    _LOOKUP[name] = name
 
 
 def get(spec: str | Mapping[str, Any] | Initializer, **overrides: Any) -> Initializer:
@@ -394,7 +468,9 @@ def get(spec: str | Mapping[str, Any] | Initializer, **overrides: Any) -> Initia
       **overrides: hyperparameters that replace those of the spec.
 
     Returns:
-      An Initializer. An Initializer spec without overrides is returned as is.
+      An Initializer. An Initializer spec without overrides is returned as is. A name added by
+      :func:`register` gives what its factory returns, labelled with the name (a
+      :class:`jinit.rules.Scheme` or :class:`jinit.rules.Rules`).
 
     Raises:
       ValueError: unknown name (the message names the closest valid ones) or bad value.

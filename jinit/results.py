@@ -160,6 +160,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def _jsonable(value: Any) -> Any:
+    if callable(getattr(value, "to_dict", None)) and not isinstance(value, type):
+        return value.to_dict()  # a SweepConfig: rules / custom schemes as their config()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _jsonable(dataclasses.asdict(value))
     if isinstance(value, dict):
@@ -241,12 +243,17 @@ class SweepResult:
     path: Path | None = None
     params: Any = None
 
-    def summary(self, *, ci_method: str = "t") -> pd.DataFrame:
+    def summary(self, *, ci_method: str = "t", detect_difference: float = 0.01) -> pd.DataFrame:
         """One row per scheme (:func:`jinit.metrics.summarize`), best mean accuracy first.
+
+        Schemes are compared with the best unpaired (Welch) under ``vary="init"``, where seed ``s`` of two schemes
+        shares nothing, and paired by seed under ``vary="data"`` / ``"both"`` (:func:`jinit.metrics.paired_seeds`);
+        the ``test_vs_best`` column says which.
 
         Args:
           ci_method: the 95% interval of the mean accuracy: ``"t"`` (Student-t, the default) or ``"bootstrap"``
             (percentile bootstrap, deterministic).
+          detect_difference: the accuracy gap (fraction) of the ``seeds_to_detect`` column.
         """
         from jinit import metrics
 
@@ -262,17 +269,19 @@ class SweepResult:
             num_classes=self.num_classes,
             target_accuracy=getattr(self.config, "target_accuracy", None),
             ci_method=ci_method,
+            paired=metrics.paired_seeds(getattr(self.config, "vary", "init")),
+            detect_difference=detect_difference,
         )
 
     def compare(self, a: Any, b: Any, **kwargs: Any) -> Any:
         """Scheme ``a`` against scheme ``b`` on final test accuracy: :func:`jinit.metrics.compare_schemes` of this
-        sweep's models (difference of means A - B with its 95% CI, p-value, P(A > B); paired by seed when both
-        schemes have the same non-diverged seeds).
+        sweep's models (difference of means A - B with its 95% CI, p-value, P(A > B)), paired by seed or not as
+        the sweep's ``vary`` implies (:func:`jinit.metrics.paired_seeds`), as in :meth:`summary`.
 
         Args:
           a: a scheme of this sweep (its label, as in ``summary()["scheme"]``).
           b: another one.
-          **kwargs: ``paired``, ``level`` (see :func:`jinit.metrics.compare_schemes`).
+          **kwargs: ``paired`` (overrides ``vary``), ``level`` (see :func:`jinit.metrics.compare_schemes`).
 
         Returns:
           A :class:`jinit.metrics.Comparison`.
@@ -288,6 +297,7 @@ class SweepResult:
             raise ValueError(
                 f"scheme(s) {', '.join(map(repr, bad))} not in this sweep; its schemes: {', '.join(present)}"
             )
+        kwargs.setdefault("vary", getattr(self.config, "vary", "init"))
         return metrics.compare_schemes(self.models, a, b, **kwargs)
 
     def plot(self, kind: str = "curves", schemes: Any = None, **kwargs: Any) -> Any:

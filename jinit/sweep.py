@@ -10,11 +10,14 @@ input every model shares is one plain matmul (see :func:`_inner_model_axis`). Wi
 every model sees the same batches, so the permutation and the batch gather are computed once per step and shared
 by all models (``in_axes=None``); with ``vary="data"``/``"both"`` each model gathers its own batch.
 
-Chunks: the model axis is processed in chunks of a fixed size (the last one padded with copies that are dropped), so
-every chunk reuses one compiled program. The size comes from an estimate of the memory one model needs (parameters,
-optimizer state, gradients, activations of a training batch and of a test batch) and a budget: ``max_memory`` bytes,
-else 40% of the device's ``memory_stats()["bytes_limit"]``, else 2 GiB per CPU device; ``max_models_per_chunk`` caps
-it. The models are then spread evenly over the fewest chunks of at most that size. Each completed chunk is written to ``chunks/NNNNN.npz`` of the run folder.
+Models per device and chunks: every compiled program trains the same number ``k`` of models on one device
+(``models_per_device``; chosen from the model's size and the device kind alone, never from the grid, see
+:func:`models_per_device`), because the arithmetic XLA generates for a model depends on how many models share
+its program (and on whether the program spans several devices): so a model's final parameters do not depend on
+the layout of the sweep. A chunk is ``k x (devices used)`` models (at most ``max_models_per_chunk``, at least
+``k``), the last one padded with copies that are dropped; each device runs its own group of ``k`` models of the
+chunk with the same single-device program. Each completed chunk is written to ``chunks/NNNNN.npz`` of the run
+folder.
 
 Resume: with ``out``, :func:`run` takes the folder's lock, then writes each chunk as it finishes and, within a
 chunk, an orbax-checkpoint of the chunk's stacked ``TrainState`` and its epoch logs at an epoch boundary (at most
@@ -26,20 +29,27 @@ without training; one holding another sweep is refused unless ``overwrite``. SIG
 the sweep at once (also while the device computes; file writes finish first) with :class:`SweepInterrupted`,
 which says what was saved. :func:`check_determinism` trains a few models of a grid twice and alone.
 
-Devices: the model axis of a chunk is sharded over all local devices (or as many as there are models) with
-``NamedSharding(Mesh(devices, ("models",)), P("models"))`` (the chunk size is a multiple of the device count); the
-data is replicated. Models are independent, so results mean the same with 1 or N devices.
+Devices: the groups of ``k`` models of a chunk are spread over the local devices (as many as the grid needs),
+each trained by a program compiled for one device with the data put on every device once. Models are
+independent and every model is computed by the same single-device program of ``k`` models, so a model's final
+parameters are bit for bit the same with 1 or N devices or processes, in any grid, chunk size or order (the
+reproducibility contract in the README; tested in tests/test_layout.py).
 
-Multi-host: start every process with ``jax.distributed.initialize()`` (see the JAX multi-process docs; on TPU pods
-and SLURM it needs no arguments), then call :func:`run` with the same config and the same ``out`` folder on a
-filesystem all hosts share. Each process trains the chunks ``i`` with ``i % jax.process_count() ==
-jax.process_index()`` on its local devices and writes them to ``out/chunks``; after a barrier
-(``multihost_utils.sync_global_devices``) every process assembles the full result from the chunk files and process 0
-writes the tables. (Multi-host runs were not tested on real hardware; the single-process path is the tested one.)
+Several processes and hosts: start every process with ``jax.distributed.initialize()`` (or
+:func:`jinit.distributed.initialize`; ``jinit sweep`` does it from its flags or from srun / mpirun / a TPU pod
+slice), then call :func:`run` with the same config and the same ``out`` folder on a filesystem all processes share.
+Each process trains the chunks ``i`` with ``i % jax.process_count() == jax.process_index()`` on its local devices
+and writes them to ``out/chunks``; process 0 holds the lock and chooses the layout (models per device, chunk
+size). The processes meet in JAX's coordination service (:class:`jinit.distributed.SweepGroup`: a failure in one
+is posted there and stops the others, a process that does not see process 0's config.json is told the folder is
+not shared); after every chunk is written, every process assembles the full result from the chunk files and
+process 0 writes the tables. Tested with 2 local CPU processes (``tests/test_multiprocess.py``).
 
 Keys (as in DESIGN.md), with ``root = PRNGKey(config.seed)`` and ``s`` the seed number:
 
 * init: ``fold_in(fold_in(fold_in(root, 0), stable_hash(scheme)), s)`` (``s -> 0`` unless ``vary`` includes init);
+  a parameter a :func:`jinit.rules` pattern matches is drawn with ``fold_in(fold_in(fold_in(root, 0),
+  stable_hash(path)), s)`` instead (its ``/``-joined path), so it does not change when rules for other layers do;
 * data order: ``fold_in(fold_in(root, 1), s)`` (``s -> 0`` unless ``vary`` includes data), per epoch
   ``fold_in(data_key, epoch)``;
 * dropout: ``fold_in(fold_in(root, 2), s)`` (varies with the seed like the data order), per step
@@ -61,6 +71,7 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import difflib
@@ -81,9 +92,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
+from jinit import distributed as distributed_lib
 from jinit import models as models_lib
 from jinit import results as results_lib
 from jinit import train as train_lib
@@ -181,7 +191,8 @@ class SweepConfig:
         or ``"all"`` for every catalogue scheme that applies to the model); a comma-separated string is split.
         ``"lsuv"`` (or ``"lsuv(tol=0.1, batch_size=512)"``) is the data-dependent LSUV scheme
         (:class:`jinit.propagation.LSUVScheme`: orthogonal, then rescaled on :func:`lsuv_batch`); it is not part
-        of ``"all"``.
+        of ``"all"``. Per-layer :func:`jinit.rules` values and labelled functions (:func:`jinit.scheme`) are schemes
+        too, labelled by their ``label``.
       bias_init: the initializer of every bias (same for all models).
       seeds: number of seeds per scheme (seed numbers ``0 .. seeds - 1``).
       seed: the root seed.
@@ -195,7 +206,11 @@ class SweepConfig:
       target_accuracy: accuracy for the steps-to-target columns of the summary.
       train_size: use only the first ``train_size`` training examples (smoke tests).
       test_size: use only the first ``test_size`` test examples.
-      max_models_per_chunk: cap on the number of models trained at once.
+      max_models_per_chunk: cap on the number of models trained at once (rounded down to a multiple of the
+        models per device; at least one device's worth). It changes the layout only, never a model's numbers.
+      models_per_device: how many models each compiled program trains at once on one device (``None``: chosen
+        from the model's size and the device kind, :func:`models_per_device`). Part of a model's arithmetic, like
+        the device kind: the same value gives the same models in any layout.
       max_memory: memory budget in bytes per device for one chunk (default: from the device, see module doc).
       eval_batch_size: test-set batch size of the evaluation.
     """
@@ -222,6 +237,7 @@ class SweepConfig:
     max_models_per_chunk: int | None = None
     max_memory: int | None = None
     eval_batch_size: int = 1000
+    models_per_device: int | None = None
 
     def __post_init__(self):
         if isinstance(self.schemes, str):
@@ -236,8 +252,11 @@ class SweepConfig:
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON-able values."""
-        return results_lib._jsonable(dataclasses.asdict(self))
+        """The config as plain JSON-able values (a rules / custom scheme as its ``config()``)."""
+        from jinit.rules import to_json
+
+        schemes = tuple(to_json(s) for s in self.schemes)
+        return results_lib._jsonable(dataclasses.asdict(dataclasses.replace(self, schemes=schemes)))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
@@ -279,7 +298,14 @@ class SweepConfig:
         _check_int("epochs", self.epochs, minimum=1)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("eval_batch_size", self.eval_batch_size, minimum=1)
-        for name in ("eval_every", "train_size", "test_size", "max_models_per_chunk", "max_memory"):
+        for name in (
+            "eval_every",
+            "train_size",
+            "test_size",
+            "max_models_per_chunk",
+            "max_memory",
+            "models_per_device",
+        ):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=1)
         train_lib.make_optimizer(self.optimizer, self.learning_rate)
@@ -362,7 +388,8 @@ def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> lis
     (so ``"he_normal"``, ``"HeNormal"`` and ``jinit.he_normal()`` are all the scheme ``"he_normal"``; torch's
     ``"kaiming_normal_"`` is the scheme ``"kaiming_normal"``), else the initializer's ``repr``
     (``"normal(stddev=0.1, mean=0.0)"``). ``"all"`` expands to :func:`applicable_schemes` (each distribution
-    once; the aliases it leaves out are logged).
+    once; the aliases it leaves out are logged). A :func:`jinit.rules` or :func:`jinit.scheme` value is labelled
+    by its ``label``.
 
     Raises:
       ValueError: for an empty list, an unknown scheme (with the closest names) or two specs naming the same scheme.
@@ -400,7 +427,12 @@ def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> lis
 def _scheme(spec: Any):
     """An Initializer, or a :class:`jinit.propagation.LSUVScheme` for ``"lsuv"`` specs."""
     from jinit import propagation
+    from jinit.rules import as_scheme
 
+    # jinit.rules(...) / jinit.scheme(...) values; a bare function is refused
+    custom = as_scheme(spec)
+    if custom is not None:
+        return custom
     if propagation.is_lsuv_spec(spec):
         try:
             return propagation.lsuv_scheme(spec)
@@ -496,18 +528,38 @@ class _Program:
         self.compile_seconds = 0.0
         self.last_memory: dict[str, int] = {}
 
-    def run_epoch(self, *args):
+    @staticmethod
+    def _signature(args):
         leaves, tree = jax.tree_util.tree_flatten(args)
-        sig = (tree, tuple((x.shape, x.dtype, getattr(x, "sharding", None)) for x in leaves))
-        compiled = self._compiled.get(sig)
-        if compiled is None:
-            t = time.perf_counter()
-            compiled = self.epoch.lower(*args).compile()
-            self.compile_seconds += time.perf_counter() - t
-            self._compiled[sig] = (compiled, _memory_stats(compiled))
-            compiled = self._compiled[sig]
-        self.last_memory = compiled[1]
-        return compiled[0](*args)
+        return (tree, tuple((x.shape, x.dtype, getattr(x, "sharding", None)) for x in leaves))
+
+    def compile_for(self, arg_sets) -> None:
+        """Compiles the epoch for every argument set not compiled yet (one per device: each device runs its own
+        single-device executable), the compilations at once in threads (XLA compiles without the GIL)."""
+        todo = {}
+        for args in arg_sets:
+            sig = self._signature(args)
+            if sig not in self._compiled and sig not in todo:
+                todo[sig] = args
+        if not todo:
+            return
+        t = time.perf_counter()
+        lowered = [self.epoch.lower(*args) for args in todo.values()]
+        if len(lowered) == 1:
+            compiled = [lowered[0].compile()]
+        else:
+            with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
+                compiled = list(pool.map(lambda low: low.compile(), lowered))
+        self.compile_seconds += time.perf_counter() - t
+        for sig, c in zip(todo, compiled, strict=True):
+            self._compiled[sig] = (c, _memory_stats(c))
+
+    def run_epoch(self, *args):
+        sig = self._signature(args)
+        if sig not in self._compiled:
+            self.compile_for([args])
+        compiled, self.last_memory = self._compiled[sig]
+        return compiled(*args)
 
 
 def _memory_stats(compiled) -> dict[str, int]:
@@ -560,33 +612,48 @@ def lsuv_batch(seed: int, x_train: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(x_train)[np.sort(np.asarray(perm[: min(size, n)]))]
 
 
+# Models are initialized INIT_BLOCK at a time per scheme: one compiled call maps the single-model init over their
+# seed numbers with ``lax.map`` (a loop: every model is computed by the same unbatched code, never a vmapped batch
+# whose arithmetic, or QR, would depend on the batch), the last block padded with copies. A fixed block keeps the
+# program, and so the values, the same in every grid; one call per block instead of per model cuts the time
+# outside the training loop (1024 digits MLPs: 3.5 s of per-model calls on a loaded 2-core CPU).
+INIT_BLOCK = 8
+
+
 def _init_fn(model_key, make_model, scheme, bias_init) -> Callable:
-    """A compiled ``(root, hash, s, x, batch) -> variables`` initializing one model (cached per scheme);
-    ``batch`` is the LSUV batch for the scheme ``"lsuv"``, else None."""
+    """A compiled ``(root, hash, seeds, x, batch) -> variables`` initializing ``INIT_BLOCK`` models of one scheme
+    (``seeds``: their seed numbers; a leading model axis on every leaf), cached per scheme; ``batch`` is the LSUV
+    batch for the scheme ``"lsuv"``, else None."""
     key = (model_key, scheme, bias_init)
     fn = _INITS.get(key)
     if fn is None:
         module = make_model(_kernel_init(scheme), bias_init)
         lsuv = _is_lsuv(scheme)
+        from jinit.rules import Rules, sweep_init
 
         def init_one(root, h, s, x, batch):
             k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, 0), h), s)
+            if isinstance(scheme, Rules):  # per-parameter keys: see jinit.rules
+                return sweep_init(scheme, module, root, s, k, x)
             return scheme.init(module, k, x, batch) if lsuv else module.init(k, x)
 
-        jitted = jax.jit(init_one)
+        def init_block(root, h, seeds, x, batch):
+            return jax.lax.map(lambda s: init_one(root, h, s, x, batch), seeds)
+
+        jitted = jax.jit(init_block)
         compiled: dict[Any, Any] = {}
 
-        def fn(root, h, s, x, batch=None):
+        def fn(root, h, seeds, x, batch=None):
             sig = (x.shape, None if batch is None else batch.shape)
             c = compiled.get(sig)
             if c is None:
-                lowered = jitted.lower(root, h, s, x, batch)
-                try:  # runs once per model: compile it fast rather than make it fast (4x quicker to build)
+                lowered = jitted.lower(root, h, seeds, x, batch)
+                try:  # compile it fast rather than make it fast (4x quicker to build)
                     c = lowered.compile(compiler_options=_INIT_COMPILER_OPTIONS)
                 except Exception:  # a backend without that option
                     c = lowered.compile()
                 compiled[sig] = c
-            return c(root, h, s, x, batch)
+            return c(root, h, seeds, x, batch)
 
         _INITS[key] = fn
     return fn
@@ -612,7 +679,10 @@ def _model_factory(config: SweepConfig, num_classes: int, make_model: Callable |
             raise TypeError(
                 f"make_model must be callable (kernel_init, bias_init) -> nn.Module, got {make_model!r}"
             )
-        return make_model, ("custom", make_model)
+        # a factory without init arguments is wrapped (only rules schemes can initialize it)
+        from jinit.rules import model_factory
+
+        return model_factory(make_model), ("custom", make_model)
     if config.model == "mlp":
         kw = {"hidden": config.hidden, "activation": config.activation, "num_classes": num_classes}
     else:
@@ -666,7 +736,12 @@ def _check_schemes_fit(make_model: Callable, schemes, bias_init, x1: np.ndarray)
     fails here with its name, before anything is compiled."""
     x1 = jax.ShapeDtypeStruct(x1.shape, jnp.float32)
     key = jax.random.PRNGKey(0)
+    from jinit.rules import check_fit
+
     for label, scheme in schemes:
+        # rules schemes: their patterns and the shapes their initializers serve
+        if check_fit(make_model, label, scheme, bias_init, x1):
+            continue
         module = make_model(_kernel_init(scheme), bias_init)
         try:
             jax.eval_shape(module.init, key, x1)
@@ -706,21 +781,36 @@ def initial_params(
 
 
 def _init_models(config: SweepConfig, setup: _Setup, entries) -> Any:
+    """The stacked initial variables of ``entries`` (``(label, scheme, seed number)``), in their order."""
     vary_init, _ = _varies(config.vary)
     root = jax.random.PRNGKey(config.seed)
     x = jnp.asarray(setup.x_train[:1])
-    out = []
-    # One compiled call per model, not one vmapped call per scheme: jit(vmap(init)) of the orthogonal schemes
-    # (batched QR) hangs XLA:CPU at random in jax 0.10 (seen on the MNIST MLP, 8 seeds, 1 or 2 CPU devices;
-    # tests/test_sweep.py::test_orthogonal_init_of_an_mnist_chunk_completes). Initialization is not the hot path.
-    for label, init, s in entries:
+    # Not one vmapped call per scheme: jit(vmap(init)) of the orthogonal schemes (batched QR) hangs XLA:CPU at
+    # random in jax 0.10 (seen on the MNIST MLP, 8 seeds, 1 or 2 CPU devices;
+    # tests/test_sweep.py::test_orthogonal_init_of_an_mnist_chunk_completes); lax.map has no batched QR.
+    by_label: dict[str, list[int]] = {}
+    for i, (label, _, _) in enumerate(entries):
+        by_label.setdefault(label, []).append(i)
+    blocks = []  # (entry indices, variables of a block)
+    for label, idx in by_label.items():
+        init = entries[idx[0]][1]
         fn = _init_fn(setup.model_key, setup.make_model, init, setup.bias_init)
         batch = lsuv_batch(config.seed, setup.x_train, init.batch_size) if _is_lsuv(init) else None
-        out.append(
-            fn(root, np.uint32(stable_hash(label)), np.uint32(s if vary_init else 0), x, batch)
-        )
-    out = jax.device_get(out)
-    return jax.tree.map(lambda *xs: np.stack(xs), *out)
+        seeds = [entries[i][2] if vary_init else 0 for i in idx]
+        for b in range(0, len(idx), INIT_BLOCK):
+            part = seeds[b : b + INIT_BLOCK]
+            padded = np.asarray(part + [part[-1]] * (INIT_BLOCK - len(part)), np.uint32)
+            blocks.append(
+                (idx[b : b + INIT_BLOCK], fn(root, np.uint32(stable_hash(label)), padded, x, batch))
+            )
+    got = jax.device_get([v for _, v in blocks])  # one transfer
+    order = np.argsort(np.concatenate([np.asarray(i) for i, _ in blocks]), kind="stable")
+    return jax.tree.map(
+        lambda *xs: np.concatenate([a[: len(i)] for a, (i, _) in zip(xs, blocks, strict=True)])[
+            order
+        ],
+        *got,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -747,23 +837,6 @@ def state_bytes_per_model(setup: _Setup, tx) -> int:
     """Bytes one model's training step streams through memory: its parameters, gradients and optimizer state."""
     p, opt = _param_and_opt_bytes(_abstract_model(setup)[2], tx)
     return 2 * p + opt
-
-
-def cpu_cache_bytes() -> int | None:
-    """The size of the host's last-level (L3) cache in bytes, from sysfs (Linux); None where it is unknown."""
-    base = Path("/sys/devices/system/cpu/cpu0/cache")
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    best = None
-    try:
-        for index in base.glob("index*"):
-            level = int((index / "level").read_text().strip())
-            text = (index / "size").read_text().strip().upper()
-            size = int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
-            if best is None or level > best[0]:
-                best = (level, size)
-    except (OSError, ValueError):
-        return None
-    return best[1] if best else None
 
 
 def bytes_per_model(config: SweepConfig, setup: _Setup, tx) -> int:
@@ -795,39 +868,64 @@ def memory_budget(config: SweepConfig, device) -> int:
     return 2 << 30
 
 
-def chunk_size(
-    config: SweepConfig,
-    n_models: int,
-    per_model: int,
-    data_bytes: int,
-    n_devices: int,
-    *,
-    cache_bytes: int | None = None,
-    state_bytes: int | None = None,
-) -> int:
-    """Models per chunk: a multiple of ``n_devices`` that fits the budget, capped by the grid size and
-    ``max_models_per_chunk`` (at least ``n_devices``), and as even as it can be: the fewest chunks that size
-    allows, with the models spread equally over them (the last chunk is padded up to the chunk size).
+# On a CPU a device trains its models fastest when their parameters, gradients and optimizer state stay in its share
+# of the last-level cache (MNIST MLP on a 2-core CPU with 32 MiB L3: 4 per device 4.8, 32 per device 3.4 model-epochs
+# per second). The models per device come from a fixed share, not from the host's cache, so that they (and so the
+# models' numbers) do not depend on the machine. More than 8 tiny models per device did not help (digits MLP, 256
+# models, 2 devices, 10 epochs: 4, 8, 16, 32 per device gave 163, 206, 152, 152 model-epochs/s on a loaded host), and
+# a small k pads small grids less. Accelerators keep many models per program busy.
+CPU_STATE_BYTES_PER_DEVICE = 8 << 20
+MAX_MODELS_PER_DEVICE = {"cpu": 8}
+ACCELERATOR_MODELS_PER_DEVICE = 1024
 
-    On a CPU (``cache_bytes`` given: the last-level cache), when ``max_models_per_chunk`` is not set, a chunk is
-    also kept small enough that the parameters, gradients and optimizer state of its models (``state_bytes``
-    each) fit in half of that cache: every step streams through all of them, and a chunk that spills out of the
-    cache trains slower per model (MNIST MLP on a 2-core CPU with 32 MiB L3: 64 models per chunk 3.4, 8 per chunk
-    4.8 model-epochs per second; see experiments/results/benchmark/NOTES.md).
+
+def models_per_device(
+    config: SweepConfig, platform: str, *, state_bytes: int, per_model: int, budget: int
+) -> int:
+    """How many models one compiled program trains at once on one device (the width of the vmapped step).
+
+    A model's arithmetic depends on this number (XLA vectorizes a batch of 2 models differently from a batch of
+    8), so it is chosen from the model and the device kind alone, never from the grid or the number of devices:
+    ``config.models_per_device`` when set; else on a CPU the largest power of two (at most 8) whose models'
+    parameters, gradients and optimizer state (``state_bytes`` each) fit in 8 MiB; else (GPU/TPU) 1024. Either way
+    at most what the per-device memory ``budget`` holds (``per_model`` bytes each), and at least 1.
+
+    Args:
+      config: the sweep config.
+      platform: the device platform (``"cpu"``, ``"gpu"``, ``"tpu"``).
+      state_bytes: bytes of one model's parameters, gradients and optimizer state.
+      per_model: estimated device memory of one model in training (:func:`bytes_per_model`).
+      budget: bytes a chunk may use on one device (data excluded).
+
+    Returns:
+      The models per device, ``k >= 1``.
     """
-    budget = memory_budget(config, jax.local_devices()[0]) - data_bytes
-    per_device = max(1, budget // max(per_model, 1))
-    size = per_device * n_devices
-    size = min(size, math.ceil(n_models / n_devices) * n_devices)
-    if config.max_models_per_chunk:
-        size = min(size, config.max_models_per_chunk)
-    elif cache_bytes and state_bytes:
-        size = min(size, max(n_devices, (cache_bytes // 2) // max(state_bytes, 1)))
-    size = max(n_devices, (size // n_devices) * n_devices)
-    # As many chunks as that size needs, made equal: the last chunk is padded to the chunk size, so 8192 models
-    # in chunks of at most 4400 train as 2 x 4096, not 2 x 4400 (7% of the work on padding; measured on an H100).
-    n_chunks = math.ceil(n_models / size)
-    return math.ceil(n_models / (n_chunks * n_devices)) * n_devices
+    if config.models_per_device is not None:
+        return int(config.models_per_device)
+    if platform == "cpu":
+        fit = max(1, CPU_STATE_BYTES_PER_DEVICE // max(state_bytes, 1))
+        k = min(MAX_MODELS_PER_DEVICE["cpu"], 1 << (fit.bit_length() - 1))
+    else:
+        k = ACCELERATOR_MODELS_PER_DEVICE
+    return max(1, min(k, budget // max(per_model, 1)))
+
+
+def chunk_plan(
+    n_models: int, per_device: int, n_devices: int, max_models_per_chunk: int | None = None
+) -> tuple[int, int]:
+    """The chunk size and the number of devices a sweep uses.
+
+    A chunk is ``per_device x devices`` models: as many devices as the grid needs (``ceil(n_models /
+    per_device)``, at most ``n_devices``), fewer when ``max_models_per_chunk`` asks for smaller chunks (never
+    fewer than one device's ``per_device`` models). Only the layout depends on this, never a model's numbers.
+
+    Returns:
+      ``(chunk_size, devices_used)``.
+    """
+    used = max(1, min(n_devices, math.ceil(n_models / per_device)))
+    if max_models_per_chunk:
+        used = max(1, min(used, max_models_per_chunk // per_device))
+    return per_device * used, used
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -896,6 +994,7 @@ def run(
     keep_params: bool = False,
     overwrite: bool = False,
     checkpoint_every: float | None = 60.0,
+    max_devices: int | None = None,
     save_params: bool = False,
 ) -> SweepResult:
     """Trains every (scheme, seed) model of the grid and returns the results.
@@ -926,7 +1025,10 @@ def run(
       overwrite: replace a different sweep found in ``out`` (only the files a sweep writes are removed), or
         recompute a complete one.
       checkpoint_every: seconds between epoch checkpoints within a chunk (``0``: at every epoch boundary;
-        ``None``: never, only whole chunks are saved). Checkpoints are written only with ``out`` and one process.
+        ``None``: never, only whole chunks are saved). Checkpoints are written only with ``out`` and one process;
+        with several (see :mod:`jinit.distributed`), whole chunks only.
+      max_devices: use at most this many of the local devices (default: as many as the grid needs). Like
+        the chunk size, it changes the layout only, never a model's numbers.
 
     Returns:
       A :class:`SweepResult`.
@@ -952,14 +1054,29 @@ def run(
         raise ValueError(
             f"checkpoint_every must be a number of seconds >= 0 or None, got {checkpoint_every!r}"
         )
+    if max_devices is not None:
+        _check_int("max_devices", max_devices, minimum=1)
     out_path = Path(out) if out is not None else None
     if save_params and out_path is None:
         raise ValueError(
             "save_params=True writes into the run folder: pass out= (jinit sweep --out)"
         )
-    if out_path is not None:
-        results_lib.check_writable(out_path)
-    setup = _setup(config, make_model)
+    # Several processes: they meet in JAX's coordination service (jinit.distributed); a failure is posted there so
+    # that the others stop waiting for this process.
+    group = distributed_lib.SweepGroup() if jax.process_count() > 1 else None
+    if group is not None and out_path is None:
+        raise ValueError(
+            f"a sweep of {group.count} processes needs out= (--out): a run folder on a filesystem that every "
+            "process shares"
+        )
+    try:
+        if out_path is not None:
+            results_lib.check_writable(out_path)
+        setup = _setup(config, make_model)
+    except BaseException as e:
+        if group is not None:
+            group.fail(e)
+        raise
     vary_init, vary_data = _varies(config.vary)
     tx = train_lib.make_optimizer(config.optimizer, config.learning_rate)
     n_train, n_test = setup.x_train.shape[0], setup.x_test.shape[0]
@@ -968,28 +1085,19 @@ def run(
 
     grid = [(label, init, s) for label, init in setup.schemes for s in range(config.seeds)]
     n_models = len(grid)
-    devices = jax.local_devices()
-    if jax.process_count() == 1:  # fewer models than devices: do not pad chunks with copies
-        devices = devices[: max(1, min(len(devices), n_models))]
-    n_dev = len(devices)
-    mesh = Mesh(np.asarray(devices), ("models",))
-    model_sharding = NamedSharding(mesh, P("models"))
-    replicated = NamedSharding(mesh, P())
-
+    devices = jax.local_devices()[:max_devices]
     data_bytes = (
         setup.x_train.nbytes + setup.y_train.nbytes + setup.x_test.nbytes + setup.y_test.nbytes
     )
     per_model = bytes_per_model(config, setup, tx)
-    on_cpu = devices[0].platform == "cpu"
-    csize = chunk_size(
+    k = models_per_device(
         config,
-        n_models,
-        per_model,
-        data_bytes,
-        n_dev,
-        cache_bytes=cpu_cache_bytes() if on_cpu else None,
-        state_bytes=state_bytes_per_model(setup, tx) if on_cpu else None,
+        devices[0].platform,
+        state_bytes=state_bytes_per_model(setup, tx),
+        per_model=per_model,
+        budget=memory_budget(config, devices[0]) - data_bytes,
     )
+    csize, _ = chunk_plan(n_models, k, len(devices), config.max_models_per_chunk)
     fingerprint = _fingerprint(config, setup, grid) if out_path is not None else None
     pid, pcount = jax.process_index(), jax.process_count()
     status = _Status(out_path)
@@ -1023,26 +1131,35 @@ def run(
                         "(--overwrite / overwrite=True trains it again)",
                         out_path,
                     )
+                    if group is not None:
+                        group.share("prepared", _shared_config(out_path, complete=True))
+                        group.barrier("checked")
                     return load(out_path)
                 if folder.state == "resume":
-                    csize = _resumed_chunk_size(folder.meta, csize, n_dev, out_path)
-                    _warn_if_environment_changed(folder.meta, out_path, n_dev)
-            if pcount > 1:  # pragma: no cover - needs several hosts
-                from jax.experimental import multihost_utils
-
-                if out_path is None:
-                    raise ValueError(
-                        "a multi-host sweep needs out= on a filesystem shared by all hosts"
-                    )
+                    k, csize = _resumed_layout(folder.meta, k, csize, out_path)
+                    _warn_if_environment_changed(folder.meta, out_path)
+            if group is not None:
                 if pid == 0:
                     results_lib.write_config(
                         out_path,
                         config.to_dict(),
-                        {"fingerprint": fingerprint, "chunk_size": csize},
+                        {"fingerprint": fingerprint, "chunk_size": csize, "models_per_device": k},
                         status="running",
                     )
-                multihost_utils.sync_global_devices("jinit.sweep.prepared")
-                csize = int(results_lib.read_json(out_path / "config.json")["meta"]["chunk_size"])
+                    group.share(
+                        "prepared", _shared_config(out_path, chunk_size=csize, models_per_device=k)
+                    )
+                else:
+                    prepared = group.receive("prepared")
+                    _check_shared_folder(out_path, prepared, pid)
+                    if prepared.get("complete"):
+                        group.barrier("checked")
+                        return load(out_path)
+                    k, csize = int(prepared["models_per_device"]), int(prepared["chunk_size"])
+                group.barrier("checked")
+            # the devices this process uses: one per group of k models of a chunk, at most all local ones
+            devices = devices[: min(len(devices), csize // k)]
+            n_dev = len(devices)
             n_chunks = math.ceil(n_models / csize)
             status.n_chunks, status.epochs = n_chunks, config.epochs
 
@@ -1064,7 +1181,8 @@ def run(
                 "versions": _versions(),
                 "device_kind": devices[0].device_kind,
                 "platform": devices[0].platform,
-                "device_count": n_dev,
+                "device_count": n_dev,  # the devices this process trained on
+                "local_device_count": jax.local_device_count(),
                 "process_count": pcount,
                 "jax_threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
                 "dataset": setup.data_name,
@@ -1074,6 +1192,7 @@ def run(
                 "num_classes": setup.num_classes,
                 "steps_per_epoch": steps_per_epoch,
                 "n_models": n_models,
+                "models_per_device": k,
                 "chunk_size": csize,
                 "n_chunks": n_chunks,
                 "bytes_per_model_estimate": per_model,
@@ -1105,10 +1224,13 @@ def run(
                     )
                 if done:
                     _log.info(
-                        "resuming the sweep in %s: %d of %d chunks are done",
+                        "resuming the sweep in %s: %d of %d chunks are done%s",
                         out_path,
                         len(done),
-                        n_chunks,
+                        len(mine),
+                        ""
+                        if pcount == 1
+                        else f" (of the chunks of process {pid}; {n_chunks} in all)",
                     )
                 if pid == 0:
                     with guard.critical():
@@ -1128,14 +1250,15 @@ def run(
                 setup=setup,
                 grid=grid,
                 program=program,
-                dev_data=jax.device_put(
-                    (setup.x_train, setup.y_train, xt, yt, mask), replicated
-                ),  # put on the device(s) once
+                dev_data={  # put on each device once
+                    d: jax.device_put((setup.x_train, setup.y_train, xt, yt, mask), d)
+                    for d in devices
+                },
                 root=jax.random.PRNGKey(config.seed),
                 csize=csize,
+                per_device=k,
                 n_chunks=n_chunks,
-                model_sharding=model_sharding,
-                key_sharding=model_sharding if vary_data else replicated,
+                devices=devices,
                 vary_data=vary_data,
                 out=out_path,
                 fingerprint=fingerprint,
@@ -1174,8 +1297,10 @@ def run(
                 if bar is not None:
                     bar.close()
 
-            if pcount > 1:  # pragma: no cover - needs several hosts
-                multihost_utils.sync_global_devices("jinit.sweep.chunks")
+            if (
+                group is not None
+            ):  # every process trained its chunks: read the others' from the shared folder
+                group.barrier("chunks", timeout=math.inf)
                 chunks = []
                 for c in range(n_chunks):
                     arrays = results_lib.read_chunk(
@@ -1202,9 +1327,17 @@ def run(
             if out_path is not None and pid == 0:
                 with guard.critical():
                     result.save(out_path)
+            if group is not None:  # the folder is complete when run returns, on every process
+                group.barrier("saved", timeout=math.inf)
             return result
         except KeyboardInterrupt as e:
+            if group is not None:
+                group.fail(e)
             raise SweepInterrupted(getattr(e, "signum", signal.SIGINT), status) from None
+        except BaseException as e:
+            if group is not None:
+                group.fail(e)
+            raise
         finally:
             if lock is not None:
                 lock.release()
@@ -1243,6 +1376,34 @@ def _portable_source(source: str) -> str:
     return str(source)
 
 
+def _shared_config(out: Path, **info) -> dict[str, Any]:
+    """What process 0 tells the others about the run folder: ``info`` and the SHA-256 of the config.json it wrote,
+    by which each process checks that it sees the same folder (:func:`_check_shared_folder`)."""
+    data = (out / "config.json").read_bytes()
+    return {**info, "config_sha256": hashlib.sha256(data).hexdigest(), "host": _hostname()}
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _check_shared_folder(out: Path, prepared: dict[str, Any], pid: int) -> None:
+    """Raises OSError when this process does not see the config.json process 0 just wrote in ``out``."""
+    try:
+        sha = hashlib.sha256((out / "config.json").read_bytes()).hexdigest()
+    except OSError:
+        sha = None
+    if sha != prepared.get("config_sha256"):
+        seen = "does not see" if sha is None else "sees another"
+        raise OSError(
+            f"the run folder {out} is not shared: process {pid} on {_hostname()} {seen} config.json than the one "
+            f"process 0 wrote there on {prepared.get('host')}; --out must be a folder on a filesystem that every "
+            "process shares"
+        )
+
+
 def _chunk_index(c: int, csize: int, n_models: int) -> list[int]:
     """The grid indices of the models of chunk ``c``."""
     return list(range(c * csize, min((c + 1) * csize, n_models)))
@@ -1274,21 +1435,22 @@ def _fingerprint(config: SweepConfig, setup: _Setup, grid) -> str:
     return h.hexdigest()
 
 
-def _resumed_chunk_size(stored: dict[str, Any], csize: int, n_dev: int, path: Path) -> int:
-    """The chunk size a resumed sweep keeps (the first start's: results depend on it bit for bit)."""
-    old = stored.get("chunk_size")
-    if not _is_int(old) or old < 1:
-        return csize
-    if old % n_dev:
+def _resumed_layout(stored: dict[str, Any], k: int, csize: int, path: Path) -> tuple[int, int]:
+    """The models per device and the chunk size a resumed sweep keeps: the first start's (its chunk files and
+    checkpoints hold chunks of that size, and the models per device decide the models' numbers bit for bit). The
+    device count may differ: a chunk's groups of ``k`` models are then spread over the devices there are."""
+    old_k, old_size = stored.get("models_per_device"), stored.get("chunk_size")
+    if not _is_int(old_size) or old_size < 1:
+        return k, csize
+    if not _is_int(old_k) or old_k < 1 or old_size % old_k:
         raise ValueError(
-            f"the sweep in {path} was started with chunks of {old} models, which cannot be split over the "
-            f"{n_dev} devices here; resume it with a device count that divides {old}, or pass --overwrite "
-            "to start it again"
+            f"the sweep in {path} was started by an older jinit (its chunks do not record the models per "
+            "device): pass --overwrite (overwrite=True) to start it again"
         )
-    return int(old)
+    return int(old_k), int(old_size)
 
 
-def _warn_if_environment_changed(stored: dict[str, Any], path: Path, n_dev: int) -> None:
+def _warn_if_environment_changed(stored: dict[str, Any], path: Path) -> None:
     now = {"versions": _versions(), "device_kind": jax.local_devices()[0].device_kind}
     changed = []
     for key, value in now["versions"].items():
@@ -1297,8 +1459,6 @@ def _warn_if_environment_changed(stored: dict[str, Any], path: Path, n_dev: int)
             changed.append(f"{key} {before} -> {value}")
     if stored.get("device_kind") not in (None, now["device_kind"]):
         changed.append(f"device {stored['device_kind']} -> {now['device_kind']}")
-    if stored.get("device_count") not in (None, n_dev):
-        changed.append(f"{stored['device_count']} -> {n_dev} devices")
     if changed:
         _log.warning(
             "resuming %s with other software or hardware (%s): the rest may not be bitwise identical to an "
@@ -1462,9 +1622,9 @@ class _ChunkTrainer:
     dev_data: tuple
     root: jax.Array
     csize: int
+    per_device: int
     n_chunks: int
-    model_sharding: NamedSharding
-    key_sharding: NamedSharding
+    devices: list
     vary_data: bool
     out: Path | None
     fingerprint: str | None
@@ -1494,8 +1654,31 @@ class _ChunkTrainer:
         params = _init_models(config, self.setup, entries)
         seeds_data = np.asarray([s if self.vary_data else 0 for _, _, s in entries], np.uint32)
         data_keys, dropout_keys = _stream_keys(self.root, seeds_data, shared=not self.vary_data)
-        state = program.init_state(jax.device_put(params, self.model_sharding))
-        data_keys, dropout_keys = jax.device_put((data_keys, dropout_keys), self.key_sharding)
+        # The chunk's groups of k models, group g on device g % devices: each is trained by the same
+        # single-device program of k models, whatever the number of devices (see the module doc).
+        k = self.per_device
+        groups = []
+        for g in range(self.csize // k):
+            dev = self.devices[g % len(self.devices)]
+            part = slice(g * k, (g + 1) * k)
+            keys = (
+                (data_keys, dropout_keys)
+                if not self.vary_data
+                else (
+                    data_keys[part],
+                    dropout_keys[part],
+                )
+            )
+            groups.append(
+                (
+                    dev,
+                    program.init_state(
+                        jax.device_put(jax.tree.map(lambda a, part=part: a[part], params), dev)
+                    ),
+                    jax.device_put(keys, dev),
+                )
+            )
+        state_tree = jax.tree.structure(groups[0][1])
         logs: list[train_lib.EpochLogs] = []
         start = 0
         saving = self.out is not None and self.checkpoint_every is not None
@@ -1503,14 +1686,29 @@ class _ChunkTrainer:
             ckpt = self._checkpointer().restore(
                 self.out,
                 c,
-                jax.tree.leaves(state),
+                [  # shapes of the whole chunk's state
+                    jax.ShapeDtypeStruct((self.csize,) + x.shape[1:], x.dtype)
+                    for x in jax.tree.leaves(groups[0][1])
+                ],
                 fingerprint=self.fingerprint,
                 model_index=idx,
             )
             if ckpt is not None and not _has_logs(ckpt.logs, f"the checkpoint of chunk {c}"):
                 ckpt = None
             if ckpt is not None:
-                state = jax.tree.unflatten(jax.tree.structure(state), ckpt.state)
+                groups = [
+                    (
+                        dev,
+                        jax.device_put(
+                            jax.tree.unflatten(
+                                state_tree, [np.asarray(x)[i * k : (i + 1) * k] for x in ckpt.state]
+                            ),
+                            dev,
+                        ),
+                        keys,
+                    )
+                    for i, (dev, _, keys) in enumerate(groups)
+                ]
                 logs, start = _logs_from_arrays(ckpt.logs), ckpt.epoch
                 self.epochs_reused += start
                 status.checkpoint = (c, start)
@@ -1528,10 +1726,16 @@ class _ChunkTrainer:
         for epoch in range(start, config.epochs):
             t = time.perf_counter()
             compile_t = program.compile_seconds
-            state, ep = program.run_epoch(
-                state, data_keys, dropout_keys, jnp.int32(epoch), *self.dev_data
-            )
-            ep = jax.device_get(ep)
+            if epoch == start:  # every device's program, compiled at once (the shapes stay)
+                program.compile_for(
+                    [(st, *keys, jnp.int32(epoch), *self.dev_data[dev]) for dev, st, keys in groups]
+                )
+            outs = [  # dispatched to every device before any result is read: the devices run at once
+                program.run_epoch(state, *keys, jnp.int32(epoch), *self.dev_data[dev])
+                for dev, state, keys in groups
+            ]
+            groups = [(dev, o[0], keys) for (dev, _, keys), o in zip(groups, outs, strict=True)]
+            ep = _concat_logs(jax.device_get([o[1] for o in outs]))
             dt = time.perf_counter() - t - (program.compile_seconds - compile_t)
             self.train_seconds += dt
             logs.append(ep)
@@ -1554,15 +1758,29 @@ class _ChunkTrainer:
                         self.out,
                         c,
                         epoch + 1,
-                        jax.tree.leaves(state),
+                        _concat_leaves([g[1] for g in groups]),
                         _logs_to_arrays(logs),
                         fingerprint=self.fingerprint,
                         model_index=idx,
                     )
                     status.checkpoint = (c, epoch + 1)
                 last_save = time.perf_counter()
-        final = jax.device_get((state.params, state.diverged_step))
+        final = jax.device_get([(st.params, st.diverged_step) for _, st, _ in groups])
+        final = jax.tree.map(lambda *xs: np.concatenate(xs), *final)
         return _chunk_arrays(idx, final, logs, self.setup.x_test.shape[0]), final[0]
+
+
+def _concat_leaves(states) -> list[np.ndarray]:
+    """The leaves of the states of a chunk's groups, concatenated along the model axis (on the host)."""
+    return [
+        np.concatenate(xs)
+        for xs in zip(*(jax.tree.leaves(jax.device_get(s)) for s in states), strict=True)
+    ]
+
+
+def _concat_logs(logs: list[train_lib.EpochLogs]) -> train_lib.EpochLogs:
+    """One epoch's logs of a chunk's groups, joined along the model axis."""
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *logs)
 
 
 class DeterminismReport(NamedTuple):
@@ -1577,6 +1795,10 @@ class DeterminismReport(NamedTuple):
         vmapped sweep and ``b`` trained alone by :func:`jinit.train.train_plain` (same keys and data order);
         ``inf`` where one is NaN and the other not.
       epochs: epochs trained.
+      layout_identical: whether the same models trained in another layout (inside a larger grid, in another
+        order, on another number of devices) have the same final parameters, bit for bit.
+      sha256_layout: the hashes of the models in that other layout.
+      layouts: the two layouts compared, in words.
     """
 
     models: tuple[tuple[str, int], ...]
@@ -1585,6 +1807,9 @@ class DeterminismReport(NamedTuple):
     sha256_second: tuple[str, ...]
     max_abs_diff_alone: float
     epochs: int
+    layout_identical: bool = False
+    sha256_layout: tuple[str, ...] = ()
+    layouts: tuple[str, ...] = ()
 
 
 def _max_abs_diff(a, b) -> float:
@@ -1606,12 +1831,16 @@ def check_determinism(
     n_models: int = 2,
     make_model: Callable | None = None,
 ) -> DeterminismReport:
-    """Trains the first ``n_models`` models of a sweep's grid twice, and alone, and compares the final parameters.
+    """Trains the first ``n_models`` models of a sweep's grid twice, in another layout, and alone, and compares the
+    final parameters.
 
     The models are those of a smaller sweep with the first scheme(s) and seed numbers of ``config`` (a model's
     keys do not depend on the rest of the grid, so they are the models of the full sweep as far as the keys go;
-    the chunk holds only them). The second sweep is compiled afresh. Each model is also trained alone by
-    :func:`jinit.train.train_plain`, a Python loop over steps with the same keys and data order.
+    the chunk holds only them). The second sweep is compiled afresh. A third trains them inside a larger grid
+    (another scheme first, one more seed) on another number of devices (one if the first used several), which
+    must not change them (the reproducibility contract). Each model is also trained alone by
+    :func:`jinit.train.train_plain`, a Python loop over steps with the same keys and data order; that one is
+    another program, so it agrees to float round-off, not bitwise.
 
     Args:
       config: the sweep (default ``SweepConfig()``); its epochs, data and optimizer are used as they are.
@@ -1647,6 +1876,29 @@ def check_determinism(
     sha1 = tuple(first.models["param_sha256"])
     sha2 = tuple(second.models["param_sha256"])
 
+    # Another layout: the models after another scheme's, one seed more each (so the chunks hold other
+    # neighbours at other positions), on one device if the first used several, else on all.
+    extra = "lecun_normal" if "lecun_normal" not in schemes else "glorot_uniform"
+    wide = dataclasses.replace(sub, schemes=(extra, *schemes), seeds=sub.seeds + 1)
+    n_first = int(first.meta["device_count"])
+    other_devices = 1 if n_first > 1 else None
+    third = run(wide, progress=False, make_model=make_model, max_devices=other_devices)
+    by_model = {
+        (scheme, int(s)): h
+        for scheme, s, h in zip(
+            third.models["scheme"], third.models["seed"], third.models["param_sha256"], strict=True
+        )
+    }
+    sha3 = tuple(
+        by_model[(scheme, int(s))]
+        for scheme, s in zip(first.models["scheme"], first.models["seed"], strict=True)
+    )
+    layouts = (
+        f"{len(first.models)} models, chunks of {first.meta['chunk_size']}, {n_first} device(s)",
+        f"{len(third.models)} models (another scheme first, one more seed), chunks of "
+        f"{third.meta['chunk_size']}, {third.meta['device_count']} device(s)",
+    )
+
     setup = _setup(sub, make_model)
     tx = train_lib.make_optimizer(sub.optimizer, sub.learning_rate)
     models, worst = [], 0.0
@@ -1680,6 +1932,9 @@ def check_determinism(
         sha256_second=sha2,
         max_abs_diff_alone=worst,
         epochs=sub.epochs,
+        layout_identical=sha1 == sha3,
+        sha256_layout=sha3,
+        layouts=layouts,
     )
 
 

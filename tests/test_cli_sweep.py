@@ -13,7 +13,8 @@ from jinit import cli, sweep
 
 TINY = [
     "--schemes", "zeros,he_normal", "--seeds", "2", "--epochs", "1", "--hidden", "16",
-    "--train-size", "256", "--test-size", "128", "--max-models-per-chunk", "2", "--no-progress",
+    "--train-size", "256", "--test-size", "128", "--max-models-per-chunk", "2", "--models-per-device", "2",
+    "--no-progress",
 ]  # fmt: skip
 
 
@@ -60,16 +61,27 @@ def test_sweep_then_report(tmp_path, capsys):
     summary = sweep.load(out).summary()
     best = summary.iloc[0]
     best_line = next(line for line in printed.splitlines() if f" {best['scheme']} " in line)
-    assert best_line.lstrip().startswith("≈")  # tied with itself
+    assert best_line.lstrip().startswith("*")  # in the confidence set for the best
     assert f"{100 * best['acc_mean']:.2f}" in best_line
+    assert "not distinguishable from the best at 2 seeds" in printed
+    # zeros and ones: every seed is the same model (vary="init", no randomness in the init)
+    assert "deterministic (zeros)" in printed
+    zeros_line = next(line for line in printed.splitlines() if " zeros " in line)  # accuracy table
+    assert "deterministic" in zeros_line
+    assert "versus the best (seeds are not paired" in printed and "Welch's t-test" in printed
 
     assert cli.main(["report", str(out), "--compare", "he_normal", "zeros"]) == 0
     printed = capsys.readouterr().out
-    assert "he_normal vs zeros" in printed and "paired t-test" in printed
-    assert (
-        "Welch's t-test (unpaired) p-value" in printed
-        and "P(A > B) over seed pairs: 1.00" in printed
-    )
+    assert "he_normal vs zeros" in printed and "unpaired" in printed
+    assert "Welch's t-test: p = " in printed and "Mann-Whitney U: p = " in printed
+    assert "P(A > B) over all pairs of seeds: 1.00" in printed
+    assert "seeds per scheme to detect 1 point" in printed
+    # the verdict follows the p-value, and the report says how large a gap the seeds could have seen
+    line = next(x for x in printed.splitlines() if x.strip().startswith("Welch's t-test: p = "))
+    p = float(line.split("p = ")[1].split()[0])
+    assert ("(not distinguishable at 5%)" in line) == (p >= 0.05)
+    assert ("(significant at 5%)" in line) == (p < 0.05)
+    assert "smallest difference detectable with 80% power at these seeds: " in printed
     # An unknown scheme is one line and exit code 2, before anything is printed.
     assert cli.main(["report", str(out), "--compare", "he_normal", "glorot"]) == 2
     captured = capsys.readouterr()
@@ -200,8 +212,11 @@ def test_check_determinism_cli(tmp_path, capsys, monkeypatch):
     models = "2 models (he_normal seed 0, he_normal seed 1)"
     assert out[0] == f"determinism check: {models}, 1 epoch(s), trained twice"
     assert out[1] == "  final params bitwise identical: yes (param_sha256 equal for 2/2)"
-    assert out[2].startswith("  max |vmapped sweep - trained alone| over final params: ")
-    assert float(out[2].rsplit(" ", 1)[1]) < 1e-4
+    assert out[2].startswith(
+        "  same models in another layout bitwise identical: yes (param_sha256 equal for 2/2; "
+    )
+    assert out[3].startswith("  max |vmapped sweep - trained alone| over final params: ")
+    assert float(out[3].rsplit(" ", 1)[1]) < 1e-4
     assert not (tmp_path / "runs").exists()  # no run folder
 
     report = sweep.DeterminismReport(
@@ -211,8 +226,19 @@ def test_check_determinism_cli(tmp_path, capsys, monkeypatch):
         sha256_second=("a" * 64, "c" * 64),
         max_abs_diff_alone=0.5,
         epochs=1,
+        layout_identical=True,
+        sha256_layout=("a" * 64, "b" * 64),
+        layouts=("2 models", "6 models"),
     )
     monkeypatch.setattr(sweep, "check_determinism", lambda config: report)
     assert cli.main(["sweep", *TINY, "--check-determinism"]) == 1
     out = capsys.readouterr().out
     assert "bitwise identical: NO (param_sha256 equal for 1/2)" in out and "params: 0.5" in out
+    # the same run twice, but another layout changes a model
+    report = report._replace(
+        bitwise_identical=True, sha256_second=report.sha256_first, layout_identical=False
+    )
+    report = report._replace(sha256_layout=("a" * 64, "d" * 64))
+    assert cli.main(["sweep", *TINY, "--check-determinism"]) == 1
+    out = capsys.readouterr().out
+    assert "another layout bitwise identical: NO (param_sha256 equal for 1/2; 2 models vs 6" in out

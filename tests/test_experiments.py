@@ -44,7 +44,7 @@ def _run(name: str, out: Path, *extra: str) -> Path:
 
 def _check_report(out: Path, *must_contain: str) -> str:
     text = (out / "report.md").read_text(encoding="utf-8")
-    for s in ("## Setup", "## Reproduce", "--smoke", *must_contain):
+    for s in ("## Setup", "## Reproduce", "--smoke", "## Verdicts that changed", *must_contain):
         assert s in text, f"{s!r} missing from {out / 'report.md'}"
     figures = [
         line[line.index("(") + 1 : -1] for line in text.splitlines() if line.startswith("![")
@@ -74,6 +74,83 @@ def test_verdict_reads_the_confidence_interval():
     assert C.verdict(r(-0.02, -0.03, -0.01, 0.001, 0.0, True, 5, 5), direction=-1) == "holds"
     assert C.verdict(r(0.01, -0.01, 0.03, 0.3, 0.6, True, 5, 5)) == "not resolved"
     assert C.verdict(r(0.01, np.nan, np.nan, np.nan, 1.0, True, 1, 1)) == "untestable"
+
+
+def test_best_verdicts_old_and_new_and_the_changed_section(tmp_path):
+    C = _load("_common")
+    # Constructed so that the statistics before issue 14 and now disagree: B's seeds line up with A's (a paired
+    # test sees a constant 0.2-point gap) but under vary="init" the labels mean nothing; Welch does not resolve it.
+    a = np.array([0.970, 0.975, 0.972, 0.978, 0.969, 0.974])
+    b = a - 0.002 + np.array([0.0002, -0.0001, 0.0001, -0.0002, 0.0001, 0.0])
+    models = _models({"A": list(a), "B": list(b), "Z": [0.1135] * 6})
+    old = C.old_best_verdicts(models)
+    assert old == {"A": C.BEST, "B": C.BELOW, "Z": C.BELOW}
+    summary = metrics.summarize(
+        pd.DataFrame(),
+        models.assign(param_sha256=[f"h{i}" for i in range(12)] + ["z"] * 6),
+        np.zeros((18, 3), int),
+        np.arange(3),
+        num_classes=3,
+    )
+    new = C.best_verdicts(summary)
+    assert new == {"A": C.BEST, "B": C.NOT_DISTINGUISHABLE, "Z": C.BELOW}
+    assert C.changed_verdicts(new, old) == [
+        "B: below the best -> not distinguishable from the best"
+    ]
+    assert C.best_text(summary, summary.iloc[1]) == "not distinguishable from the best at 6 seeds"
+    assert C.row_pm(summary.iloc[2]) == "11.35 (deterministic)"
+    section = C.verdict_section(tmp_path, new, old)
+    assert "B: below the best -> not distinguishable from the best." in section
+    assert "committed report" not in section  # no verdicts_committed.json in this folder
+    (tmp_path / C.COMMITTED_VERDICTS).write_text(
+        '{"A": "best", "Z": "not distinguishable from the best"}'
+    )
+    section = C.verdict_section(tmp_path, new, old)
+    assert "Z: not distinguishable from the best -> below the best." in section
+
+
+def test_variance_sources_uses_brown_forsythe_not_overlapping_intervals():
+    from scipy import stats
+
+    vs = _load("variance_sources")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(0, 1, 20), rng.normal(0, 3, 20)
+    assert vs.spread_test(x, y) == pytest.approx(stats.levene(x, y, center="median").pvalue)
+    assert vs.spread_test(x, y) < 0.05
+    assert np.isnan(vs.spread_test(x[:1], y))
+
+    def res(acc):
+        return SimpleNamespace(models=_models({"s": list(acc)}))
+
+    # The same 20 accuracies, one of them an outlier (a single bad seed): the chi-square intervals of the two
+    # stds, which assume normal accuracies, do not overlap (the earlier rule said "different"); the
+    # Brown-Forsythe test, centred on medians, does not tell the spreads apart (p = 0.33).
+    z = np.random.default_rng(0).normal(size=20)
+    z = (z - z.mean()) / z.std(ddof=1)
+    x, y = 0.001 * z, 0.001 * z[::-1]
+    x[0] = 0.012
+    results = {"init only": res(0.97 + x), "data order only": res(0.97 + y)}
+    assert vs.std_ci(y)[1] < vs.std_ci(x)[0]  # no overlap
+    key = "s: spread, init only vs data order only"
+    assert vs.spread_verdicts(results, old=True) == {key: "different"}
+    assert vs.spread_test(x, y) == pytest.approx(0.33, abs=0.01)
+    assert vs.spread_verdicts(results) == {key: "not distinguishable"}
+
+
+def test_variance_sources_detectable_std_ratio_has_the_promised_power():
+    from scipy import stats
+
+    vs = _load("variance_sources")
+    r = vs.detectable_std_ratio(20, 20)
+    assert 1.9 < r < 2.1  # 20 seeds each: only about a 2x ratio of stds is reliably seen
+    rng = np.random.default_rng(1)
+    crit = stats.f.ppf(0.975, 19, 19)
+    hits = [
+        np.var(rng.normal(0, r, 20), ddof=1) / np.var(rng.normal(0, 1, 20), ddof=1) > crit
+        for _ in range(4000)
+    ]
+    assert np.mean(hits) == pytest.approx(0.8, abs=0.025)
+    assert np.isnan(vs.detectable_std_ratio(1, 20))
 
 
 def test_default_data_dir_prefers_the_environment(monkeypatch, tmp_path):
@@ -288,6 +365,22 @@ def test_benchmark_goals_are_read_from_the_rows():
         goals["a second run of the same config in the same process does not recompile"]["met"]
         is False
     )
+    # The whole sweep.run against its training time, first run, at N >= 1024 on a CPU (the worst batch size).
+    wall = [
+        {**_row("jinit", 1024, 32, 4.0), "first_seconds": 100.0, "first_wall_seconds": 112.0},
+        {**_row("jinit", 1024, 128, 4.0), "first_seconds": 50.0, "first_wall_seconds": 61.0},
+        {
+            **_row("jinit", 64, 128, 4.0),
+            "first_seconds": 5.0,
+            "first_wall_seconds": 50.0,
+        },  # N < 1024
+    ]
+    goals = {g["goal"].split(" (")[0]: g for g in b.goals(_bench_doc(wall))}
+    assert goals["whole sweep.run <= 1.25x its training time"]["measured"] == "1.22x"
+    assert goals["whole sweep.run <= 1.25x its training time"]["met"] is True
+    wall[1]["first_wall_seconds"] = 65.0
+    goals = {g["goal"].split(" (")[0]: g for g in b.goals(_bench_doc(wall))}
+    assert goals["whole sweep.run <= 1.25x its training time"]["met"] is False  # 1.30x
     # On a GPU: the speedup at N=1024 and throughput not falling from N=1024 to 8192.
     gpu = [
         _row("jinit", 1024, 128, 300.0, frac=0.45),
@@ -321,7 +414,10 @@ def test_benchmark_smoke(tmp_path):
     assert doc["memory_bandwidth"]["bytes_per_s"] > 0 and doc["state_bytes_per_model_step"] > 0
     text = (out / "report.md").read_text()
     assert "**Goals**" in text and "| batch_size | n_models | method |" in text
-    assert "% of roofline" in text and "memory roofline" in text
+    assert "% of roofline" in text and "memory roofline" in text and "wall / train" in text
+    for r in doc["rows"]:
+        if r["method"] == "jinit":
+            assert r["first_wall_seconds"] >= r["first_seconds"] > 0
     assert (out / "throughput.png").read_bytes()[:8] == PNG_MAGIC
     # --merge: a second command measures one method again and keeps the other rows.
     assert _load("benchmark").main([*argv[:-2], "--methods", "naive", "--merge"]) == 0

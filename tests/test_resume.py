@@ -33,12 +33,14 @@ CFG = sweep.SweepConfig(
     test_size=128,
     batch_size=32,
     max_models_per_chunk=2,
+    models_per_device=2,
 )  # 6 models, 3 chunks of 2, 3 epochs each
 
 # the same sweep as CFG, on the command line
 ARGS = [
     "--schemes", "zeros,he_normal", "--seeds", "3", "--epochs", "3", "--hidden", "16",
-    "--train-size", "256", "--test-size", "128", "--max-models-per-chunk", "2", "--no-progress",
+    "--train-size", "256", "--test-size", "128", "--max-models-per-chunk", "2", "--models-per-device", "2",
+    "--no-progress",
 ]  # fmt: skip
 
 TABLES = ("results.csv", "models.csv", "summary.csv")
@@ -196,17 +198,19 @@ def test_sigterm_while_writing_a_checkpoint_waits_for_the_write(tmp_path, monkey
 
 
 def test_resume_keeps_the_chunk_size_of_the_first_start(tmp_path, reference, monkeypatch):
-    """A resumed sweep on a device with another memory budget keeps the chunks it started with (results depend
-    on the chunk size bit for bit)."""
+    """A resumed sweep on a device that would choose other chunks and models per device keeps those it started
+    with (its chunk files hold chunks of that size; results depend on the models per device bit for bit)."""
     out = tmp_path / "run"
     _interrupt_after(monkeypatch, chunk=1, epoch=1)
     with pytest.raises(sweep.SweepInterrupted):
         sweep.run(CFG, out=out, progress=False, checkpoint_every=0)
     monkeypatch.undo()
     # what this "other device" would choose
-    monkeypatch.setattr(sweep, "chunk_size", lambda *a, **k: 4)
+    monkeypatch.setattr(sweep, "chunk_plan", lambda *a, **k: (4, 1))
+    monkeypatch.setattr(sweep, "models_per_device", lambda *a, **k: 4)
     r = sweep.run(CFG, out=out, progress=False, checkpoint_every=0)
     assert r.meta["chunk_size"] == 2 and r.meta["n_chunks"] == 3 and r.meta["epochs_reused"] == 1
+    assert r.meta["models_per_device"] == 2
     _same_results(out, reference)
 
 
@@ -317,7 +321,7 @@ def test_different_config_is_refused_and_overwrite_replaces_it(tmp_path, capsys)
     out = tmp_path / "run"
     small = ["--schemes", "zeros,he_normal", "--seeds", "2", "--epochs", "1", "--hidden", "16",
              "--train-size", "256", "--test-size", "128", "--max-models-per-chunk", "2",
-             "--no-progress", "--out", str(out)]  # fmt: skip
+             "--models-per-device", "2", "--no-progress", "--out", str(out)]  # fmt: skip
     assert cli.main(["sweep", *small]) == 0
     (out / "notes.txt").write_text("mine")
     before = {name: (out / name).read_bytes() for name in TABLES}
@@ -331,8 +335,7 @@ def test_different_config_is_refused_and_overwrite_replaces_it(tmp_path, capsys)
     assert not (out / "lock").exists()
 
     assert (
-        cli.main(["sweep", *small, "--seeds", "3", "--max-models-per-chunk", "4", "--overwrite"])
-        == 0
+        cli.main(["sweep", *small, "--seeds", "3", "--models-per-device", "4", "--overwrite"]) == 0
     )
     r = sweep.load(out)
     assert r.config.seeds == 3 and len(r.models) == 6 and (out / "notes.txt").read_text() == "mine"

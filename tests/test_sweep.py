@@ -27,6 +27,7 @@ BASE = sweep.SweepConfig(
     test_size=128,
     batch_size=32,
     max_models_per_chunk=2,
+    models_per_device=2,
 )
 
 
@@ -318,21 +319,19 @@ def test_too_large_learning_rate_finishes_and_marks_diverged_models(capsys):
     assert "nan" not in printed.lower() and " - " in printed
 
 
-def test_chunking_does_not_change_results(base):
-    """One chunk of 6 models vs three chunks of 2: the same models, to float32 round-off.
-
-    Bitwise equality is not guaranteed: with every model sharing the batch, XLA fuses the models' first layers
-    into one matmul whose width (and so its blocking / summation order) depends on the chunk size.
-    """
+def test_chunking_does_not_change_results(base, monkeypatch):
+    """Chunks of 2 (3 chunks) vs one chunk of 6 trained as three groups of 2 on one device (as a sweep resumed
+    on fewer devices does): the same models, bit for bit (every model is computed by the same program of
+    ``models_per_device`` models)."""
+    monkeypatch.setattr(sweep, "chunk_plan", lambda n, k, devices, cap=None: (3 * k, 1))
     r = sweep.run(
         dataclasses.replace(BASE, max_models_per_chunk=None), progress=False, keep_params=True
     )
-    assert r.meta["n_chunks"] == 1 and r.meta["chunk_size"] == 6
-    np.testing.assert_allclose(r.curves["test_loss"], base.curves["test_loss"], rtol=1e-4)
-    np.testing.assert_allclose(r.curves["train_loss"], base.curves["train_loss"], rtol=1e-4)
+    assert r.meta["models_per_device"] == 2 and r.meta["chunk_size"] == 6
+    assert list(r.models["param_sha256"]) == list(base.models["param_sha256"])
+    pd.testing.assert_frame_equal(r.curves, base.curves)
     for a, b in zip(_leaves(r.params), _leaves(base.params), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-4)
-    assert (r.predictions != base.predictions).mean() < 0.01
+        np.testing.assert_array_equal(a, b)
 
 
 def test_vary_data_custom_model_and_eval_every():
@@ -427,49 +426,40 @@ def test_scheme_labels():
     )
 
 
-def test_chunk_size_follows_memory_budget():
-    cfg = dataclasses.replace(BASE, max_models_per_chunk=None, max_memory=10_000_000)
-    assert sweep.chunk_size(cfg, 1000, per_model=1_000_000, data_bytes=0, n_devices=1) == 10
-    assert sweep.chunk_size(cfg, 1000, per_model=1_000_000, data_bytes=0, n_devices=4) == 40
-    assert sweep.chunk_size(cfg, 3, per_model=1_000, data_bytes=0, n_devices=4) == 4
-    capped = dataclasses.replace(cfg, max_models_per_chunk=6)
-    assert sweep.chunk_size(capped, 1000, per_model=1_000, data_bytes=0, n_devices=4) == 4
-    huge = dataclasses.replace(cfg, max_memory=1)
-    assert sweep.chunk_size(huge, 1000, per_model=1_000, data_bytes=0, n_devices=1) == 1
+def test_chunk_plan_uses_as_many_devices_as_the_grid_needs():
+    # (chunk size, devices used) for k models per device
+    assert sweep.chunk_plan(1000, 4, 2) == (8, 2)
+    assert sweep.chunk_plan(1000, 4, 4) == (16, 4)
+    assert sweep.chunk_plan(5, 4, 4) == (8, 2)  # 5 models need 2 devices' worth, not 4
+    assert sweep.chunk_plan(3, 4, 4) == (4, 1)
+    # max_models_per_chunk makes chunks smaller by using fewer devices, never fewer than k models
+    assert sweep.chunk_plan(1000, 4, 4, 8) == (8, 2)
+    assert sweep.chunk_plan(1000, 4, 4, 2) == (4, 1)
+    for n in range(1, 40):
+        for devices in (1, 2, 3, 4):
+            size, used = sweep.chunk_plan(n, 3, devices)
+            assert size == 3 * used and 1 <= used <= devices and used * 3 < n + 3
 
 
-def test_chunk_size_spreads_the_models_evenly_over_the_chunks():
-    # A budget of 4400 models: 8192 models train as 2 chunks of 4096, not 2 of 4400 (608 padded copies).
-    cfg = sweep.SweepConfig(max_memory=4400 * 1000)
-    assert sweep.chunk_size(cfg, 8192, per_model=1000, data_bytes=0, n_devices=1) == 4096
-    assert sweep.chunk_size(cfg, 8193, per_model=1000, data_bytes=0, n_devices=1) == 4097
-    assert (
-        sweep.chunk_size(cfg, 8192, per_model=1000, data_bytes=0, n_devices=3) == 8193
-    )  # budget per device
-    capped = sweep.SweepConfig(max_models_per_chunk=8)
-    assert sweep.chunk_size(capped, 10, per_model=1000, data_bytes=0, n_devices=2) == 6
-    for n in range(1, 60):
-        size = sweep.chunk_size(capped, n, per_model=1000, data_bytes=0, n_devices=2)
-        chunks = -(-n // size)
-        assert (
-            size <= 8 and size % 2 == 0 and chunks == -(-n // 8) and chunks * size - n < 2 * chunks
-        )
-
-
-def test_chunk_size_on_cpu_keeps_the_training_state_in_cache():
-    cfg = dataclasses.replace(BASE, max_models_per_chunk=None, max_memory=10**12)
+def test_models_per_device_depends_on_the_model_and_device_kind_only():
+    cfg = dataclasses.replace(BASE, models_per_device=None)
     mlp = 4 * 436_776  # params + grads + Adam's two moments of the 784-128-64-10 MLP, in bytes
-    kw = dict(per_model=10**6, data_bytes=0, cache_bytes=32 << 20)
-    # Half of a 32 MiB cache holds 9 such models: 8 on 2 devices, 8 on 4, 9 on 1.
-    assert sweep.chunk_size(cfg, 1000, n_devices=2, state_bytes=mlp, **kw) == 8
-    assert sweep.chunk_size(cfg, 1000, n_devices=4, state_bytes=mlp, **kw) == 8
-    assert sweep.chunk_size(cfg, 1000, n_devices=1, state_bytes=mlp, **kw) == 9
-    assert sweep.chunk_size(cfg, 1000, n_devices=2, state_bytes=10**9, **kw) == 2  # one per device
-    assert sweep.chunk_size(cfg, 1000, n_devices=2, state_bytes=1000, **kw) == 1000  # tiny models
-    # An explicit max_models_per_chunk is the user's choice: the cache rule does not apply.
-    mine = dataclasses.replace(cfg, max_models_per_chunk=64)
-    assert sweep.chunk_size(mine, 1000, n_devices=2, state_bytes=mlp, **kw) == 64
-    assert sweep.cpu_cache_bytes() is None or sweep.cpu_cache_bytes() >= 1 << 16
+    kw = dict(per_model=10**6, budget=10**12)
+    # 8 MiB holds 4 such models: the largest power of two that fits
+    assert sweep.models_per_device(cfg, "cpu", state_bytes=mlp, **kw) == 4
+    assert sweep.models_per_device(cfg, "cpu", state_bytes=10**9, **kw) == 1
+    assert sweep.models_per_device(cfg, "cpu", state_bytes=1000, **kw) == 8  # tiny models: capped
+    assert sweep.models_per_device(cfg, "gpu", state_bytes=mlp, **kw) == 1024
+    # what one device's memory budget holds
+    assert (
+        sweep.models_per_device(cfg, "gpu", state_bytes=mlp, per_model=10**6, budget=10**8) == 100
+    )
+    assert sweep.models_per_device(cfg, "cpu", state_bytes=mlp, per_model=10**6, budget=1) == 1
+    # the user's value wins
+    mine = dataclasses.replace(cfg, models_per_device=3)
+    assert sweep.models_per_device(mine, "cpu", state_bytes=mlp, **kw) == 3
+    with pytest.raises(ValueError, match="models_per_device"):
+        dataclasses.replace(cfg, models_per_device=0).validate()
 
 
 def test_zeros_init_on_mnist_predicts_the_majority_class(mnist_dir):
@@ -547,6 +537,8 @@ def test_check_determinism(base, monkeypatch):
     rep = sweep.check_determinism(cfg)
     assert rep.models == (("he_normal", 0), ("he_normal", 1)) and rep.epochs == 2
     assert rep.bitwise_identical and rep.sha256_first == rep.sha256_second
+    assert rep.layout_identical and rep.sha256_layout == rep.sha256_first
+    assert "another scheme first" in rep.layouts[1]
     # they are the models of the full sweep (base trains them in a chunk of the same size), bit for bit
     he = base.models[base.models["scheme"] == "he_normal"]
     assert rep.sha256_first == tuple(he["param_sha256"])
@@ -559,7 +551,8 @@ def test_check_determinism(base, monkeypatch):
     def noisy_init(config, setup, entries):
         calls.append(len(entries))
         p = real_init(config, setup, entries)
-        return jax.tree.map(lambda a: a + 1e-7 if len(calls) == 2 else a, p)
+        # the second run (call 2), and the chunk of the third run (another layout) that holds he_normal
+        return jax.tree.map(lambda a: a + 1e-7 if len(calls) in (2, 4) else a, p)
 
     monkeypatch.setattr(sweep, "_init_models", noisy_init)
     real_plain = train.train_plain
@@ -573,6 +566,8 @@ def test_check_determinism(base, monkeypatch):
     rep = sweep.check_determinism(dataclasses.replace(cfg, seeds=1), n_models=2)
     assert rep.models == (("he_normal", 0), ("orthogonal", 0))
     assert not rep.bitwise_identical and rep.sha256_first != rep.sha256_second
+    assert not rep.layout_identical and rep.sha256_layout[0] != rep.sha256_first[0]
+    assert rep.sha256_layout[1] == rep.sha256_first[1]  # orthogonal's chunk was not touched
     assert 0.4 < rep.max_abs_diff_alone < 0.6
 
 
