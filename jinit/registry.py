@@ -282,6 +282,10 @@ def distribution_key(init: Initializer) -> tuple:
     ``keras_default()``, ``glorot_uniform()`` and ``xavier_uniform()`` have the same key; so have
     ``flax_default()``, ``lecun_normal()`` and ``variance_scaling()``.
     """
+    if not isinstance(
+        init, Initializer
+    ):  # a registered custom scheme or rules: only equal to itself
+        return ("custom", repr(init))
     if isinstance(init, _init._TorchVarianceScaling):
         init = init.as_variance_scaling()
     if isinstance(init, _init._VarianceScaling):

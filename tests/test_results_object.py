@@ -252,3 +252,17 @@ def test_a_killed_params_write_leaves_nothing_behind(tmp_path):
     half = tmp_path / "params" / ".00000.npz.abc.tmp"
     half.write_bytes(b"PK")
     assert results.remove_leftovers(tmp_path) == [half] and not half.exists()
+
+
+def test_schemes_all_keeps_a_registered_scheme(monkeypatch):
+    """A custom scheme registered for every kernel (applies_to="any") is part of "all", never an alias."""
+    import jax as jax_
+
+    import jinit
+    from jinit import registry
+
+    monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
+    monkeypatch.setattr(registry, "_LOOKUP", dict(registry._LOOKUP))
+    jinit.register("jax_he", lambda: jax_.nn.initializers.he_normal(), applies_to="any")
+    assert "jax_he" in sweep.applicable_schemes("mlp")
+    assert "jax_he" not in sweep.schemes_left_out_of_all("mlp")
