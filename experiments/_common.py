@@ -10,6 +10,7 @@ import argparse
 import os
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -54,7 +55,7 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         default=None,
-        help=f"results folder (default experiments/results/{name}/)",
+        help=f"results folder (default experiments/results/{name}/; with --smoke {smoke_dir(name)})",
     )
     p.add_argument(
         "--seeds", type=int, default=None, help="seeds per scheme (overrides the default)"
@@ -75,11 +76,50 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
+def smoke_dir(name: str) -> Path:
+    """Where ``--smoke`` without ``--out`` writes: a scratch folder under the system's temporary directory
+    (``$TMPDIR/jinit-smoke/NAME``), never the committed ``experiments/results/NAME/``."""
+    return Path(tempfile.gettempdir()) / "jinit-smoke" / name
+
+
 def out_dir(args: argparse.Namespace, name: str) -> Path:
-    """The study's results folder (created)."""
-    path = Path(args.out) if args.out else RESULTS_DIR / name
+    """The study's results folder (created): ``--out``, else :func:`smoke_dir` for ``--smoke`` (a scratch folder:
+    its run folders are replaced when the smoke flags change), else ``experiments/results/NAME/``."""
+    if args.out:
+        path = Path(args.out)
+    elif getattr(args, "smoke", False):
+        path = smoke_dir(name)
+        args.overwrite = True
+    else:
+        path = RESULTS_DIR / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_script(name: str, main: Callable[[Sequence[str] | None], int]) -> int:
+    """Runs an experiment script as a process, like the ``jinit`` command: one JAX device per CPU core
+    (:func:`jinit.sweep.use_cpu_devices`, before JAX starts), matplotlib's file backend (the figures are only
+    written), and bad input (``ValueError``, ``TypeError``, ``OSError``: an unknown flag value, missing data, a run
+    folder holding another sweep, ...) as ONE line on stderr, ``experiments/NAME.py: error: ...``, with exit code
+    2; an interrupted sweep prints what was saved and exits with 128 + the signal number."""
+    from jinit import plots, sweep
+
+    sweep.use_cpu_devices()
+    plots.use_file_backend()
+    try:
+        return int(main(None) or 0)
+    except KeyboardInterrupt as e:
+        print(
+            f"experiments/{name}.py: {_one_line(e) if str(e) else 'interrupted'}", file=sys.stderr
+        )
+        return int(getattr(e, "exit_code", 128 + int(getattr(e, "signum", 2))))
+    except (ValueError, TypeError, OSError) as e:
+        print(f"experiments/{name}.py: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def pick(args: argparse.Namespace, field: str, full: Any, smoke: Any) -> Any:

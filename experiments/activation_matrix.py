@@ -306,5 +306,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sweep.use_cpu_devices()  # one JAX device per core on a CPU (before JAX starts; see jinit.sweep)
-    sys.exit(main())
+    # one JAX device per core, the file backend for figures, one-line errors (see _common.run_script)
+    sys.exit(C.run_script(NAME, main))

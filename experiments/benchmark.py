@@ -871,5 +871,5 @@ def _ints(text: str | None) -> list[int] | None:
 
 
 if __name__ == "__main__":
-    sweep.use_cpu_devices()  # one JAX device per core on a CPU (before JAX starts; see jinit.sweep)
-    sys.exit(main())
+    # one JAX device per core, the file backend for figures, one-line errors (see _common.run_script)
+    sys.exit(C.run_script(NAME, main))

@@ -149,7 +149,9 @@ _SWEEP_FLAGS = (
         "schemes",
         str,
         "comma-separated initializer specs, e.g. "
-        "zeros,glorot_uniform,he_normal,'normal(stddev=0.1)'; 'all' = every scheme that applies",
+        "zeros,glorot_uniform,he_normal,'normal(stddev=0.1)'; 'all' = every scheme that applies, each "
+        "distribution once (keras_default, flax_default, variance_scaling, kaiming_uniform and xavier_uniform "
+        "draw the same arrays as glorot_uniform, lecun_normal, he_uniform: left out)",
     ),
     ("--bias-init", "bias_init", str, "initializer of every bias (default zeros)"),
     ("--seeds", "seeds", int, "seeds per scheme (default 5)"),
@@ -234,7 +236,7 @@ def _add_sweep(sub) -> None:
         "sweep",
         help="train every (scheme, seed) model at once and summarize",
         description="Train a grid of initialization schemes x seeds in one compiled, vmapped program, "
-        "print the per-scheme summary (mean accuracy with 95%% CI over seeds) and write a run folder. "
+        "print the per-scheme summary (mean accuracy with 95% CI over seeds) and write a run folder. "
         "With no arguments: a quick sweep on the embedded digits dataset. Interrupted (Ctrl-C, SIGTERM, "
         "a crash), the same command with the same --out continues where it stopped; a folder holding the "
         "same sweep, complete, is read back without training.",
@@ -244,6 +246,12 @@ def _add_sweep(sub) -> None:
         p.add_argument(flag, *extra, dest=field, default=None, metavar="VALUE", help=help_text)
     p.add_argument("--out", default=None, help="run folder (default runs/<timestamp>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--save-params",
+        action="store_true",
+        help="also write the final parameters of every model into the run folder (params/, one .npz per "
+        "chunk); jinit.sweep.load(RUN).params reads them back, stacked in the order of models.csv",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -551,6 +559,8 @@ def _resume_command(args, out) -> str:
         argv += ["--distributed", args.distributed]
     if args.no_progress:
         argv.append("--no-progress")
+    if getattr(args, "save_params", False):
+        argv.append("--save-params")
     return shlex.join(argv)
 
 
@@ -600,6 +610,7 @@ def _run_sweep(args) -> int:
             progress=not args.no_progress,
             overwrite=args.overwrite,
             checkpoint_every=checkpoint_every,
+            save_params=args.save_params,
         )
     except sweep.SweepInterrupted as e:
         print(f"jinit sweep: {e}", file=sys.stderr)
@@ -762,9 +773,13 @@ def _run_propagate(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results.write_csv(out / "propagation.csv", df)
-    results.save_figure(
-        out / "propagation.png", propagation.plot(df, stat=("act_std", "grad_norm"))
-    )
+    fig = propagation.plot(df, stat=("act_std", "grad_norm"))
+    try:
+        results.save_figure(out / "propagation.png", fig)
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     print(f"wrote {out / 'propagation.png'} and {out / 'propagation.csv'}")
     return 0
 
@@ -840,6 +855,12 @@ def main(argv: list[str] | None = None) -> int:
         from jinit.sweep import use_cpu_devices
 
         use_cpu_devices()
+    if argv is None and args.command in ("report", "propagate"):
+        # The process only writes figures to files: no window, no display needed (an in-process call, e.g. from
+        # a notebook, keeps its backend).
+        from jinit.plots import use_file_backend
+
+        use_file_backend()
     logger = logging.getLogger("jinit")
     handler = _StderrHandler(args.command)
     logger.addHandler(handler)

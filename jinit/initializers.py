@@ -35,9 +35,9 @@ Catalogue (defaults in the factory signatures; aliases in brackets):
     truncated_normal            N(mean, stddev^2) truncated to mean +- 2 stddev; stddev=0.05
     variance_scaling            Var = scale / n, n from ``mode`` (fan_in, fan_out, fan_avg,
                                 fan_geo_avg), ``distribution`` truncated_normal/normal/uniform
-    glorot_normal [xavier_*]    Var = 2 / (fan_in + fan_out), truncated normal
+    glorot_normal               Var = 2 / (fan_in + fan_out), truncated normal
     glorot_uniform              U(-l, l), l = sqrt(6 / (fan_in + fan_out))
-    he_normal [kaiming_normal]  Var = 2 / fan_in, truncated normal
+    he_normal                   Var = 2 / fan_in, truncated normal
     he_uniform                  U(-l, l), l = sqrt(6 / fan_in)
     lecun_normal                Var = 1 / fan_in, truncated normal
     lecun_uniform               U(-l, l), l = sqrt(3 / fan_in)
@@ -49,6 +49,10 @@ Catalogue (defaults in the factory signatures; aliases in brackets):
     torch_default               U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (torch Linear / Conv)
     keras_default               glorot_uniform (Keras Dense / Conv)
     flax_default                lecun_normal (Flax Dense / Conv)
+    kaiming_normal              torch: N(0, gain^2 / fan) untruncated; a=0, fan_in, leaky_relu
+    kaiming_uniform             torch: U(-l, l), l = gain * sqrt(3 / fan)
+    xavier_normal               torch: N(0, gain^2 * 2 / (fan_in + fan_out)) untruncated
+    xavier_uniform              torch: U(-l, l), l = gain * sqrt(6 / (fan_in + fan_out))
     ==========================  ====================================================
 
 Parity with ``jax.nn.initializers``:
@@ -93,13 +97,14 @@ Keras 3 mapping (``keras.initializers``):
     - Keras has no ``fan_geo_avg``, ``delta_orthogonal``, ``dirac`` or ``sparse``.
 
 PyTorch mapping (``torch.nn.init``):
-    ``kaiming_normal_`` draws an *untruncated* normal with std ``gain / sqrt(fan)``; jinit's
-    ``he_normal`` (alias ``kaiming_normal``) is the Keras/JAX truncated normal with the same
-    variance. For torch's distribution use ``he_normal(distribution='normal')``. torch weights
-    are ``(out, in)``; Flax kernels are ``(in, out)``, so torch's fan_in is jinit's fan_in for the
-    same layer. ``gain(nonlinearity)`` is ``calculate_gain``; torch's ``a`` of
-    ``kaiming_*(a=..., nonlinearity='leaky_relu')`` corresponds to
-    ``scale=gain('leaky_relu', a) ** 2``.
+    A torch name means torch's distribution and defaults. ``kaiming_normal`` / ``kaiming_normal_`` and
+    ``xavier_normal`` draw *untruncated* normals with std ``gain / sqrt(fan)`` (torch's hyperparameters ``a``,
+    ``mode``, ``nonlinearity`` / ``gain``); Keras/JAX ``he_normal`` / ``glorot_normal`` are truncated normals with
+    the same variance. ``kaiming_uniform`` and ``xavier_uniform`` draw the same arrays as ``he_uniform`` and
+    ``glorot_uniform`` with torch's defaults. torch weights are ``(out, in)``; Flax kernels are ``(in, out)``, so
+    torch's fan_in is jinit's fan_in for the same layer. ``gain(nonlinearity)`` is ``calculate_gain``. The torch
+    spellings ``normal_``, ``uniform_`` and ``trunc_normal_`` are refused by :func:`jinit.get`: torch's defaults
+    (``N(0, 1)``, ``U(0, 1)``, a normal cut at -2 and 2 absolute) are not jinit's Keras ones (0.05).
 """
 
 from __future__ import annotations
@@ -472,6 +477,44 @@ class _VarianceScaling(Initializer):
             batch_axis=self.batch_axis,
         )
         return init(key, shape, dtype, out_sharding=out_sharding)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class _TorchVarianceScaling(Initializer):
+    """torch.nn.init's ``kaiming_*_`` / ``xavier_*_``: a variance-scaling draw with torch's hyperparameters
+    (the distribution is the name's suffix: ``normal`` is untruncated, as in torch)."""
+
+    def as_variance_scaling(self) -> _VarianceScaling:
+        """The same draw as a :func:`variance_scaling` value (``scale = gain^2``)."""
+        raise NotImplementedError
+
+    def variance(self, shape: Sequence[int]) -> float:
+        """The variance of the weights for this shape: ``gain^2 / n``."""
+        return self.as_variance_scaling().variance(shape)
+
+    def _init(self, key, shape, dtype, out_sharding):
+        return self.as_variance_scaling()._init(key, shape, dtype, out_sharding)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class _Kaiming(_TorchVarianceScaling):
+    a: float
+    mode: str
+    nonlinearity: str
+
+    def as_variance_scaling(self) -> _VarianceScaling:
+        scale = _gain_squared(self.nonlinearity, self.a)
+        dist = self.name.rsplit("_", 1)[1]
+        return _variance_scaling(self.name, scale, self.mode, dist, -2, -1, ())
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class _Xavier(_TorchVarianceScaling):
+    gain: float
+
+    def as_variance_scaling(self) -> _VarianceScaling:
+        dist = self.name.rsplit("_", 1)[1]
+        return _variance_scaling(self.name, self.gain**2, "fan_avg", dist, -2, -1, ())
 
 
 def _qr_dtype(init, key, shape, dtype) -> jax.Array:
@@ -1150,13 +1193,104 @@ def flax_default(
     )
 
 
-# JAX / Keras / torch spellings (the registry knows all of them; these are the importable ones).
+# torch.nn.init's names mean torch's distributions and defaults (a torch model ported with them draws what torch
+# draws): kaiming_normal_ and xavier_normal_ are UNtruncated normals, unlike Keras/JAX he_normal / glorot_normal.
+_TORCH_MODES = ("fan_in", "fan_out")
+
+
+def _kaiming(name: str, a: Any, mode: Any, nonlinearity: Any) -> Initializer:
+    a = _real(name, "a", a)
+    mode = _choice(name, "mode", mode, _TORCH_MODES)
+    if not isinstance(nonlinearity, str):
+        raise TypeError(f"{name}: nonlinearity must be a str, got {nonlinearity!r}")
+    try:
+        gain(nonlinearity, a)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+    return _Kaiming(name, a, mode, nonlinearity.strip().lower())
+
+
+def kaiming_normal(
+    a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
+) -> Initializer:
+    """torch ``kaiming_normal_``: the untruncated normal ``N(0, gain^2 / fan)``.
+
+    ``gain = gain(nonlinearity, a)`` (torch's ``calculate_gain``; with torch's defaults ``a=0``,
+    ``'leaky_relu'``, ``gain = sqrt(2)``), ``fan`` per ``mode``. With the defaults this is
+    ``he_normal(distribution='normal')``, bit for bit; Keras/JAX ``he_normal`` is a *truncated* normal of the
+    same variance. Fans: torch computes them from its ``(out, in, *kernel)`` weight, jinit from the Flax
+    ``(in, out)`` / ``(*kernel, in, out)`` kernel; for the same layer they are the same numbers.
+
+    Args:
+      a: negative slope of leaky_relu (only used by ``'leaky_relu'``). Default 0.
+      mode: ``'fan_in'`` (preserves the forward variance) or ``'fan_out'`` (backward). Default ``'fan_in'``.
+      nonlinearity: a name :func:`gain` knows. Default ``'leaky_relu'``.
+
+    Returns:
+      An Initializer.
+
+    References:
+      He et al., 2015, https://arxiv.org/abs/1502.01852; torch.nn.init.kaiming_normal_,
+      https://pytorch.org/docs/stable/nn.init.html.
+    """
+    return _kaiming("kaiming_normal", a, mode, nonlinearity)
+
+
+def kaiming_uniform(
+    a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
+) -> Initializer:
+    """torch ``kaiming_uniform_``: ``U(-bound, bound)``, ``bound = gain * sqrt(3 / fan)``.
+
+    With torch's defaults the same arrays as :func:`he_uniform`; ``kaiming_uniform(a=math.sqrt(5))`` is torch's
+    default ``nn.Linear`` / ``nn.Conv`` weight init (:func:`torch_default`). Arguments as :func:`kaiming_normal`.
+
+    Returns:
+      An Initializer.
+
+    References:
+      torch.nn.init.kaiming_uniform_, https://pytorch.org/docs/stable/nn.init.html.
+    """
+    return _kaiming("kaiming_uniform", a, mode, nonlinearity)
+
+
+def xavier_normal(gain: float = 1.0) -> Initializer:
+    """torch ``xavier_normal_``: the untruncated normal ``N(0, gain^2 * 2 / (fan_in + fan_out))``.
+
+    ``glorot_normal(distribution='normal', scale=gain**2)``; Keras/JAX ``glorot_normal`` is a *truncated* normal
+    of the same variance.
+
+    Args:
+      gain: multiplier of the standard deviation, > 0. Default 1.
+
+    Returns:
+      An Initializer.
+
+    References:
+      Glorot & Bengio, 2010, http://proceedings.mlr.press/v9/glorot10a.html; torch.nn.init.xavier_normal_.
+    """
+    return _Xavier("xavier_normal", _positive("xavier_normal", "gain", gain))
+
+
+def xavier_uniform(gain: float = 1.0) -> Initializer:
+    """torch ``xavier_uniform_``: ``U(-bound, bound)``, ``bound = gain * sqrt(6 / (fan_in + fan_out))``.
+
+    With the default gain the same arrays as :func:`glorot_uniform`.
+
+    Args:
+      gain: multiplier of the bound, > 0. Default 1.
+
+    Returns:
+      An Initializer.
+
+    References:
+      torch.nn.init.xavier_uniform_, https://pytorch.org/docs/stable/nn.init.html.
+    """
+    return _Xavier("xavier_uniform", _positive("xavier_uniform", "gain", gain))
+
+
+# JAX / Keras spellings (the registry knows all of them; these are the importable ones).
 random_normal = normal
 random_uniform = uniform
-xavier_normal = glorot_normal
-xavier_uniform = glorot_uniform
-kaiming_normal = he_normal
-kaiming_uniform = he_uniform
 eye = identity
 
 
@@ -1221,6 +1355,17 @@ def gain(nonlinearity: str, param: float | None = None) -> float:
     raise ValueError(
         f"gain: unknown nonlinearity {nonlinearity!r}; valid choices: {', '.join(NONLINEARITIES)}"
     )
+
+
+def _gain_squared(nonlinearity: str, param: float | None = None) -> float:
+    """``gain(nonlinearity, param) ** 2`` computed exactly (``sqrt(2) ** 2`` is 2.0000000000000004, which would
+    make torch's ``kaiming_uniform`` draw other arrays than ``he_uniform``)."""
+    g = gain(nonlinearity, param)  # validates
+    name = nonlinearity.strip().lower()
+    if name == "leaky_relu":
+        slope = 0.01 if param is None else float(param)
+        return 2.0 / (1.0 + slope**2)
+    return {"relu": 2.0, "tanh": 25.0 / 9.0, "selu": 9.0 / 16.0}.get(name, g * g)
 
 
 def keras_key(seed: int) -> jax.Array:

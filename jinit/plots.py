@@ -1,39 +1,78 @@
-"""Figures of a sweep (matplotlib, Agg backend: works headless).
+"""Figures of a sweep (matplotlib).
 
-* :func:`accuracy_curves` -- test accuracy against epoch, one line per scheme (mean over seeds) with a band of
-  one standard deviation over seeds;
+* :func:`curves` -- a learning curve per scheme (mean over seeds, a band of one standard deviation over seeds)
+  of test or training accuracy or loss against epoch, from the model at initialization (epoch 0) on;
+  :func:`accuracy_curves` is its test-accuracy view;
 * :func:`final_accuracy` -- the distribution of final test accuracies per scheme: a box plot with every seed as a
   point on top;
-* :func:`save_all` -- both, written atomically as PNGs into the run folder.
+* :func:`save_all` -- both, written atomically as PNGs into the run folder (what ``jinit report`` writes).
 
-Diverged models are left out of both plots (their count is shown in the scheme's label), as in the summary.
+Every figure function takes ``schemes`` (a subset, in the order to show; default all, best first) and ``ax`` (draw
+into an existing Axes, e.g. one panel of your own figure), and returns the Figure. Figures are made with
+``matplotlib.pyplot``, so in Jupyter they show under the notebook's own backend (inline, widget, ...); nothing here
+chooses a backend at import. End the call with ``;`` (or assign the figure) so that Jupyter does not show it a
+second time as the cell's value. Programs that only write files (the ``jinit`` command, the experiment scripts)
+call :func:`use_file_backend` first.
+
+Diverged models are left out (their count is shown in the scheme's label), as in the summary. The accuracy axes
+are fitted to the schemes that learned: a scheme that stays at chance (``zeros``: 11%) would squash the others into
+a flat line at the top, so a scheme that ends below the range is named in its legend entry with its final value.
 
 Example:
     >>> from jinit import plots, sweep  # doctest: +SKIP
     >>> result = sweep.load("runs/demo")  # doctest: +SKIP
+    >>> plots.curves(result, ["he_normal", "glorot_uniform"], metric="loss");  # doctest: +SKIP
     >>> plots.accuracy_curves(result).savefig("curves.png")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg", force=False)
+from jinit import results as results_lib
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+#: What :func:`curves` can draw: one column of ``result.curves``, or ``accuracy`` / ``loss`` (test solid and
+#: training dashed, in the scheme's colour).
+METRICS = ("test_accuracy", "train_accuracy", "test_loss", "train_loss", "accuracy", "loss")
 
-from jinit import results as results_lib  # noqa: E402
+
+def use_file_backend() -> None:
+    """Selects matplotlib's non-interactive ``Agg`` backend, for a program that only writes figures to files.
+
+    Called by the ``jinit`` command and the experiment scripts (never at import, so that a notebook or an
+    interactive session keeps its own backend). Leaves the backend alone when the user chose one with the
+    ``MPLBACKEND`` environment variable.
+    """
+    if not os.environ.get("MPLBACKEND"):
+        plt.switch_backend("Agg")
 
 
 def _order(result: Any) -> list[str]:
     """Schemes ordered best mean accuracy first (the summary's order)."""
     return list(result.summary()["scheme"])
+
+
+def _schemes(result: Any, schemes: str | Sequence[str] | None) -> list[str]:
+    """The schemes to draw: all (best first) or the given subset, checked against the sweep's."""
+    order = _order(result)
+    if schemes is None:
+        return order
+    chosen = [schemes] if isinstance(schemes, str) else list(schemes)
+    present = list(dict.fromkeys(result.models["scheme"]))
+    bad = [s for s in chosen if s not in present]
+    if bad or not chosen:
+        raise ValueError(
+            f"scheme(s) {bad or chosen} not in this sweep; its schemes: {', '.join(present)}"
+        )
+    return list(dict.fromkeys(chosen))
 
 
 def _diverged_counts(result: Any) -> dict[str, int]:
@@ -57,53 +96,210 @@ def _title(result: Any) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def accuracy_curves(result: Any) -> plt.Figure:
-    """Test accuracy vs epoch per scheme: the mean over (non-diverged) seeds and a +-1 std band.
+def _axes(ax: Any, figsize: tuple[float, float]) -> tuple[Any, Any]:
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax
+
+
+def _chance(result: Any) -> float:
+    return 1.0 / max(int(getattr(result, "num_classes", 10) or 10), 1)
+
+
+def robust_range(
+    values: dict[str, np.ndarray], *, chance: float, pad: float = 0.05
+) -> tuple[float, float] | None:
+    """A y-range for accuracies that a collapsed scheme does not squash.
+
+    Args:
+      values: per scheme, the accuracies to show (NaN ignored); the last value is the scheme's final one.
+      chance: chance accuracy (``1 / num_classes``).
+      pad: margin added on both sides, as a fraction of the span.
+
+    Returns:
+      ``(low, high)`` within [0, 1] covering every value of the schemes whose final value is more than 1 point
+      above chance (the summary's definition of a failure), or None when no scheme learned (then matplotlib's
+      own range is right).
+    """
+    learned = [
+        v[np.isfinite(v)]
+        for v in values.values()
+        if np.isfinite(v).any() and v[np.isfinite(v)][-1] > chance + 0.01
+    ]
+    learned = [v for v in learned if v.size]
+    if not learned:
+        return None
+    both = np.concatenate(learned)
+    lo, hi = float(both.min()), float(both.max())
+    span = max(hi - lo, 0.01)
+    return max(0.0, lo - pad * span), min(1.0, hi + pad * span)
+
+
+def _set_ylim(ax: Any, ylim: Any, auto: tuple[float, float] | None) -> tuple[float, float] | None:
+    if isinstance(ylim, str):
+        if ylim != "auto":
+            raise ValueError(f"ylim must be 'auto', None or (low, high), got {ylim!r}")
+        if auto is not None:
+            ax.set_ylim(*auto)
+        return auto
+    if ylim is not None:
+        low, high = ylim
+        ax.set_ylim(low, high)
+        return float(low), float(high)
+    return None
+
+
+def curves(
+    result: Any,
+    schemes: str | Sequence[str] | None = None,
+    *,
+    metric: str = "test_accuracy",
+    ax: Any = None,
+    logy: bool | None = None,
+    ylim: Any = "auto",
+    from_init: bool = True,
+) -> plt.Figure:
+    """Learning curves per scheme: the mean over (non-diverged) seeds and a +-1 std band, against epoch.
 
     Args:
       result: a :class:`~jinit.results.SweepResult`.
+      schemes: a scheme name or a list of them (in the legend's order); default all, best mean accuracy first.
+      metric: a column of ``result.curves`` (``test_accuracy``, ``train_accuracy``, ``test_loss``,
+        ``train_loss``), or ``accuracy`` / ``loss`` for test (solid) and training (dashed) together. Training
+        values are the running means over the steps of each logging interval (as Keras reports them); test values
+        are measured on the whole test set at each point.
+      ax: a matplotlib Axes to draw on (default: a new figure).
+      logy: log-scale y axis (default: True for losses, False for accuracies).
+      ylim: ``"auto"`` (accuracies: fitted to the schemes that learned, see :func:`robust_range`; losses:
+        matplotlib's), None (matplotlib's), or ``(low, high)``.
+      from_init: include epoch 0, the models at initialization (when the sweep logged it).
+
+    Returns:
+      The matplotlib Figure.
+
+    Raises:
+      ValueError: for an unknown metric or scheme (naming the valid ones).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    columns = [f"test_{metric}", f"train_{metric}"] if metric in ("accuracy", "loss") else [metric]
+    trained = result.curves[result.curves["step"] > 0] if len(result.curves) else result.curves
+    missing = [c for c in columns if c not in trained.columns or trained[c].isna().all()]
+    if missing:
+        raise ValueError(
+            f"this sweep's curves have no {', '.join(missing)} (written by an older jinit); "
+            f"they have: {', '.join(c for c in result.curves.columns if c in METRICS)}"
+        )
+    is_loss = metric.endswith("loss")
+    logy = is_loss if logy is None else bool(logy)
+    order = _schemes(result, schemes)
+    data: pd.DataFrame = result.curves
+    if not from_init:
+        data = data[data["step"] > 0]
+    ok = result.models.loc[~result.models["diverged"].astype(bool), ["scheme", "seed"]]
+    data = data.merge(ok, on=["scheme", "seed"], how="inner")
+    diverged = _diverged_counts(result)
+    own = ax is None
+    fig, ax = _axes(ax, (8, 5))
+    cmap = plt.get_cmap("tab10" if len(order) <= 10 else "tab20")
+    means: dict[str, dict[str, np.ndarray]] = {c: {} for c in columns}
+    epochs: dict[str, dict[str, np.ndarray]] = {c: {} for c in columns}
+    lines = {}
+    for i, scheme in enumerate(order):
+        sub = data[data["scheme"] == scheme]
+        color = cmap(i % cmap.N)
+        for column in columns:
+            g = sub.groupby("epoch")[column]
+            mean, std = g.mean(), g.std(ddof=1).fillna(0.0)
+            if mean.isna().all():
+                continue
+            x = mean.index.to_numpy(float)
+            style = "--" if column.startswith("train_") and len(columns) > 1 else "-"
+            (line,) = ax.plot(x, mean.to_numpy(), style, marker="o", ms=3, color=color)
+            if column == columns[0]:
+                lines[scheme] = line
+            ax.fill_between(
+                x, (mean - std).to_numpy(), (mean + std).to_numpy(), color=color, alpha=0.15
+            )
+            means[column][scheme] = mean.to_numpy(float)
+            epochs[column][scheme] = x
+    shown = None
+    if not is_loss:
+        # the range covers the training part of the curves; the point at init (chance) may sit below it
+        trained = {
+            f"{c}/{s}": v[epochs[c][s] > 0] if (epochs[c][s] > 0).any() else v
+            for c, per in means.items()
+            for s, v in per.items()
+        }
+        auto = robust_range(trained, chance=_chance(result))
+        shown = _set_ylim(ax, ylim, auto)
+    else:
+        _set_ylim(ax, ylim, None)
+    if logy:
+        ax.set_yscale("log")
+    for scheme, line in lines.items():
+        label = _label(scheme, diverged)
+        final = means[columns[0]].get(scheme)
+        if shown is not None and final is not None and final[-1] < shown[0]:
+            label += f" (below the range: {100 * final[-1]:.1f}%)"
+        line.set_label(label)
+    what = metric.replace("_", " ")
+    if len(columns) > 1:
+        what = f"{metric} (test solid, training dashed)"
+    if data.empty or np.allclose(data["epoch"], np.round(data["epoch"])):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs: no 0.25 ticks
+    ax.set_xlabel("epoch (0: at initialization)" if from_init else "epoch")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"{what}: mean ± 1 std over seeds\n{_title(result)}", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    if lines:
+        ax.legend(fontsize=8, loc="best")
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def accuracy_curves(
+    result: Any, schemes: str | Sequence[str] | None = None, **kwargs: Any
+) -> plt.Figure:
+    """Test accuracy vs epoch per scheme: :func:`curves` with ``metric="test_accuracy"`` (the default).
+
+    Args:
+      result: a :class:`~jinit.results.SweepResult`.
+      schemes: a subset of the schemes (default all).
+      **kwargs: the other arguments of :func:`curves` (``metric``, ``ax``, ``logy``, ``ylim``, ``from_init``).
 
     Returns:
       A matplotlib Figure.
     """
-    curves: pd.DataFrame = result.curves
-    ok = result.models.loc[~result.models["diverged"].astype(bool), ["scheme", "seed"]]
-    curves = curves.merge(ok, on=["scheme", "seed"], how="inner")
-    diverged = _diverged_counts(result)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    cmap = plt.get_cmap("tab10" if len(_order(result)) <= 10 else "tab20")
-    for i, scheme in enumerate(_order(result)):
-        sub = curves[curves["scheme"] == scheme]
-        if sub.empty:
-            continue
-        g = sub.groupby("epoch")["test_accuracy"]
-        mean, std = g.mean(), g.std(ddof=1).fillna(0.0)
-        x = mean.index.to_numpy(float)
-        color = cmap(i % cmap.N)
-        ax.plot(x, mean.to_numpy(), marker="o", ms=3, color=color, label=_label(scheme, diverged))
-        ax.fill_between(x, (mean - std).to_numpy(), (mean + std).to_numpy(), color=color, alpha=0.2)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"Test accuracy (mean ± 1 std over seeds)\n{_title(result)}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    return fig
+    return curves(result, schemes, **kwargs)
 
 
-def final_accuracy(result: Any) -> plt.Figure:
+def final_accuracy(
+    result: Any,
+    schemes: str | Sequence[str] | None = None,
+    *,
+    ax: Any = None,
+    ylim: Any = "auto",
+) -> plt.Figure:
     """Distribution of final test accuracies per scheme: a box plot with one point per (non-diverged) seed.
 
     Args:
       result: a :class:`~jinit.results.SweepResult`.
+      schemes: a scheme name or a list of them (in the order to show); default all, best mean accuracy first.
+      ax: a matplotlib Axes to draw on (default: a new figure).
+      ylim: ``"auto"`` (fitted to the schemes that learned; a scheme below the range is marked at the bottom with
+        its median), None (matplotlib's), or ``(low, high)``.
 
     Returns:
       A matplotlib Figure.
     """
     models = result.models
     diverged = _diverged_counts(result)
-    order = _order(result)
-    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(order) + 2), 5))
+    order = _schemes(result, schemes)
+    own = ax is None
+    fig, ax = _axes(ax, (max(6, 0.8 * len(order) + 2), 5))
     rng = np.random.default_rng(0)
     data = []
     for scheme in order:
@@ -123,12 +319,30 @@ def final_accuracy(result: Any) -> plt.Figure:
         ax.scatter(pos + jitter, d, s=14, alpha=0.7, zorder=3)
     ax.set_xticks(positions)
     ax.set_xticklabels([_label(s, diverged) for s in order], rotation=30, ha="right", fontsize=8)
+    # a scheme's "final value" for the range is its median (robust_range reads the last entry)
+    auto = robust_range(
+        {s: np.append(d, np.median(d)) for s, d in zip(order, data, strict=True) if d.size},
+        chance=_chance(result),
+    )
+    shown = _set_ylim(ax, ylim, auto)
+    if shown is not None:
+        for pos, d in zip(positions, data, strict=True):
+            if d.size and np.median(d) < shown[0]:
+                ax.annotate(
+                    f"↓ {100 * np.median(d):.1f}%",
+                    (pos, shown[0]),
+                    xytext=(0, 4),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=8,
+                )
     ax.set_ylabel("final test accuracy")
     ax.set_title(
         f"Final test accuracy per scheme (one point per seed)\n{_title(result)}", fontsize=10
     )
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 

@@ -325,14 +325,11 @@ def plot(
         raise ValueError(f"unknown statistic(s) {bad or stats}; valid: {', '.join(STATS)}")
     if ax is not None and len(stats) != 1:
         raise ValueError(f"ax draws one statistic, got {len(stats)}")
-    import matplotlib
+    import matplotlib.pyplot as plt  # the caller's backend: none is chosen here (see jinit.plots)
 
     if ax is None:
-        matplotlib.use("Agg", force=False)
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(6.5 * len(stats), 4.5))
-        axes = fig.subplots(1, len(stats), squeeze=False)[0]
+        fig, axes = plt.subplots(1, len(stats), figsize=(6.5 * len(stats), 4.5), squeeze=False)
+        axes = axes[0]
     else:
         fig, axes = ax.figure, [ax]
     for a, st in zip(axes, stats, strict=True):

@@ -2,10 +2,12 @@
 
 :func:`get` turns a *spec* into an :class:`~jinit.initializers.Initializer` value. A spec is
 
-- a name in any common spelling: ``"he_normal"``, ``"HeNormal"``, ``"kaiming_normal"``,
-  ``"kaiming_normal_"`` (torch), ``"xavier_uniform"``, ``"GlorotUniform"``, ``"RandomNormal"``,
-  ``"random_normal"``, ``"eye"``, ... (case, CamelCase, ``-`` vs ``_`` and a trailing ``_`` do
-  not matter);
+- a name in any common spelling: ``"he_normal"``, ``"HeNormal"``, ``"GlorotUniform"``,
+  ``"RandomNormal"``, ``"random_normal"``, ``"eye"``, ``"kaiming_normal_"``, ``"xavier_uniform"``, ... (case,
+  CamelCase, ``-`` vs ``_`` and a trailing ``_`` do not matter). A name means what it means in the framework it
+  is spelled from: torch's ``kaiming_normal(_)`` and ``xavier_normal(_)`` are torch's untruncated normals
+  (Keras/JAX ``he_normal`` / ``glorot_normal`` are truncated), and the torch spellings ``normal_``, ``uniform_``,
+  ``trunc_normal_``, whose torch defaults differ from jinit's Keras ones, are refused with what to write instead;
 - a call with literal hyperparameters, e.g. ``"normal(stddev=0.01)"`` or
   ``"variance_scaling(scale=2.0, mode='fan_in', distribution='normal')"``: parsed with
   :mod:`ast`, literals only, never evaluated, so ``get(repr(init)) == init``;
@@ -85,20 +87,16 @@ _ENTRIES: dict[str, _Entry] = {
         "scale/n, n per mode: fan_in, fan_out, fan_avg, fan_geo_avg",
         "any",
     ),
-    "glorot_normal": _Entry(
-        _init.glorot_normal, ("xavier_normal",), _TRUNC, "2/(fan_in+fan_out)", "any"
-    ),
+    "glorot_normal": _Entry(_init.glorot_normal, (), _TRUNC, "2/(fan_in+fan_out)", "any"),
     "glorot_uniform": _Entry(
         _init.glorot_uniform,
-        ("xavier_uniform",),
+        (),
         _UNIF,
         "2/(fan_in+fan_out); limit sqrt(6/(fan_in+fan_out))",
         "any",
     ),
-    "he_normal": _Entry(_init.he_normal, ("kaiming_normal",), _TRUNC, "2/fan_in", "any"),
-    "he_uniform": _Entry(
-        _init.he_uniform, ("kaiming_uniform",), _UNIF, "2/fan_in; limit sqrt(6/fan_in)", "any"
-    ),
+    "he_normal": _Entry(_init.he_normal, (), _TRUNC, "2/fan_in", "any"),
+    "he_uniform": _Entry(_init.he_uniform, (), _UNIF, "2/fan_in; limit sqrt(6/fan_in)", "any"),
     "lecun_normal": _Entry(_init.lecun_normal, (), _TRUNC, "1/fan_in", "any"),
     "lecun_uniform": _Entry(
         _init.lecun_uniform, (), _UNIF, "1/fan_in; limit sqrt(3/fan_in)", "any"
@@ -153,6 +151,27 @@ _ENTRIES: dict[str, _Entry] = {
         "any",
     ),
     "flax_default": _Entry(_init.flax_default, (), _TRUNC, "1/fan_in", "any"),
+    # torch.nn.init's names, with torch's distributions and defaults (the normals are untruncated).
+    "kaiming_normal": _Entry(
+        _init.kaiming_normal, (), "normal (torch)", "gain(nonlinearity, a)^2/fan", "any"
+    ),
+    "kaiming_uniform": _Entry(
+        _init.kaiming_uniform,
+        (),
+        _UNIF + " (torch)",
+        "gain(nonlinearity, a)^2/fan; limit gain*sqrt(3/fan)",
+        "any",
+    ),
+    "xavier_normal": _Entry(
+        _init.xavier_normal, (), "normal (torch)", "gain^2*2/(fan_in+fan_out)", "any"
+    ),
+    "xavier_uniform": _Entry(
+        _init.xavier_uniform,
+        (),
+        _UNIF + " (torch)",
+        "gain^2*2/(fan_in+fan_out); limit gain*sqrt(6/(fan_in+fan_out))",
+        "any",
+    ),
     # A bias initializer (needs fan_in, serves 1-D shapes): accepted by get() so that its
     # config round-trips, but not a kernel scheme, so not in names() / catalog().
     "torch_default_bias": _Entry(
@@ -230,15 +249,85 @@ def catalog() -> list[SchemeInfo]:
     ]
 
 
+#: torch.nn.init names whose torch defaults differ from the jinit (Keras) scheme of the same base name: refused,
+#: with what to write instead, rather than silently drawing another distribution.
+TORCH_REFUSED = {
+    "normal": "torch.nn.init.normal_ draws N(0, 1) by default, jinit's normal N(0, 0.05^2) (Keras): write "
+    "'normal(stddev=1.0)' for torch's default or 'normal' for Keras'",
+    "uniform": "torch.nn.init.uniform_ draws U(0, 1) by default, jinit's uniform U(-0.05, 0.05) (Keras): write "
+    "'uniform(minval=0.0, maxval=1.0)' for torch's default or 'uniform' for Keras'",
+    "trunc_normal": "torch.nn.init.trunc_normal_ cuts N(0, 1) at -2 and 2 (absolute values), jinit's "
+    "truncated_normal cuts N(0, 0.05^2) at 2 standard deviations and rescales (Keras): use 'truncated_normal' "
+    "for Keras'; jinit has no absolute-bounds truncated normal",
+}
+
+
+#: Schemes that are another name for a distribution (a framework preset, the generic variance_scaling, torch's
+#: names): where two schemes draw the same distribution, the other one is kept (see :func:`distinct_schemes`).
+PRESETS = (
+    "variance_scaling",
+    "keras_default",
+    "flax_default",
+    "torch_default",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "xavier_normal",
+    "xavier_uniform",
+)
+
+
+def distribution_key(init: Initializer) -> tuple:
+    """What an initializer draws, without its name: equal keys draw the same arrays from the same key.
+
+    ``keras_default()``, ``glorot_uniform()`` and ``xavier_uniform()`` have the same key; so have
+    ``flax_default()``, ``lecun_normal()`` and ``variance_scaling()``.
+    """
+    if not isinstance(
+        init, Initializer
+    ):  # a registered custom scheme or rules: only equal to itself
+        return ("custom", repr(init))
+    if isinstance(init, _init._TorchVarianceScaling):
+        init = init.as_variance_scaling()
+    if isinstance(init, _init._VarianceScaling):
+        hp = init.hyperparameters()
+        return ("variance_scaling", *(repr(hp[k]) for k in sorted(hp)))
+    return (type(init).__name__, *(f"{k}={v!r}" for k, v in init.hyperparameters().items()))
+
+
+def distinct_schemes(schemes: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Each distribution once: the schemes of ``schemes`` (canonical names, default hyperparameters) that draw a
+    distribution no other kept one draws, preferring a named scheme to a :data:`PRESETS` one.
+
+    Returns:
+      ``(kept, aliases)``: the kept names in the given order, and ``{left-out name: the kept name it equals}``.
+    """
+    order = sorted(schemes, key=lambda n: n in PRESETS)  # stable: named schemes first
+    first: dict[tuple, str] = {}
+    aliases: dict[str, str] = {}
+    for name in order:
+        key = distribution_key(get(name))
+        if key in first:
+            aliases[name] = first[key]
+        else:
+            first[key] = name
+    return [n for n in schemes if n not in aliases], aliases
+
+
 def canonical_name(name: str) -> str:
-    """The canonical name of any accepted spelling, e.g. ``"KaimingNormal"`` -> ``"he_normal"``.
+    """The canonical name of any accepted spelling, e.g. ``"HeNormal"`` -> ``"he_normal"``.
+
+    A torch name means torch's scheme (``"kaiming_normal_"`` -> ``"kaiming_normal"``, an untruncated normal);
+    the torch spellings whose defaults differ from jinit's scheme of the same name (``normal_``, ``uniform_``,
+    ``trunc_normal_``, :data:`TORCH_REFUSED`) are refused with what to write instead.
 
     Raises:
-      ValueError: unknown name; the message names the closest valid names.
+      ValueError: unknown or refused name; the message names the closest valid names or the alternative.
     """
     if not isinstance(name, str):
         raise TypeError(f"initializer name must be a str, got {name!r}")
     key = _normalize(name)
+    if key in TORCH_REFUSED and (name.strip().endswith("_") or key == "trunc_normal"):
+        raise ValueError(f"initializer {name!r} is ambiguous: {TORCH_REFUSED[key]}")
     if key in _LOOKUP:
         return _LOOKUP[key]
     close = difflib.get_close_matches(key, list(_LOOKUP), n=3, cutoff=0.5)
@@ -388,7 +477,7 @@ def get(spec: str | Mapping[str, Any] | Initializer, **overrides: Any) -> Initia
 
     Args:
       spec: a name in Keras / torch / JAX spelling (``"he_normal"``, ``"HeNormal"``,
-        ``"kaiming_normal"``, ``"GlorotUniform"``, ``"random_normal"``, ``"eye"``, ...); a call
+        ``"kaiming_normal"`` (torch's), ``"GlorotUniform"``, ``"random_normal"``, ``"eye"``, ...); a call
         string with literal hyperparameters (``"normal(stddev=0.01)"``, e.g. ``repr(init)``); a
         config dict ``{"name": ..., **hyperparameters}`` (``init.config()``); or an Initializer.
       **overrides: hyperparameters that replace those of the spec.
@@ -403,8 +492,10 @@ def get(spec: str | Mapping[str, Any] | Initializer, **overrides: Any) -> Initia
       TypeError: a spec of another type, or unknown hyperparameters.
 
     Example:
-      >>> jinit.get("kaiming_normal", distribution="normal")
+      >>> jinit.get("he_normal", distribution="normal")
       he_normal(scale=2.0, mode='fan_in', distribution='normal')
+      >>> jinit.get("kaiming_normal_(mode='fan_out', nonlinearity='relu')")
+      kaiming_normal(a=0.0, mode='fan_out', nonlinearity='relu')
     """
     if isinstance(spec, Initializer):
         if not overrides:

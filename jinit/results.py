@@ -7,13 +7,18 @@ A run folder holds
   size, ``num_classes``, the sweep's ``fingerprint``, ...) and ``"status"`` (``"running"`` until the sweep
   finished, then ``"complete"``);
 * ``results.csv``: tidy learning curves, one row per (scheme, seed, evaluation point): ``scheme, seed, epoch, step,
-  train_loss, test_loss, test_accuracy, diverged`` (``epoch`` is ``step / steps_per_epoch``, so it is a whole
-  number at epoch ends; ``train_loss`` is the mean over the steps since the previous evaluation);
+  train_loss, train_accuracy, test_loss, test_accuracy, diverged`` (``epoch`` is ``step / steps_per_epoch``, so it
+  is a whole number at epoch ends; ``train_loss`` and ``train_accuracy`` are the means over the training batches
+  since the previous evaluation, each measured by the step that trained on it). Every model's curve starts at
+  epoch 0, step 0: the model at initialization (test loss and accuracy; the training columns are NaN there).
+  Statistics (:meth:`SweepResult.summary`) are over the points after it;
 * ``models.csv``: one row per model: ``scheme, seed, final_accuracy, final_test_loss, diverged, diverged_step``
   (``-1`` when it did not diverge) and ``param_sha256`` (:func:`jinit.metrics.param_sha256` of its final params);
 * ``summary.csv``: :func:`jinit.metrics.summarize` of the above, one row per scheme;
 * ``predictions.npz``: ``predictions`` ``[n_models, n_test]`` (row ``i`` is model ``i`` of ``models.csv``) and
   ``y_test``;
+* ``params/00000.npz, ...``: with ``run(..., save_params=True)`` (``jinit sweep --save-params``), the final
+  variables of each chunk's models (:func:`write_params`; :func:`jinit.sweep.load` reads them into ``.params``);
 * ``chunks/00000.npz, ...``: the raw results of each completed chunk of the model axis, written as soon as the chunk
   finishes, with the sweep's fingerprint (the unit a resumed sweep skips);
 * ``checkpoints/00003/epoch_0002/``: while a chunk trains, an orbax-checkpoint of its state (the stacked training
@@ -57,7 +62,7 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -70,6 +75,7 @@ CURVE_COLUMNS = (
     "epoch",
     "step",
     "train_loss",
+    "train_accuracy",
     "test_loss",
     "test_accuracy",
     "diverged",
@@ -91,6 +97,7 @@ CURVE_DTYPES = {
     "epoch": "float64",
     "step": "int64",
     "train_loss": "float64",
+    "train_accuracy": "float64",
     "test_loss": "float64",
     "test_accuracy": "float64",
     "diverged": bool,
@@ -231,7 +238,9 @@ class SweepResult:
       num_classes: number of classes.
       meta: versions, device, timings (see the module docstring).
       path: the run folder, if it was written or read.
-      params: final variables of every model (stacked, grid order) when ``run(..., keep_params=True)``.
+      params: final variables of every model (stacked on a leading model axis, grid order: row ``i`` is
+        ``models`` row ``i``) when ``run(..., keep_params=True)``, or read back by :func:`jinit.sweep.load` from a
+        run folder written with ``save_params=True`` (``jinit sweep --save-params``); else None.
     """
 
     config: Any
@@ -258,8 +267,12 @@ class SweepResult:
         """
         from jinit import metrics
 
+        # the statistics are over the training run: the point at initialization (step 0) is not part of it
+        curves = self.curves
+        if len(curves) and "step" in curves.columns:
+            curves = curves[curves["step"] > 0]
         return metrics.summarize(
-            self.curves,
+            curves,
             self.models,
             self.predictions,
             self.y_test,
@@ -268,6 +281,101 @@ class SweepResult:
             ci_method=ci_method,
             paired=metrics.paired_seeds(getattr(self.config, "vary", "init")),
             detect_difference=detect_difference,
+        )
+
+    def compare(self, a: Any, b: Any, **kwargs: Any) -> Any:
+        """Scheme ``a`` against scheme ``b`` on final test accuracy: :func:`jinit.metrics.compare_schemes` of this
+        sweep's models (difference of means A - B with its 95% CI, p-value, P(A > B)), paired by seed or not as
+        the sweep's ``vary`` implies (:func:`jinit.metrics.paired_seeds`), as in :meth:`summary`.
+
+        Args:
+          a: a scheme of this sweep (its label, as in ``summary()["scheme"]``).
+          b: another one.
+          **kwargs: ``paired`` (overrides ``vary``), ``level`` (see :func:`jinit.metrics.compare_schemes`).
+
+        Returns:
+          A :class:`jinit.metrics.Comparison`.
+
+        Raises:
+          ValueError: for a scheme not in this sweep (naming the sweep's schemes).
+        """
+        from jinit import metrics
+
+        present = list(dict.fromkeys(self.models["scheme"]))
+        bad = [s for s in (a, b) if s not in present]
+        if bad:
+            raise ValueError(
+                f"scheme(s) {', '.join(map(repr, bad))} not in this sweep; its schemes: {', '.join(present)}"
+            )
+        kwargs.setdefault("vary", getattr(self.config, "vary", "init"))
+        return metrics.compare_schemes(self.models, a, b, **kwargs)
+
+    def plot(self, kind: str = "curves", schemes: Any = None, **kwargs: Any) -> Any:
+        """A figure of this sweep (:mod:`jinit.plots`).
+
+        Args:
+          kind: ``"curves"`` (learning curves, :func:`jinit.plots.curves`) or ``"final"`` (final test accuracy
+            per scheme, one point per seed, :func:`jinit.plots.final_accuracy`).
+          schemes: a scheme or a list of them (default all, best first).
+          **kwargs: for ``"curves"``: ``metric`` (``test_accuracy`` (default), ``train_accuracy``,
+            ``test_loss``, ``train_loss``, ``accuracy`` or ``loss`` for test and training together), ``ax``,
+            ``logy``, ``ylim``, ``from_init``; for ``"final"``: ``ax``, ``ylim``.
+
+        Returns:
+          The matplotlib Figure (in Jupyter end the line with ``;`` so that it is not shown twice).
+
+        Example:
+          >>> result.plot(metric="loss", schemes=["he_normal", "glorot_uniform"]);  # doctest: +SKIP
+        """
+        from jinit import plots
+
+        kinds = {"curves": plots.curves, "final": plots.final_accuracy}
+        if kind not in kinds:
+            raise ValueError(f"unknown plot kind {kind!r}; valid: {', '.join(kinds)}")
+        return kinds[kind](self, schemes, **kwargs)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: what was swept, and the summary table (final test accuracy over seeds)."""
+        import html
+
+        m, cfg = self.meta, self.config
+        n_schemes = self.models["scheme"].nunique()
+        seeds = getattr(cfg, "seeds", "?")
+        head = (
+            f"<b>SweepResult</b>: {len(self.models)} models ({n_schemes} schemes x {seeds} seeds), "
+            f"{getattr(cfg, 'epochs', '?')} epoch(s) on {html.escape(str(getattr(cfg, 'dataset', '?')))}"
+        )
+        if "wall_seconds" in m:
+            head += f", {float(m['wall_seconds']):.1f} s"
+        if self.path is not None:
+            head += f"; run folder <code>{html.escape(str(self.path))}</code>"
+        cols = [
+            "scheme",
+            "n",
+            "acc_mean",
+            "acc_std",
+            "acc_ci95_low",
+            "acc_ci95_high",
+            "acc_min",
+            "acc_max",
+            "diverged_count",
+            "failure_rate",
+            "p_vs_best",
+            "tied_with_best",
+        ]
+        table = self.summary()
+        table = table[[c for c in cols if c in table.columns]]
+        return (
+            f"<div><p>{head}</p>{table.to_html(index=False, float_format=lambda v: f'{v:.4f}')}"
+            "<p>accuracies are fractions; <code>.summary()</code> has every column, <code>.compare(a, b)"
+            "</code> tests two schemes, <code>.plot()</code> draws the curves</p></div>"
+        )
+
+    def __repr__(self) -> str:
+        cfg = self.config
+        return (
+            f"SweepResult({len(self.models)} models, schemes={list(dict.fromkeys(self.models['scheme']))}, "
+            f"dataset={getattr(cfg, 'dataset', None)!r}, epochs={getattr(cfg, 'epochs', None)}, path={self.path})"
         )
 
     def save(self, path: str | os.PathLike, *, status: str = "complete") -> Path:
@@ -284,10 +392,20 @@ class SweepResult:
         return path
 
 
+#: Config fields that say where things are, not what the sweep is: never written to ``config.json`` (a run folder
+#: carries no absolute path of the machine it was made on) and never compared (the same data in another folder is
+#: the same sweep; the sweep's fingerprint hashes the data itself).
+LOCATION_FIELDS = ("data_dir",)
+
+
 def write_config(
     path: str | os.PathLike, config: Any, meta: dict[str, Any], *, status: str
 ) -> None:
-    """Writes ``config.json`` (the :data:`RUN_FOLDER_FORMAT` marker, config, meta and status) atomically."""
+    """Writes ``config.json`` (the :data:`RUN_FOLDER_FORMAT` marker, the config without :data:`LOCATION_FIELDS`,
+    meta and status) atomically."""
+    config = _jsonable(config)
+    if isinstance(config, dict):
+        config = {k: v for k, v in config.items() if k not in LOCATION_FIELDS}
     write_json(
         Path(path) / "config.json",
         {"format": RUN_FOLDER_FORMAT, "config": config, "meta": meta, "status": status},
@@ -343,6 +461,9 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
     name = "results.csv"
     try:
         curves = pd.read_csv(path / name, dtype=CURVE_DTYPES)
+        if "train_accuracy" not in curves.columns and "train_loss" in curves.columns:
+            # written by an older jinit: no training accuracy, no epoch 0
+            curves.insert(curves.columns.get_loc("train_loss") + 1, "train_accuracy", np.nan)
         name = "models.csv"
         models = pd.read_csv(path / name, dtype=MODEL_DTYPES)
         name = "predictions.npz"
@@ -381,6 +502,7 @@ _log = logging.getLogger(__name__)
 LOCK_FILE = "lock"
 CHUNKS_DIR = "chunks"
 CHECKPOINTS_DIR = "checkpoints"
+PARAMS_DIR = "params"
 #: The files a sweep writes into its run folder (``--overwrite`` removes these and the folders below, nothing else).
 OWNED_FILES = (
     "config.json",
@@ -391,7 +513,7 @@ OWNED_FILES = (
     "accuracy_curves.png",
     "final_accuracy.png",
 )
-OWNED_DIRS = (CHUNKS_DIR, CHECKPOINTS_DIR)
+OWNED_DIRS = (CHUNKS_DIR, CHECKPOINTS_DIR, PARAMS_DIR)
 _EPOCH_DIR = re.compile(r"epoch_(\d+)")
 
 
@@ -679,9 +801,12 @@ def acquire_lock(folder: str | os.PathLike) -> RunLock:
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The fields whose values differ between two config dicts, as ``"name: OLD in the folder, NEW now"``."""
+    """The fields whose values differ between two config dicts, as ``"name: OLD in the folder, NEW now"``
+    (:data:`LOCATION_FIELDS` are not compared)."""
     out = []
     for key in list(new) + [k for k in old if k not in new]:
+        if key in LOCATION_FIELDS:
+            continue
         if old.get(key, "<missing>") != new.get(key, "<missing>"):
             out.append(
                 f"{key}: {old.get(key, '<missing>')!r} in the folder, {new.get(key, '<missing>')!r} now"
@@ -772,10 +897,11 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
                 removed.append(p)
 
     scan(folder, lambda p: bool(_OWNED_TMP.fullmatch(p.name) or _TRASH.fullmatch(p.name)))
-    scan(
-        folder / CHUNKS_DIR,
-        lambda p: bool(_CHUNK_TMP.fullmatch(p.name) or _TRASH.fullmatch(p.name)),
-    )
+    for sub in (CHUNKS_DIR, PARAMS_DIR):  # their temporary files are named like the chunks'
+        scan(
+            folder / sub,
+            lambda p: bool(_CHUNK_TMP.fullmatch(p.name) or _TRASH.fullmatch(p.name)),
+        )
     ckpt = folder / CHECKPOINTS_DIR
     scan(ckpt, lambda p: not (real_dir(p) and p.name.isdigit()))
     if real_dir(ckpt):
@@ -936,6 +1062,76 @@ def read_chunk(
             )
             return None
     return arrays
+
+
+def params_path(folder: str | os.PathLike, index: int) -> Path:
+    """The file of chunk ``index``'s final parameters in a run folder: ``params/00003.npz``."""
+    return Path(folder) / PARAMS_DIR / f"{index:05d}.npz"
+
+
+_PARAM_PREFIX = "variables/"
+
+
+def write_params(
+    folder: str | os.PathLike,
+    index: int,
+    variables: Any,
+    *,
+    fingerprint: str,
+    model_index: Sequence[int],
+) -> Path:
+    """Writes the final variables of chunk ``index``'s models (atomically, as ``.npz``): every leaf of the Flax
+    variables dict stacked on a leading model axis, under its ``/``-joined path (``variables/params/Dense_0/kernel``),
+    with the grid indices of the models (``model_index``) and the sweep's fingerprint."""
+    from flax import traverse_util
+
+    flat = traverse_util.flatten_dict(_plain_dict(variables), sep="/")
+    arrays = {_PARAM_PREFIX + k: np.asarray(v) for k, v in flat.items()}
+    path = params_path(folder, index)
+    write_npz(
+        path,
+        **arrays,
+        model_index=np.asarray(model_index, np.int64),
+        fingerprint=np.asarray(fingerprint),
+    )
+    return path
+
+
+def _plain_dict(tree: Any) -> Any:
+    if isinstance(tree, Mapping):
+        return {str(k): _plain_dict(v) for k, v in tree.items()}
+    return tree
+
+
+def read_params(folder: str | os.PathLike, *, fingerprint: str | None, n_models: int) -> Any:
+    """The final variables of every model of a run folder, stacked in grid order, from ``params/*.npz`` (written
+    by ``run(..., save_params=True)``); None when the folder has none.
+
+    Raises:
+      ValueError: when the files do not belong to this sweep (fingerprint) or do not cover its models exactly once.
+    """
+    from flax import traverse_util
+
+    files = sorted((Path(folder) / PARAMS_DIR).glob("[0-9]*.npz"))
+    if not files:
+        return None
+    parts = []
+    for f in files:
+        arrays = read_npz(f)
+        fp = str(arrays.pop("fingerprint", ""))
+        if fingerprint is not None and fp != fingerprint:
+            raise ValueError(f"{f} holds the parameters of another sweep (fingerprint {fp[:12]})")
+        parts.append(arrays)
+    index = np.concatenate([a["model_index"] for a in parts])
+    order = np.argsort(index, kind="stable")
+    if not np.array_equal(index[order], np.arange(n_models)):
+        raise ValueError(
+            f"{Path(folder) / PARAMS_DIR} does not hold the parameters of all {n_models} models exactly once "
+            f"({len(index)} found); rerun the sweep with save_params=True (--save-params) to complete it"
+        )
+    keys = [k for k in parts[0] if k.startswith(_PARAM_PREFIX)]
+    flat = {k[len(_PARAM_PREFIX) :]: np.concatenate([a[k] for a in parts])[order] for k in keys}
+    return traverse_util.unflatten_dict(flat, sep="/")
 
 
 def checkpoint_dir(folder: str | os.PathLike, index: int) -> Path:

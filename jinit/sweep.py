@@ -362,12 +362,30 @@ def _short(value: Any, n: int = 80) -> str:
     return text if len(text) <= n else text[:n] + "..."
 
 
-def applicable_schemes(model: str | None = "mlp") -> tuple[str, ...]:
-    """Every catalogue scheme that applies to every kernel of ``model``: the ``"any"`` schemes, plus the ``"2d"``
-    ones (identity, ...) for an MLP, whose kernels are all 2-D. A CNN has Dense kernels besides its convolutions,
-    so the conv-only schemes (dirac, delta_orthogonal) do not apply to it, nor do the 2-D-only ones; ``None`` (a
-    custom model) gets the ``"any"`` ones. Schemes that need a hyperparameter without default (``constant``) are
-    left out."""
+def applicable_schemes(model: str | None = "mlp", *, distinct: bool = True) -> tuple[str, ...]:
+    """Every catalogue scheme that applies to every kernel of ``model`` (what ``--schemes all`` trains): the
+    ``"any"`` schemes, plus the ``"2d"`` ones (identity, ...) for an MLP, whose kernels are all 2-D. A CNN has
+    Dense kernels besides its convolutions, so the conv-only schemes (dirac, delta_orthogonal) do not apply to it,
+    nor do the 2-D-only ones; ``None`` (a custom model) gets the ``"any"`` ones. Schemes that need a
+    hyperparameter without default (``constant``) are left out. With ``distinct`` (the default) each distribution
+    is trained once: a scheme that draws the same arrays as another (``keras_default`` = ``glorot_uniform``,
+    ``flax_default`` = ``variance_scaling`` = ``lecun_normal``, torch's ``xavier_uniform`` / ``kaiming_uniform``
+    = ``glorot_uniform`` / ``he_uniform``) is left out (:func:`jinit.registry.distinct_schemes`)."""
+    from jinit import registry
+
+    out = _applicable(model)
+    return tuple(registry.distinct_schemes(out)[0]) if distinct else out
+
+
+def schemes_left_out_of_all(model: str | None = "mlp") -> dict[str, str]:
+    """The schemes ``--schemes all`` leaves out because they draw the same distribution as one it keeps:
+    ``{left out: kept}``, e.g. ``{"keras_default": "glorot_uniform", ...}``."""
+    from jinit import registry
+
+    return registry.distinct_schemes(list(_applicable(model)))[1]
+
+
+def _applicable(model: str | None) -> tuple[str, ...]:
     from jinit import registry
 
     kinds = {"any"} | ({"2d"} if model == "mlp" else set())
@@ -390,9 +408,11 @@ def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> lis
     """Turns scheme specs into ``(label, Initializer)`` pairs.
 
     The label is the canonical name (``jinit.get(spec).name``) when the initializer equals that name's default
-    (so ``"kaiming_normal"``, ``"HeNormal"`` and ``jinit.he_normal()`` are all the scheme ``"he_normal"``), else
-    the initializer's ``repr`` (``"normal(stddev=0.1, mean=0.0)"``). ``"all"`` expands to
-    :func:`applicable_schemes`. A :func:`jinit.rules` or :func:`jinit.scheme` value is labelled by its ``label``.
+    (so ``"he_normal"``, ``"HeNormal"`` and ``jinit.he_normal()`` are all the scheme ``"he_normal"``; torch's
+    ``"kaiming_normal_"`` is the scheme ``"kaiming_normal"``), else the initializer's ``repr``
+    (``"normal(stddev=0.1, mean=0.0)"``). ``"all"`` expands to :func:`applicable_schemes` (each distribution
+    once; the aliases it leaves out are logged). A :func:`jinit.rules` or :func:`jinit.scheme` value is labelled
+    by its ``label``.
 
     Raises:
       ValueError: for an empty list, an unknown scheme (with the closest names) or two specs naming the same scheme.
@@ -405,6 +425,11 @@ def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> lis
         if len(schemes) != 1:
             raise ValueError(f"'all' cannot be combined with other schemes: {schemes!r}")
         schemes = list(applicable_schemes(model))
+        same = ", ".join(f"{a} = {b}" for a, b in schemes_left_out_of_all(model).items())
+        _log.info(
+            f"schemes 'all': {len(schemes)} distinct distributions; left out as the same distribution as a "
+            f"kept scheme: {same}"
+        )
     if not schemes:
         raise ValueError("schemes is empty; give at least one initializer name")
     out, seen = [], {}
@@ -1199,6 +1224,7 @@ def run(
     checkpoint_every: float | None = 60.0,
     max_devices: int | None = None,
     optimizer: Any = None,
+    save_params: bool = False,
 ) -> SweepResult:
     """Trains every (scheme, seed) model of the grid and returns the results.
 
@@ -1221,6 +1247,10 @@ def run(
       keep_params: also return every model's final variables (numpy, stacked on a leading model axis in grid
         order) as ``result.params``; they are not written to the run folder, so this cannot be combined with
         resuming a folder that already holds finished chunks.
+      save_params: write the final variables of every model into the run folder ``out`` (``params/``, one
+        ``.npz`` per chunk, written with the chunk), so that :func:`load` gives them back as ``result.params``
+        (stacked in grid order, as with ``keep_params``). Works with resuming; a complete folder without them
+        trains its chunks again (bitwise the same models) to write them.
       overwrite: replace a different sweep found in ``out`` (only the files a sweep writes are removed), or
         recompute a complete one.
       checkpoint_every: seconds between epoch checkpoints within a chunk (``0``: at every epoch boundary;
@@ -1263,6 +1293,10 @@ def run(
         _check_int("max_devices", max_devices, minimum=1)
     _check_optimizer(optimizer)
     out_path = Path(out) if out is not None else None
+    if save_params and out_path is None:
+        raise ValueError(
+            "save_params=True writes into the run folder: pass out= (jinit sweep --out)"
+        )
     # Several processes: they meet in JAX's coordination service (jinit.distributed); a failure is posted there so
     # that the others stop waiting for this process.
     group = distributed_lib.SweepGroup() if jax.process_count() > 1 else None
@@ -1326,6 +1360,16 @@ def run(
                 folder = results_lib.open_run_folder(
                     out_path, config.to_dict(), fingerprint=fingerprint, overwrite=overwrite
                 )
+                if (
+                    folder.state == "complete"
+                    and save_params
+                    and not _params_saved(out_path, folder.meta)
+                ):
+                    _log.info(
+                        "%s holds this sweep, complete, without its parameters: training it again to save them",
+                        out_path,
+                    )
+                    folder = dataclasses.replace(folder, state="resume")
                 if folder.state == "complete":
                     if keep_params:
                         raise ValueError(
@@ -1398,7 +1442,7 @@ def run(
                 "process_count": pcount,
                 "jax_threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
                 "dataset": setup.data_name,
-                "data_source": setup.data_source,
+                "data_source": _portable_source(setup.data_source),
                 "n_train": n_train,
                 "n_test": n_test,
                 "num_classes": setup.num_classes,
@@ -1429,7 +1473,9 @@ def run(
                         model_index=_chunk_index(c, csize, n_models),
                         shapes=_chunk_shapes(config, steps_per_epoch, n_test, c, csize, n_models),
                     )
-                    if arrays is not None:
+                    if arrays is not None and _has_logs(arrays, f"chunk file {c}"):
+                        if save_params and not results_lib.params_path(out_path, c).is_file():
+                            continue  # its models are trained again to save their parameters
                         done[c] = arrays
                 status.chunks_done = status.chunks_reused = len(done)
                 if keep_params and done:
@@ -1454,15 +1500,10 @@ def run(
 
             bar = None
             if progress:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(
+                bar = _progress_bar(
                     total=len(mine) * config.epochs,
                     initial=len(done) * config.epochs,
-                    unit="epoch",
                     desc=f"sweep {n_models} models",
-                    file=sys.stderr,
-                    dynamic_ncols=True,
                 )
 
             xt, yt, mask = train_lib.pad_test(setup.x_test, setup.y_test, eval_bs)
@@ -1503,6 +1544,14 @@ def run(
                         kept.append(jax.tree.map(lambda a, n=len(idx): a[:n], final_params))
                     if out_path is not None:
                         with guard.critical():
+                            if save_params:  # before the chunk file: a chunk on disk has its params
+                                results_lib.write_params(
+                                    out_path,
+                                    c,
+                                    jax.tree.map(lambda a, n=len(idx): a[:n], final_params),
+                                    fingerprint=fingerprint,
+                                    model_index=idx,
+                                )
                             results_lib.write_chunk(out_path, c, chunk, fingerprint=fingerprint)
                             status.chunks_done += 1
                             status.checkpoint = None
@@ -1572,6 +1621,39 @@ def run(
                     _log.warning("could not remove the lock %s (%s)", lock.path, e)
 
 
+def _progress_bar(*, total: int, initial: int, desc: str):
+    """The sweep's tqdm bar on stderr: redrawn live on a terminal or in Jupyter; when stderr is a log file or a
+    pipe (a batch job, CI), at most once a minute, so that the log gets a few lines, not thousands of redraws."""
+    from tqdm.auto import tqdm
+
+    live = sys.stderr.isatty() or "ipykernel" in sys.modules
+    quiet = {} if live else {"mininterval": 60.0, "maxinterval": 600.0, "ncols": 100}
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="epoch",
+        desc=desc,
+        file=sys.stderr,
+        dynamic_ncols=live,
+        **quiet,
+    )
+
+
+def _params_saved(path: Path, meta: dict[str, Any]) -> bool:
+    """Whether a complete run folder holds the saved parameters of every chunk."""
+    n = meta.get("n_chunks")
+    return isinstance(n, int) and all(results_lib.params_path(path, c).is_file() for c in range(n))
+
+
+def _portable_source(source: str) -> str:
+    """``data.load``'s source without the absolute path of this machine: ``"idx:/data/mnist"`` -> ``"idx:mnist"``
+    (run folders are committed and shared; the fingerprint identifies the data)."""
+    kind, sep, where = str(source).partition(":")
+    if sep and os.path.isabs(where):
+        return f"{kind}:{Path(where).name}"
+    return str(source)
+
+
 def _shared_config(out: Path, **info) -> dict[str, Any]:
     """What process 0 tells the others about the run folder: ``info`` and the SHA-256 of the config.json it wrote,
     by which each process checks that it sees the same folder (:func:`_check_shared_folder`)."""
@@ -1627,8 +1709,11 @@ def _fingerprint(config: SweepConfig, setup: _Setup, grid, opt_key=None) -> str:
     model (and for your own model or optimizer, what they compute), and the training and test arrays. Chunk files
     and checkpoints carry it; resuming requires it."""
     shapes = _abstract_model(setup)[2]
+    identity = {
+        k: v for k, v in config.to_dict().items() if k not in results_lib.LOCATION_FIELDS
+    }  # where the data is is not what the sweep is: the data's bytes are hashed below
     desc = {
-        "config": config.to_dict(),
+        "config": identity,
         **({"model": setup.model_key[1]} if setup.model_key[0] == "custom" else {}),
         **({"optimizer": opt_key[1]} if opt_key and opt_key[0] == "custom" else {}),
         "grid": [[label, int(s)] for label, _, s in grid],
@@ -1868,11 +1953,20 @@ class _SignalGuard:
                 )
 
 
+#: What every epoch logs per model (see :class:`jinit.train.EpochLogs`), as chunk files and checkpoints hold it.
+_LOG_FIELDS = (
+    "step",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "train_accuracy",
+    "init_test_loss",
+    "init_test_accuracy",
+)
+
+
 def _logs_to_arrays(logs: list[train_lib.EpochLogs]) -> dict[str, np.ndarray]:
-    out = {
-        f: np.stack([np.asarray(getattr(ep, f)) for ep in logs])
-        for f in ("step", "train_loss", "test_loss", "test_accuracy")
-    }
+    out = {f: np.stack([np.asarray(getattr(ep, f)) for ep in logs]) for f in _LOG_FIELDS}
     out["predictions"] = np.asarray(logs[-1].predictions)
     return out
 
@@ -1881,14 +1975,21 @@ def _logs_from_arrays(arrays: dict[str, np.ndarray]) -> list[train_lib.EpochLogs
     n = arrays["step"].shape[0]
     return [
         train_lib.EpochLogs(
-            step=arrays["step"][e],
-            train_loss=arrays["train_loss"][e],
-            test_loss=arrays["test_loss"][e],
-            test_accuracy=arrays["test_accuracy"][e],
+            **{f: arrays[f][e] for f in _LOG_FIELDS},
             predictions=arrays["predictions"] if e == n - 1 else None,
         )
         for e in range(n)
     ]
+
+
+def _has_logs(arrays: dict[str, np.ndarray], what: str) -> bool:
+    """Whether a chunk file's or checkpoint's arrays have every log field (an older jinit wrote fewer)."""
+    missing = [f for f in ("train_accuracy", "init_test_accuracy") if f not in arrays]
+    if missing:
+        _log.warning(
+            "ignoring %s: written by an older jinit (no %s); it is trained again", what, missing
+        )
+    return not missing
 
 
 @dataclasses.dataclass
@@ -1973,6 +2074,8 @@ class _ChunkTrainer:
                 fingerprint=self.fingerprint,
                 model_index=idx,
             )
+            if ckpt is not None and not _has_logs(ckpt.logs, f"the checkpoint of chunk {c}"):
+                ckpt = None
             if ckpt is not None:
                 groups = [
                     (
@@ -2245,7 +2348,7 @@ def _chunk_arrays(
     n = len(idx)
     cat = {
         f: np.concatenate([getattr(ep, f) for ep in logs], axis=1)[:n]
-        for f in ("step", "train_loss", "test_loss", "test_accuracy")
+        for f in ("step", "train_loss", "test_loss", "test_accuracy", "train_accuracy")
     }
     preds = logs[-1].predictions[:n, :n_test]  # drop padded models and padded test rows
     shas = [metrics.param_sha256(jax.tree.map(lambda a, i=i: a[i], params)) for i in range(n)]
@@ -2255,6 +2358,10 @@ def _chunk_arrays(
         "train_loss": cat["train_loss"].astype(np.float32),
         "test_loss": cat["test_loss"].astype(np.float32),
         "test_accuracy": cat["test_accuracy"].astype(np.float32),
+        "train_accuracy": cat["train_accuracy"].astype(np.float32),
+        # the models at initialization, measured in epoch 0's program (NaN in later epochs' logs)
+        "init_test_loss": np.asarray(logs[0].init_test_loss[:n], np.float32),
+        "init_test_accuracy": np.asarray(logs[0].init_test_accuracy[:n], np.float32),
         "diverged_step": np.asarray(diverged_step[:n], np.int64),
         "predictions": preds,
         "param_sha256": np.asarray(shas),
@@ -2272,18 +2379,34 @@ def _assemble(config, setup, grid, chunks, steps_per_epoch, meta) -> SweepResult
     schemes = np.asarray([label for label, _, _ in grid], dtype=object)
     seeds = np.asarray([s for _, _, s in grid], np.int64)
     n_models, n_evals = cat["step"].shape
-    f64 = {k: cat[k].astype(np.float64) for k in ("train_loss", "test_loss", "test_accuracy")}
+    f64 = {
+        k: cat[k].astype(np.float64)
+        for k in ("train_loss", "test_loss", "test_accuracy", "train_accuracy")
+    }
     div = cat["diverged_step"]
     steps = cat["step"]
+    # every model's curve starts with the point at initialization (epoch 0, step 0: test metrics measured before
+    # the first step; the training columns are running means over steps, so there are none yet: NaN)
+    nan = np.full((n_models, 1), np.nan)
+    at_init = {
+        "train_loss": nan,
+        "test_loss": cat["init_test_loss"].astype(np.float64)[:, None],
+        "test_accuracy": cat["init_test_accuracy"].astype(np.float64)[:, None],
+        "train_accuracy": nan,
+    }
+    steps = np.concatenate([np.zeros((n_models, 1), steps.dtype), steps], axis=1)
+    cols = {k: np.concatenate([at_init[k], f64[k]], axis=1) for k in f64}
+    n_points = n_evals + 1
     curves = pd.DataFrame(
         {
-            "scheme": np.repeat(schemes, n_evals),
-            "seed": np.repeat(seeds, n_evals),
+            "scheme": np.repeat(schemes, n_points),
+            "seed": np.repeat(seeds, n_points),
             "epoch": (steps / steps_per_epoch).reshape(-1),
             "step": steps.reshape(-1),
-            "train_loss": f64["train_loss"].reshape(-1),
-            "test_loss": f64["test_loss"].reshape(-1),
-            "test_accuracy": f64["test_accuracy"].reshape(-1),
+            "train_loss": cols["train_loss"].reshape(-1),
+            "train_accuracy": cols["train_accuracy"].reshape(-1),
+            "test_loss": cols["test_loss"].reshape(-1),
+            "test_accuracy": cols["test_accuracy"].reshape(-1),
             "diverged": ((div[:, None] >= 0) & (div[:, None] <= steps)).reshape(-1),
         }
     )
@@ -2317,9 +2440,19 @@ def _pred_dtype(num_classes: int):
 
 
 def load(path: str | os.PathLike) -> SweepResult:
-    """Reads a run folder written by :func:`run` (or ``jinit sweep``) back into a :class:`SweepResult`."""
+    """Reads a run folder written by :func:`run` (or ``jinit sweep``) back into a :class:`SweepResult`; its
+    ``params`` are the models' final variables when the sweep saved them (``save_params=True``,
+    ``--save-params``), else None.
+
+    Example:
+      >>> r = sweep.load("runs/x")  # doctest: +SKIP
+      >>> model_3 = jax.tree.map(lambda a: a[3], r.params)  # the variables of models row 3  # doctest: +SKIP
+    """
     d = results_lib.read(path)
     config = SweepConfig.from_dict(d["config"])
+    params = results_lib.read_params(
+        path, fingerprint=d["meta"].get("fingerprint"), n_models=len(d["models"])
+    )
     return SweepResult(
         config=config,
         curves=d["curves"],
@@ -2329,4 +2462,5 @@ def load(path: str | os.PathLike) -> SweepResult:
         num_classes=int(d["meta"].get("num_classes", int(d["y_test"].max()) + 1)),
         meta=d["meta"],
         path=Path(path),
+        params=params,
     )

@@ -119,6 +119,11 @@ class EpochLogs(NamedTuple):
       test_loss: mean test loss ([n_intervals]).
       test_accuracy: test accuracy ([n_intervals]).
       predictions: test-set predictions (argmax) at the end of the epoch ([n_test], int32).
+      train_accuracy: mean accuracy on the training batches of the interval, each measured by the step that
+        trained on it, before its update (a running training accuracy, as Keras reports it) ([n_intervals]).
+      init_test_loss: at epoch 0, the test loss of the model at initialization, before any step; NaN at later
+        epochs (scalar).
+      init_test_accuracy: the same for the test accuracy (scalar).
     """
 
     step: jax.Array
@@ -126,6 +131,9 @@ class EpochLogs(NamedTuple):
     test_loss: jax.Array
     test_accuracy: jax.Array
     predictions: jax.Array
+    train_accuracy: Any = None
+    init_test_loss: Any = None
+    init_test_accuracy: Any = None
 
 
 class Trainer(NamedTuple):
@@ -200,13 +208,16 @@ def make_train(
             params, optimizer.init(params), jnp.int32(0), jnp.int32(-1), jnp.float32(jnp.nan)
         )
 
-    def step(state: TrainState, x, y, rng=None) -> tuple[TrainState, jax.Array]:
+    def step_metrics(state: TrainState, x, y, rng=None):
+        """One optimizer step; returns ``(state, (loss, accuracy))`` on the batch, before the update."""
         rngs = {} if rng is None else {"dropout": rng}
 
         def objective(params):
-            return loss_fn(apply_fn(params, x, rngs=rngs), y)
+            logits = apply_fn(params, x, rngs=rngs)
+            accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == y).astype(jnp.float32)
+            return loss_fn(logits, y), accuracy
 
-        loss, grads = jax.value_and_grad(objective)(state.params)
+        (loss, accuracy), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         count = state.step + 1
@@ -214,7 +225,11 @@ def make_train(
         exploded = loss > DIVERGENCE_FACTOR * jnp.maximum(first, 1.0)
         bad = (state.diverged_step < 0) & (~jnp.isfinite(loss) | exploded)
         diverged_step = jnp.where(bad, count, state.diverged_step)
-        return TrainState(params, opt_state, count, diverged_step, first), loss
+        return TrainState(params, opt_state, count, diverged_step, first), (loss, accuracy)
+
+    def step(state: TrainState, x, y, rng=None) -> tuple[TrainState, jax.Array]:
+        state, (loss, _) = step_metrics(state, x, y, rng)
+        return state, loss
 
     def evaluate(params, x_test, y_test, test_mask=None):
         n = x_test.shape[0]
@@ -246,31 +261,50 @@ def make_train(
         return perm[: steps_per_epoch * batch_size].reshape((steps_per_epoch, batch_size))
 
     def step_at(state, i, x_train, y_train, epoch_dropout):
-        """One step on the batch ``x_train[i]``, dropout keyed by ``epoch_dropout`` and the step count."""
-        return step(state, x_train[i], y_train[i], jax.random.fold_in(epoch_dropout, state.step))
+        """One step on the batch ``x_train[i]``, dropout keyed by ``epoch_dropout`` and the step count; returns
+        ``(state, (loss, accuracy))``."""
+        rng = jax.random.fold_in(epoch_dropout, state.step)
+        return step_metrics(state, x_train[i], y_train[i], rng)
+
+    def evaluate_init(params, epoch, x_test, y_test, test_mask):
+        """``(test loss, test accuracy)`` of ``params`` when ``epoch == 0`` (the model at initialization), NaN
+        at later epochs: a ``lax.cond``, so the evaluation runs once per sweep, inside the epoch's program."""
+
+        def measured(p):
+            loss, acc, _ = evaluate(p, x_test, y_test, test_mask)
+            return loss.astype(jnp.float32), acc.astype(jnp.float32)
+
+        def skipped(p):
+            return jnp.float32(jnp.nan), jnp.float32(jnp.nan)
+
+        return jax.lax.cond(epoch == 0, measured, skipped, params)
 
     def loop(state, idx, step_at, evaluate_at):
         """The epoch's scan over ``idx`` ([steps, ...] batch indices) with ``step_at(state, idx[t]) -> (state,
-        loss)``, evaluating ``evaluate_at(params)`` after every logging interval; for one model or, vmapped
-        inside ``step_at`` and ``evaluate_at``, for many (then every log entry has a trailing model axis)."""
+        (loss, accuracy))``, evaluating ``evaluate_at(params)`` after every logging interval; for one model or,
+        vmapped inside ``step_at`` and ``evaluate_at``, for many (then every log entry has a trailing model axis).
+        Returns the state, the columns ``(step, train_loss, test_loss, test_accuracy, train_accuracy)`` and the
+        final predictions."""
 
         def train_steps(state, batch_idx):
-            state, losses = jax.lax.scan(step_at, state, batch_idx)
-            return state, losses.mean(axis=0)
+            state, (losses, accs) = jax.lax.scan(step_at, state, batch_idx)
+            return state, losses.mean(axis=0), accs.mean(axis=0)
 
         def interval(state, batch_idx):
-            state, train_loss = train_steps(state, batch_idx)
+            state, train_loss, train_acc = train_steps(state, batch_idx)
             test_loss, test_acc, _ = evaluate_at(state.params)
-            return state, (state.step, train_loss, test_loss, test_acc)
+            return state, (state.step, train_loss, test_loss, test_acc, train_acc)
 
         logs = []
         if n_head:
             head = idx[: n_head * head_len].reshape((n_head, head_len) + idx.shape[1:])
             state, logs_head = jax.lax.scan(interval, state, head)
             logs.append(logs_head)
-        state, train_loss = train_steps(state, idx[n_head * head_len :])
+        state, train_loss, train_acc = train_steps(state, idx[n_head * head_len :])
         test_loss, test_acc, preds = evaluate_at(state.params)
-        logs.append(tuple(v[None] for v in (state.step, train_loss, test_loss, test_acc)))
+        logs.append(
+            tuple(v[None] for v in (state.step, train_loss, test_loss, test_acc, train_acc))
+        )
         cols = [jnp.concatenate(c) for c in zip(*logs, strict=True)]
         return state, cols, preds
 
@@ -280,13 +314,14 @@ def make_train(
         x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)  # no-op for device arrays
         idx = order(data_key, epoch, x_train.shape[0])
         epoch_dropout = jax.random.fold_in(dropout_key, epoch)
+        init_loss, init_acc = evaluate_init(state.params, epoch, x_test, y_test, test_mask)
         state, cols, preds = loop(
             state,
             idx,
             lambda st, i: step_at(st, i, x_train, y_train, epoch_dropout),
             lambda p: evaluate(p, x_test, y_test, test_mask),
         )
-        return state, EpochLogs(*cols, predictions=preds)
+        return state, _epoch_logs(cols, preds, init_loss, init_acc)
 
     def vmapped_epoch(*, shared_keys: bool = False, inner_axis: bool = False):
         """``epoch`` over stacked models (every state leaf with a leading model axis; keys too unless
@@ -323,11 +358,15 @@ def make_train(
             evaluate_many = jax.vmap(
                 lambda p: evaluate(p, x_test, y_test, test_mask), in_axes=(axes.params,)
             )
+            init_loss, init_acc = jax.vmap(
+                lambda p: evaluate_init(p, epoch, x_test, y_test, test_mask),
+                in_axes=(axes.params,),
+            )(state.params)
             state, cols, preds = loop(
                 state, idx, lambda st, i: many(st, i, x_train, y_train, drop), evaluate_many
             )
             state = jax.tree.map(lambda x, a: jnp.moveaxis(x, a, 0), state, axes)
-            return state, EpochLogs(*(c.T for c in cols), predictions=preds)
+            return state, _epoch_logs([c.T for c in cols], preds, init_loss, init_acc)
 
         return run
 
@@ -338,6 +377,20 @@ def make_train(
         evaluate=evaluate,
         order=order,
         vmapped_epoch=vmapped_epoch,
+    )
+
+
+def _epoch_logs(cols, predictions, init_loss, init_acc) -> EpochLogs:
+    step, train_loss, test_loss, test_accuracy, train_accuracy = cols
+    return EpochLogs(
+        step=step,
+        train_loss=train_loss,
+        test_loss=test_loss,
+        test_accuracy=test_accuracy,
+        predictions=predictions,
+        train_accuracy=train_accuracy,
+        init_test_loss=init_loss,
+        init_test_accuracy=init_acc,
     )
 
 

@@ -149,7 +149,7 @@ BAD_INPUT = [
     ("schemes-extra-paren", ["--schemes", "he_normal)"], "unbalanced parentheses"),
     ("schemes-bad-value", ["--schemes", "normal(stddev=abc)"], "hyperparameters must be literals"),
     ("schemes-bad-name", ["--schemes", "normal(stdev=0.1)"], "unknown hyperparameter(s) stdev"),
-    ("schemes-twice", ["--schemes", "he_normal,kaiming_normal"], "the same scheme"),
+    ("schemes-twice", ["--schemes", "he_normal,HeNormal"], "the same scheme"),
     ("activation", ["--activation", "rellu"], "relu"),
     ("optimizer", ["--optimizer", "adamm"], "adam"),
     ("hidden", ["--hidden", "16,,8"], "--hidden expects comma-separated integers"),

@@ -280,8 +280,18 @@ def test_variance_sources_smoke(tmp_path):
 # ------------------------------------------------------------------------------------------ mnist1d
 
 
-def test_mnist1d_smoke_does_not_shadow_the_package(tmp_path):
-    out = _run("mnist1d", tmp_path / "m1")
+def _snapshot(folder: Path) -> dict[str, int]:
+    return {str(f): f.stat().st_mtime_ns for f in folder.rglob("*")} if folder.exists() else {}
+
+
+def test_mnist1d_smoke_does_not_shadow_the_package(tmp_path, monkeypatch):
+    # --smoke without --out writes to a scratch folder, never into the committed experiments/results/
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    committed = _snapshot(EXPERIMENTS / "results" / "mnist1d")
+    assert _load("mnist1d").main(["--smoke", "--no-progress"]) == 0
+    assert _snapshot(EXPERIMENTS / "results" / "mnist1d") == committed
+    out = tmp_path / "jinit-smoke" / "mnist1d"
+    assert _load("_common").smoke_dir("mnist1d") == out
     _check_report(out, "paper's 68% is", "| torch_default |")
     assert importlib.import_module("mnist1d.data").__file__ != str(EXPERIMENTS / "mnist1d.py")
     r = sweep.load(out / "run")
@@ -449,3 +459,28 @@ def test_benchmark_merge_and_roofline():
         "cpu"  # a CPU sweep keeps its chunks' state in cache: no DRAM roofline
     )
     assert "roofline_flops_per_s" not in b.table(doc)
+
+
+def test_script_errors_are_one_line_with_exit_code_2(tmp_path):
+    """Run as a process, a study's bad input is one line on stderr (no traceback) and exit code 2, like jinit."""
+    import subprocess
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(EXPERIMENTS / "activation_matrix.py"),
+            "--smoke",
+            "--out",
+            str(tmp_path),
+        ]
+        + ["--activations", "relu,swishy"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("experiments/activation_matrix.py: error: "), (
+        lines
+    )
+    assert "swishy" in lines[0]

@@ -538,7 +538,7 @@ def test_jit_static_shape_and_initializer_as_static_argument():
         # Eager and jit may differ by an ulp where XLA fuses the scale (as for jax.nn.initializers).
         np.testing.assert_allclose(out, init(KEY, (64, 32)), rtol=1e-5, atol=1e-7)
     n = len(traces)
-    jitted(jinit.get("kaiming_normal"), KEY)  # equal value -> cache hit, no retrace
+    jitted(jinit.get("HeNormal"), KEY)  # equal value -> cache hit, no retrace
     assert len(traces) == n
     jitted(jinit.he_normal(distribution="normal"), KEY)
     assert len(traces) == n + 1

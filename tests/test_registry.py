@@ -2,8 +2,10 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
 import jinit
@@ -89,27 +91,27 @@ def test_equality_is_by_configuration():
     assert jinit.constant(1) == jinit.constant(1.0)
     assert jinit.he_normal() != jinit.variance_scaling(2.0, "fan_in", "truncated_normal")
     assert jinit.keras_default() != jinit.glorot_uniform()  # same arrays, own name
-    assert len({jinit.he_normal(), jinit.kaiming_normal(), jinit.get("HeNormal")}) == 1
+    assert len({jinit.he_normal(), jinit.get("he_normal"), jinit.get("HeNormal")}) == 1
+    assert jinit.kaiming_normal() != jinit.he_normal()  # torch's name: torch's (untruncated) normal
 
 
 ALIASES = [
     ("he_normal", "he_normal"),
     ("HeNormal", "he_normal"),
-    ("kaiming_normal", "he_normal"),
-    ("kaiming_normal_", "he_normal"),  # torch.nn.init spelling
-    ("KaimingNormal", "he_normal"),
+    ("kaiming_normal", "kaiming_normal"),  # torch's names are torch's schemes
+    ("kaiming_normal_", "kaiming_normal"),  # torch.nn.init spelling
+    ("KaimingNormal", "kaiming_normal"),
     ("he_uniform", "he_uniform"),
-    ("kaiming_uniform", "he_uniform"),
-    ("xavier_uniform", "glorot_uniform"),
-    ("xavier_uniform_", "glorot_uniform"),
+    ("kaiming_uniform", "kaiming_uniform"),
+    ("xavier_uniform", "xavier_uniform"),
+    ("xavier_uniform_", "xavier_uniform"),
     ("GlorotUniform", "glorot_uniform"),
     ("glorot_normal", "glorot_normal"),
-    ("XavierNormal", "glorot_normal"),
+    ("XavierNormal", "xavier_normal"),
     ("LecunNormal", "lecun_normal"),
     ("lecun_uniform", "lecun_uniform"),
     ("random_normal", "normal"),
     ("RandomNormal", "normal"),
-    ("normal_", "normal"),
     ("random_uniform", "uniform"),
     ("RandomUniform", "uniform"),
     ("TruncatedNormal", "truncated_normal"),
@@ -137,19 +139,13 @@ def test_aliases(spelling, canonical):
 
 
 def test_importable_aliases_are_the_same_factories():
-    assert jinit.xavier_normal is jinit.glorot_normal
-    assert jinit.xavier_uniform is jinit.glorot_uniform
-    assert jinit.kaiming_normal is jinit.he_normal
-    assert jinit.kaiming_uniform is jinit.he_uniform
     assert jinit.random_normal is jinit.normal
     assert jinit.random_uniform is jinit.uniform
     assert jinit.eye is jinit.identity
 
 
 def test_get_with_overrides_and_call_strings():
-    assert jinit.get("kaiming_normal", distribution="normal") == jinit.he_normal(
-        distribution="normal"
-    )
+    assert jinit.get("he_normal", distribution="normal") == jinit.he_normal(distribution="normal")
     assert jinit.get({"name": "normal", "stddev": 0.1}, mean=1.0) == jinit.normal(0.1, 1.0)
     assert jinit.get(jinit.normal(0.1), stddev=0.2) == jinit.normal(0.2)
     assert jinit.get("normal(stddev=0.01)") == jinit.normal(stddev=0.01)
@@ -171,7 +167,8 @@ def test_names_and_catalog():
         "zeros", "ones", "constant", "normal", "uniform", "truncated_normal", "variance_scaling",
         "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal",
         "lecun_uniform", "orthogonal", "delta_orthogonal", "identity", "dirac", "sparse",
-        "torch_default", "keras_default", "flax_default",
+        "torch_default", "keras_default", "flax_default", "kaiming_normal", "kaiming_uniform",
+        "xavier_normal", "xavier_uniform",
     }  # fmt: skip
     assert set(names) == expected and len(names) == len(expected)
     rows = {r.name: r for r in registry.catalog()}
@@ -181,7 +178,7 @@ def test_names_and_catalog():
     assert rows["identity"].applies_to == "2d"
     assert rows["he_normal"].applies_to == "any"
     assert {r.applies_to for r in rows.values()} == {"any", "2d", "conv"}
-    assert rows["he_normal"].aliases == ("kaiming_normal",)
+    assert rows["he_normal"].aliases == ()  # kaiming_normal is torch's own scheme
     assert rows["he_normal"].variance == "2/fan_in"
     assert "scale=2.0" in rows["he_normal"].defaults
     assert rows["normal"].defaults == "stddev=0.05, mean=0.0"
@@ -232,7 +229,120 @@ def test_cli_schemes_prints_the_catalog(capsys):
     for name in jinit.names():
         assert any(line.startswith(name + " ") for line in lines), name
     he = next(line for line in lines if line.startswith("he_normal "))
-    assert "kaiming_normal" in he and "2/fan_in" in he and "truncated" in he
+    assert "2/fan_in" in he and "truncated" in he
+    kaiming = next(line for line in lines if line.startswith("kaiming_normal "))
+    assert "normal (torch)" in kaiming and "nonlinearity='leaky_relu'" in kaiming
     assert cli.main(["schemes", "--applies-to", "conv"]) == 0
     conv = capsys.readouterr().out.strip().splitlines()[2:]
     assert sorted(line.split()[0] for line in conv) == ["delta_orthogonal", "dirac"]
+
+
+# ------------------------------------------------------------------------------------------ torch spellings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _torch_table() -> list[list[str]]:
+    """The rows of the README's table of torch.nn.init spellings (cells without backticks)."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("| torch.nn.init |")
+    rows = []
+    for line in text[start:].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip().replace("`", "") for c in line.strip("|").split("|")])
+    return rows
+
+
+def test_readme_torch_table_is_what_get_does():
+    """Every row of the README table: the torch spelling is the jinit scheme it names and draws the same arrays as
+    the equivalent it names, or is refused with what to write instead."""
+    rows = _torch_table()
+    assert len(rows) >= 10
+    key = jax.random.key(11)
+    for torch_name, scheme, _draws, same_as in rows:
+        if scheme.startswith("refused"):
+            with pytest.raises(ValueError, match="ambiguous"):
+                jinit.get(torch_name)
+            alternative = same_as.split(" or ")[0]
+            jinit.get(alternative)  # the advice is a valid spec
+            continue
+        spec = torch_name.replace("(...)", "").split(" (")[0]
+        init = jinit.get(spec, **REQUIRED.get(scheme, {}))
+        assert init.name == scheme, (torch_name, init)
+        if same_as and same_as != "-":
+            other = jinit.get(same_as, **REQUIRED.get(scheme, {}))
+            np.testing.assert_array_equal(
+                init(key, (96, 40)), other(key, (96, 40)), err_msg=torch_name
+            )
+
+
+@pytest.mark.parametrize(
+    "name,variance,truncated",
+    [
+        ("kaiming_normal_", 2 / 512, False),
+        ("kaiming_normal(mode='fan_out', nonlinearity='relu')", 2 / 256, False),
+        ("kaiming_uniform_", 2 / 512, False),
+        ("xavier_normal_", 2 / (512 + 256), False),
+        ("xavier_normal(gain=2.0)", 4 * 2 / (512 + 256), False),
+        ("xavier_uniform_", 2 / (512 + 256), False),
+        ("he_normal", 2 / 512, True),
+        ("glorot_normal", 2 / (512 + 256), True),
+    ],
+)
+def test_torch_names_draw_torch_distributions(name, variance, truncated):
+    """torch's normals are untruncated (entries beyond 2 sd occur: ~4.6% of them), Keras/JAX ones are cut at 2 sd;
+    the variance is torch's formula with torch's defaults."""
+    init = jinit.get(name)
+    w = np.asarray(init(jax.random.key(0), (512, 256)), np.float64)
+    assert w.var() == pytest.approx(variance, rel=0.02)
+    beyond = np.mean(np.abs(w) > 2.05 * np.sqrt(variance / (0.8796**2 if truncated else 1)))
+    if truncated:
+        assert beyond == 0.0
+    elif "uniform" in name:
+        assert np.abs(w).max() <= np.sqrt(3 * variance) * (1 + 1e-6)
+    else:
+        assert 0.035 < beyond < 0.055
+
+
+def test_torch_names_keep_torch_hyperparameters_and_round_trip():
+    k = jinit.get("kaiming_normal_(a=0.1, mode='fan_out')")
+    assert k == jinit.kaiming_normal(0.1, "fan_out") and jinit.get(k.config()) == k
+    assert jinit.get(repr(k)) == k
+    # torch's default nn.Linear init is kaiming_uniform_(a=sqrt(5)): the same arrays as torch_default
+    key = jax.random.key(2)
+    np.testing.assert_array_equal(
+        jinit.kaiming_uniform(a=5**0.5)(key, (64, 32)), jinit.torch_default()(key, (64, 32))
+    )
+    with pytest.raises(ValueError, match="mode.*fan_in"):
+        jinit.kaiming_normal(mode="fan_avg")  # torch has fan_in and fan_out only
+    with pytest.raises(ValueError, match="nonlinearity 'swish'"):
+        jinit.get("kaiming_uniform(nonlinearity='swish')")
+    with pytest.raises(ValueError, match=r"normal\(stddev=1.0\)"):
+        jinit.get("normal_")
+
+
+def test_schemes_all_trains_each_distribution_once():
+    from jinit import sweep
+
+    for model in ("mlp", "cnn", None):
+        kept = sweep.applicable_schemes(model)
+        keys = [registry.distribution_key(jinit.get(n)) for n in kept]
+        assert len(set(keys)) == len(keys), kept
+        left_out = sweep.schemes_left_out_of_all(model)
+        assert set(left_out) | set(kept) == set(sweep.applicable_schemes(model, distinct=False))
+        # each left-out scheme draws the very arrays of the one it is an alias of
+        key = jax.random.key(5)
+        for alias, same in left_out.items():
+            np.testing.assert_array_equal(
+                jinit.get(alias)(key, (24, 16)), jinit.get(same)(key, (24, 16)), err_msg=alias
+            )
+    assert sweep.schemes_left_out_of_all("mlp") == {
+        "variance_scaling": "lecun_normal",
+        "keras_default": "glorot_uniform",
+        "flax_default": "lecun_normal",
+        "kaiming_uniform": "he_uniform",
+        "xavier_uniform": "glorot_uniform",
+    }
+    kept = sweep.applicable_schemes("mlp")
+    assert {"kaiming_normal", "xavier_normal", "he_normal", "glorot_normal"} <= set(kept)

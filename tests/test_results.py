@@ -47,7 +47,7 @@ def _fake_result():
         for s in range(2):
             for e in (1, 2):
                 acc = 0.1 if scheme == "zeros" else 0.8 + 0.05 * e + 0.01 * s
-                rows.append((scheme, s, float(e), 10 * e, 1.0 / e, 1.1 / e, acc, False))
+                rows.append((scheme, s, float(e), 10 * e, 1.0 / e, acc - 0.01, 1.1 / e, acc, False))
     curves = pd.DataFrame(rows, columns=list(results.CURVE_COLUMNS))
     models = pd.DataFrame(
         {

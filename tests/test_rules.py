@@ -193,7 +193,7 @@ def test_a_custom_scheme_returning_a_wrong_shape_fails_before_compiling():
 
 def test_rules_value_is_frozen_hashable_and_round_trips():
     a = jinit.rules({"Dense_2/kernel": "zeros", "kernel": "HeNormal"})
-    b = jinit.rules([("Dense_2/kernel", jinit.zeros()), ("kernel", "kaiming_normal")])
+    b = jinit.rules([("Dense_2/kernel", jinit.zeros()), ("kernel", "he-normal")])
     assert (
         a == b and hash(a) == hash(b) and repr(a) == "rules(Dense_2/kernel=zeros, kernel=he_normal)"
     )
@@ -235,8 +235,8 @@ def test_register_get_catalog_and_overwrite(clean_registry):
         jinit.register("jax_he", lambda: jax.nn.initializers.lecun_normal())
     with pytest.raises(ValueError, match="exists already"):
         jinit.register("he_normal", lambda: jax.nn.initializers.lecun_normal())
-    with pytest.raises(ValueError, match="alias of the scheme 'he_normal'"):
-        jinit.register("kaiming_normal", lambda: jax.nn.initializers.lecun_normal(), overwrite=True)
+    with pytest.raises(ValueError, match="alias of the scheme 'normal'"):
+        jinit.register("random_normal", lambda: jax.nn.initializers.lecun_normal(), overwrite=True)
     jinit.register("scaled", lambda scale=1.0: jinit.variance_scaling(scale=scale))
     assert repr(jinit.get("scaled(scale=3.0)")) == "scaled(scale=3.0)"
     with pytest.raises(TypeError, match="unknown hyperparameter"):

@@ -60,7 +60,18 @@ def test_result_shapes_and_grid_order(base):
     ]
     assert list(m["seed"]) == [0, 1] * 3
     assert base.predictions.shape == (6, 128)
-    assert len(base.curves) == 6 * 2  # one row per (model, epoch)
+    assert (
+        len(base.curves) == 6 * 3
+    )  # one row per (model, point): the model at init, then each epoch's end
+    at_init = base.curves[base.curves["epoch"] == 0]
+    assert len(at_init) == 6 and (at_init["step"] == 0).all()
+    assert at_init["train_loss"].isna().all() and at_init["train_accuracy"].isna().all()
+    assert at_init["test_loss"].notna().all() and (at_init["test_accuracy"] < 0.5).all()
+    trained = base.curves[base.curves["step"] > 0]
+    assert trained["train_accuracy"].between(0, 1).all() and trained["train_loss"].notna().all()
+    # zeros cannot learn (every unit the same): its training and test accuracy stay near chance (digits: 10%)
+    zeros = trained[trained["scheme"] == "zeros"]
+    assert (zeros["train_accuracy"] < 0.3).all()
     assert base.curves["step"].max() == 2 * (256 // 32)
     assert base.meta["chunk_size"] == 2 and base.meta["n_chunks"] == 3
     # final_accuracy is the accuracy of the final predictions
@@ -92,9 +103,7 @@ def test_initial_params_are_stable_under_grid_changes():
     a = [("he_normal", 0), ("he_normal", 1), ("orthogonal", 3), (spec, 1)]
     b = [(spec, 1), ("orthogonal", 3), ("glorot_uniform", 0), ("he_normal", 1), ("HeNormal", 0)]
     cfg_a = dataclasses.replace(BASE, schemes=("he_normal", "orthogonal", spec), seeds=4)
-    cfg_b = dataclasses.replace(
-        BASE, schemes=(spec, "glorot_uniform", "orthogonal", "kaiming_normal")
-    )
+    cfg_b = dataclasses.replace(BASE, schemes=(spec, "glorot_uniform", "orthogonal", "HeNormal"))
     pa = sweep.initial_params(cfg_a, a)
     pb = sweep.initial_params(cfg_b, b)
     pairs = {0: 4, 1: 3, 2: 1, 3: 0}  # a index -> b index
@@ -175,6 +184,9 @@ def test_vmapped_sweep_matches_plain_loop(base):
         )
         worst = max(worst, diff)
         curve = base.curves[(base.curves["scheme"] == scheme) & (base.curves["seed"] == s)]
+        curve = curve[
+            curve["step"] > 0
+        ]  # the plain loop logs each epoch's end, not the model at init
         np.testing.assert_allclose(curve["test_loss"].to_numpy(), ref.test_loss, rtol=1e-4)
         np.testing.assert_allclose(
             curve["test_accuracy"].to_numpy(), ref.test_accuracy, atol=1 / 128 + 1e-9
@@ -193,12 +205,12 @@ def test_inner_model_axis_trains_the_same_models(base, vary, monkeypatch):
     inner = sweep.run(cfg, progress=False, keep_params=True)
     assert any(dict(kw).get("inner_axis") for _, kw in sweep._PROGRAMS)  # that layout did run
     assert (
-        len(outer.curves) == len(inner.curves) == 6 * 2 * 3
-    )  # 8 steps per epoch, logs at 3, 6 and 8
+        len(outer.curves) == len(inner.curves) == 6 * (1 + 2 * 3)
+    )  # the model at init, then 8 steps per epoch, logs at 3, 6 and 8
     for a, b in zip(_leaves(inner.params), _leaves(outer.params), strict=True):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
-    for col in ("step", "train_loss", "test_loss"):
+    for col in ("step", "train_loss", "test_loss", "train_accuracy", "test_accuracy"):
         np.testing.assert_allclose(inner.curves[col], outer.curves[col], rtol=1e-5, atol=1e-6)
     assert (inner.predictions != outer.predictions).mean() < 0.01
     if vary == "init":  # the default: the same data order as the module-level sweep
@@ -240,7 +252,12 @@ def test_inner_model_axis_with_conv_kernels_and_dropout(monkeypatch):
     # dropout was on: without it the same models train to other losses
     no_dropout = functools.partial(_ConvDropout, rate=0.0)
     plain = sweep.run(cfg, progress=False, make_model=no_dropout)
-    assert not np.allclose(plain.curves["train_loss"], runs[True].curves["train_loss"], rtol=1e-3)
+    trained = plain.curves["step"] > 0  # (the point at init has no training loss: NaN)
+    assert not np.allclose(
+        plain.curves.loc[trained, "train_loss"],
+        runs[True].curves.loc[trained, "train_loss"],
+        rtol=1e-3,
+    )
 
 
 def test_two_identical_sweeps_are_bitwise_identical(base):
@@ -268,7 +285,11 @@ def test_divergent_models_are_isolated(base):
     pd.testing.assert_frame_equal(
         r.curves[keep].reset_index(drop=True), base.curves, check_exact=True
     )
-    assert r.curves.loc[r.curves["scheme"].str.startswith("normal"), "diverged"].all()
+    blown = r.curves[r.curves["scheme"].str.startswith("normal")]
+    assert blown.loc[
+        blown["step"] > 0, "diverged"
+    ].all()  # from step 1 on; at init (step 0) not yet
+    assert not blown.loc[blown["step"] == 0, "diverged"].any()
     s = r.summary().set_index("scheme")
     assert s.loc["normal(stddev=1e+20, mean=0.0)", "diverged_count"] == 2
     assert np.isfinite(s.loc[["he_normal", "ones", "zeros"], "acc_mean"]).all()
@@ -291,7 +312,9 @@ def test_too_large_learning_rate_finishes_and_marks_diverged_models(capsys):
         m.loc[("he_normal", 1), "final_test_loss"]
     )
     curve = r.curves[(r.curves["scheme"] == "he_normal") & (r.curves["seed"] == 0)]
-    assert curve["diverged"].all()  # diverged at step 2, before the first evaluation (step 8)
+    # diverged at step 2, after the point at init and before the first evaluation (step 8)
+    assert curve.loc[curve["step"] > 0, "diverged"].all()
+    assert not curve.loc[curve["step"] == 0, "diverged"].any()
     s = r.summary().set_index("scheme")
     assert s.loc["he_normal", "diverged_count"] == 2 and s.loc["he_normal", "n"] == 2
     assert s.loc["normal(stddev=1e+20, mean=0.0)", "diverged_count"] == 2
@@ -333,9 +356,11 @@ def test_vary_data_custom_model_and_eval_every():
     assert r.meta["custom_model"] and r.predictions.shape == (2, 128)
     acc = (r.predictions == r.y_test[None]).mean(axis=1)
     np.testing.assert_allclose(r.models["final_accuracy"], acc, rtol=1e-6)
-    # 8 steps per epoch, evaluated at steps 3, 6, 8 of each epoch
-    assert sorted(set(r.curves["step"])) == [3, 6, 8, 11, 14, 16]
-    np.testing.assert_allclose(sorted(set(r.curves["epoch"])), np.array([3, 6, 8, 11, 14, 16]) / 8)
+    # the model at init, then 8 steps per epoch, evaluated at steps 3, 6, 8 of each epoch
+    assert sorted(set(r.curves["step"])) == [0, 3, 6, 8, 11, 14, 16]
+    np.testing.assert_allclose(
+        sorted(set(r.curves["epoch"])), np.array([0, 3, 6, 8, 11, 14, 16]) / 8
+    )
     # vary="data": both seeds start from the same weights but see different batches
     p0 = sweep.initial_params(
         cfg, [("glorot_uniform", 0), ("glorot_uniform", 1)], make_model=make_model
@@ -350,7 +375,7 @@ def test_vary_data_custom_model_and_eval_every():
     "changes, error, match",
     [
         ({"schemes": ("he_normall",)}, ValueError, "he_normal"),
-        ({"schemes": ("zeros", "kaiming_normal", "he_normal")}, ValueError, "same scheme"),
+        ({"schemes": ("zeros", "HeNormal", "he_normal")}, ValueError, "same scheme"),
         ({"dataset": "mnsit"}, ValueError, "'mnist'"),
         ({"activation": "rellu"}, ValueError, "relu"),
         ({"optimizer": "adamm"}, ValueError, "adam"),
@@ -392,7 +417,7 @@ def test_scheme_labels():
         label
         for label, _ in sweep.resolve_schemes(["HeNormal", "xavier_uniform", "normal(stddev=0.1)"])
     ]
-    assert labels == ["he_normal", "glorot_uniform", "normal(stddev=0.1, mean=0.0)"]
+    assert labels == ["he_normal", "xavier_uniform", "normal(stddev=0.1, mean=0.0)"]
     mlp, cnn = sweep.applicable_schemes("mlp"), sweep.applicable_schemes("cnn")
     assert "identity" in mlp and "dirac" not in mlp and "identity" not in cnn
     # The CNN has Dense kernels too: conv-only schemes would fail on them, so "all" leaves them out.
