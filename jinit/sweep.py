@@ -1135,7 +1135,19 @@ def models_per_device(
         k = min(MAX_MODELS_PER_DEVICE["cpu"], 1 << (fit.bit_length() - 1))
     else:
         k = ACCELERATOR_MODELS_PER_DEVICE
-    return max(1, min(k, budget // max(per_model, 1)))
+    fits = max(1, budget // max(per_model, 1))
+    if fits < k:
+        _log.warning(
+            "only %d models fit in one device's memory budget (%s each, %s): %d models per device instead of "
+            "%d; a model's numbers now depend on that budget (pass --models-per-device / models_per_device to "
+            "fix them)",
+            fits,
+            _gb(per_model),
+            _gb(budget),
+            fits,
+            k,
+        )
+    return min(k, fits)
 
 
 def chunk_plan(
@@ -1698,6 +1710,9 @@ def _chunk_shapes(config, steps_per_epoch, n_test, c, csize, n_models) -> dict[s
         "train_loss": curve,
         "test_loss": curve,
         "test_accuracy": curve,
+        "train_accuracy": curve,
+        "init_test_loss": ((n,), "f"),
+        "init_test_accuracy": ((n,), "f"),
         "diverged_step": ((n,), "i"),
         "predictions": ((n, n_test), "iu"),
         "param_sha256": ((n,), "U"),
