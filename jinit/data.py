@@ -613,7 +613,7 @@ def load(
         ``"mnist1d"`` name the only source of those datasets.
       flatten: give inputs as ``(n, features)`` instead of ``(n, H, W, C)``.
       cache: read and write the cache under :func:`cache_dir` (one folder of ``.npy`` arrays per
-        dataset and source; ``digits`` is never cached: it loads in under a second).
+        dataset and source).
       num_train: for ``mnist1d``, how many training signals to generate (default 4000); for
         the others, keep only the first ``num_train`` training examples.
       num_test: likewise for the test set (``mnist1d`` default 1000).
@@ -645,8 +645,9 @@ def load(
             raise ValueError(f"{arg} must be a positive integer, got {val!r}")
     finish = dict(flatten=flatten, num_train=num_train, num_test=num_test)
 
-    if spec.name == "digits":
-        return _finish(spec, _normalize(spec, _load_digits()), "sklearn", False, **finish)
+    if spec.name == "digits":  # cached too: importing scikit-learn alone takes ~1 s
+        key = ["digits", importlib.metadata.version("scikit-learn"), DIGITS_SEED, DIGITS_TEST_SIZE]
+        return _cached(spec, "sklearn", key, "sklearn", cache, finish, _load_digits)
     if spec.name == "mnist1d":
         n_tr = MNIST1D_NUM_TRAIN if num_train is None else num_train
         n_te = MNIST1D_NUM_TEST if num_test is None else num_test

@@ -370,6 +370,7 @@ def test_digits(cache):
     assert len(ours) == len(theirs)
     # deterministic, and flatten
     again = data.load("digits", flatten=True, source="sklearn")
+    assert again.from_cache and again.source == "sklearn"  # no scikit-learn import the second time
     np.testing.assert_array_equal(again.x_train, ds.x_train.reshape(1437, 64))
     np.testing.assert_array_equal(again.y_test, ds.y_test)
 

@@ -524,7 +524,9 @@ def test_a_loss_that_explodes_but_stays_finite_is_divergence():
 
     cfg = dataclasses.replace(CFG, schemes=("he_normal",), learning_rate=1e10)
     r = sweep.run(cfg, progress=False)
-    trained = r.curves[r.curves["epoch"] > 0]  # the epoch-0 row (the model at init) has no training loss
+    trained = r.curves[
+        r.curves["epoch"] > 0
+    ]  # the epoch-0 row (the model at init) has no training loss
     assert np.isfinite(trained["train_loss"]).all() and trained["train_loss"].max() > 1e15
     assert r.models["diverged"].all() and (r.models["diverged_step"] >= 1).all()
     ok = sweep.run(dataclasses.replace(CFG, schemes=("he_normal",)), progress=False)
