@@ -161,10 +161,21 @@ def test_rich_display(saved):
     assert "SweepResult(9 models" in repr(r)
 
 
-def test_loads_a_run_folder_of_an_older_jinit():
-    """The committed experiment results predate the training columns and the point at init: they load (training
-    accuracy NaN) and plot."""
-    r = sweep.load(REPO / "experiments" / "results" / "mnist1d" / "run")
+def test_loads_a_run_folder_of_an_older_jinit(tmp_path):
+    """A run folder written before the training columns and the point at init (results.csv without
+    train_accuracy and without epoch-0 rows) loads (training accuracy NaN) and plots."""
+    import pandas as pd
+
+    out = tmp_path / "old"
+    sweep.run(
+        sweep.SweepConfig(schemes=("he_normal",), seeds=2, epochs=2, hidden=(8,), train_size=128,
+                          test_size=64, models_per_device=2),
+        out=out, progress=False,
+    )  # fmt: skip
+    curves = pd.read_csv(out / "results.csv")
+    old = curves[curves["epoch"] > 0].drop(columns=["train_accuracy"])
+    old.to_csv(out / "results.csv", index=False)
+    r = sweep.load(out)
     assert r.curves["train_accuracy"].isna().all() and (r.curves["epoch"] > 0).all()
     fig = r.plot()
     plt.close(fig)
