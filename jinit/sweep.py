@@ -2058,12 +2058,9 @@ class _ChunkTrainer:
             dev = self.devices[g % len(self.devices)]
             part = slice(g * k, (g + 1) * k)
             keys = (
-                (data_keys, dropout_keys)
-                if not self.vary_data
-                else (
-                    data_keys[part],
-                    dropout_keys[part],
-                )
+                (data_keys[part], dropout_keys[part])
+                if self.vary_data
+                else (data_keys, dropout_keys)
             )
             groups.append(
                 (
