@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -50,6 +49,7 @@ import pandas as pd
 from jinit import models as _models
 from jinit import registry as _registry
 from jinit.initializers import Initializer
+from jinit.keys import stable_hash
 
 __all__ = [
     "STATS",
@@ -84,9 +84,7 @@ SchemeSpecs = Sequence[str | Initializer | Mapping[str, Any]] | Mapping[str, Any
 def _resolve(schemes: SchemeSpecs) -> dict[str, Initializer]:
     """Scheme name -> Initializer, validating every spec before any compilation."""
     if isinstance(schemes, str):
-        from jinit.sweep import parse_schemes  # lazy: the sweep imports this module for "lsuv"
-
-        schemes = parse_schemes(schemes)
+        schemes = _registry.parse_schemes(schemes)
     if isinstance(schemes, Mapping):
         items = [(str(k), v) for k, v in schemes.items()]
     else:
@@ -105,9 +103,9 @@ def _resolve(schemes: SchemeSpecs) -> dict[str, Initializer]:
 
 
 def _stable_hash(name: str) -> np.uint32:
-    """A process-independent 32-bit hash of a scheme name (never Python's ``hash``): the same as
-    :func:`jinit.sweep.stable_hash`, so a (scheme, seed) measured here is the sweep's model at init."""
-    return np.uint32(int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little"))
+    """The sweep's hash of a scheme label (:func:`jinit.keys.stable_hash`), so a (scheme, seed) measured here is the
+    sweep's model at init."""
+    return np.uint32(stable_hash(name))
 
 
 def _label(init: Initializer) -> str:

@@ -542,3 +542,43 @@ def format_catalog(rows: list[SchemeInfo] | None = None) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _cut(value: Any, n: int = 80) -> str:
+    """``repr(value)``, cut to ``n`` characters (a 100,000-character spec is not repeated in a message)."""
+    text = repr(value)
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def parse_schemes(text: str) -> tuple[str, ...]:
+    """Splits a comma-separated scheme list, keeping commas inside parentheses.
+
+    ``"zeros,normal(stddev=0.1, mean=0.0),he_normal"`` -> ``("zeros", "normal(stddev=0.1, mean=0.0)",
+    "he_normal")``. ``"all"`` stays ``("all",)`` (expanded by :func:`resolve_schemes`).
+
+    Raises:
+      ValueError: for an empty list, an empty item (``"a,,b"``, a trailing comma) or unbalanced parentheses.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"schemes must be a string or a sequence of strings, got {_cut(text)}")
+    items, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced parentheses in scheme list {_cut(text)}")
+        if ch == "," and depth == 0:
+            items.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if depth != 0:
+        raise ValueError(f"unbalanced parentheses in scheme list {_cut(text)}")
+    items.append("".join(cur).strip())
+    if any(not item for item in items):
+        raise ValueError(
+            f"empty scheme name in scheme list {_cut(text)} (check for ',,' or a trailing comma)"
+        )
+    return tuple(items)

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import hashlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -54,13 +53,13 @@ import numpy as np
 from jinit import initializers as _init
 from jinit import registry as _registry
 from jinit.initializers import Initializer
+from jinit.keys import stable_hash
 
 __all__ = ["Rules", "Scheme", "param_paths", "rules", "scheme"]
 
 
 def _hash(name: str) -> np.uint32:
-    # The same fixed hash as jinit.sweep.stable_hash (first 4 bytes of SHA-256, little endian).
-    return np.uint32(int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:4], "little"))
+    return np.uint32(stable_hash(name))  # the sweep's hash of names (jinit.keys)
 
 
 def _is_catalogue_name(label: str) -> bool:

@@ -537,7 +537,7 @@ def test_a_loss_that_explodes_but_stays_finite_is_divergence():
 _STUCK = r"""
 import signal, sys, time
 from jinit import sweep
-sweep.SIGNAL_GRACE_SECONDS = 1.0
+sweep.signals.SIGNAL_GRACE_SECONDS = 1.0
 
 def stuck(self, c, idx):
     # The main thread blocks in native code that never returns to Python (as when every XLA thread waits): here
@@ -546,7 +546,7 @@ def stuck(self, c, idx):
     print("stuck", flush=True)
     time.sleep(120)
 
-sweep._ChunkTrainer.train = stuck
+sweep.execute._ChunkTrainer.train = stuck
 sweep.run(sweep.SweepConfig(schemes=("zeros",), seeds=1, epochs=1, hidden=(8,), train_size=64, test_size=32),
           out=sys.argv[1], progress=False)
 """
@@ -581,7 +581,7 @@ def test_sigterm_ends_a_sweep_stuck_in_native_code(tmp_path):
 def test_the_signal_watchdog_leaves_a_handled_signal_alone(tmp_path, monkeypatch):
     """In process: a SIGTERM the main thread acts on (the usual case) is a SweepInterrupted, and the process
     lives on after the grace period (the watchdog stops with the sweep)."""
-    monkeypatch.setattr(sweep, "SIGNAL_GRACE_SECONDS", 0.2)
+    monkeypatch.setattr(sweep.signals, "SIGNAL_GRACE_SECONDS", 0.2)
     real = results.write_chunk
 
     def write_chunk(*args, **kwargs):

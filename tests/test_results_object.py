@@ -201,9 +201,9 @@ def test_fingerprint_ignores_data_dir(tmp_path):
     # digits ignores data_dir: the same data, two "locations"
     here = dataclasses.replace(cfg, data_dir=str(tmp_path / "x"))
     there = dataclasses.replace(cfg, data_dir=str(tmp_path / "y"))
-    s1, s2 = sweep._setup(here, None), sweep._setup(there, None)
+    s1, s2 = sweep.setup._setup(here, None), sweep.setup._setup(there, None)
     grid = [(label, init, 0) for label, init in s1.schemes]
-    assert sweep._fingerprint(here, s1, grid) == sweep._fingerprint(there, s2, grid)
+    assert sweep.store._fingerprint(here, s1, grid) == sweep.store._fingerprint(there, s2, grid)
     sweep.run(here, out=tmp_path / "r", progress=False)
     doc = json.loads((tmp_path / "r" / "config.json").read_text())
     assert "data_dir" not in doc["config"]
@@ -226,7 +226,7 @@ def test_progress_bar_does_not_flood_a_log(monkeypatch):
 
     for stream, live in ((io.StringIO(), False), (Tty(), True)):
         monkeypatch.setattr(sys, "stderr", stream)
-        bar = sweep._progress_bar(total=1000, initial=0, desc="x")
+        bar = sweep.execute._progress_bar(total=1000, initial=0, desc="x")
         for _ in range(1000):
             bar.update(1)
         bar.close()

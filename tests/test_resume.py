@@ -206,8 +206,8 @@ def test_resume_keeps_the_chunk_size_of_the_first_start(tmp_path, reference, mon
         sweep.run(CFG, out=out, progress=False, checkpoint_every=0)
     monkeypatch.undo()
     # what this "other device" would choose
-    monkeypatch.setattr(sweep, "chunk_plan", lambda *a, **k: (4, 1))
-    monkeypatch.setattr(sweep, "models_per_device", lambda *a, **k: 4)
+    monkeypatch.setattr(sweep.execute, "chunk_plan", lambda *a, **k: (4, 1))
+    monkeypatch.setattr(sweep.execute, "models_per_device", lambda *a, **k: 4)
     r = sweep.run(CFG, out=out, progress=False, checkpoint_every=0)
     assert r.meta["chunk_size"] == 2 and r.meta["n_chunks"] == 3 and r.meta["epochs_reused"] == 1
     assert r.meta["models_per_device"] == 2

@@ -201,9 +201,9 @@ def test_inner_model_axis_trains_the_same_models(base, vary, monkeypatch):
     the same models as the CPU layout, for shared and per-model data order, with logs inside the epoch."""
     cfg = dataclasses.replace(BASE, vary=vary, eval_every=3)
     outer = sweep.run(cfg, progress=False, keep_params=True)
-    monkeypatch.setattr(sweep, "_inner_model_axis", lambda platform: True)
+    monkeypatch.setattr(sweep.execute, "_inner_model_axis", lambda platform: True)
     inner = sweep.run(cfg, progress=False, keep_params=True)
-    assert any(dict(kw).get("inner_axis") for _, kw in sweep._PROGRAMS)  # that layout did run
+    assert any(dict(kw).get("inner_axis") for _, kw in sweep.program._PROGRAMS)  # that layout did run
     assert (
         len(outer.curves) == len(inner.curves) == 6 * (1 + 2 * 3)
     )  # the model at init, then 8 steps per epoch, logs at 3, 6 and 8
@@ -240,7 +240,7 @@ def test_inner_model_axis_with_conv_kernels_and_dropout(monkeypatch):
     cfg = dataclasses.replace(BASE, schemes=("he_normal", "orthogonal"), vary="both", epochs=1)
     runs = {}
     for inner in (False, True):
-        monkeypatch.setattr(sweep, "_inner_model_axis", lambda platform, inner=inner: inner)
+        monkeypatch.setattr(sweep.execute, "_inner_model_axis", lambda platform, inner=inner: inner)
         runs[inner] = sweep.run(cfg, progress=False, make_model=_ConvDropout, keep_params=True)
     kernel = runs[True].params["params"]["Conv_0"]["kernel"]
     assert kernel.shape == (4, 3, 3, 1, 4)  # the leading model axis again outside the loop
@@ -261,7 +261,7 @@ def test_inner_model_axis_with_conv_kernels_and_dropout(monkeypatch):
 
 
 def test_two_identical_sweeps_are_bitwise_identical(base):
-    sweep._PROGRAMS.clear()  # recompile: determinism must not depend on reusing one executable
+    sweep.program._PROGRAMS.clear()  # recompile: determinism must not depend on reusing one executable
     again = sweep.run(BASE, progress=False)
     pd.testing.assert_frame_equal(again.curves, base.curves, check_exact=True)
     pd.testing.assert_frame_equal(again.models, base.models, check_exact=True)
@@ -327,7 +327,7 @@ def test_chunking_does_not_change_results(base, monkeypatch):
     """Chunks of 2 (3 chunks) vs one chunk of 6 trained as three groups of 2 on one device (as a sweep resumed
     on fewer devices does): the same models, bit for bit (every model is computed by the same program of
     ``models_per_device`` models)."""
-    monkeypatch.setattr(sweep, "chunk_plan", lambda n, k, devices, cap=None: (3 * k, 1))
+    monkeypatch.setattr(sweep.execute, "chunk_plan", lambda n, k, devices, cap=None: (3 * k, 1))
     r = sweep.run(
         dataclasses.replace(BASE, max_models_per_chunk=None), progress=False, keep_params=True
     )
@@ -406,10 +406,10 @@ def test_bad_config_fails_before_loading_data(monkeypatch, changes, error, match
 
 
 def test_batch_larger_than_train_set_fails_before_compiling():
-    n_programs = len(sweep._PROGRAMS)
+    n_programs = len(sweep.program._PROGRAMS)
     with pytest.raises(ValueError, match="batch_size=300 is larger than the training set"):
         sweep.run(dataclasses.replace(BASE, batch_size=300), progress=False)
-    assert len(sweep._PROGRAMS) == n_programs
+    assert len(sweep.program._PROGRAMS) == n_programs
 
 
 def test_scheme_labels():
@@ -509,10 +509,10 @@ def test_run_folder_round_trips(base, tmp_path):
     ],
 )
 def test_scheme_that_cannot_serve_a_kernel_fails_before_compiling(changes, match):
-    n_programs, n_inits = len(sweep._PROGRAMS), len(sweep._INITS)
+    n_programs, n_inits = len(sweep.program._PROGRAMS), len(sweep.program._INITS)
     with pytest.raises(ValueError, match=match):
         sweep.run(dataclasses.replace(BASE, **changes), progress=False)
-    assert (len(sweep._PROGRAMS), len(sweep._INITS)) == (n_programs, n_inits)
+    assert (len(sweep.program._PROGRAMS), len(sweep.program._INITS)) == (n_programs, n_inits)
 
 
 @pytest.mark.slow  # ~7 s on 2 CPU cores, most of it initializing 10,000 models one by one
@@ -550,7 +550,7 @@ def test_check_determinism(base, monkeypatch):
 
     # faults: a second run that differs, models trained alone that differ (and with seeds < n_models, whole
     # schemes are taken)
-    real_init, calls = sweep._init_models, []
+    real_init, calls = sweep.program._init_models, []
 
     def noisy_init(config, setup, entries):
         calls.append(len(entries))
@@ -558,7 +558,7 @@ def test_check_determinism(base, monkeypatch):
         # the second run (call 2), and the chunk of the third run (another layout) that holds he_normal
         return jax.tree.map(lambda a: a + 1e-7 if len(calls) in (2, 4) else a, p)
 
-    monkeypatch.setattr(sweep, "_init_models", noisy_init)
+    monkeypatch.setattr(sweep.execute, "_init_models", noisy_init)
     real_plain = train.train_plain
 
     def shifted_plain(*args, **kwargs):
@@ -624,36 +624,36 @@ def test_a_changed_model_never_gets_a_cached_program(monkeypatch):
     monkeypatch.setitem(_ACTIVATION, "scale", 2.0)  # same forward pass, another init
     scaled = sweep.run(cfg, progress=False, make_model=_GlobalNet)
     # what a fresh process computes: no cached program at all
-    sweep._PROGRAMS.clear()
-    sweep._INITS.clear()
+    sweep.program._PROGRAMS.clear()
+    sweep.program._INITS.clear()
     fresh = sweep.run(cfg, progress=False, make_model=_GlobalNet)
     monkeypatch.setitem(_ACTIVATION, "fn", nn.tanh)
     monkeypatch.setitem(_ACTIVATION, "scale", 1.0)
-    sweep._PROGRAMS.clear()
-    sweep._INITS.clear()
+    sweep.program._PROGRAMS.clear()
+    sweep.program._INITS.clear()
     fresh_tanh = sweep.run(cfg, progress=False, make_model=_GlobalNet)
     shas = [tuple(r.models["param_sha256"]) for r in (relu, tanh, scaled, fresh, fresh_tanh)]
     assert len({shas[0], shas[1], shas[2]}) == 3
     assert shas[2] == shas[3] and shas[1] == shas[4]
     # the same model again: served from the cache, nothing compiled
-    n = len(sweep._PROGRAMS)
+    n = len(sweep.program._PROGRAMS)
     again = sweep.run(cfg, progress=False, make_model=_GlobalNet)
-    assert again.meta["compile_seconds"] == 0 and len(sweep._PROGRAMS) == n
+    assert again.meta["compile_seconds"] == 0 and len(sweep.program._PROGRAMS) == n
     assert tuple(again.models["param_sha256"]) == shas[4]
 
 
 def test_the_program_caches_are_bounded():
     module = models.factory("mlp", hidden=(4,), activation="relu", num_classes=3)(
-        sweep._kernel_init(sweep.resolve_schemes(["he_normal"])[0][1]), jax.nn.initializers.zeros
+        sweep.config._kernel_init(sweep.resolve_schemes(["he_normal"])[0][1]), jax.nn.initializers.zeros
     )
     tx = train.make_optimizer("sgd", 0.1)
     for i in range(sweep.MAX_CACHED_PROGRAMS + 5):
-        sweep._program(("bounded-test", i), module.apply, tx, batch_size=2, steps_per_epoch=1,
+        sweep.program._program(("bounded-test", i), module.apply, tx, batch_size=2, steps_per_epoch=1,
                        eval_every=None, eval_batch_size=2, shared=True)  # fmt: skip
-        sweep._init_fn(("bounded-test", i), lambda k, b: module, "he_normal", None)
-    assert len(sweep._PROGRAMS) == len(sweep._INITS) == sweep.MAX_CACHED_PROGRAMS
+        sweep.program._init_fn(("bounded-test", i), lambda k, b: module, "he_normal", None)
+    assert len(sweep.program._PROGRAMS) == len(sweep.program._INITS) == sweep.MAX_CACHED_PROGRAMS
     # least recently used out: the newest are kept
-    keys = [k[0] for k in sweep._PROGRAMS]
+    keys = [k[0] for k in sweep.program._PROGRAMS]
     assert ("bounded-test", sweep.MAX_CACHED_PROGRAMS + 4) in keys
     assert ("bounded-test", 0) not in keys
 
@@ -671,11 +671,11 @@ def test_your_own_optax_optimizer_and_schedule():
     assert r.meta["optimizer"]["custom"].startswith("GradientTransformation")
     assert len(r.meta["optimizer"]["sha256"]) == 64
     # each model is the model trained alone by a plain optax loop with that optimizer
-    setup = sweep._setup(cfg, None)
+    setup = sweep.setup._setup(cfg, None)
     for k, s in enumerate(range(cfg.seeds)):
         keys = sweep.model_keys(cfg.seed, "he_normal", s, cfg.vary)
         init = sweep.initial_params(cfg, [("he_normal", s)], _setup_cache=setup)
-        module = setup.make_model(sweep._kernel_init(setup.schemes[0][1]), setup.bias_init)
+        module = setup.make_model(sweep.config._kernel_init(setup.schemes[0][1]), setup.bias_init)
         alone = train.train_plain(
             module.apply, jax.tree.map(lambda a: a[0], init), _adamw_cosine(),
             setup.x_train, setup.y_train, setup.x_test, setup.y_test, batch_size=cfg.batch_size,
@@ -715,10 +715,10 @@ def test_an_optimizer_factory_gets_the_configs_learning_rate():
     ],
 )
 def test_a_bad_optimizer_fails_before_compiling(bad, match):
-    n = len(sweep._PROGRAMS)
+    n = len(sweep.program._PROGRAMS)
     with pytest.raises(TypeError, match=match):
         sweep.run(dataclasses.replace(BASE, epochs=1), progress=False, optimizer=bad)
-    assert len(sweep._PROGRAMS) == n
+    assert len(sweep.program._PROGRAMS) == n
 
 
 def test_resuming_with_another_optimizer_is_refused(tmp_path):

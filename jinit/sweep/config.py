@@ -1,0 +1,350 @@
+"""The sweep's configuration: :class:`SweepConfig` (frozen, validated before anything is loaded or compiled) and the
+resolution of scheme specs (names, calls, rules, LSUV) into labelled initializers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from jinit import models as models_lib
+from jinit import results as results_lib
+from jinit import train as train_lib
+from jinit.registry import parse_schemes
+
+_log = logging.getLogger("jinit.sweep")
+
+#: The schemes of the default sweep: the classic comparison of the Keras initializer tutorials.
+DEFAULT_SCHEMES = (
+    "zeros",
+    "normal",
+    "uniform",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "orthogonal",
+)
+
+
+VARY = ("init", "data", "both")
+
+
+MODEL_NAMES = models_lib.MODELS
+
+
+def _closest(name: Any, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"{hint} Valid choices: {', '.join(choices)}."
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """Everything that defines a sweep (frozen; written to ``config.json``).
+
+    Attributes:
+      dataset: ``digits`` (embedded, offline), ``mnist``, ``fashion_mnist``, ``cifar10``, ``mnist1d``.
+      data_dir: where the dataset's files are (see :func:`jinit.data.load`).
+      model: ``"mlp"`` or ``"cnn"`` (ignored when :func:`run` gets ``make_model``).
+      hidden: hidden widths of the MLP (the classic Keras tutorial: ``(128, 64)``).
+      channels: convolution channels of the CNN.
+      activation: ``relu, tanh, sigmoid, gelu, selu, leaky_relu, linear``.
+      schemes: initializer specs for the kernels (names in any spelling, calls such as ``"normal(stddev=0.1)"``,
+        or ``"all"`` for every catalogue scheme that applies to the model); a comma-separated string is split.
+        ``"lsuv"`` (or ``"lsuv(tol=0.1, batch_size=512)"``) is the data-dependent LSUV scheme
+        (:class:`jinit.propagation.LSUVScheme`: orthogonal, then rescaled on :func:`lsuv_batch`); it is not part
+        of ``"all"``. Per-layer :func:`jinit.rules` values and labelled functions (:func:`jinit.scheme`) are schemes
+        too, labelled by their ``label``.
+      bias_init: the initializer of every bias (same for all models).
+      seeds: number of seeds per scheme (seed numbers ``0 .. seeds - 1``).
+      seed: the root seed.
+      epochs: training epochs.
+      batch_size: training batch size (``n_train // batch_size`` steps per epoch; the remainder is dropped).
+      optimizer: ``adam, sgd, momentum, adamw, rmsprop`` (optax).
+      learning_rate: the optimizer's step size.
+      vary: which randomness changes with the seed: ``"init"`` (default: all models see the same batches),
+        ``"data"`` (data order and dropout; the init depends on the scheme only) or ``"both"``.
+      eval_every: also evaluate every that many steps within each epoch (``None``: at epoch ends only).
+      target_accuracy: accuracy for the steps-to-target columns of the summary.
+      train_size: use only the first ``train_size`` training examples (smoke tests).
+      test_size: use only the first ``test_size`` test examples.
+      max_models_per_chunk: cap on the number of models trained at once (rounded down to a multiple of the
+        models per device; at least one device's worth). It changes the layout only, never a model's numbers.
+      models_per_device: how many models each compiled program trains at once on one device (``None``: chosen
+        from the model's size and the device kind, :func:`models_per_device`). Part of a model's arithmetic, like
+        the device kind: the same value gives the same models in any layout.
+      max_memory: memory budget in bytes per device for one chunk (default: from the device, see module doc).
+      eval_batch_size: test-set batch size of the evaluation.
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (128, 64)
+    channels: tuple[int, ...] = (32, 64)
+    activation: str = "relu"
+    schemes: tuple[str, ...] = DEFAULT_SCHEMES
+    bias_init: str = "zeros"
+    seeds: int = 5
+    seed: int = 0
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    vary: str = "init"
+    eval_every: int | None = None
+    target_accuracy: float | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    max_models_per_chunk: int | None = None
+    max_memory: int | None = None
+    eval_batch_size: int = 1000
+    models_per_device: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.schemes, str):
+            object.__setattr__(self, "schemes", parse_schemes(self.schemes))
+        elif isinstance(self.schemes, Sequence):
+            object.__setattr__(self, "schemes", tuple(self.schemes))
+        for name in ("hidden", "channels"):
+            value = getattr(self, name)
+            if isinstance(value, Sequence) and not isinstance(value, str):
+                object.__setattr__(self, name, tuple(value))
+        if self.data_dir is not None and isinstance(self.data_dir, os.PathLike):
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+        if isinstance(
+            self.dataset, str
+        ):  # the spellings jinit.data.load accepts: "MNIST", "fashion-mnist"
+            from jinit import data as data_lib
+
+            try:
+                object.__setattr__(self, "dataset", data_lib._spec(self.dataset).name)
+            except (ValueError, TypeError):
+                pass  # validate() names the valid choices
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON-able values (a rules / custom scheme as its ``config()``)."""
+        from jinit.rules import to_json
+
+        schemes = tuple(to_json(s) for s in self.schemes)
+        return results_lib._jsonable(dataclasses.asdict(dataclasses.replace(self, schemes=schemes)))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
+        """Inverse of :meth:`to_dict` (unknown keys raise ValueError)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(
+                f"unknown SweepConfig field(s) {sorted(unknown)}; valid: {sorted(fields)}"
+            )
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+    def validate(self) -> None:
+        """Checks every field; raises ValueError/TypeError naming the bad value (and the valid choices).
+
+        Runs before any data is loaded or anything compiled. (That ``batch_size`` fits the training set is
+        checked by :func:`run` right after loading the data, still before compiling.)
+        """
+        from jinit import data as data_lib
+
+        datasets = tuple(data_lib.names())
+        if self.dataset not in datasets:
+            raise ValueError(f"unknown dataset {self.dataset!r}.{_closest(self.dataset, datasets)}")
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"unknown model {self.model!r}.{_closest(self.model, MODEL_NAMES)}")
+        models_lib.activation(self.activation)
+        for name in ("hidden", "channels"):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, tuple)
+                or not value
+                or not all(_is_int(v) and v >= 1 for v in value)
+            ):
+                raise ValueError(
+                    f"{name} must be a non-empty sequence of positive ints, got {value!r}"
+                )
+        _check_int("seeds", self.seeds, minimum=1, maximum=2**32)  # seed numbers are uint32
+        _check_int("seed", self.seed, minimum=0, maximum=2**63 - 1)  # what jax.random.PRNGKey takes
+        _check_int("epochs", self.epochs, minimum=1)
+        _check_int("batch_size", self.batch_size, minimum=1)
+        _check_int("eval_batch_size", self.eval_batch_size, minimum=1)
+        for name in (
+            "eval_every",
+            "train_size",
+            "test_size",
+            "max_models_per_chunk",
+            "max_memory",
+            "models_per_device",
+        ):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=1)
+        train_lib.make_optimizer(self.optimizer, self.learning_rate)
+        if self.vary not in VARY:
+            raise ValueError(f"unknown vary {self.vary!r}.{_closest(self.vary, VARY)}")
+        if self.target_accuracy is not None:
+            t = self.target_accuracy
+            if (
+                isinstance(t, bool | np.bool_)
+                or not isinstance(t, int | float | np.integer | np.floating)
+                or not 0.0 <= t <= 1.0
+            ):
+                raise ValueError(f"target_accuracy must be a fraction in [0, 1], got {t!r}")
+        resolve_schemes(self.schemes, model=self.model)
+        _initializer(self.bias_init, "bias_init")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> None:
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+
+
+def _initializer(spec: Any, what: str):
+    import jinit
+
+    try:
+        return jinit.get(spec)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"bad {what} {_short(spec)}: {e}") from None
+
+
+def _short(value: Any, n: int = 80) -> str:
+    """``repr(value)``, cut to ``n`` characters (a 100,000-character spec is not repeated in a message)."""
+    text = repr(value)
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def applicable_schemes(model: str | None = "mlp", *, distinct: bool = True) -> tuple[str, ...]:
+    """Every catalogue scheme that applies to every kernel of ``model`` (what ``--schemes all`` trains): the
+    ``"any"`` schemes, plus the ``"2d"`` ones (identity, ...) for an MLP, whose kernels are all 2-D. A CNN has
+    Dense kernels besides its convolutions, so the conv-only schemes (dirac, delta_orthogonal) do not apply to it,
+    nor do the 2-D-only ones; ``None`` (a custom model) gets the ``"any"`` ones. Schemes that need a
+    hyperparameter without default (``constant``) are left out. With ``distinct`` (the default) each distribution
+    is trained once: a scheme that draws the same arrays as another (``keras_default`` = ``glorot_uniform``,
+    ``flax_default`` = ``variance_scaling`` = ``lecun_normal``, torch's ``xavier_uniform`` / ``kaiming_uniform``
+    = ``glorot_uniform`` / ``he_uniform``) is left out (:func:`jinit.registry.distinct_schemes`)."""
+    from jinit import registry
+
+    out = _applicable(model)
+    return tuple(registry.distinct_schemes(out)[0]) if distinct else out
+
+
+def schemes_left_out_of_all(model: str | None = "mlp") -> dict[str, str]:
+    """The schemes ``--schemes all`` leaves out because they draw the same distribution as one it keeps:
+    ``{left out: kept}``, e.g. ``{"keras_default": "glorot_uniform", ...}``."""
+    from jinit import registry
+
+    return registry.distinct_schemes(list(_applicable(model)))[1]
+
+
+def _applicable(model: str | None) -> tuple[str, ...]:
+    from jinit import registry
+
+    kinds = {"any"} | ({"2d"} if model == "mlp" else set())
+    out = []
+    for row in registry.catalog():
+        if row.applies_to not in kinds:
+            continue
+        try:
+            registry.get(row.name)
+        except (
+            ValueError,
+            TypeError,
+        ):  # needs a hyperparameter without default (e.g. constant's value)
+            continue
+        out.append(row.name)
+    return tuple(out)
+
+
+def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> list[tuple[str, Any]]:
+    """Turns scheme specs into ``(label, Initializer)`` pairs.
+
+    The label is the canonical name (``jinit.get(spec).name``) when the initializer equals that name's default
+    (so ``"he_normal"``, ``"HeNormal"`` and ``jinit.he_normal()`` are all the scheme ``"he_normal"``; torch's
+    ``"kaiming_normal_"`` is the scheme ``"kaiming_normal"``), else the initializer's ``repr``
+    (``"normal(stddev=0.1, mean=0.0)"``). ``"all"`` expands to :func:`applicable_schemes` (each distribution
+    once; the aliases it leaves out are logged). A :func:`jinit.rules` or :func:`jinit.scheme` value is labelled
+    by its ``label``.
+
+    Raises:
+      ValueError: for an empty list, an unknown scheme (with the closest names) or two specs naming the same scheme.
+    """
+
+    if isinstance(schemes, str):
+        schemes = parse_schemes(schemes)
+    schemes = list(schemes)
+    if any(isinstance(s, str) and s.strip().lower() == "all" for s in schemes):
+        if len(schemes) != 1:
+            raise ValueError(f"'all' cannot be combined with other schemes: {schemes!r}")
+        schemes = list(applicable_schemes(model))
+        same = ", ".join(f"{a} = {b}" for a, b in schemes_left_out_of_all(model).items())
+        _log.info(
+            f"schemes 'all': {len(schemes)} distinct distributions; left out as the same distribution as a "
+            f"kept scheme: {same}"
+        )
+    if not schemes:
+        raise ValueError("schemes is empty; give at least one initializer name")
+    out, seen = [], {}
+    for spec in schemes:
+        init = _scheme(spec)
+        try:
+            default = _scheme(init.name)
+        except (ValueError, TypeError):
+            default = None
+        label = init.name if init == default else repr(init)
+        if label in seen:
+            raise ValueError(f"schemes {seen[label]!r} and {spec!r} are the same scheme {label!r}")
+        seen[label] = spec
+        out.append((label, init))
+    return out
+
+
+def _scheme(spec: Any):
+    """An Initializer, or a :class:`jinit.propagation.LSUVScheme` for ``"lsuv"`` specs."""
+    from jinit import propagation
+    from jinit.rules import as_scheme
+
+    # jinit.rules(...) / jinit.scheme(...) values; a bare function is refused
+    custom = as_scheme(spec)
+    if custom is not None:
+        return custom
+    if propagation.is_lsuv_spec(spec):
+        try:
+            return propagation.lsuv_scheme(spec)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"bad scheme {_short(spec)}: {e}") from None
+    try:
+        return _initializer(spec, "scheme")
+    except ValueError as e:
+        if isinstance(spec, str) and difflib.get_close_matches(
+            spec.split("(")[0], ["lsuv"], cutoff=0.6
+        ):
+            raise ValueError(f"{e} (or the data-dependent scheme 'lsuv')") from None
+        raise
+
+
+def _kernel_init(scheme: Any):
+    """The kernel initializer a model of ``scheme`` is built with (LSUV starts from its ``kernel_init``)."""
+    return getattr(scheme, "kernel_init", scheme)
+
+
+def _is_lsuv(scheme: Any) -> bool:
+    from jinit import propagation
+
+    return isinstance(scheme, propagation.LSUVScheme)

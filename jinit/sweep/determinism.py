@@ -1,0 +1,180 @@
+""":func:`check_determinism`: trains a few models of a grid twice, alone and in another layout, and compares hashes."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jinit import train as train_lib
+from jinit.keys import model_keys
+from jinit.sweep.config import SweepConfig, _check_int, _kernel_init, resolve_schemes
+from jinit.sweep.execute import run
+from jinit.sweep.program import _PROGRAMS, initial_params
+from jinit.sweep.setup import _make_optimizer, _setup
+
+_log = logging.getLogger("jinit.sweep")
+
+
+class DeterminismReport(NamedTuple):
+    """What :func:`check_determinism` found.
+
+    Attributes:
+      models: the ``(scheme label, seed number)`` pairs checked, in grid order.
+      bitwise_identical: whether the two sweeps gave every model the same final parameters, bit for bit.
+      sha256_first: :func:`jinit.metrics.param_sha256` of each model's final parameters in the first sweep.
+      sha256_second: the same for the second sweep.
+      max_abs_diff_alone: the largest ``|a - b|`` over the final parameters of the models, ``a`` trained in the
+        vmapped sweep and ``b`` trained alone by :func:`jinit.train.train_plain` (same keys and data order);
+        ``inf`` where one is NaN and the other not.
+      epochs: epochs trained.
+      layout_identical: whether the same models trained in another layout (inside a larger grid, in another
+        order, on another number of devices) have the same final parameters, bit for bit.
+      sha256_layout: the hashes of the models in that other layout.
+      layouts: the two layouts compared, in words.
+    """
+
+    models: tuple[tuple[str, int], ...]
+    bitwise_identical: bool
+    sha256_first: tuple[str, ...]
+    sha256_second: tuple[str, ...]
+    max_abs_diff_alone: float
+    epochs: int
+    layout_identical: bool = False
+    sha256_layout: tuple[str, ...] = ()
+    layouts: tuple[str, ...] = ()
+
+
+def _max_abs_diff(a, b) -> float:
+    worst = 0.0
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        nan_x, nan_y = np.isnan(x), np.isnan(y)
+        if (nan_x != nan_y).any():
+            return math.inf
+        d = np.abs(np.where(nan_x, 0.0, x - y))
+        if d.size:
+            worst = max(worst, float(np.max(d)))
+    return worst
+
+
+def check_determinism(
+    config: SweepConfig | None = None,
+    *,
+    n_models: int = 2,
+    make_model: Callable | None = None,
+    optimizer: Any = None,
+) -> DeterminismReport:
+    """Trains the first ``n_models`` models of a sweep's grid twice, in another layout, and alone, and compares the
+    final parameters.
+
+    The models are those of a smaller sweep with the first scheme(s) and seed numbers of ``config`` (a model's
+    keys do not depend on the rest of the grid, so they are the models of the full sweep as far as the keys go;
+    the chunk holds only them). The second sweep is compiled afresh. A third trains them inside a larger grid
+    (another scheme first, one more seed) on another number of devices (one if the first used several), which
+    must not change them (the reproducibility contract). Each model is also trained alone by
+    :func:`jinit.train.train_plain`, a Python loop over steps with the same keys and data order; that one is
+    another program, so it agrees to float round-off, not bitwise.
+
+    Args:
+      config: the sweep (default ``SweepConfig()``); its epochs, data and optimizer are used as they are.
+      n_models: how many models (at least; rounded up to whole schemes when ``seeds < n_models``).
+      make_model: a custom model factory, as for :func:`run`.
+      optimizer: your own optimizer, as for :func:`run`.
+
+    Returns:
+      A :class:`DeterminismReport`.
+    """
+    config = SweepConfig() if config is None else config
+    if not isinstance(config, SweepConfig):
+        raise TypeError(f"config must be a SweepConfig, got {type(config).__name__}")
+    config.validate()
+    _check_int("n_models", n_models, minimum=1)
+    model = None if make_model else config.model
+    labels = [label for label, _ in resolve_schemes(config.schemes, model=model)]
+    # the specs as given, or the labels when "all" expanded them
+    specs = labels if len(labels) != len(config.schemes) else list(config.schemes)
+    if config.seeds >= n_models:
+        schemes, seeds = specs[:1], n_models
+    else:
+        schemes, seeds = specs[: math.ceil(n_models / config.seeds)], config.seeds
+    sub = dataclasses.replace(config, schemes=tuple(schemes), seeds=seeds)
+
+    first = run(sub, progress=False, keep_params=True, make_model=make_model, optimizer=optimizer)
+    cached = dict(_PROGRAMS)
+    _PROGRAMS.clear()  # the second sweep compiles its program again
+    try:
+        second = run(sub, progress=False, make_model=make_model, optimizer=optimizer)
+    finally:
+        _PROGRAMS.clear()
+        _PROGRAMS.update(cached)
+    sha1 = tuple(first.models["param_sha256"])
+    sha2 = tuple(second.models["param_sha256"])
+
+    # Another layout: the models after another scheme's, one seed more each (so the chunks hold other
+    # neighbours at other positions), on one device if the first used several, else on all.
+    extra = "lecun_normal" if "lecun_normal" not in schemes else "glorot_uniform"
+    wide = dataclasses.replace(sub, schemes=(extra, *schemes), seeds=sub.seeds + 1)
+    n_first = int(first.meta["device_count"])
+    other_devices = 1 if n_first > 1 else None
+    third = run(
+        wide, progress=False, make_model=make_model, max_devices=other_devices, optimizer=optimizer
+    )
+    by_model = {
+        (scheme, int(s)): h
+        for scheme, s, h in zip(
+            third.models["scheme"], third.models["seed"], third.models["param_sha256"], strict=True
+        )
+    }
+    sha3 = tuple(
+        by_model[(scheme, int(s))]
+        for scheme, s in zip(first.models["scheme"], first.models["seed"], strict=True)
+    )
+    layouts = (
+        f"{len(first.models)} models, chunks of {first.meta['chunk_size']}, {n_first} device(s)",
+        f"{len(third.models)} models (another scheme first, one more seed), chunks of "
+        f"{third.meta['chunk_size']}, {third.meta['device_count']} device(s)",
+    )
+
+    setup = _setup(sub, make_model)
+    tx, _ = _make_optimizer(sub, optimizer, setup)
+    models, worst = [], 0.0
+    for i, (label, scheme) in enumerate(setup.schemes):
+        for s in range(sub.seeds):
+            k = i * sub.seeds + s
+            params = initial_params(sub, [(label, s)], make_model=make_model, _setup_cache=setup)
+            keys = model_keys(sub.seed, label, s, sub.vary)
+            module = setup.make_model(_kernel_init(scheme), setup.bias_init)
+            alone = train_lib.train_plain(
+                module.apply,
+                jax.tree.map(lambda a: a[0], params),
+                tx,
+                setup.x_train,
+                setup.y_train,
+                setup.x_test,
+                setup.y_test,
+                batch_size=sub.batch_size,
+                epochs=sub.epochs,
+                data_key=keys.data,
+                dropout_key=keys.dropout,
+                eval_batch_size=sub.eval_batch_size,
+            )
+            vmapped = jax.tree.map(lambda a, k=k: a[k], first.params)
+            worst = max(worst, _max_abs_diff(vmapped, alone.state.params))
+            models.append((label, s))
+    return DeterminismReport(
+        models=tuple(models),
+        bitwise_identical=sha1 == sha2,
+        sha256_first=sha1,
+        sha256_second=sha2,
+        max_abs_diff_alone=worst,
+        epochs=sub.epochs,
+        layout_identical=sha1 == sha3,
+        sha256_layout=sha3,
+        layouts=layouts,
+    )
