@@ -70,9 +70,11 @@ __all__ = [
     "Dataset",
     "cache_dir",
     "describe",
+    "from_arrays",
     "load",
     "names",
     "read_idx",
+    "split_validation",
 ]
 
 SOURCES = ("auto", "idx", "tfds", "sklearn", "mnist1d")
@@ -129,21 +131,36 @@ MNIST1D_NUM_TRAIN = 4000
 MNIST1D_NUM_TEST = 1000
 
 
+TASKS = ("classification", "binary", "regression")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
     """A dataset held in memory as numpy arrays.
 
     Attributes:
-      name: the dataset name, one of :func:`names`.
+      name: the dataset name: one of :func:`names`, a tensorflow-datasets name, or the name given
+        to :func:`from_arrays` (default ``"arrays"``).
       x_train: float32 inputs, ``(n_train, *input_shape)``; images scaled to [0, 1].
-      y_train: int32 labels in ``[0, num_classes)``, ``(n_train,)``.
+      y_train: the targets: for ``classification`` and ``binary``, int32 labels in
+        ``[0, num_classes)``, ``(n_train,)``; for ``regression``, float32 targets, ``(n_train,)`` or
+        ``(n_train, num_classes)``.
       x_test: float32 inputs, ``(n_test, *input_shape)``.
-      y_test: int32 labels, ``(n_test,)``.
-      num_classes: number of classes.
+      y_test: the test targets, like ``y_train``.
+      num_classes: for ``classification``, the number of classes; for ``binary``, 2; for
+        ``regression``, the number of regression targets per example (1 for targets of shape ``(n,)``).
       input_shape: shape of one example, e.g. ``(28, 28, 1)``, or ``(784,)`` when flattened.
       source: where the arrays came from: ``"idx:<folder>"``, ``"tfds:<data dir>"``,
-        ``"sklearn"`` or ``"mnist1d"`` (the original source, also when served from the cache).
+        ``"sklearn"``, ``"mnist1d"`` (the original source, also when served from the cache), or
+        ``"arrays:sha256:<hex digest>"`` for :func:`from_arrays` (a fingerprint of the content, so
+        that two run folders can tell their data apart).
       from_cache: whether the arrays were read from the jinit cache.
+      task: ``"classification"`` (every dataset :func:`load` gives), ``"binary"`` or
+        ``"regression"``.
+      x_val: float32 validation inputs held out from the training data (:func:`split_validation`,
+        or given to :func:`from_arrays`), ``(n_val, *input_shape)``; None when there is no
+        validation split.
+      y_val: the validation targets, like ``y_train``; None when there is no validation split.
 
     The arrays are read-only; copy them to modify.
     """
@@ -157,6 +174,9 @@ class Dataset:
     input_shape: tuple[int, ...]
     source: str
     from_cache: bool = False
+    task: str = "classification"
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     @property
     def num_train(self) -> int:
@@ -166,9 +186,15 @@ class Dataset:
     def num_test(self) -> int:
         return int(self.x_test.shape[0])
 
+    @property
+    def num_val(self) -> int:
+        """The number of validation examples (0 when there is no validation split)."""
+        return 0 if self.x_val is None else int(self.x_val.shape[0])
+
 
 def names() -> tuple[str, ...]:
-    """Returns the names :func:`load` accepts."""
+    """Returns the built-in dataset names. (:func:`load` also accepts the name of any dataset
+    tensorflow-datasets has prepared locally.)"""
     return tuple(_SPECS)
 
 
@@ -734,29 +760,382 @@ def describe(ds: Dataset) -> dict[str, Any]:
       ds: a :class:`Dataset`.
 
     Returns:
-      A dict with ``name``, ``source``, ``from_cache``, ``num_classes``, ``input_shape``,
-      ``num_train``, ``num_test``, ``train_counts``, ``test_counts`` (lists, one count per
-      class) and ``mean``, ``std``, ``min``, ``max`` of the training inputs.
+      A dict with ``name``, ``source``, ``from_cache``, ``task``, ``num_classes`` (for a
+      regression: the number of targets), ``input_shape``, ``num_train``, ``num_test``,
+      ``num_val`` (0 without a validation split), ``train_counts``, ``test_counts``,
+      ``val_counts`` (lists, one count per class; None for a regression, and ``val_counts`` None
+      without a validation split), ``mean``, ``std``, ``min``, ``max`` of the training inputs,
+      and for a regression ``target_mean``, ``target_std``, ``target_min``, ``target_max`` of the
+      training targets (all targets together).
     """
     x = ds.x_train.reshape(-1)
-    # Two passes over float64 chunks: exact enough, without a float64 copy of the whole set.
+    mean, std = _mean_std(x)
+    classes = ds.task != "regression"
+
+    def counts(y):
+        if y is None or not classes:
+            return None
+        return np.bincount(y, minlength=ds.num_classes).tolist()
+
+    out = {
+        "name": ds.name,
+        "source": ds.source,
+        "from_cache": ds.from_cache,
+        "task": ds.task,
+        "num_classes": ds.num_classes,
+        "input_shape": ds.input_shape,
+        "num_train": ds.num_train,
+        "num_test": ds.num_test,
+        "num_val": ds.num_val,
+        "train_counts": counts(ds.y_train),
+        "test_counts": counts(ds.y_test),
+        "val_counts": counts(ds.y_val),
+        "mean": mean,
+        "std": std,
+        "min": float(x.min()),
+        "max": float(x.max()),
+    }
+    if not classes:
+        y = ds.y_train.reshape(-1)
+        t_mean, t_std = _mean_std(y)
+        out.update(
+            target_mean=t_mean,
+            target_std=t_std,
+            target_min=float(y.min()),
+            target_max=float(y.max()),
+        )
+    return out
+
+
+def _mean_std(x: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of a flat array, in two passes over float64 chunks: exact
+    enough, without a float64 copy of the whole set."""
     chunks = [x[i : i + (1 << 20)] for i in range(0, x.size, 1 << 20)]
     mean = sum(float(c.sum(dtype=np.float64)) for c in chunks) / x.size
     var = (
         sum(float(np.square(np.subtract(c, mean, dtype=np.float64)).sum()) for c in chunks) / x.size
     )
-    return {
-        "name": ds.name,
-        "source": ds.source,
-        "from_cache": ds.from_cache,
-        "num_classes": ds.num_classes,
-        "input_shape": ds.input_shape,
-        "num_train": ds.num_train,
-        "num_test": ds.num_test,
-        "train_counts": np.bincount(ds.y_train, minlength=ds.num_classes).tolist(),
-        "test_counts": np.bincount(ds.y_test, minlength=ds.num_classes).tolist(),
-        "mean": mean,
-        "std": var**0.5,
-        "min": float(x.min()),
-        "max": float(x.max()),
-    }
+    return mean, var**0.5
+
+
+# --------------------------------------------------------------------------------------------
+# Your own arrays
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    """`value` as a numpy array of real numbers; errors name `what`, its shape and dtype, never its values."""
+    if value is None:
+        raise TypeError(f"{what} is missing (None)")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise TypeError(
+            f"{what} is not an array of numbers ({type(value).__name__}: {str(e).splitlines()[0][:120]})"
+        ) from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{what} has dtype {arr.dtype} (shape {arr.shape}); expected numbers (bool, int or float)"
+        )
+    if arr.ndim == 0:
+        raise ValueError(f"{what} is a scalar; expected one row per example")
+    return arr
+
+
+def _labels(y: np.ndarray, what: str, task: str) -> np.ndarray:
+    """Class labels -> int32 of shape (n,) (a column (n, 1) is accepted)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        hint = " (one-hot labels: pass y.argmax(axis=1))" if y.ndim == 2 else ""
+        raise ValueError(
+            f"{what} has shape {y.shape}; {task} labels are one integer per example, shape (n,){hint}"
+        )
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)):
+            raise ValueError(
+                f"{what} holds non-finite values (NaN or inf); {task} labels are integers"
+            )
+        if not np.array_equal(y, np.round(y)):
+            raise ValueError(
+                f"{what} has dtype {y.dtype} with non-integer values; {task} labels are integers "
+                "(for real-valued targets use task='regression')"
+            )
+    if y.size and (y.min() < 0 or y.max() > np.iinfo(np.int32).max):
+        raise ValueError(f"{what} holds labels below 0 or above 2**31 - 1; labels are 0, 1, 2, ...")
+    return y.astype(np.int32)
+
+
+def _fingerprint(arrays: dict[str, np.ndarray | None], task: str, num_classes: int) -> str:
+    """SHA-256 of the final arrays (name, dtype, shape and bytes of each), the task and the class count."""
+    h = hashlib.sha256(json.dumps(["jinit.data.from_arrays/1", task, num_classes]).encode())
+    for key, arr in arrays.items():
+        if arr is None:
+            h.update(f"{key}:none;".encode())
+            continue
+        h.update(f"{key}:{arr.dtype.str}:{list(arr.shape)};".encode())
+        h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+    return h.hexdigest()
+
+
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    arr = np.ascontiguousarray(arr).view()
+    arr.setflags(write=False)
+    return arr
+
+
+def from_arrays(
+    x_train: Any,
+    y_train: Any,
+    x_test: Any,
+    y_test: Any,
+    *,
+    task: str | None = None,
+    num_classes: int | None = None,
+    name: str = "arrays",
+    x_val: Any = None,
+    y_val: Any = None,
+) -> Dataset:
+    """A :class:`Dataset` from your own arrays (numpy, JAX, lists, or anything ``np.asarray`` takes).
+
+    Inputs become float32 (any shape per example: ``(n, features)``, ``(n, H, W, C)``, ...; they
+    are not rescaled). Targets become int32 labels (``classification``, ``binary``) or float32
+    (``regression``).
+
+    Args:
+      x_train: training inputs, ``(n_train, *input_shape)``.
+      y_train: training targets: labels ``(n_train,)`` (a column ``(n_train, 1)`` is accepted for
+        labels), or regression targets ``(n_train,)`` / ``(n_train, d)``.
+      x_test: test inputs, ``(n_test, *input_shape)``.
+      y_test: test targets, like ``y_train``.
+      task: ``"classification"`` (softmax over ``num_classes`` outputs), ``"binary"`` (labels 0/1,
+        one output), ``"regression"``, or None to infer it from the training targets: integer or
+        bool targets -> ``"classification"`` (also with two classes: ``"binary"`` is only used when
+        asked for, since it needs a model with one output instead of two); float targets ->
+        ``"regression"`` (pass ``task="classification"`` for labels stored as floats).
+      num_classes: for ``classification``, the number of classes (default: the largest label in
+        any split plus one); for ``binary``, 2 if given; for ``regression``, the number of targets
+        ``d`` if given (1 for targets of shape ``(n,)``).
+      name: a name for the dataset (recorded in run folders and plot titles).
+      x_val: validation inputs (optional; then ``y_val`` too). To hold validation data out of
+        the training set instead, see :func:`split_validation`.
+      y_val: validation targets, like ``y_train``.
+
+    Returns:
+      A :class:`Dataset` of read-only arrays whose ``source`` is ``"arrays:sha256:<digest>"``: the
+      SHA-256 of the final arrays (dtype, shape and bytes of each, in the order train, test,
+      validation), the task and ``num_classes``, so equal data always gets the same source and
+      different data a different one.
+
+    Raises:
+      ValueError: one line naming the array and saying what is wrong with its shape, dtype or
+        values (the values themselves are never printed): a row count that differs between inputs
+        and targets ("x_train has 100 rows but y_train 99"), input shapes that differ between
+        splits, an empty split, NaN or inf, labels below 0 or at least ``num_classes``, ``binary``
+        labels other than 0/1, an unknown task.
+      TypeError: an array that is not numbers (strings, objects), or a missing one.
+
+    Example:
+      >>> from sklearn.datasets import load_diabetes  # doctest: +SKIP
+      >>> x, y = load_diabetes(return_X_y=True)  # doctest: +SKIP
+      >>> ds = from_arrays(x[:342], y[:342], x[342:], y[342:], name="diabetes")  # doctest: +SKIP
+      >>> ds.task, ds.num_classes, ds.input_shape  # doctest: +SKIP
+      ('regression', 1, (10,))
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if task is not None and task not in TASKS:
+        raise ValueError(
+            f"unknown task {task!r}; valid tasks: {', '.join(TASKS)} (or None to infer)"
+        )
+    if (x_val is None) != (y_val is None):
+        given, missing = ("x_val", "y_val") if y_val is None else ("y_val", "x_val")
+        raise ValueError(f"{given} was given without {missing}; pass both or neither")
+    if num_classes is not None and (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, (int, np.integer))
+        or num_classes < 1
+    ):
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+
+    splits = [("train", x_train, y_train), ("test", x_test, y_test)]
+    if x_val is not None:
+        splits.append(("val", x_val, y_val))
+    xs, ys = {}, {}
+    for split, x, y in splits:
+        x, y = _as_array(x, f"x_{split}"), _as_array(y, f"y_{split}")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x_{split} has {x.shape[0]} rows but y_{split} {y.shape[0]}")
+        if x.shape[0] == 0:
+            raise ValueError(f"x_{split} and y_{split} are empty (0 rows)")
+        if x.ndim == 1:
+            raise ValueError(
+                f"x_{split} has shape {x.shape}: one number per example; inputs are (n, features) "
+                "(for a single feature pass x.reshape(-1, 1))"
+            )
+        xs[split], ys[split] = x, y
+    for split in xs:
+        if xs[split].shape[1:] != xs["train"].shape[1:]:
+            raise ValueError(
+                f"x_{split} has examples of shape {xs[split].shape[1:]} but x_train "
+                f"{xs['train'].shape[1:]}"
+            )
+
+    if task is None:
+        task = "regression" if ys["train"].dtype.kind == "f" else "classification"
+
+    out: dict[str, np.ndarray | None] = {"x_val": None, "y_val": None}
+    for split, x in xs.items():
+        with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused below
+            x = x.astype(np.float32)
+        bad = x.size - int(np.count_nonzero(np.isfinite(x)))
+        if bad:
+            raise ValueError(
+                f"x_{split} holds {bad} non-finite value(s) (NaN or inf, also after conversion to "
+                f"float32) in {x.size}"
+            )
+        out[f"x_{split}"] = x
+
+    if task == "regression":
+        for split, y in ys.items():
+            if y.ndim > 2:
+                raise ValueError(
+                    f"y_{split} has shape {y.shape}; regression targets are (n,) or (n, targets)"
+                )
+            with np.errstate(over="ignore"):
+                y = y.astype(np.float32)
+            bad = y.size - int(np.count_nonzero(np.isfinite(y)))
+            if bad:
+                raise ValueError(
+                    f"y_{split} holds {bad} non-finite value(s) (NaN or inf, also after conversion "
+                    f"to float32) in {y.size}"
+                )
+            if y.shape[1:] != ys["train"].shape[1:]:
+                raise ValueError(
+                    f"y_{split} has targets of shape {y.shape[1:]} but y_train {ys['train'].shape[1:]}"
+                )
+            out[f"y_{split}"] = y
+        d = 1 if ys["train"].ndim == 1 else int(ys["train"].shape[1])
+        if num_classes is not None and num_classes != d:
+            raise ValueError(
+                f"num_classes={num_classes} but y_train has {d} regression target(s) per example "
+                f"(shape {ys['train'].shape}); for regression num_classes is the number of targets"
+            )
+        classes = d
+    else:
+        for split, y in ys.items():
+            out[f"y_{split}"] = _labels(y, f"y_{split}", task)
+        top = max(int(out[f"y_{split}"].max()) for split in ys)
+        if task == "binary":
+            if num_classes is not None and num_classes != 2:
+                raise ValueError(f"num_classes={num_classes} but a binary task has 2 classes")
+            classes = 2
+        elif num_classes is None:
+            classes = top + 1
+            if classes < 2:
+                raise ValueError(
+                    "the labels hold a single class (0); pass num_classes= if there are more"
+                )
+        else:
+            classes = int(num_classes)
+        for split in ys:
+            y = out[f"y_{split}"]
+            wrong = int(np.count_nonzero(y >= classes))
+            if wrong:
+                valid = "0 or 1" if task == "binary" else f"0..{classes - 1}"
+                raise ValueError(
+                    f"y_{split} holds {wrong} label(s) outside {valid} (the largest is {int(y.max())}; "
+                    f"{task} with {classes} classes)"
+                )
+
+    ordered = {k: out[k] for k in ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val")}
+    digest = _fingerprint(ordered, task, classes)
+    arrays = {k: None if v is None else _read_only(v) for k, v in ordered.items()}
+    return Dataset(
+        name=name,
+        num_classes=classes,
+        input_shape=tuple(arrays["x_train"].shape[1:]),
+        source=f"arrays:sha256:{digest}",
+        from_cache=False,
+        task=task,
+        **arrays,
+    )
+
+
+def split_validation(
+    ds: Dataset,
+    *,
+    val_size: int | None = None,
+    val_fraction: float | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Holds out a fixed random subset of the training set as the validation set.
+
+    The subset is ``np.random.default_rng(seed).permutation(ds.num_train)[:val_size]``: a pure
+    function of ``seed`` and the number of training examples, so every call (every model of a
+    sweep, every process, every rerun) holds out the same examples. Both parts keep the order of
+    the original training set. The split is not stratified.
+
+    Args:
+      ds: a :class:`Dataset` without a validation split.
+      val_size: how many training examples to hold out (``1 .. num_train - 1``).
+      val_fraction: or which fraction of them, in ``(0, 1)``: ``round(val_fraction * num_train)``
+        examples (Python's ``round``: halves go to the even neighbour), which must come to at
+        least 1 and leave at least 1 for training.
+      seed: the seed of the permutation (a non-negative integer).
+
+    Returns:
+      A :class:`Dataset` with ``num_train - val_size`` training examples and ``x_val``/``y_val``
+      holding the others; every other field (name, source, task, test set) as in ``ds``.
+
+    Raises:
+      ValueError: both or neither of ``val_size`` and ``val_fraction``, a size or fraction out of
+        range (naming the training-set size), a bad seed, or a ``ds`` that already has a
+        validation split.
+
+    Example:
+      >>> ds = split_validation(load("digits"), val_size=200)  # doctest: +SKIP
+      >>> ds.num_train, ds.num_val  # doctest: +SKIP
+      (1237, 200)
+    """
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"ds must be a jinit.data.Dataset, got {type(ds).__name__}")
+    if (val_size is None) == (val_fraction is None):
+        raise ValueError("give exactly one of val_size and val_fraction")
+    if ds.x_val is not None:
+        raise ValueError(
+            f"{ds.name} already has a validation split ({ds.num_val} examples); split it only once"
+        )
+    n = ds.num_train
+    if val_size is not None:
+        if isinstance(val_size, bool) or not isinstance(val_size, (int, np.integer)):
+            raise ValueError(f"val_size must be an integer, got {val_size!r}")
+        size = int(val_size)
+        if not 1 <= size <= n - 1:
+            raise ValueError(
+                f"val_size={size} is out of range: {ds.name} has {n} training examples, so "
+                f"val_size must be 1..{n - 1} (at least one example stays for training)"
+            )
+    else:
+        if isinstance(val_fraction, bool) or not isinstance(
+            val_fraction, (int, float, np.floating)
+        ):
+            raise ValueError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}")
+        if not 0.0 < float(val_fraction) < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+        size = int(round(float(val_fraction) * n))
+        if not 1 <= size <= n - 1:
+            raise ValueError(
+                f"val_fraction={val_fraction} of {n} training examples gives {size} validation "
+                f"examples; it must give 1..{n - 1}"
+            )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    perm = np.random.default_rng(int(seed)).permutation(n)
+    val_idx, train_idx = np.sort(perm[:size]), np.sort(perm[size:])
+    return dataclasses.replace(
+        ds,
+        x_train=_read_only(ds.x_train[train_idx]),
+        y_train=_read_only(ds.y_train[train_idx]),
+        x_val=_read_only(ds.x_train[val_idx]),
+        y_val=_read_only(ds.y_train[val_idx]),
+    )
