@@ -20,6 +20,15 @@ metadata. :func:`load` produces them, from the first source that works:
   default arguments (seed 42): 4,000 training and 1,000 test signals of length 40. Generation
   never downloads anything. The signals are standardized by the package (mean 0, std 1 over the
   generated set), not scaled to [0, 1].
+* any other name: a dataset tensorflow-datasets has prepared locally (``kmnist``,
+  ``emnist/digits``, ``svhn_cropped``, ...; ``tfds build NAME --file_format=array_record``), read
+  like ``cifar10``: its ``image`` feature scaled to [0, 1] and its ``label`` feature.
+  :func:`names` lists only the built-in names above.
+
+Your own arrays (any task) become a :class:`Dataset` through :func:`from_arrays`:
+classification, binary classification or regression (``Dataset.task``), its ``source`` a
+SHA-256 fingerprint of the content. :func:`split_validation` holds out a fixed, seeded subset of
+the training set as ``x_val``/``y_val``, the same examples for every model of a sweep.
 
 Images are float32 in [0, 1] in NHWC layout (``(28, 28, 1)`` for MNIST, ``(32, 32, 3)`` for
 CIFAR-10, ``(8, 8, 1)`` for digits), labels int32. Nothing ever falls back silently to another
@@ -39,6 +48,8 @@ Example:
   ((1437, 8, 8, 1), (360, 8, 8, 1), (8, 8, 1))
   >>> data.load("digits", flatten=True).x_train.shape
   (1437, 64)
+  >>> data.split_validation(ds, val_size=200).num_val
+  200
 
 References:
   Y. LeCun, C. Cortes, C. J. C. Burges. The MNIST database of handwritten digits (IDX format).
@@ -56,6 +67,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -358,7 +370,7 @@ def _tfds_dir(data_dir: Path | None) -> Path:
 
 def _tfds_fingerprint(spec: _Spec, tfds_dir: Path) -> list | None:
     """Sizes and times of the prepared files, or None when there is no prepared copy on disk."""
-    root = tfds_dir / spec.tfds_name
+    root = tfds_dir / spec.tfds_name.replace(":", "/")  # "kmnist:3.0.1" lives in kmnist/3.0.1/
     if not root.is_dir():
         return None
     out = []
@@ -369,7 +381,9 @@ def _tfds_fingerprint(spec: _Spec, tfds_dir: Path) -> list | None:
     return out or None
 
 
-def _read_split(source: Sequence[Any], chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def _read_split(
+    source: Sequence[Any], chunk: int = 8192, what: str = "tfds"
+) -> tuple[np.ndarray, np.ndarray]:
     """All examples of one tfds data source, read in batches, as (images, labels)."""
     n = len(source)
     images, labels = [], []
@@ -387,47 +401,102 @@ def _read_split(source: Sequence[Any], chunk: int = 8192) -> tuple[np.ndarray, n
         labels.extend(int(ex["label"]) for ex in examples)
     if not images:
         raise ValueError(f"tfds data source {source!r} is empty")
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        some = ", ".join(str(sh) for sh in sorted(shapes)[:3])
+        raise ValueError(
+            f"{what}: images of {len(shapes)} different shapes ({some}, ...); resize them to one "
+            "shape and pass the arrays to jinit.data.from_arrays"
+        )
     return np.stack(images), np.asarray(labels)
 
 
 def _load_tfds(spec: _Spec, data_dir: Path | None) -> dict[str, np.ndarray]:
+    train, test = _tfds_open(spec.tfds_name, _tfds_dir(data_dir))
+    return _tfds_arrays(spec, train, test)
+
+
+def _tfds_open(tfds_name: str, where: Path, unknown_error: bool = False) -> tuple[Any, Any]:
+    """The train and test data sources of a prepared tfds copy under `where` (nothing read yet).
+
+    Raises FileNotFoundError when there is no usable copy; with `unknown_error`, tfds's own
+    ``DatasetNotFoundError`` (a ValueError) when tfds knows no dataset of that name at all.
+    """
     import tensorflow_datasets as tfds
 
-    where = _tfds_dir(data_dir)
     # tfds logs a warning for a missing folder; the error raised below says it all
     absl_log = logging.getLogger("absl")
     absl_level = absl_log.level
     absl_log.setLevel(max(absl_level, logging.ERROR))
     try:
         train, test = tfds.data_source(
-            spec.tfds_name,
+            tfds_name,
             split=["train", "test"],
             data_dir=str(where),  # tfds reads TFDS_DATA_DIR only when imported
             download=False,
         )
     except Exception as e:  # tfds raises KeyError / NotImplementedError / AssertionError here
-        if not (where / spec.tfds_name).exists():
-            detail = f"{where / spec.tfds_name} does not exist"
+        if unknown_error and isinstance(e, tfds.core.DatasetNotFoundError):
+            raise
+        folder = where / tfds_name.replace(":", "/")
+        if not folder.exists():
+            detail = f"{folder} does not exist"
         else:
             detail = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
         raise FileNotFoundError(
-            f"no prepared copy of {spec.tfds_name} in ArrayRecord or Parquet format under "
+            f"no prepared copy of {tfds_name} in ArrayRecord or Parquet format under "
             f"{where} ({detail})"
         ) from e
     finally:
         absl_log.setLevel(absl_level)
+    return train, test
+
+
+def _tfds_arrays(spec: _Spec, train: Any, test: Any) -> dict[str, np.ndarray]:
+    """Reads both splits into (images, labels) arrays; `spec.input_shape` may hold None for a
+    dimension the dataset does not fix."""
     arrays = {}
     for split, src in (("train", train), ("test", test)):
-        x, y = _read_split(src)
+        x, y = _read_split(src, what=f"tfds {spec.tfds_name} {split}")
         if x.ndim == 3:
             x = x[..., None]
-        if x.shape[1:] != spec.input_shape:
+        shape = spec.input_shape
+        if len(x.shape[1:]) != len(shape) or any(
+            want is not None and got != want for got, want in zip(x.shape[1:], shape, strict=True)
+        ):
             raise ValueError(
                 f"tfds {spec.tfds_name} {split}: examples of shape {x.shape[1:]}, expected "
                 f"{spec.input_shape}"
             )
         arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
     return arrays
+
+
+def _tfds_spec(name: str, info: Any) -> _Spec:
+    """What :func:`load` needs to know of a tfds dataset that is not built in, from its
+    ``DatasetInfo``: an ``image`` feature (integer pixels are divided by the dtype's maximum,
+    255 for uint8, as the built-in datasets are) and a ``label`` class feature."""
+    features = info.features
+    keys = list(features.keys())
+    advice = "read it yourself and pass numpy arrays to jinit.data.from_arrays"
+    if "image" not in keys or "label" not in keys:
+        raise ValueError(
+            f"tfds dataset {name!r} has the features {keys}; jinit.data.load reads an 'image' "
+            f"and a 'label' feature: {advice}"
+        )
+    num_classes = getattr(features["label"], "num_classes", None)
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(
+            f"the 'label' feature of tfds dataset {name!r} is not a class label "
+            f"({type(features['label']).__name__}); {advice}"
+        )
+    image = features["image"]
+    dtype = np.dtype(image.np_dtype)
+    scale = float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
+    shape = tuple(image.shape)
+    if len(shape) == 2:
+        shape += (1,)
+    return _Spec(name, num_classes, shape, ("tfds",), scale, name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,7 +552,10 @@ def _cache_path(name: str, kind: str, where: str, key: Any) -> tuple[Path, str]:
     text = json.dumps([name, kind, where, key], sort_keys=True)
     loc = hashlib.sha256(where.encode()).hexdigest()[:8]
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return cache_dir() / f"{name}-{kind}-{loc}-{digest}", text
+    safe = re.sub(r"[^A-Za-z0-9_.]", "_", name)  # "emnist/digits:3.1.0" is not a folder name
+    if safe != name:
+        safe += "_" + hashlib.sha256(name.encode()).hexdigest()[:6]
+    return cache_dir() / f"{safe}-{kind}-{loc}-{digest}", text
 
 
 def _cache_read(entry: Path, key_text: str) -> tuple[dict[str, np.ndarray], str] | None:
@@ -538,15 +610,27 @@ def _cache_write(entry: Path, key_text: str, source: str, arrays: dict[str, np.n
 # load
 
 
-def _spec(name: str) -> _Spec:
+def _builtin(name: str) -> _Spec | None:
+    """The built-in dataset `name` (case and ``-``/``_`` forgiven), or None."""
     if not isinstance(name, str):
         raise TypeError(f"dataset name must be a string, got {name!r}")
+    return _SPECS.get(name.strip().lower().replace("-", "_"))
+
+
+def _unknown(name: str, extra: str = "") -> str:
+    """The start of the error for a name that is not built in: the built-in names, a close one."""
     key = name.strip().lower().replace("-", "_")
-    if key in _SPECS:
-        return _SPECS[key]
     close = difflib.get_close_matches(key, list(_SPECS), n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    raise ValueError(f"unknown dataset {name!r}; {hint}valid names: {', '.join(_SPECS)}")
+    return f"unknown dataset {name!r}; {hint}valid names: {', '.join(_SPECS)}{extra}"
+
+
+def _spec(name: str) -> _Spec:
+    """The built-in dataset `name`; ValueError naming the valid names otherwise."""
+    spec = _builtin(name)
+    if spec is None:
+        raise ValueError(_unknown(name))
+    return spec
 
 
 def _normalize(spec: _Spec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -629,14 +713,22 @@ def load(
 
     Args:
       name: one of :func:`names`: ``mnist``, ``fashion_mnist``, ``cifar10``, ``digits``,
-        ``mnist1d`` (case and ``-``/``_`` are forgiven).
+        ``mnist1d`` (case and ``-``/``_`` are forgiven); or the name of any dataset
+        tensorflow-datasets has prepared under the data dir in ArrayRecord or Parquet format,
+        e.g. ``"kmnist"``, ``"emnist/digits"``, ``"svhn_cropped:3.1.0"`` (prepare one with
+        ``tfds build NAME --file_format=array_record``). Such a dataset must have an ``image``
+        feature (integer pixels are divided by the dtype's maximum, 255 for uint8, so images are
+        in [0, 1] like the built-in ones) and a ``label`` class feature, and ``train`` and
+        ``test`` splits; it is cached like the built-in ones.
       data_dir: for ``mnist``/``fashion_mnist``, a folder with the four IDX files (or a parent
         with a ``<name>/`` sub-folder); defaults to ``$JINIT_DATA_DIR``. If it holds no IDX files
-        it is also tried as the tensorflow-datasets data dir. Ignored by ``digits`` and
-        ``mnist1d``.
+        it is also tried as the tensorflow-datasets data dir. For a dataset that is not built
+        in, the tensorflow-datasets data dir (default ``$TFDS_DATA_DIR``, else
+        ``~/tensorflow_datasets``). Ignored by ``digits`` and ``mnist1d``.
       source: ``"auto"`` tries local IDX files, then tensorflow-datasets (``mnist``,
         ``fashion_mnist``); ``"idx"`` or ``"tfds"`` forces one; ``"sklearn"`` (digits) and
-        ``"mnist1d"`` name the only source of those datasets.
+        ``"mnist1d"`` name the only source of those datasets; a dataset that is not built in
+        loads only from ``"tfds"`` (or ``"auto"``).
       flatten: give inputs as ``(n, features)`` instead of ``(n, H, W, C)``.
       cache: read and write the cache under :func:`cache_dir` (one folder of ``.npy`` arrays per
         dataset and source).
@@ -648,8 +740,9 @@ def load(
       A :class:`Dataset`.
 
     Raises:
-      ValueError: unknown name or source, or invalid data (a corrupt IDX file, mismatched
-        image and label counts), naming the file.
+      ValueError: unknown name (neither built in nor known to tensorflow-datasets) or source, a
+        tfds dataset without ``image``/``label`` features, or invalid data (a corrupt IDX file,
+        mismatched image and label counts), naming the file.
       FileNotFoundError: when no source has the dataset; the message says what was tried and
         what to do.
 
@@ -658,18 +751,30 @@ def load(
       >>> ds.x_train.shape, ds.source  # doctest: +SKIP
       ((60000, 28, 28, 1), 'idx:/work/shared/data/mnist')
     """
-    spec = _spec(name)
+    spec = _builtin(name)
+    if spec is None and not name.strip():
+        raise ValueError(_unknown(name))
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; valid sources: {', '.join(SOURCES)}")
-    if source != "auto" and source not in spec.sources:
+    sources = ("tfds",) if spec is None else spec.sources
+    if source != "auto" and source not in sources:
+        what = (
+            f"dataset {spec.name!r}"
+            if spec is not None
+            else f"{name.strip()!r}, not a built-in dataset,"
+        )
         raise ValueError(
-            f"dataset {spec.name!r} cannot be loaded from source {source!r}; its sources: "
-            f"{', '.join(('auto',) + spec.sources)}"
+            f"{what} cannot be loaded from source {source!r}; its sources: "
+            f"{', '.join(('auto',) + sources)}"
         )
     for arg, val in (("num_train", num_train), ("num_test", num_test)):
         if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
             raise ValueError(f"{arg} must be a positive integer, got {val!r}")
     finish = dict(flatten=flatten, num_train=num_train, num_test=num_test)
+
+    if spec is None:  # not built in: any dataset tensorflow-datasets has prepared
+        where = _tfds_dir(None if data_dir is None else Path(data_dir).expanduser())
+        return _load_tfds_any(name.strip(), where, cache, finish)
 
     if spec.name == "digits":  # cached too: importing scikit-learn alone takes ~1 s
         key = ["digits", importlib.metadata.version("scikit-learn"), DIGITS_SEED, DIGITS_TEST_SIZE]
@@ -734,6 +839,39 @@ def load(
     raise FileNotFoundError(
         f"could not load {spec.name!r}: tried {attempts}. To fix: {', or '.join(advice)}"
     )
+
+
+def _load_tfds_any(name: str, where: Path, cache: bool, finish: dict) -> Dataset:
+    """A dataset that is not built in, from a copy tensorflow-datasets prepared under `where`."""
+    prepare = (
+        f"prepare it once with tensorflow-datasets: tfds build {name} "
+        "--file_format=array_record (the data dir: --data_dir / TFDS_DATA_DIR, or pass "
+        "data_dir= / --data-dir DIR here)"
+    )
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise ValueError(
+            _unknown(
+                name, " (other names load through tensorflow-datasets, which is not installed)"
+            )
+        ) from None
+    try:
+        train, test = _tfds_open(name, where, unknown_error=True)
+    except tfds.core.DatasetNotFoundError:
+        raise ValueError(
+            _unknown(name, f", or a dataset tensorflow-datasets knows (it knows no {name!r})")
+        ) from None
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"could not load {name!r}: it is not a built-in dataset ({', '.join(_SPECS)}) and "
+            f"tensorflow-datasets has {e}. To fix: {prepare}"
+        ) from None
+    spec = _tfds_spec(name, train.dataset_info)
+    fp = _tfds_fingerprint(spec, where)
+    key = None if fp is None else ["tfds", name, str(where.resolve()), fp]
+    produce = functools.partial(_tfds_arrays, spec, train, test)
+    return _cached(spec, "tfds", key, f"tfds:{where}", cache, finish, produce)
 
 
 def _cached(spec, kind, key, source, cache, finish, produce) -> Dataset:
