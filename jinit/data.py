@@ -146,7 +146,7 @@ MNIST1D_NUM_TEST = 1000
 TASKS = ("classification", "binary", "regression")
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
     """A dataset held in memory as numpy arrays.
 
@@ -202,6 +202,13 @@ class Dataset:
     def num_val(self) -> int:
         """The number of validation examples (0 when there is no validation split)."""
         return 0 if self.x_val is None else int(self.x_val.shape[0])
+
+    def __repr__(self) -> str:  # sizes and shapes, never the arrays
+        return (
+            f"Dataset(name={self.name!r}, task={self.task!r}, num_classes={self.num_classes}, "
+            f"input_shape={self.input_shape}, num_train={self.num_train}, num_val={self.num_val}, "
+            f"num_test={self.num_test}, source={self.source!r})"
+        )
 
 
 def names() -> tuple[str, ...]:

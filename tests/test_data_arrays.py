@@ -317,3 +317,15 @@ def test_dataset_defaults_keep_old_constructions_working():
     assert (
         fields["task"] == "classification" and fields["x_val"] is None and fields["y_val"] is None
     )
+
+
+def test_the_repr_shows_sizes_not_arrays():
+    x_tr, y_tr, x_te, y_te = arrays()
+    x_tr[0, 0] = SECRET
+    ds = data.split_validation(data.from_arrays(x_tr, y_tr, x_te, y_te, name="mine"), val_size=4)
+    text = repr(ds)
+    assert text.startswith(
+        "Dataset(name='mine', task='classification', num_classes=3, input_shape=(5,), "
+    )
+    assert "num_train=36, num_val=4, num_test=12, source='arrays:sha256:" in text
+    assert "7654" not in text and "array(" not in text
