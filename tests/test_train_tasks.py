@@ -555,3 +555,23 @@ def test_set_hyperparams_errors():
         train.set_hyperparams(state, learning_rate=[0.1, -0.2])
     same = train.set_hyperparams(state, learning_rate=0.5)  # one number for every model
     np.testing.assert_array_equal(same.hyperparams["learning_rate"], [0.5, 0.5])
+
+
+def test_a_positionally_built_state_without_model_state_still_trains(toy):
+    """TrainState's five original fields, positionally (model_state None): the legacy apply_fn path keeps None."""
+    x, y, xt, yt = toy
+    model = models.MLP(hidden=(8,), num_classes=3)
+    params = model.init(jax.random.PRNGKey(2), x[:1])
+    tx = optax.sgd(0.1)
+    trainer = train.make_train(model.apply, tx, batch_size=16, steps_per_epoch=4)
+    old = train.TrainState(
+        params, tx.init(params), jnp.int32(0), jnp.int32(-1), jnp.float32(jnp.nan)
+    )
+    assert old.model_state is None and trainer.init(params).model_state == {}
+    st, logs = jax.jit(trainer.epoch)(
+        old, jax.random.PRNGKey(7), jax.random.PRNGKey(0), 0, x, y, xt, yt
+    )
+    new, _ = jax.jit(trainer.epoch)(
+        trainer.init(params), jax.random.PRNGKey(7), jax.random.PRNGKey(0), 0, x, y, xt, yt
+    )
+    assert st.model_state is None and _max_diff(st.params, new.params) == 0
