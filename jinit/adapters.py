@@ -293,7 +293,7 @@ def _describe(module: Any, label: str | None, no_init_args: bool) -> str:
     if label is not None:
         text = str(label)
     else:
-        text = _linen_repr(module) if _linen_module(module) else type(module).__name__
+        text = _linen_repr(module) if _linen_module(module) else _nnx_repr(module)
     if no_init_args:
         text = f"{text}; {_NO_INIT_ARGS_NOTE}"
     if len(text) > _DESCRIPTION_CHARS:
@@ -309,6 +309,26 @@ def _linen_repr(module: Any) -> str:
     """``Net(width=3, ...)``: the module's fields on one line (Flax's repr without its comments)."""
     text = " ".join(repr(module).split()).replace("( # attributes ", "(")
     return re.sub(r" = ", "=", re.sub(r"(?<=\S) (?=\w+ = )", ", ", text)).replace(" )", ")")
+
+
+_NNX_FIELDS = ("in_features", "out_features", "num_features", "kernel_size", "rate", "features")
+
+
+def _nnx_repr(module: Any) -> str:
+    """``Net(bn=BatchNorm(16), drop=Dropout(0.3), l1=Linear(6, 16))``: the direct submodules with their sizes,
+    in attribute-name order (the order NNX keeps them in)."""
+    nnx = _nnx()
+
+    def short(m: Any) -> str:
+        args = [
+            repr(getattr(m, f))
+            for f in _NNX_FIELDS
+            if isinstance(getattr(m, f, None), int | float | tuple)
+        ]
+        return f"{type(m).__name__}({', '.join(args)})"
+
+    parts = [f"{k}={short(v)}" for k, v in vars(module).items() if isinstance(v, nnx.Module)]
+    return f"{type(module).__name__}({', '.join(parts)})"
 
 
 def _linen_module(obj: Any) -> bool:
@@ -480,8 +500,20 @@ def _nnx_fns(factory, plan, kernel_init, bias_init, x, label) -> ModelFns:
             )
             if call.takes_rngs and train:
                 kwargs["rngs"] = nnx.Rngs(dropout=rng)
+        before = [jax.tree_util.tree_leaves(nnx.state(model, t)) for t in types]
         out = model(x, **kwargs)
         if not train:
+            after = [jax.tree_util.tree_leaves(nnx.state(model, t)) for t in types]
+            changed = [
+                n
+                for n, b, a in zip(names, before, after, strict=True)
+                if len(b) != len(a) or any(u is not v for u, v in zip(b, a, strict=True))
+            ]
+            if changed:
+                raise ValueError(
+                    f"model: {cls} changes its {', '.join(changed)} in evaluation; let model.eval() or the training "
+                    "flag set e.g. use_running_average (do not pass use_running_average=False to BatchNorm)"
+                )
             return out, model_state
         new = nnx.split(model, nnx.Param, nnx.RngState, *types, ...)[3:]
         return out, {n: pure(s) for n, s in zip(names, new, strict=False)}

@@ -587,3 +587,24 @@ def test_nnx_rngs_call_argument():
     model.eval()
     np.testing.assert_array_equal(np.asarray(ev), np.asarray(model(x)))
     assert np.mean(np.asarray(tr) == 0) > 0.2
+
+
+def test_nnx_description_and_state_written_in_evaluation():
+    assert adapters.model_fns(NnxNet, KI, BI).info.description == (
+        "NnxNet(bn=BatchNorm(16), drop1=Dropout(0.3), drop2=Dropout(0.3), l1=Linear(6, 16), l2=Linear(16, 16), "
+        "out=Linear(16, 3))"
+    )
+
+    class AlwaysBatch(nnx.Module):
+        def __init__(self, kernel_init, bias_init, rngs):
+            self.bn = nnx.BatchNorm(6, rngs=rngs)
+            self.l = nnx.Linear(6, 3, rngs=rngs)
+
+        def __call__(self, x):
+            return self.l(self.bn(x, use_running_average=False))
+
+    x, _ = _data()
+    fns = adapters.model_fns(AlwaysBatch, KI, BI)
+    _one_line_error(
+        ValueError, lambda: adapters.check_outputs(fns, x, (3,)), "batch_stats in evaluation"
+    )
