@@ -501,7 +501,15 @@ def _nnx_fns(factory, plan, kernel_init, bias_init, x, label) -> ModelFns:
             if call.takes_rngs and train:
                 kwargs["rngs"] = nnx.Rngs(dropout=rng)
         before = [jax.tree_util.tree_leaves(nnx.state(model, t)) for t in types]
-        out = model(x, **kwargs)
+        try:
+            out = model(x, **kwargs)
+        except ValueError as e:
+            if "no `rngs` argument was provided" not in str(e):
+                raise
+            raise ValueError(
+                f"model: a Dropout of {cls} has no RNG stream in training ({_one_line(e)}); build it with the "
+                "factory's rngs, nnx.Dropout(rate, rngs=rngs), or give __call__ an rngs argument"
+            ) from e
         if not train:
             after = [jax.tree_util.tree_leaves(nnx.state(model, t)) for t in types]
             changed = [

@@ -265,24 +265,29 @@ def test_nnx_dropout_is_keyed_by_rng():
     assert not np.allclose(np.asarray(a), np.asarray(c))
 
 
-@pytest.mark.parametrize("cls", [NnxNet, NnxFlagNet], ids=["modes", "train_arg"])
-def test_nnx_vmapped_init_and_apply_equal_per_model(cls):
+def test_nnx_vmapped_init_and_apply_equal_per_model():
     x, _ = _data()
-    fns = adapters.model_fns(cls, KI, BI)
+    fns = adapters.model_fns(NnxNet, KI, BI)
     keys = jax.random.split(jax.random.PRNGKey(4), 3)
     rngs = jax.random.split(jax.random.PRNGKey(9), 3)
-    params, state = jax.vmap(fns.init, in_axes=(0, None))(keys, x)
-    out, new_state = jax.vmap(lambda p, s, r: fns.apply(p, s, x, True, r))(params, state, rngs)
-    ev, _ = jax.vmap(lambda p, s: fns.apply(p, s, x, False, None))(params, new_state)
+    # jitted, as the sweep runs them (eager vmap of NNX is slow op by op)
+    params, state = jax.jit(jax.vmap(fns.init, in_axes=(0, None)))(keys, x)
+    out, new_state = jax.jit(jax.vmap(lambda p, s, r: fns.apply(p, s, x, True, r)))(
+        params, state, rngs
+    )
+    ev, _ = jax.jit(jax.vmap(lambda p, s: fns.apply(p, s, x, False, None)))(params, new_state)
+    init_one = jax.jit(fns.init)  # one compile each, reused for the three models
+    train_one = jax.jit(lambda p, s, r: fns.apply(p, s, x, True, r))
+    eval_one = jax.jit(lambda p, s: fns.apply(p, s, x, False, None))
     for i in range(3):
-        p_i, s_i = fns.init(keys[i], x)
+        p_i, s_i = init_one(keys[i], x)
         _tree_equal(jax.tree.map(lambda a, i=i: a[i], params), p_i)
         _tree_equal(jax.tree.map(lambda a, i=i: a[i], state), s_i)
-        o_i, ns_i = fns.apply(p_i, s_i, x, True, rngs[i])
+        o_i, ns_i = train_one(p_i, s_i, rngs[i])
         np.testing.assert_allclose(np.asarray(out[i]), np.asarray(o_i), rtol=1e-5, atol=1e-6)
         for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(ns_i), strict=True):
             np.testing.assert_allclose(np.asarray(a[i]), np.asarray(b), rtol=1e-5, atol=1e-6)
-        e_i, _ = fns.apply(p_i, ns_i, x, False, None)
+        e_i, _ = eval_one(p_i, ns_i)
         np.testing.assert_allclose(np.asarray(ev[i]), np.asarray(e_i), rtol=1e-5, atol=1e-6)
     # The models differ from each other (their own keys).
     assert not np.allclose(np.asarray(out[0]), np.asarray(out[1]))
@@ -607,4 +612,20 @@ def test_nnx_description_and_state_written_in_evaluation():
     fns = adapters.model_fns(AlwaysBatch, KI, BI)
     _one_line_error(
         ValueError, lambda: adapters.check_outputs(fns, x, (3,)), "batch_stats in evaluation"
+    )
+
+
+def test_error_nnx_dropout_without_stream():
+    class NoStream(nnx.Module):
+        def __init__(self, kernel_init, bias_init, rngs):
+            self.l = nnx.Linear(6, 8, rngs=rngs)
+            self.drop = nnx.Dropout(0.5)
+
+        def __call__(self, x):
+            return self.drop(self.l(x))
+
+    x, _ = _data()
+    fns = adapters.model_fns(NoStream, KI, BI)
+    _one_line_error(
+        ValueError, lambda: adapters.check_outputs(fns, x, (8,)), "nnx.Dropout(rate, rngs=rngs)"
     )
