@@ -190,11 +190,13 @@ def _plan(factory: Any) -> _Plan:
             f"(kernel_init, bias_init, rngs) -> nnx.Module, got {factory!r}"
         )
     if isinstance(factory, type) and issubclass(factory, nnx.Module):
+        # A class is built with the init arguments only when its __init__ names them, as nnx.Linear does.
         init_sig = _signature(factory.__init__)
-        if _binds(
-            init_sig, None, None, None, rngs=None
-        ):  # __init__(self, kernel_init, bias_init, *, rngs)
-            return _Plan("nnx", lambda k, b, rngs: factory(k, b, rngs=rngs), False)
+        named = init_sig is not None and {"kernel_init", "bias_init"} <= set(init_sig.parameters)
+        if named and _binds(init_sig, None, kernel_init=None, bias_init=None, rngs=None):
+            return _Plan(
+                "nnx", lambda k, b, rngs: factory(kernel_init=k, bias_init=b, rngs=rngs), False
+            )
         if _binds(init_sig, None, rngs=None):  # __init__(self, *, rngs) with defaults
             return _Plan("nnx", lambda k, b, rngs: factory(rngs=rngs), True)
         raise TypeError(

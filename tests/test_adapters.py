@@ -629,3 +629,21 @@ def test_error_nnx_dropout_without_stream():
     _one_line_error(
         ValueError, lambda: adapters.check_outputs(fns, x, (8,)), "nnx.Dropout(rate, rngs=rngs)"
     )
+
+
+def test_nnx_class_with_other_positional_arguments_is_not_given_the_initializers():
+    class Sized(nnx.Module):
+        def __init__(self, din, dout, *, rngs):
+            self.l = nnx.Linear(din, dout, rngs=rngs)
+
+        def __call__(self, x):
+            return self.l(x)
+
+    _one_line_error(
+        TypeError,
+        lambda: adapters.model_fns(Sized, KI, BI),
+        "cannot be built as Sized(rngs=rngs)",
+        "lambda kernel_init, bias_init, rngs: Sized(..., rngs=rngs)",
+    )
+    fns = adapters.model_fns(lambda k, b, rngs: Sized(6, 3, rngs=rngs), KI, BI)
+    assert fns.info.param_count == 6 * 3 + 3 and "takes no" not in fns.info.description
