@@ -455,17 +455,14 @@ def _nnx_fns(factory, plan, kernel_init, bias_init, x, label) -> ModelFns:
     if len(set(names)) != len(names):
         raise TypeError(f"model: {cls} has variable types that share a collection name: {types}")
     graphdef, t_params, t_rng, *t_state = nnx.split(abstract, nnx.Param, nnx.RngState, *types)
-    tags = sorted(
-        {node.tag for _, node in nnx.iter_graph(abstract) if isinstance(node, nnx.RngStream)}
-    )
+    tags = sorted({n.tag for _, n in nnx.iter_graph(abstract) if isinstance(n, nnx.RngStream)})
 
     def pure(state):
         return nnx.to_pure_dict(state)
 
     def filled(template, values):
-        state = jax.tree_util.tree_map(
-            lambda v: v, template
-        )  # fresh Variables; the template stays abstract
+        # fresh Variables, filled in place; the template stays abstract
+        state = jax.tree_util.tree_map(lambda v: v, template)
         nnx.replace_by_pure_dict(state, values)
         return state
 
