@@ -87,7 +87,11 @@ def _label(scheme: str, diverged: dict[str, int]) -> str:
 def _title(result: Any) -> str:
     cfg = result.config
     parts = [str(getattr(cfg, "dataset", ""))]
-    if getattr(cfg, "model", None) == "mlp":
+    model = (getattr(result, "meta", None) or {}).get("model") or {}
+    if str(getattr(cfg, "model", "")).startswith("custom:"):  # your own model: its class and size
+        count = model.get("param_count")
+        parts.append(cfg.model[len("custom:") :] + (f" ({count:,} params)" if count else ""))
+    elif getattr(cfg, "model", None) == "mlp":
         parts.append("MLP " + "-".join(str(h) for h in cfg.hidden) + f" {cfg.activation}")
     elif getattr(cfg, "model", None):
         parts.append(f"{cfg.model} {cfg.activation}")
