@@ -896,11 +896,10 @@ def coordinate_check(
             return loss, (acts, state)
 
         grad_fn = jax.value_and_grad(forward, has_aux=True)
+        init = jax.jit(functools.partial(spec.init, model) if spec is not None else model.init)
         tx = None
         for seed in seed_list:
-            key = jax.random.PRNGKey(int(seed))
-            variables = spec.init(model, key, x) if spec is not None else model.init(key, x)
-            variables = dict(variables)
+            variables = dict(init(jax.random.PRNGKey(int(seed)), x))
             params = variables.pop("params")
             rest = {k: v for k, v in variables.items() if k != "intermediates"}
             if tx is None:  # once per width: its multipliers depend on the shapes only
