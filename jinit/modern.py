@@ -313,7 +313,8 @@ def mup(
     ``mup.MuReadout`` multiplies the readout's input by ``1 / width_mult`` in the forward pass and rescales its
     init by ``sqrt(width_mult)``; jinit's models have no multiplier, so the equivalent parametrization without it
     is used (Yang et al. 2022, Table 8: readout init ``Var ~ 1/fan_in^2``, Adam lr ``~ 1/fan_in``): the same
-    function and the same training dynamics under Adam, if the optimizer is :func:`mup_optimizer`.
+    function and the same training dynamics under Adam (up to Adam's ``eps``), if the optimizer is
+    :func:`mup_optimizer`.
 
     Args:
       base_width: the width at which muP equals SP (``mup``'s base shapes).
@@ -325,7 +326,8 @@ def mup(
       std: a constant SP standard deviation (e.g. GPT-2's 0.02) in place of the fan-in init.
 
     Returns:
-      A :class:`jinit.Rules`, labelled ``mup(base_width=..., ...)``.
+      A :class:`jinit.Rules`, labelled ``mup(base_width=..., scale=...)`` (or ``std=...``), with the
+      ``readout_zero`` flag and non-default patterns appended.
 
     References:
       Yang et al. Tensor Programs V: tuning large neural networks via zero-shot hyperparameter transfer.
@@ -362,8 +364,12 @@ def mup(
         if std is not None
         else fan_in_init
     )
-    zero = ", readout_zero=True" if readout_zero else ""
-    return rules(table, label=f"mup(base_width={base}, {sp}{zero})")
+    extra = ", readout_zero=True" if readout_zero else ""
+    if readout != "head/kernel":
+        extra += f", readout={readout}"
+    if tuple(inputs) != ("stem/kernel",):
+        extra += f", inputs={','.join(inputs)}"
+    return rules(table, label=f"mup(base_width={base}, {sp}{extra})")
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:

@@ -293,6 +293,9 @@ def test_mup_init_variances():
         _assert_std(p["stem"]["kernel"], math.sqrt(2 / 64))  # input: fan-in fixed
         _assert_std(p["block_1"]["dense_0"]["kernel"], math.sqrt(2 / width))  # hidden: 1/fan_in
         _assert_std(p["head"]["kernel"], math.sqrt(2 * base) / width)  # readout: ~ 1/fan_in^2
+    assert jinit.mup(8, readout="Dense_2/kernel", inputs=("Dense_0/kernel",)).label == (
+        "mup(base_width=8, scale=2, readout=Dense_2/kernel, inputs=Dense_0/kernel)"
+    )
     zero = _params(jinit.mup(base, readout_zero=True), _resmlp(width=64), X)
     np.testing.assert_array_equal(zero["head"]["kernel"], 0.0)
     gpt = jinit.mup(base, inputs=("embedding",), std=0.02)
