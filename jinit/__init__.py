@@ -42,6 +42,17 @@ from jinit.initializers import variance_scaling as variance_scaling
 from jinit.initializers import xavier_normal as xavier_normal
 from jinit.initializers import xavier_uniform as xavier_uniform
 from jinit.initializers import zeros as zeros
+from jinit.modern import deepnet as deepnet
+from jinit.modern import deepnet_constants as deepnet_constants
+from jinit.modern import fixup as fixup
+from jinit.modern import gpt2 as gpt2
+from jinit.modern import mup as mup
+from jinit.modern import mup_multipliers as mup_multipliers
+from jinit.modern import mup_optimizer as mup_optimizer
+from jinit.modern import rezero as rezero
+from jinit.modern import skipinit as skipinit
+from jinit.modern import zero_gamma as zero_gamma
+from jinit.propagation import coordinate_check as coordinate_check
 from jinit.propagation import lsuv as lsuv
 from jinit.registry import catalog as catalog
 from jinit.registry import get as get
