@@ -38,10 +38,12 @@ class _Program:
         eval_batch_size,
         shared,
         inner_axis=False,
+        task=None,
     ):
         self.trainer = train_lib.make_train(
             apply_fn,
             tx,
+            task=task,
             batch_size=batch_size,
             steps_per_epoch=steps_per_epoch,
             eval_every=eval_every,
