@@ -14,6 +14,11 @@ A run folder holds
   Statistics (:meth:`SweepResult.summary`) are over the points after it;
 * ``models.csv``: one row per model: ``scheme, seed, final_accuracy, final_test_loss, diverged, diverged_step``
   (``-1`` when it did not diverge) and ``param_sha256`` (:func:`jinit.metrics.param_sha256` of its final params);
+* for a task other than classification (``meta["task"]``: name, metrics, primary metric, direction) the
+  ``accuracy`` columns are named by its metrics instead (regression: ``train_r2, test_r2, test_rmse`` and
+  ``final_r2, final_rmse``; a custom metric ``mae``: ``test_mae``, ``final_mae``), and ``predictions`` are its float
+  outputs (``[n_models, n_test]`` or ``[n_models, n_test, d]``); with a validation set (``meta["n_val"]``) the
+  curves also have ``val_loss, val_<metric>...`` and ``models.csv`` ``final_val_<metric>..., final_val_loss``;
 * ``summary.csv``: :func:`jinit.metrics.summarize` of the above, one row per scheme;
 * ``predictions.npz``: ``predictions`` ``[n_models, n_test]`` (row ``i`` is model ``i`` of ``models.csv``) and
   ``y_test``;
@@ -398,10 +403,16 @@ class SweepResult:
             "tied_with_best",
         ]
         table = self.summary()
+        metric = self.metric
+        if (
+            metric != "accuracy"
+        ):  # the task's metric: r2_mean, ... (never "accuracy" for a regression)
+            cols = [f"{metric}_{c[4:]}" if c.startswith("acc_") else c for c in cols]
         table = table[[c for c in cols if c in table.columns]]
+        units = "accuracies are fractions" if metric == "accuracy" else f"final test {metric}"
         return (
             f"<div><p>{head}</p>{table.to_html(index=False, float_format=lambda v: f'{v:.4f}')}"
-            "<p>accuracies are fractions; <code>.summary()</code> has every column, <code>.compare(a, b)"
+            f"<p>{units}; <code>.summary()</code> has every column, <code>.compare(a, b)"
             "</code> tests two schemes, <code>.plot()</code> draws the curves</p></div>"
         )
 

@@ -212,6 +212,8 @@ def initial_params(
     *,
     make_model: Callable | None = None,
     _setup_cache: _Setup | None = None,
+    data: Any = None,
+    task: Any = None,
 ):
     """The stacked initial variables of ``grid`` (pairs ``(scheme spec or label, seed number)``).
 
@@ -219,11 +221,13 @@ def initial_params(
       config: the sweep config (its data decides the input shape and number of classes).
       grid: the models; default: the config's full grid (scheme-major).
       make_model: a custom model factory, as for :func:`run`.
+      data: your own :class:`jinit.data.Dataset`, as for :func:`run`.
+      task: the task, as for :func:`run` (it sets the output width of the built-in models).
 
     Returns:
       A pytree of numpy arrays with a leading model axis, in ``grid`` order.
     """
-    setup = _setup_cache or _setup(config, make_model)
+    setup = _setup_cache or _setup(config, make_model, data, task)
     by_label = dict(setup.schemes)
     if grid is None:
         grid = [(label, s) for label, _ in setup.schemes for s in range(config.seeds)]
