@@ -579,6 +579,8 @@ OWNED_FILES = (
     "predictions.npz",
     "accuracy_curves.png",
     "final_accuracy.png",
+    "r2_curves.png",  # a regression's figures (jinit.plots.save_all names them by the task's metric)
+    "final_r2.png",
 )
 OWNED_DIRS = (CHUNKS_DIR, CHECKPOINTS_DIR, PARAMS_DIR)
 _EPOCH_DIR = re.compile(r"epoch_(\d+)")

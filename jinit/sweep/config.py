@@ -36,6 +36,10 @@ DEFAULT_SCHEMES = (
 
 VARY = ("init", "data", "both")
 
+#: SweepConfig fields that :meth:`SweepConfig.to_dict` leaves out while they are None (added after run folders
+#: were first written; see there).
+_OPTIONAL_FIELDS = ("val_size", "val_fraction")
+
 
 MODEL_NAMES = models_lib.MODELS
 
@@ -145,7 +149,10 @@ class SweepConfig:
         from jinit.rules import to_json
 
         schemes = tuple(to_json(s) for s in self.schemes)
-        return results_lib._jsonable(dataclasses.asdict(dataclasses.replace(self, schemes=schemes)))
+        d = results_lib._jsonable(dataclasses.asdict(dataclasses.replace(self, schemes=schemes)))
+        # fields added later are written only when set: a sweep that does not use them keeps its config.json and
+        # fingerprint (so run folders written before them still resume and read back)
+        return {k: v for k, v in d.items() if not (k in _OPTIONAL_FIELDS and v is None)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
