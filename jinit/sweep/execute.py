@@ -706,7 +706,7 @@ def _chunk_extras(setup: _Setup) -> dict[str, Any]:
     return {
         "extra": _extra_log_fields(setup.task, setup.x_val is not None),
         "pred_tail": tuple(setup.outputs_tail or ()) if regression_like else (),
-        "pred_kind": "f" if regression_like else "iu",
+        "pred_kind": "fiu" if regression_like else "iu",
     }
 
 
