@@ -196,7 +196,7 @@ def run(
         devices = jax.local_devices()[:max_devices]
         data_bytes = (
             setup.x_train.nbytes + setup.y_train.nbytes + setup.x_test.nbytes + setup.y_test.nbytes
-        )
+        ) + sum(a.nbytes for a in (setup.x_val, setup.y_val) if a is not None)
         per_model = bytes_per_model(config, setup, tx)
         budget = memory_budget(config, devices[0])
         if per_model + data_bytes > budget:

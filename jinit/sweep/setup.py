@@ -114,11 +114,11 @@ def _setup(
         int(ds.num_classes),
         ds.name,
         str(getattr(ds, "source", "")),
-        task,
-        task_key,
-        None if x_val is None else np.asarray(x_val, np.float32),
-        None if y_val is None else np.asarray(y_val, y_dtype),
-        outputs_tail,
+        task=task,
+        task_key=task_key,
+        x_val=None if x_val is None else np.asarray(x_val, np.float32),
+        y_val=None if y_val is None else np.asarray(y_val, y_dtype),
+        outputs_tail=outputs_tail,
     )
 
 
@@ -233,12 +233,16 @@ def _check_outputs(make_model: Callable, scheme, bias_init, x1: np.ndarray, expe
     """The shape of one example's outputs (``jax.eval_shape`` of the model's ``apply``: nothing is computed) and a
     one-line ValueError when it is not one of ``expected``. Returns None when the model cannot be called this way
     (then training reports it)."""
+    from jinit import adapters
+
     x = jax.ShapeDtypeStruct((1,) + x1.shape[1:], jnp.float32)
-    module = make_model(_kernel_init(scheme), bias_init)
-    try:
-        variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
-        outputs = jax.eval_shape(module.apply, variables, x)
-    except Exception as e:  # noqa: BLE001 - a model this plain call cannot drive: reported by training
+    try:  # the model driven as jinit.adapters drives it (train flag, BatchNorm state), in evaluation
+        fns = adapters.model_fns(make_model, _kernel_init(scheme), bias_init)
+        params, state = jax.eval_shape(fns.init, jax.random.PRNGKey(0), x)
+        outputs, _ = jax.eval_shape(
+            lambda p, s, x: fns.apply(p, s, x, False, None), params, state, x
+        )
+    except Exception as e:  # noqa: BLE001 - a model this call cannot drive: the model checks report it
         _log.debug("output shape check skipped: %s", e)
         return None
     if not hasattr(outputs, "shape"):
