@@ -13,7 +13,7 @@ import optax
 import pandas as pd
 import pytest
 
-from jinit import cli, metrics, plots, sweep, train
+from jinit import cli, metrics, plots, results, sweep, train
 
 AX = sweep.SweepConfig(
     schemes=("he_normal",),
@@ -305,6 +305,13 @@ def test_a_real_sweep_tuned_from_its_run_folder_and_the_cli(tmp_path, capsys):
     )
     r = sweep.run(cfg, progress=False, out=tmp_path / "run")
     loaded = sweep.load(tmp_path / "run")
+    # another set of values is another sweep: the folder is refused, not mixed
+    with pytest.raises(results.RunFolderMismatch, match="learning_rate"):
+        sweep.run(
+            dataclasses.replace(cfg, learning_rate=(1e-3, 1e-2)),
+            progress=False,
+            out=tmp_path / "run",
+        )
     pd.testing.assert_frame_equal(loaded.models, r.models)
     summary = loaded.summary()
     assert list(summary.columns[:2]) == ["scheme", "learning_rate"] and len(summary) == 4
@@ -374,3 +381,12 @@ def test_plots_never_pool_the_values_of_an_axis():
     assert len(curves.axes[0].get_legend().get_texts()) == 4
     with pytest.raises(ValueError, match="init_scale was not swept"):
         plots.axis_curve(r, "init_scale")
+
+
+def test_check_determinism_of_a_sweep_with_an_axis():
+    cfg = dataclasses.replace(AX, learning_rate=(1e-2, 1e-3))
+    report = sweep.check_determinism(cfg, n_models=2)
+    assert report.bitwise_identical and report.layout_identical
+    assert (
+        report.max_abs_diff_alone < 1e-5
+    )  # at the first value, 1e-2, trained alone by a plain loop
