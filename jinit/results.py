@@ -15,6 +15,10 @@ A run folder holds
 * ``models.csv``: one row per model: ``scheme, seed, final_accuracy, final_test_loss, diverged, diverged_step``
   (``-1`` when it did not diverge) and ``param_sha256`` (:func:`jinit.metrics.param_sha256` of its final params);
 * ``summary.csv``: :func:`jinit.metrics.summarize` of the above, one row per scheme;
+* a sweep with hyperparameter axes (:mod:`jinit.sweep.axes`: ``learning_rate``, ``weight_decay``, ``init_scale`` of
+  several values) has one column per swept axis right after ``scheme`` in ``results.csv``, ``models.csv`` and
+  ``summary.csv`` (one summary row per scheme and values); an axis of one value has none (the tables of a sweep
+  without axes are those of older versions);
 * ``predictions.npz``: ``predictions`` ``[n_models, n_test]`` (row ``i`` is model ``i`` of ``models.csv``) and
   ``y_test``;
 * ``params/00000.npz, ...``: with ``run(..., save_params=True)`` (``jinit sweep --save-params``), the final
