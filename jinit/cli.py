@@ -249,7 +249,7 @@ def _parse_flag(flag: str, kind, text: str):
     except ValueError:
         want = {
             "ints": "comma-separated integers",
-            "floats": "a number or comma-separated numbers",
+            "floats": "comma-separated numbers" if "," in text else "a number",
             "bytes": "a size such as 2GiB or 500MB (below 2**63 bytes)",
             int: "an integer",
             float: "a number",
