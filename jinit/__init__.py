@@ -3,11 +3,12 @@
 The public namespace is flat, in the style of optax: every initializer factory, the registry
 (`get`, `names`, `register`), the per-layer `rules`, the labelled `scheme` and the helpers are
 re-exported here; the larger pieces live in submodules
-(`jinit.data`, `jinit.models`, `jinit.sweep`, `jinit.metrics`, `jinit.propagation`, ...).
+(`jinit.adapters`, `jinit.data`, `jinit.models`, `jinit.sweep`, `jinit.metrics`, `jinit.propagation`, ...).
 """
 
 __version__ = "0.1.0"
 
+from jinit import adapters as adapters
 from jinit.initializers import Initializer as Initializer
 from jinit.initializers import compute_fans as compute_fans
 from jinit.initializers import constant as constant
@@ -41,6 +42,17 @@ from jinit.initializers import variance_scaling as variance_scaling
 from jinit.initializers import xavier_normal as xavier_normal
 from jinit.initializers import xavier_uniform as xavier_uniform
 from jinit.initializers import zeros as zeros
+from jinit.modern import deepnet as deepnet
+from jinit.modern import deepnet_constants as deepnet_constants
+from jinit.modern import fixup as fixup
+from jinit.modern import gpt2 as gpt2
+from jinit.modern import mup as mup
+from jinit.modern import mup_multipliers as mup_multipliers
+from jinit.modern import mup_optimizer as mup_optimizer
+from jinit.modern import rezero as rezero
+from jinit.modern import skipinit as skipinit
+from jinit.modern import zero_gamma as zero_gamma
+from jinit.propagation import coordinate_check as coordinate_check
 from jinit.propagation import lsuv as lsuv
 from jinit.registry import catalog as catalog
 from jinit.registry import get as get

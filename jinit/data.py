@@ -20,6 +20,15 @@ metadata. :func:`load` produces them, from the first source that works:
   default arguments (seed 42): 4,000 training and 1,000 test signals of length 40. Generation
   never downloads anything. The signals are standardized by the package (mean 0, std 1 over the
   generated set), not scaled to [0, 1].
+* any other name: a dataset tensorflow-datasets has prepared locally (``kmnist``,
+  ``emnist/digits``, ``svhn_cropped``, ...; ``tfds build NAME --file_format=array_record``), read
+  like ``cifar10``: its ``image`` feature scaled to [0, 1] and its ``label`` feature.
+  :func:`names` lists only the built-in names above.
+
+Your own arrays (any task) become a :class:`Dataset` through :func:`from_arrays`:
+classification, binary classification or regression (``Dataset.task``), its ``source`` a
+SHA-256 fingerprint of the content. :func:`split_validation` holds out a fixed, seeded subset of
+the training set as ``x_val``/``y_val``, the same examples for every model of a sweep.
 
 Images are float32 in [0, 1] in NHWC layout (``(28, 28, 1)`` for MNIST, ``(32, 32, 3)`` for
 CIFAR-10, ``(8, 8, 1)`` for digits), labels int32. Nothing ever falls back silently to another
@@ -39,6 +48,8 @@ Example:
   ((1437, 8, 8, 1), (360, 8, 8, 1), (8, 8, 1))
   >>> data.load("digits", flatten=True).x_train.shape
   (1437, 64)
+  >>> data.split_validation(ds, val_size=200).num_val
+  200
 
 References:
   Y. LeCun, C. Cortes, C. J. C. Burges. The MNIST database of handwritten digits (IDX format).
@@ -56,6 +67,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -70,9 +82,11 @@ __all__ = [
     "Dataset",
     "cache_dir",
     "describe",
+    "from_arrays",
     "load",
     "names",
     "read_idx",
+    "split_validation",
 ]
 
 SOURCES = ("auto", "idx", "tfds", "sklearn", "mnist1d")
@@ -129,21 +143,36 @@ MNIST1D_NUM_TRAIN = 4000
 MNIST1D_NUM_TEST = 1000
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+TASKS = ("classification", "binary", "regression")
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
     """A dataset held in memory as numpy arrays.
 
     Attributes:
-      name: the dataset name, one of :func:`names`.
+      name: the dataset name: one of :func:`names`, a tensorflow-datasets name, or the name given
+        to :func:`from_arrays` (default ``"arrays"``).
       x_train: float32 inputs, ``(n_train, *input_shape)``; images scaled to [0, 1].
-      y_train: int32 labels in ``[0, num_classes)``, ``(n_train,)``.
+      y_train: the targets: for ``classification`` and ``binary``, int32 labels in
+        ``[0, num_classes)``, ``(n_train,)``; for ``regression``, float32 targets, ``(n_train,)`` or
+        ``(n_train, num_classes)``.
       x_test: float32 inputs, ``(n_test, *input_shape)``.
-      y_test: int32 labels, ``(n_test,)``.
-      num_classes: number of classes.
+      y_test: the test targets, like ``y_train``.
+      num_classes: for ``classification``, the number of classes; for ``binary``, 2; for
+        ``regression``, the number of regression targets per example (1 for targets of shape ``(n,)``).
       input_shape: shape of one example, e.g. ``(28, 28, 1)``, or ``(784,)`` when flattened.
       source: where the arrays came from: ``"idx:<folder>"``, ``"tfds:<data dir>"``,
-        ``"sklearn"`` or ``"mnist1d"`` (the original source, also when served from the cache).
+        ``"sklearn"``, ``"mnist1d"`` (the original source, also when served from the cache), or
+        ``"arrays:sha256:<hex digest>"`` for :func:`from_arrays` (a fingerprint of the content, so
+        that two run folders can tell their data apart).
       from_cache: whether the arrays were read from the jinit cache.
+      task: ``"classification"`` (every dataset :func:`load` gives), ``"binary"`` or
+        ``"regression"``.
+      x_val: float32 validation inputs held out from the training data (:func:`split_validation`,
+        or given to :func:`from_arrays`), ``(n_val, *input_shape)``; None when there is no
+        validation split.
+      y_val: the validation targets, like ``y_train``; None when there is no validation split.
 
     The arrays are read-only; copy them to modify.
     """
@@ -157,6 +186,9 @@ class Dataset:
     input_shape: tuple[int, ...]
     source: str
     from_cache: bool = False
+    task: str = "classification"
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     @property
     def num_train(self) -> int:
@@ -166,9 +198,22 @@ class Dataset:
     def num_test(self) -> int:
         return int(self.x_test.shape[0])
 
+    @property
+    def num_val(self) -> int:
+        """The number of validation examples (0 when there is no validation split)."""
+        return 0 if self.x_val is None else int(self.x_val.shape[0])
+
+    def __repr__(self) -> str:  # sizes and shapes, never the arrays
+        return (
+            f"Dataset(name={self.name!r}, task={self.task!r}, num_classes={self.num_classes}, "
+            f"input_shape={self.input_shape}, num_train={self.num_train}, num_val={self.num_val}, "
+            f"num_test={self.num_test}, source={self.source!r})"
+        )
+
 
 def names() -> tuple[str, ...]:
-    """Returns the names :func:`load` accepts."""
+    """Returns the built-in dataset names. (:func:`load` also accepts the name of any dataset
+    tensorflow-datasets has prepared locally.)"""
     return tuple(_SPECS)
 
 
@@ -332,7 +377,7 @@ def _tfds_dir(data_dir: Path | None) -> Path:
 
 def _tfds_fingerprint(spec: _Spec, tfds_dir: Path) -> list | None:
     """Sizes and times of the prepared files, or None when there is no prepared copy on disk."""
-    root = tfds_dir / spec.tfds_name
+    root = tfds_dir / spec.tfds_name.replace(":", "/")  # "kmnist:3.0.1" lives in kmnist/3.0.1/
     if not root.is_dir():
         return None
     out = []
@@ -343,7 +388,9 @@ def _tfds_fingerprint(spec: _Spec, tfds_dir: Path) -> list | None:
     return out or None
 
 
-def _read_split(source: Sequence[Any], chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def _read_split(
+    source: Sequence[Any], chunk: int = 8192, what: str = "tfds"
+) -> tuple[np.ndarray, np.ndarray]:
     """All examples of one tfds data source, read in batches, as (images, labels)."""
     n = len(source)
     images, labels = [], []
@@ -361,47 +408,102 @@ def _read_split(source: Sequence[Any], chunk: int = 8192) -> tuple[np.ndarray, n
         labels.extend(int(ex["label"]) for ex in examples)
     if not images:
         raise ValueError(f"tfds data source {source!r} is empty")
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        some = ", ".join(str(sh) for sh in sorted(shapes)[:3])
+        raise ValueError(
+            f"{what}: images of {len(shapes)} different shapes ({some}, ...); resize them to one "
+            "shape and pass the arrays to jinit.data.from_arrays"
+        )
     return np.stack(images), np.asarray(labels)
 
 
 def _load_tfds(spec: _Spec, data_dir: Path | None) -> dict[str, np.ndarray]:
+    train, test = _tfds_open(spec.tfds_name, _tfds_dir(data_dir))
+    return _tfds_arrays(spec, train, test)
+
+
+def _tfds_open(tfds_name: str, where: Path, unknown_error: bool = False) -> tuple[Any, Any]:
+    """The train and test data sources of a prepared tfds copy under `where` (nothing read yet).
+
+    Raises FileNotFoundError when there is no usable copy; with `unknown_error`, tfds's own
+    ``DatasetNotFoundError`` (a ValueError) when tfds knows no dataset of that name at all.
+    """
     import tensorflow_datasets as tfds
 
-    where = _tfds_dir(data_dir)
     # tfds logs a warning for a missing folder; the error raised below says it all
     absl_log = logging.getLogger("absl")
     absl_level = absl_log.level
     absl_log.setLevel(max(absl_level, logging.ERROR))
     try:
         train, test = tfds.data_source(
-            spec.tfds_name,
+            tfds_name,
             split=["train", "test"],
             data_dir=str(where),  # tfds reads TFDS_DATA_DIR only when imported
             download=False,
         )
     except Exception as e:  # tfds raises KeyError / NotImplementedError / AssertionError here
-        if not (where / spec.tfds_name).exists():
-            detail = f"{where / spec.tfds_name} does not exist"
+        if unknown_error and isinstance(e, tfds.core.DatasetNotFoundError):
+            raise
+        folder = where / tfds_name.replace(":", "/")
+        if not folder.exists():
+            detail = f"{folder} does not exist"
         else:
             detail = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
         raise FileNotFoundError(
-            f"no prepared copy of {spec.tfds_name} in ArrayRecord or Parquet format under "
+            f"no prepared copy of {tfds_name} in ArrayRecord or Parquet format under "
             f"{where} ({detail})"
         ) from e
     finally:
         absl_log.setLevel(absl_level)
+    return train, test
+
+
+def _tfds_arrays(spec: _Spec, train: Any, test: Any) -> dict[str, np.ndarray]:
+    """Reads both splits into (images, labels) arrays; `spec.input_shape` may hold None for a
+    dimension the dataset does not fix."""
     arrays = {}
     for split, src in (("train", train), ("test", test)):
-        x, y = _read_split(src)
+        x, y = _read_split(src, what=f"tfds {spec.tfds_name} {split}")
         if x.ndim == 3:
             x = x[..., None]
-        if x.shape[1:] != spec.input_shape:
+        shape = spec.input_shape
+        if len(x.shape[1:]) != len(shape) or any(
+            want is not None and got != want for got, want in zip(x.shape[1:], shape, strict=True)
+        ):
             raise ValueError(
                 f"tfds {spec.tfds_name} {split}: examples of shape {x.shape[1:]}, expected "
                 f"{spec.input_shape}"
             )
         arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
     return arrays
+
+
+def _tfds_spec(name: str, info: Any) -> _Spec:
+    """What :func:`load` needs to know of a tfds dataset that is not built in, from its
+    ``DatasetInfo``: an ``image`` feature (integer pixels are divided by the dtype's maximum,
+    255 for uint8, as the built-in datasets are) and a ``label`` class feature."""
+    features = info.features
+    keys = list(features.keys())
+    advice = "read it yourself and pass numpy arrays to jinit.data.from_arrays"
+    if "image" not in keys or "label" not in keys:
+        raise ValueError(
+            f"tfds dataset {name!r} has the features {keys}; jinit.data.load reads an 'image' "
+            f"and a 'label' feature: {advice}"
+        )
+    num_classes = getattr(features["label"], "num_classes", None)
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(
+            f"the 'label' feature of tfds dataset {name!r} is not a class label "
+            f"({type(features['label']).__name__}); {advice}"
+        )
+    image = features["image"]
+    dtype = np.dtype(image.np_dtype)
+    scale = float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
+    shape = tuple(image.shape)
+    if len(shape) == 2:
+        shape += (1,)
+    return _Spec(name, num_classes, shape, ("tfds",), scale, name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,7 +559,10 @@ def _cache_path(name: str, kind: str, where: str, key: Any) -> tuple[Path, str]:
     text = json.dumps([name, kind, where, key], sort_keys=True)
     loc = hashlib.sha256(where.encode()).hexdigest()[:8]
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return cache_dir() / f"{name}-{kind}-{loc}-{digest}", text
+    safe = re.sub(r"[^A-Za-z0-9_.]", "_", name)  # "emnist/digits:3.1.0" is not a folder name
+    if safe != name:
+        safe += "_" + hashlib.sha256(name.encode()).hexdigest()[:6]
+    return cache_dir() / f"{safe}-{kind}-{loc}-{digest}", text
 
 
 def _cache_read(entry: Path, key_text: str) -> tuple[dict[str, np.ndarray], str] | None:
@@ -512,15 +617,27 @@ def _cache_write(entry: Path, key_text: str, source: str, arrays: dict[str, np.n
 # load
 
 
-def _spec(name: str) -> _Spec:
+def _builtin(name: str) -> _Spec | None:
+    """The built-in dataset `name` (case and ``-``/``_`` forgiven), or None."""
     if not isinstance(name, str):
         raise TypeError(f"dataset name must be a string, got {name!r}")
+    return _SPECS.get(name.strip().lower().replace("-", "_"))
+
+
+def _unknown(name: str, extra: str = "") -> str:
+    """The start of the error for a name that is not built in: the built-in names, a close one."""
     key = name.strip().lower().replace("-", "_")
-    if key in _SPECS:
-        return _SPECS[key]
     close = difflib.get_close_matches(key, list(_SPECS), n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    raise ValueError(f"unknown dataset {name!r}; {hint}valid names: {', '.join(_SPECS)}")
+    return f"unknown dataset {name!r}; {hint}valid names: {', '.join(_SPECS)}{extra}"
+
+
+def _spec(name: str) -> _Spec:
+    """The built-in dataset `name`; ValueError naming the valid names otherwise."""
+    spec = _builtin(name)
+    if spec is None:
+        raise ValueError(_unknown(name))
+    return spec
 
 
 def _normalize(spec: _Spec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -603,14 +720,22 @@ def load(
 
     Args:
       name: one of :func:`names`: ``mnist``, ``fashion_mnist``, ``cifar10``, ``digits``,
-        ``mnist1d`` (case and ``-``/``_`` are forgiven).
+        ``mnist1d`` (case and ``-``/``_`` are forgiven); or the name of any dataset
+        tensorflow-datasets has prepared under the data dir in ArrayRecord or Parquet format,
+        e.g. ``"kmnist"``, ``"emnist/digits"``, ``"svhn_cropped:3.1.0"`` (prepare one with
+        ``tfds build NAME --file_format=array_record``). Such a dataset must have an ``image``
+        feature (integer pixels are divided by the dtype's maximum, 255 for uint8, so images are
+        in [0, 1] like the built-in ones) and a ``label`` class feature, and ``train`` and
+        ``test`` splits; it is cached like the built-in ones.
       data_dir: for ``mnist``/``fashion_mnist``, a folder with the four IDX files (or a parent
         with a ``<name>/`` sub-folder); defaults to ``$JINIT_DATA_DIR``. If it holds no IDX files
-        it is also tried as the tensorflow-datasets data dir. Ignored by ``digits`` and
-        ``mnist1d``.
+        it is also tried as the tensorflow-datasets data dir. For a dataset that is not built
+        in, the tensorflow-datasets data dir (default ``$TFDS_DATA_DIR``, else
+        ``~/tensorflow_datasets``). Ignored by ``digits`` and ``mnist1d``.
       source: ``"auto"`` tries local IDX files, then tensorflow-datasets (``mnist``,
         ``fashion_mnist``); ``"idx"`` or ``"tfds"`` forces one; ``"sklearn"`` (digits) and
-        ``"mnist1d"`` name the only source of those datasets.
+        ``"mnist1d"`` name the only source of those datasets; a dataset that is not built in
+        loads only from ``"tfds"`` (or ``"auto"``).
       flatten: give inputs as ``(n, features)`` instead of ``(n, H, W, C)``.
       cache: read and write the cache under :func:`cache_dir` (one folder of ``.npy`` arrays per
         dataset and source).
@@ -622,8 +747,9 @@ def load(
       A :class:`Dataset`.
 
     Raises:
-      ValueError: unknown name or source, or invalid data (a corrupt IDX file, mismatched
-        image and label counts), naming the file.
+      ValueError: unknown name (neither built in nor known to tensorflow-datasets) or source, a
+        tfds dataset without ``image``/``label`` features, or invalid data (a corrupt IDX file,
+        mismatched image and label counts), naming the file.
       FileNotFoundError: when no source has the dataset; the message says what was tried and
         what to do.
 
@@ -632,18 +758,30 @@ def load(
       >>> ds.x_train.shape, ds.source  # doctest: +SKIP
       ((60000, 28, 28, 1), 'idx:/work/shared/data/mnist')
     """
-    spec = _spec(name)
+    spec = _builtin(name)
+    if spec is None and not name.strip():
+        raise ValueError(_unknown(name))
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; valid sources: {', '.join(SOURCES)}")
-    if source != "auto" and source not in spec.sources:
+    sources = ("tfds",) if spec is None else spec.sources
+    if source != "auto" and source not in sources:
+        what = (
+            f"dataset {spec.name!r}"
+            if spec is not None
+            else f"{name.strip()!r}, not a built-in dataset,"
+        )
         raise ValueError(
-            f"dataset {spec.name!r} cannot be loaded from source {source!r}; its sources: "
-            f"{', '.join(('auto',) + spec.sources)}"
+            f"{what} cannot be loaded from source {source!r}; its sources: "
+            f"{', '.join(('auto',) + sources)}"
         )
     for arg, val in (("num_train", num_train), ("num_test", num_test)):
         if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
             raise ValueError(f"{arg} must be a positive integer, got {val!r}")
     finish = dict(flatten=flatten, num_train=num_train, num_test=num_test)
+
+    if spec is None:  # not built in: any dataset tensorflow-datasets has prepared
+        where = _tfds_dir(None if data_dir is None else Path(data_dir).expanduser())
+        return _load_tfds_any(name.strip(), where, cache, finish)
 
     if spec.name == "digits":  # cached too: importing scikit-learn alone takes ~1 s
         key = ["digits", importlib.metadata.version("scikit-learn"), DIGITS_SEED, DIGITS_TEST_SIZE]
@@ -710,6 +848,39 @@ def load(
     )
 
 
+def _load_tfds_any(name: str, where: Path, cache: bool, finish: dict) -> Dataset:
+    """A dataset that is not built in, from a copy tensorflow-datasets prepared under `where`."""
+    prepare = (
+        f"prepare it once with tensorflow-datasets: tfds build {name} "
+        "--file_format=array_record (the data dir: --data_dir / TFDS_DATA_DIR, or pass "
+        "data_dir= / --data-dir DIR here)"
+    )
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise ValueError(
+            _unknown(
+                name, " (other names load through tensorflow-datasets, which is not installed)"
+            )
+        ) from None
+    try:
+        train, test = _tfds_open(name, where, unknown_error=True)
+    except tfds.core.DatasetNotFoundError:
+        raise ValueError(
+            _unknown(name, f", or a dataset tensorflow-datasets knows (it knows no {name!r})")
+        ) from None
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"could not load {name!r}: it is not a built-in dataset ({', '.join(_SPECS)}) and "
+            f"tensorflow-datasets has {e}. To fix: {prepare}"
+        ) from None
+    spec = _tfds_spec(name, train.dataset_info)
+    fp = _tfds_fingerprint(spec, where)
+    key = None if fp is None else ["tfds", name, str(where.resolve()), fp]
+    produce = functools.partial(_tfds_arrays, spec, train, test)
+    return _cached(spec, "tfds", key, f"tfds:{where}", cache, finish, produce)
+
+
 def _cached(spec, kind, key, source, cache, finish, produce) -> Dataset:
     """Serves `key` from the cache, or produces the arrays, normalizes and caches them."""
     if cache and key is not None:
@@ -734,29 +905,382 @@ def describe(ds: Dataset) -> dict[str, Any]:
       ds: a :class:`Dataset`.
 
     Returns:
-      A dict with ``name``, ``source``, ``from_cache``, ``num_classes``, ``input_shape``,
-      ``num_train``, ``num_test``, ``train_counts``, ``test_counts`` (lists, one count per
-      class) and ``mean``, ``std``, ``min``, ``max`` of the training inputs.
+      A dict with ``name``, ``source``, ``from_cache``, ``task``, ``num_classes`` (for a
+      regression: the number of targets), ``input_shape``, ``num_train``, ``num_test``,
+      ``num_val`` (0 without a validation split), ``train_counts``, ``test_counts``,
+      ``val_counts`` (lists, one count per class; None for a regression, and ``val_counts`` None
+      without a validation split), ``mean``, ``std``, ``min``, ``max`` of the training inputs,
+      and for a regression ``target_mean``, ``target_std``, ``target_min``, ``target_max`` of the
+      training targets (all targets together).
     """
     x = ds.x_train.reshape(-1)
-    # Two passes over float64 chunks: exact enough, without a float64 copy of the whole set.
+    mean, std = _mean_std(x)
+    classes = ds.task != "regression"
+
+    def counts(y):
+        if y is None or not classes:
+            return None
+        return np.bincount(y, minlength=ds.num_classes).tolist()
+
+    out = {
+        "name": ds.name,
+        "source": ds.source,
+        "from_cache": ds.from_cache,
+        "task": ds.task,
+        "num_classes": ds.num_classes,
+        "input_shape": ds.input_shape,
+        "num_train": ds.num_train,
+        "num_test": ds.num_test,
+        "num_val": ds.num_val,
+        "train_counts": counts(ds.y_train),
+        "test_counts": counts(ds.y_test),
+        "val_counts": counts(ds.y_val),
+        "mean": mean,
+        "std": std,
+        "min": float(x.min()),
+        "max": float(x.max()),
+    }
+    if not classes:
+        y = ds.y_train.reshape(-1)
+        t_mean, t_std = _mean_std(y)
+        out.update(
+            target_mean=t_mean,
+            target_std=t_std,
+            target_min=float(y.min()),
+            target_max=float(y.max()),
+        )
+    return out
+
+
+def _mean_std(x: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of a flat array, in two passes over float64 chunks: exact
+    enough, without a float64 copy of the whole set."""
     chunks = [x[i : i + (1 << 20)] for i in range(0, x.size, 1 << 20)]
     mean = sum(float(c.sum(dtype=np.float64)) for c in chunks) / x.size
     var = (
         sum(float(np.square(np.subtract(c, mean, dtype=np.float64)).sum()) for c in chunks) / x.size
     )
-    return {
-        "name": ds.name,
-        "source": ds.source,
-        "from_cache": ds.from_cache,
-        "num_classes": ds.num_classes,
-        "input_shape": ds.input_shape,
-        "num_train": ds.num_train,
-        "num_test": ds.num_test,
-        "train_counts": np.bincount(ds.y_train, minlength=ds.num_classes).tolist(),
-        "test_counts": np.bincount(ds.y_test, minlength=ds.num_classes).tolist(),
-        "mean": mean,
-        "std": var**0.5,
-        "min": float(x.min()),
-        "max": float(x.max()),
-    }
+    return mean, var**0.5
+
+
+# --------------------------------------------------------------------------------------------
+# Your own arrays
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    """`value` as a numpy array of real numbers; errors name `what`, its shape and dtype, never its values."""
+    if value is None:
+        raise TypeError(f"{what} is missing (None)")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise TypeError(
+            f"{what} is not an array of numbers ({type(value).__name__}: {str(e).splitlines()[0][:120]})"
+        ) from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{what} has dtype {arr.dtype} (shape {arr.shape}); expected numbers (bool, int or float)"
+        )
+    if arr.ndim == 0:
+        raise ValueError(f"{what} is a scalar; expected one row per example")
+    return arr
+
+
+def _labels(y: np.ndarray, what: str, task: str) -> np.ndarray:
+    """Class labels -> int32 of shape (n,) (a column (n, 1) is accepted)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        hint = " (one-hot labels: pass y.argmax(axis=1))" if y.ndim == 2 else ""
+        raise ValueError(
+            f"{what} has shape {y.shape}; {task} labels are one integer per example, shape (n,){hint}"
+        )
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)):
+            raise ValueError(
+                f"{what} holds non-finite values (NaN or inf); {task} labels are integers"
+            )
+        if not np.array_equal(y, np.round(y)):
+            raise ValueError(
+                f"{what} has dtype {y.dtype} with non-integer values; {task} labels are integers "
+                "(for real-valued targets use task='regression')"
+            )
+    if y.size and (y.min() < 0 or y.max() > np.iinfo(np.int32).max):
+        raise ValueError(f"{what} holds labels below 0 or above 2**31 - 1; labels are 0, 1, 2, ...")
+    return y.astype(np.int32)
+
+
+def _fingerprint(arrays: dict[str, np.ndarray | None], task: str, num_classes: int) -> str:
+    """SHA-256 of the final arrays (name, dtype, shape and bytes of each), the task and the class count."""
+    h = hashlib.sha256(json.dumps(["jinit.data.from_arrays/1", task, num_classes]).encode())
+    for key, arr in arrays.items():
+        if arr is None:
+            h.update(f"{key}:none;".encode())
+            continue
+        h.update(f"{key}:{arr.dtype.str}:{list(arr.shape)};".encode())
+        h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+    return h.hexdigest()
+
+
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    arr = np.ascontiguousarray(arr).view()
+    arr.setflags(write=False)
+    return arr
+
+
+def from_arrays(
+    x_train: Any,
+    y_train: Any,
+    x_test: Any,
+    y_test: Any,
+    *,
+    task: str | None = None,
+    num_classes: int | None = None,
+    name: str = "arrays",
+    x_val: Any = None,
+    y_val: Any = None,
+) -> Dataset:
+    """A :class:`Dataset` from your own arrays (numpy, JAX, lists, or anything ``np.asarray`` takes).
+
+    Inputs become float32 (any shape per example: ``(n, features)``, ``(n, H, W, C)``, ...; they
+    are not rescaled). Targets become int32 labels (``classification``, ``binary``) or float32
+    (``regression``).
+
+    Args:
+      x_train: training inputs, ``(n_train, *input_shape)``.
+      y_train: training targets: labels ``(n_train,)`` (a column ``(n_train, 1)`` is accepted for
+        labels), or regression targets ``(n_train,)`` / ``(n_train, d)``.
+      x_test: test inputs, ``(n_test, *input_shape)``.
+      y_test: test targets, like ``y_train``.
+      task: ``"classification"`` (softmax over ``num_classes`` outputs), ``"binary"`` (labels 0/1,
+        one output), ``"regression"``, or None to infer it from the training targets: integer or
+        bool targets -> ``"classification"`` (also with two classes: ``"binary"`` is only used when
+        asked for, since it needs a model with one output instead of two); float targets ->
+        ``"regression"`` (pass ``task="classification"`` for labels stored as floats).
+      num_classes: for ``classification``, the number of classes (default: the largest label in
+        any split plus one); for ``binary``, 2 if given; for ``regression``, the number of targets
+        ``d`` if given (1 for targets of shape ``(n,)``).
+      name: a name for the dataset (recorded in run folders and plot titles).
+      x_val: validation inputs (optional; then ``y_val`` too). To hold validation data out of
+        the training set instead, see :func:`split_validation`.
+      y_val: validation targets, like ``y_train``.
+
+    Returns:
+      A :class:`Dataset` of read-only arrays whose ``source`` is ``"arrays:sha256:<digest>"``: the
+      SHA-256 of the final arrays (dtype, shape and bytes of each, in the order train, test,
+      validation), the task and ``num_classes``, so equal data always gets the same source and
+      different data a different one.
+
+    Raises:
+      ValueError: one line naming the array and saying what is wrong with its shape, dtype or
+        values (the values themselves are never printed): a row count that differs between inputs
+        and targets ("x_train has 100 rows but y_train 99"), input shapes that differ between
+        splits, an empty split, NaN or inf, labels below 0 or at least ``num_classes``, ``binary``
+        labels other than 0/1, an unknown task.
+      TypeError: an array that is not numbers (strings, objects), or a missing one.
+
+    Example:
+      >>> from sklearn.datasets import load_diabetes  # doctest: +SKIP
+      >>> x, y = load_diabetes(return_X_y=True)  # doctest: +SKIP
+      >>> ds = from_arrays(x[:342], y[:342], x[342:], y[342:], name="diabetes")  # doctest: +SKIP
+      >>> ds.task, ds.num_classes, ds.input_shape  # doctest: +SKIP
+      ('regression', 1, (10,))
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if task is not None and task not in TASKS:
+        raise ValueError(
+            f"unknown task {task!r}; valid tasks: {', '.join(TASKS)} (or None to infer)"
+        )
+    if (x_val is None) != (y_val is None):
+        given, missing = ("x_val", "y_val") if y_val is None else ("y_val", "x_val")
+        raise ValueError(f"{given} was given without {missing}; pass both or neither")
+    if num_classes is not None and (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, (int, np.integer))
+        or num_classes < 1
+    ):
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+
+    splits = [("train", x_train, y_train), ("test", x_test, y_test)]
+    if x_val is not None:
+        splits.append(("val", x_val, y_val))
+    xs, ys = {}, {}
+    for split, x, y in splits:
+        x, y = _as_array(x, f"x_{split}"), _as_array(y, f"y_{split}")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x_{split} has {x.shape[0]} rows but y_{split} {y.shape[0]}")
+        if x.shape[0] == 0:
+            raise ValueError(f"x_{split} and y_{split} are empty (0 rows)")
+        if x.ndim == 1:
+            raise ValueError(
+                f"x_{split} has shape {x.shape}: one number per example; inputs are (n, features) "
+                "(for a single feature pass x.reshape(-1, 1))"
+            )
+        xs[split], ys[split] = x, y
+    for split in xs:
+        if xs[split].shape[1:] != xs["train"].shape[1:]:
+            raise ValueError(
+                f"x_{split} has examples of shape {xs[split].shape[1:]} but x_train "
+                f"{xs['train'].shape[1:]}"
+            )
+
+    if task is None:
+        task = "regression" if ys["train"].dtype.kind == "f" else "classification"
+
+    out: dict[str, np.ndarray | None] = {"x_val": None, "y_val": None}
+    for split, x in xs.items():
+        with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused below
+            x = x.astype(np.float32)
+        bad = x.size - int(np.count_nonzero(np.isfinite(x)))
+        if bad:
+            raise ValueError(
+                f"x_{split} holds {bad} non-finite value(s) (NaN or inf, also after conversion to "
+                f"float32) in {x.size}"
+            )
+        out[f"x_{split}"] = x
+
+    if task == "regression":
+        for split, y in ys.items():
+            if y.ndim > 2:
+                raise ValueError(
+                    f"y_{split} has shape {y.shape}; regression targets are (n,) or (n, targets)"
+                )
+            with np.errstate(over="ignore"):
+                y = y.astype(np.float32)
+            bad = y.size - int(np.count_nonzero(np.isfinite(y)))
+            if bad:
+                raise ValueError(
+                    f"y_{split} holds {bad} non-finite value(s) (NaN or inf, also after conversion "
+                    f"to float32) in {y.size}"
+                )
+            if y.shape[1:] != ys["train"].shape[1:]:
+                raise ValueError(
+                    f"y_{split} has targets of shape {y.shape[1:]} but y_train {ys['train'].shape[1:]}"
+                )
+            out[f"y_{split}"] = y
+        d = 1 if ys["train"].ndim == 1 else int(ys["train"].shape[1])
+        if num_classes is not None and num_classes != d:
+            raise ValueError(
+                f"num_classes={num_classes} but y_train has {d} regression target(s) per example "
+                f"(shape {ys['train'].shape}); for regression num_classes is the number of targets"
+            )
+        classes = d
+    else:
+        for split, y in ys.items():
+            out[f"y_{split}"] = _labels(y, f"y_{split}", task)
+        top = max(int(out[f"y_{split}"].max()) for split in ys)
+        if task == "binary":
+            if num_classes is not None and num_classes != 2:
+                raise ValueError(f"num_classes={num_classes} but a binary task has 2 classes")
+            classes = 2
+        elif num_classes is None:
+            classes = top + 1
+            if classes < 2:
+                raise ValueError(
+                    "the labels hold a single class (0); pass num_classes= if there are more"
+                )
+        else:
+            classes = int(num_classes)
+        for split in ys:
+            y = out[f"y_{split}"]
+            wrong = int(np.count_nonzero(y >= classes))
+            if wrong:
+                valid = "0 or 1" if task == "binary" else f"0..{classes - 1}"
+                raise ValueError(
+                    f"y_{split} holds {wrong} label(s) outside {valid} (the largest is {int(y.max())}; "
+                    f"{task} with {classes} classes)"
+                )
+
+    ordered = {k: out[k] for k in ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val")}
+    digest = _fingerprint(ordered, task, classes)
+    arrays = {k: None if v is None else _read_only(v) for k, v in ordered.items()}
+    return Dataset(
+        name=name,
+        num_classes=classes,
+        input_shape=tuple(arrays["x_train"].shape[1:]),
+        source=f"arrays:sha256:{digest}",
+        from_cache=False,
+        task=task,
+        **arrays,
+    )
+
+
+def split_validation(
+    ds: Dataset,
+    *,
+    val_size: int | None = None,
+    val_fraction: float | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Holds out a fixed random subset of the training set as the validation set.
+
+    The subset is ``np.random.default_rng(seed).permutation(ds.num_train)[:val_size]``: a pure
+    function of ``seed`` and the number of training examples, so every call (every model of a
+    sweep, every process, every rerun) holds out the same examples. Both parts keep the order of
+    the original training set. The split is not stratified.
+
+    Args:
+      ds: a :class:`Dataset` without a validation split.
+      val_size: how many training examples to hold out (``1 .. num_train - 1``).
+      val_fraction: or which fraction of them, in ``(0, 1)``: ``round(val_fraction * num_train)``
+        examples (Python's ``round``: halves go to the even neighbour), which must come to at
+        least 1 and leave at least 1 for training.
+      seed: the seed of the permutation (a non-negative integer).
+
+    Returns:
+      A :class:`Dataset` with ``num_train - val_size`` training examples and ``x_val``/``y_val``
+      holding the others; every other field (name, source, task, test set) as in ``ds``.
+
+    Raises:
+      ValueError: both or neither of ``val_size`` and ``val_fraction``, a size or fraction out of
+        range (naming the training-set size), a bad seed, or a ``ds`` that already has a
+        validation split.
+
+    Example:
+      >>> ds = split_validation(load("digits"), val_size=200)  # doctest: +SKIP
+      >>> ds.num_train, ds.num_val  # doctest: +SKIP
+      (1237, 200)
+    """
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"ds must be a jinit.data.Dataset, got {type(ds).__name__}")
+    if (val_size is None) == (val_fraction is None):
+        raise ValueError("give exactly one of val_size and val_fraction")
+    if ds.x_val is not None:
+        raise ValueError(
+            f"{ds.name} already has a validation split ({ds.num_val} examples); split it only once"
+        )
+    n = ds.num_train
+    if val_size is not None:
+        if isinstance(val_size, bool) or not isinstance(val_size, (int, np.integer)):
+            raise ValueError(f"val_size must be an integer, got {val_size!r}")
+        size = int(val_size)
+        if not 1 <= size <= n - 1:
+            raise ValueError(
+                f"val_size={size} is out of range: {ds.name} has {n} training examples, so "
+                f"val_size must be 1..{n - 1} (at least one example stays for training)"
+            )
+    else:
+        if isinstance(val_fraction, bool) or not isinstance(
+            val_fraction, (int, float, np.floating)
+        ):
+            raise ValueError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}")
+        if not 0.0 < float(val_fraction) < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+        size = int(round(float(val_fraction) * n))
+        if not 1 <= size <= n - 1:
+            raise ValueError(
+                f"val_fraction={val_fraction} of {n} training examples gives {size} validation "
+                f"examples; it must give 1..{n - 1}"
+            )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    perm = np.random.default_rng(int(seed)).permutation(n)
+    val_idx, train_idx = np.sort(perm[:size]), np.sort(perm[size:])
+    return dataclasses.replace(
+        ds,
+        x_train=_read_only(ds.x_train[train_idx]),
+        y_train=_read_only(ds.y_train[train_idx]),
+        x_val=_read_only(ds.x_train[val_idx]),
+        y_val=_read_only(ds.y_train[val_idx]),
+    )

@@ -190,6 +190,309 @@ def deep_mlp(
     )
 
 
+def _check_choice(field: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ValueError(
+            f"{field}={value!r} is not valid; choose one of {', '.join(repr(c) for c in choices)}"
+        )
+
+
+NORMS = (None, "layer", "batch")
+GATES = (None, "scalar")
+
+
+class ResidualBlock(nn.Module):
+    """One residual block of :class:`ResidualMLP`: ``x -> act(x + gate * branch(x) + bias_out)``.
+
+    ``branch`` is ``[+bias_ja] -> dense_j -> [norm_j] -> [+bias_jb] -> act`` for ``j < branch_layers - 1`` and
+    ``[+bias_ma] -> dense_m -> [norm_m]`` for the last layer ``m`` (bracketed pieces are optional, see
+    :class:`ResidualMLP`).
+    """
+
+    width: int
+    branch_layers: int = 2
+    norm: str | None = None
+    gate: str | None = None
+    scalar_bias: bool = False
+    activation: str = "relu"
+    kernel_init: Initializer = _default_kernel_init
+    bias_init: Initializer = _default_bias_init
+
+    @nn.compact
+    def __call__(self, x):
+        act = activation(self.activation)
+        zero = jax.nn.initializers.zeros
+        m = int(self.branch_layers)
+        h = x
+        for j in range(m):
+            if self.scalar_bias:
+                h = h + self.param(f"bias_{j}a", zero, ())
+            h = nn.Dense(
+                self.width,
+                kernel_init=self.kernel_init,
+                bias_init=self.bias_init,
+                name=f"dense_{j}",
+            )(h)
+            if self.norm == "layer":
+                h = nn.LayerNorm(name=f"norm_{j}")(h)
+            elif self.norm == "batch":
+                h = nn.BatchNorm(use_running_average=False, name=f"norm_{j}")(h)
+            if j < m - 1:
+                if self.scalar_bias:
+                    h = h + self.param(f"bias_{j}b", zero, ())
+                h = act(h)
+        if self.gate == "scalar":
+            h = h * self.param("gate", jax.nn.initializers.ones, ())
+        if self.scalar_bias:
+            h = h + self.param("bias_out", zero, ())
+        return act(x + h)
+
+
+class ResidualMLP(nn.Module):
+    """A residual MLP: a ``stem`` Dense, ``depth`` residual blocks of ``branch_layers`` Dense layers, a ``head``.
+
+    Each block is the ResNet v1 basic block in Dense layers, ``x <- act(x + branch(x))`` (:class:`ResidualBlock`).
+    The optional pieces are those the residual schemes of :mod:`jinit.modern` name:
+
+    - ``norm="layer"`` / ``"batch"``: a norm after each branch Dense (``block_i/norm_j/scale``); zero-gamma zeroes
+      the last one of each block. ``"batch"`` normalizes with batch statistics (training mode) and keeps a
+      ``batch_stats`` collection. With ``norm=None`` the network has no normalization at all (Fixup, ReZero).
+    - ``gate="scalar"``: a learnable scalar multiplier ``block_i/gate`` on the branch, built as 1 (the plain
+      block); SkipInit / ReZero set it to 0; Fixup keeps it as its scalar multiplier (init 1).
+    - ``scalar_bias=True``: Fixup's scalar biases, built as 0: ``block_i/bias_ja`` before each branch Dense,
+      ``block_i/bias_jb`` before each branch activation and ``block_i/bias_out`` after the multiplier.
+
+    Parameter paths (``branch_layers=2``, ``norm="layer"``, ``gate="scalar"``): ``stem/{kernel,bias}``,
+    ``block_i/dense_0/{kernel,bias}``, ``block_i/norm_0/{scale,bias}``, ``block_i/dense_1/...``,
+    ``block_i/norm_1/...``, ``block_i/gate``, ``head/{kernel,bias}``. The stem's activation and every block's
+    output are sown in ``"intermediates"`` as ``stem_out`` and ``block_i_out``.
+
+    Attributes:
+      width: width of the stem and of every block.
+      depth: number of residual blocks (>= 1).
+      num_classes: width of ``head`` (logits).
+      branch_layers: Dense layers per branch (>= 1).
+      norm: ``None``, ``"layer"`` or ``"batch"``.
+      gate: ``None`` or ``"scalar"``.
+      scalar_bias: add Fixup's scalar biases.
+      activation: activation name (see :data:`ACTIVATIONS`).
+      kernel_init: initializer of every Dense kernel (stem, branches, head).
+      bias_init: initializer of every Dense bias.
+
+    References:
+      He, Zhang, Ren, Sun. Deep residual learning for image recognition. CVPR 2016.
+    """
+
+    width: int = 64
+    depth: int = 4
+    num_classes: int = 10
+    branch_layers: int = 2
+    norm: str | None = None
+    gate: str | None = None
+    scalar_bias: bool = False
+    activation: str = "relu"
+    kernel_init: Initializer = _default_kernel_init
+    bias_init: Initializer = _default_bias_init
+
+    def __post_init__(self):
+        _check_choice("norm", self.norm, NORMS)
+        _check_choice("gate", self.gate, GATES)
+        for field in ("width", "depth", "num_classes", "branch_layers"):
+            if int(getattr(self, field)) < 1:
+                raise ValueError(f"ResidualMLP: {field} must be >= 1, got {getattr(self, field)}")
+        activation(self.activation)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x):
+        act = activation(self.activation)
+        x = x.reshape((x.shape[0], -1))
+        x = nn.Dense(
+            self.width, kernel_init=self.kernel_init, bias_init=self.bias_init, name="stem"
+        )(x)
+        x = act(x)
+        self.sow("intermediates", "stem_out", x)
+        for i in range(int(self.depth)):
+            x = ResidualBlock(
+                self.width,
+                branch_layers=self.branch_layers,
+                norm=self.norm,
+                gate=self.gate,
+                scalar_bias=self.scalar_bias,
+                activation=self.activation,
+                kernel_init=self.kernel_init,
+                bias_init=self.bias_init,
+                name=f"block_{i}",
+            )(x)
+            self.sow("intermediates", f"block_{i}_out", x)
+        return nn.Dense(
+            self.num_classes, kernel_init=self.kernel_init, bias_init=self.bias_init, name="head"
+        )(x)
+
+
+_gpt_init = jax.nn.initializers.normal(0.02)
+
+
+class SelfAttention(nn.Module):
+    """Causal multi-head self-attention with a fused ``qkv`` projection and a residual output projection ``out``.
+
+    ``qkv/kernel`` has shape ``(d_model, 3 * d_model)``: the query, key and value columns in that order, each
+    ``d_model`` wide (heads contiguous inside each). The logits are scaled by ``1 / sqrt(d_head)``
+    (``attention_scale="sqrt"``) or by muP's ``1 / d_head`` (``"mup"``, Yang et al. 2022, sec. 4).
+    """
+
+    d_model: int
+    n_heads: int
+    attention_scale: str = "sqrt"
+    kernel_init: Initializer = _gpt_init
+    bias_init: Initializer = _default_bias_init
+
+    @nn.compact
+    def __call__(self, x):
+        b, t, d = x.shape
+        hd = d // self.n_heads
+        qkv = nn.Dense(3 * d, kernel_init=self.kernel_init, bias_init=self.bias_init, name="qkv")(x)
+        q, k, v = jnp.split(qkv, 3, axis=-1)
+        q, k, v = (a.reshape(b, t, self.n_heads, hd) for a in (q, k, v))
+        scale = 1.0 / hd if self.attention_scale == "mup" else 1.0 / jnp.sqrt(hd)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * scale
+        mask = jnp.tril(jnp.ones((t, t), bool))
+        logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
+        y = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v).reshape(b, t, d)
+        return nn.Dense(d, kernel_init=self.kernel_init, bias_init=self.bias_init, name="out")(y)
+
+
+class FeedForward(nn.Module):
+    """The transformer MLP ``fc (d -> 4d) -> gelu -> proj (4d -> d)``; ``proj`` is the residual output."""
+
+    d_model: int
+    mlp_ratio: int = 4
+    kernel_init: Initializer = _gpt_init
+    bias_init: Initializer = _default_bias_init
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(
+            self.mlp_ratio * self.d_model,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            name="fc",
+        )(x)
+        h = nn.gelu(h)
+        return nn.Dense(
+            self.d_model, kernel_init=self.kernel_init, bias_init=self.bias_init, name="proj"
+        )(h)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN block ``x + attn(ln_1(x))``, ``x + mlp(ln_2(x))``; with ``deepnorm_alpha`` the post-LN DeepNorm block
+    ``ln_1(alpha * x + attn(x))``, ``ln_2(alpha * x + mlp(x))`` (Wang et al. 2022)."""
+
+    d_model: int
+    n_heads: int
+    mlp_ratio: int = 4
+    attention_scale: str = "sqrt"
+    deepnorm_alpha: float | None = None
+    kernel_init: Initializer = _gpt_init
+    bias_init: Initializer = _default_bias_init
+
+    @nn.compact
+    def __call__(self, x):
+        kw = dict(kernel_init=self.kernel_init, bias_init=self.bias_init)
+        attn = SelfAttention(
+            self.d_model, self.n_heads, attention_scale=self.attention_scale, name="attn", **kw
+        )
+        mlp = FeedForward(self.d_model, self.mlp_ratio, name="mlp", **kw)
+        ln_1, ln_2 = nn.LayerNorm(name="ln_1"), nn.LayerNorm(name="ln_2")
+        if self.deepnorm_alpha is None:
+            x = x + attn(ln_1(x))
+            return x + mlp(ln_2(x))
+        a = self.deepnorm_alpha
+        x = ln_1(a * x + attn(x))
+        return ln_2(a * x + mlp(x))
+
+
+class Transformer(nn.Module):
+    """A small decoder-only transformer (GPT-2 layout, pre-LN) over integer tokens, for CPU-sized studies.
+
+    ``tokens (B, T) -> embed + pos_embed -> n_layers x TransformerBlock -> ln_f -> head -> logits (B, T, vocab)``.
+    Stable parameter paths: ``embed/embedding``, ``pos_embed/embedding``, ``block_i/ln_1``,
+    ``block_i/attn/qkv/{kernel,bias}``, ``block_i/attn/out/...`` (residual output projection), ``block_i/ln_2``,
+    ``block_i/mlp/fc/...``, ``block_i/mlp/proj/...`` (residual output projection), ``ln_f``, ``head/{kernel,bias}``.
+    Every block's output is sown in ``"intermediates"`` as ``block_i_out``.
+
+    Attributes:
+      vocab: number of token ids (and of logits).
+      d_model: width.
+      n_layers: number of blocks (>= 1).
+      n_heads: attention heads (must divide ``d_model``).
+      max_len: longest sequence (rows of ``pos_embed``).
+      mlp_ratio: hidden width of the MLP over ``d_model``.
+      attention_scale: ``"sqrt"`` (``1/sqrt(d_head)``) or ``"mup"`` (``1/d_head``).
+      deepnorm_alpha: None (pre-LN), or DeepNorm's alpha (post-LN ``LN(alpha x + f(x))``; see
+        :func:`jinit.deepnet_constants`).
+      kernel_init: initializer of every Dense kernel (default GPT-2's normal(0.02)).
+      bias_init: initializer of every Dense bias.
+      embed_init: initializer of both embeddings (default normal(0.02)).
+
+    References:
+      Radford et al. Language models are unsupervised multitask learners. 2019 (GPT-2).
+      Xiong et al. On layer normalization in the transformer architecture. ICML 2020 (pre-LN).
+    """
+
+    vocab: int = 16
+    d_model: int = 32
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 16
+    mlp_ratio: int = 4
+    attention_scale: str = "sqrt"
+    deepnorm_alpha: float | None = None
+    kernel_init: Initializer = _gpt_init
+    bias_init: Initializer = _default_bias_init
+    embed_init: Initializer = _gpt_init
+
+    def __post_init__(self):
+        for field in ("vocab", "d_model", "n_layers", "n_heads", "max_len", "mlp_ratio"):
+            if int(getattr(self, field)) < 1:
+                raise ValueError(f"Transformer: {field} must be >= 1, got {getattr(self, field)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"Transformer: n_heads={self.n_heads} must divide d_model={self.d_model}"
+            )
+        _check_choice("attention_scale", self.attention_scale, ("sqrt", "mup"))
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, tokens):
+        if tokens.ndim != 2:
+            raise ValueError(
+                f"Transformer expects int tokens of shape (batch, time), got {tokens.shape}"
+            )
+        t = tokens.shape[1]
+        if t > self.max_len:
+            raise ValueError(f"sequence length {t} exceeds max_len={self.max_len}")
+        x = nn.Embed(self.vocab, self.d_model, embedding_init=self.embed_init, name="embed")(tokens)
+        pos = nn.Embed(self.max_len, self.d_model, embedding_init=self.embed_init, name="pos_embed")
+        x = x + pos(jnp.arange(t))[None]
+        for i in range(int(self.n_layers)):
+            x = TransformerBlock(
+                self.d_model,
+                self.n_heads,
+                mlp_ratio=self.mlp_ratio,
+                attention_scale=self.attention_scale,
+                deepnorm_alpha=self.deepnorm_alpha,
+                kernel_init=self.kernel_init,
+                bias_init=self.bias_init,
+                name=f"block_{i}",
+            )(x)
+            self.sow("intermediates", f"block_{i}_out", x)
+        x = nn.LayerNorm(name="ln_f")(x)
+        return nn.Dense(
+            self.vocab, kernel_init=self.kernel_init, bias_init=self.bias_init, name="head"
+        )(x)
+
+
 MODELS = ("mlp", "cnn")
 
 
@@ -197,7 +500,8 @@ def factory(name: str = "mlp", **kwargs: Any) -> MakeModel:
     """Returns ``make_model(kernel_init, bias_init) -> nn.Module`` for a model name.
 
     Args:
-      name: ``"mlp"`` or ``"cnn"``.
+      name: ``"mlp"``, ``"cnn"`` (the sweep's models, :data:`MODELS`), ``"resmlp"`` (:class:`ResidualMLP`) or
+        ``"transformer"`` (:class:`Transformer`, over integer tokens).
       **kwargs: the model's other attributes (``hidden``, ``activation``, ``num_classes``, ``channels``, ...).
 
     Returns:
@@ -206,9 +510,9 @@ def factory(name: str = "mlp", **kwargs: Any) -> MakeModel:
     Raises:
       ValueError: for an unknown model name or activation.
     """
-    classes = {"mlp": MLP, "cnn": CNN}
+    classes = {"mlp": MLP, "cnn": CNN, "resmlp": ResidualMLP, "transformer": Transformer}
     if name not in classes:
-        raise ValueError(f"unknown model {name!r}.{_closest(name, MODELS)}")
+        raise ValueError(f"unknown model {name!r}.{_closest(name, list(classes))}")
     if "activation" in kwargs:
         activation(kwargs["activation"])  # validate early, before any tracing
     if "hidden" in kwargs:

@@ -87,7 +87,11 @@ def _label(scheme: str, diverged: dict[str, int]) -> str:
 def _title(result: Any) -> str:
     cfg = result.config
     parts = [str(getattr(cfg, "dataset", ""))]
-    if getattr(cfg, "model", None) == "mlp":
+    model = (getattr(result, "meta", None) or {}).get("model") or {}
+    if str(getattr(cfg, "model", "")).startswith("custom:"):  # your own model: its class and size
+        count = model.get("param_count")
+        parts.append(cfg.model[len("custom:") :] + (f" ({count:,} params)" if count else ""))
+    elif getattr(cfg, "model", None) == "mlp":
         parts.append("MLP " + "-".join(str(h) for h in cfg.hidden) + f" {cfg.activation}")
     elif getattr(cfg, "model", None):
         parts.append(f"{cfg.model} {cfg.activation}")
@@ -489,3 +493,52 @@ def save_all(result: Any, folder: str | os.PathLike | None = None) -> list[Path]
             plt.close(fig)
         written.append(folder / name)
     return written
+
+
+def coordinate_check(
+    df: pd.DataFrame, *, layers: Sequence[str] | None = None, title: str | None = None
+) -> Any:
+    """Draws a coordinate check (:func:`jinit.propagation.coordinate_check`): one panel per step t, mean ``|x|``
+    of each layer against width (log-log, mean over seeds, a band from the smallest to the largest seed).
+
+    Flat lines: the parametrization is width-stable; lines that rise with width blow up at scale.
+
+    Args:
+      df: the DataFrame of :func:`jinit.propagation.coordinate_check`.
+      layers: the layers to draw, in order (default all).
+      title: the figure's title.
+
+    Returns:
+      The matplotlib Figure.
+    """
+    missing = {"width", "seed", "t", "layer", "l1"} - set(df.columns)
+    if missing:
+        raise ValueError(f"not a coordinate-check table: columns {sorted(missing)} are missing")
+    names = list(dict.fromkeys(df["layer"]))
+    layers = names if layers is None else list(layers)
+    bad = [name for name in layers if name not in names]
+    if bad:
+        raise ValueError(f"unknown layer(s) {bad}; the table has: {', '.join(names)}")
+    steps = sorted(df["t"].unique())
+    fig, axes = plt.subplots(
+        1, len(steps), figsize=(3.2 * len(steps), 3.4), sharey=True, squeeze=False
+    )
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for a, t in zip(axes[0], steps, strict=True):
+        for i, name in enumerate(layers):
+            g = df[(df["t"] == t) & (df["layer"] == name)].groupby("width")["l1"]
+            mean, lo, hi = g.mean(), g.min(), g.max()
+            c = colors[i % len(colors)]
+            a.plot(mean.index, mean.to_numpy(), marker=".", color=c, label=name)
+            a.fill_between(mean.index, lo.to_numpy(), hi.to_numpy(), color=c, alpha=0.2)
+        a.set_xscale("log", base=2)
+        a.set_yscale("log")
+        a.set_xlabel("width")
+        a.set_title(f"t = {t}")
+        a.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("mean |activation|")
+    axes[0][-1].legend(fontsize="x-small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

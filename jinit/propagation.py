@@ -54,6 +54,7 @@ from jinit.keys import stable_hash
 __all__ = [
     "STATS",
     "LSUVScheme",
+    "coordinate_check",
     "is_lsuv_spec",
     "jacobian_singular_values",
     "jacobian_summary",
@@ -785,3 +786,150 @@ def lsuv_scheme(spec: Any = "lsuv", **overrides: Any) -> LSUVScheme:
             f"lsuv: unknown hyperparameter(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
         )
     return LSUVScheme(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- coordinate check
+
+
+def _check_widths(widths: Any) -> list[int]:
+    try:
+        out = [int(w) for w in widths]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"coordinate_check: widths must be a sequence of ints >= 1, got {widths!r}"
+        ) from None
+    if not out or any(w < 1 for w in out) or any(w != v for w, v in zip(out, widths, strict=True)):
+        raise ValueError(
+            f"coordinate_check: widths must be a non-empty sequence of ints >= 1, got {widths!r}"
+        )
+    return out
+
+
+def coordinate_check(
+    make_model: Callable[[int], nn.Module],
+    widths: Sequence[int],
+    data: tuple[Any, Any],
+    *,
+    optimizer: Any,
+    scheme: Any = None,
+    steps: int = 3,
+    seeds: int | Sequence[int] = 3,
+) -> pd.DataFrame:
+    """The coordinate check of muP: the mean absolute activation of every layer against width, after t = 0, 1, ...,
+    ``steps`` optimizer steps.
+
+    Under a parametrization whose training is width-stable (muP), every curve is flat in width; a curve that grows
+    with width (the standard parametrization under Adam: hidden activations after a step grow ~ width) blows up at
+    scale. As ``mup.coord_check.get_coord_data``, each model is trained from its init on ``data`` for ``steps``
+    steps, recording ``mean(|x|)`` of each layer's output on the same batch before every step and after the last.
+
+    Args:
+      make_model: ``width -> flax module``; the module's sown ``"intermediates"`` are the layers recorded (e.g.
+        ``stem_out`` and ``block_i_out`` of :class:`jinit.models.ResidualMLP`), plus ``output`` (the logits).
+      widths: the widths to compare (ints >= 1).
+      data: ``(x, y)``: one batch of inputs and integer labels (``y`` of the logits' shape without its last axis,
+        as ``optax.softmax_cross_entropy_with_integer_labels`` takes; tokens work for a language model).
+      optimizer: an ``optax.GradientTransformation``, or ``(width, params) -> GradientTransformation`` (e.g.
+        ``lambda w, p: jinit.mup_optimizer(lr, p, base_params)``), called once per width with the first seed's
+        parameters.
+      scheme: None (the model's own init), a :class:`jinit.Rules` (e.g. :func:`jinit.mup`), or
+        ``width -> Rules | None``.
+      steps: number of optimizer steps (>= 0).
+      seeds: number of seeds (``0..seeds-1``) or the seeds; seed ``s`` initializes with ``PRNGKey(s)``.
+
+    Returns:
+      A DataFrame with columns ``width, seed, t, layer, l1, delta``, one row per width x seed x step x layer:
+      ``l1`` is the mean absolute value of the layer's output over the batch and the units (``mup``'s statistic),
+      ``delta`` the mean absolute change from its value at t = 0 (what muP keeps Theta(1) in width: under SP with
+      Adam it grows ~ width, and ``l1`` shows it only once the change dominates the init).
+
+    Raises:
+      ValueError: bad widths, steps or seeds, before anything is compiled.
+
+    References:
+      Yang et al. Tensor Programs V. arXiv:2203.03466, 2022, sec. D.1 (coordinate check); the ``mup`` package,
+      ``mup/coord_check.py``.
+    """
+    from jinit.rules import Rules
+
+    widths = _check_widths(widths)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"coordinate_check: steps must be an int >= 0, got {steps!r}")
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"coordinate_check: seeds must be >= 1, got {seeds}")
+        seed_list = list(range(seeds))
+    else:
+        seed_list = list(seeds)
+        for s in seed_list:
+            _check_seed(s)
+        if not seed_list:
+            raise ValueError("coordinate_check: give at least one seed")
+    if not (isinstance(optimizer, optax.GradientTransformation) or callable(optimizer)):
+        raise TypeError(
+            f"coordinate_check: optimizer must be an optax.GradientTransformation or (width, params) -> one, "
+            f"got {optimizer!r}"
+        )
+    if not (scheme is None or isinstance(scheme, Rules) or callable(scheme)):
+        raise TypeError(
+            f"coordinate_check: scheme must be None, jinit.Rules or width -> Rules, got {scheme!r}"
+        )
+    x, y = jnp.asarray(data[0]), jnp.asarray(data[1])
+    rows = []
+    for width in widths:
+        model = make_model(width)
+        spec = scheme(width) if callable(scheme) and not isinstance(scheme, Rules) else scheme
+
+        def forward(params, rest, model=model):
+            out, state = model.apply(
+                {"params": params, **rest}, x, mutable=["intermediates", *rest.keys()]
+            )
+            inter = state.pop("intermediates", {})
+            acts = {
+                "/".join(_path_str_keys(p)): v
+                for p, v in jax.tree_util.tree_flatten_with_path(inter)[0]
+            }
+            acts["output"] = out
+            loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+            return loss, (acts, state)
+
+        grad_fn = jax.value_and_grad(forward, has_aux=True)
+        init = jax.jit(functools.partial(spec.init, model) if spec is not None else model.init)
+        tx = None
+        for seed in seed_list:
+            variables = dict(init(jax.random.PRNGKey(int(seed)), x))
+            params = variables.pop("params")
+            rest = {k: v for k, v in variables.items() if k != "intermediates"}
+            if tx is None:  # once per width: its multipliers depend on the shapes only
+                tx = (
+                    optimizer
+                    if isinstance(optimizer, optax.GradientTransformation)
+                    else optimizer(width, params)
+                )
+                step = jax.jit(functools.partial(_coord_step, grad_fn, tx))
+            opt_state = tx.init(params)
+            first = None
+            for t in range(steps + 1):
+                acts, params, opt_state, rest = step(params, opt_state, rest)
+                first = acts if first is None else first
+                for layer, value in acts.items():
+                    l1 = float(jnp.mean(jnp.abs(value)))
+                    delta = float(jnp.mean(jnp.abs(value - first[layer])))
+                    rows.append((width, int(seed), t, layer, l1, delta))
+    return pd.DataFrame(rows, columns=["width", "seed", "t", "layer", "l1", "delta"])
+
+
+def _coord_step(grad_fn, tx, params, opt_state, rest):
+    (_, (acts, state)), grads = grad_fn(params, rest)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    rest = {k: state.get(k, v) for k, v in rest.items()}
+    return acts, optax.apply_updates(params, updates), opt_state, rest
+
+
+def _path_str_keys(path: Sequence[Any]) -> list[str]:
+    names = []
+    for k in path:
+        name = getattr(k, "key", getattr(k, "name", None))
+        if name is not None:
+            names.append(str(name))
+    return names

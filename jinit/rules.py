@@ -412,9 +412,26 @@ def model_factory(factory: Callable) -> Callable:
     return no_init_args
 
 
-def check_fit(make_model: Callable, label: str, spec: Any, bias_init: Any, x1: Any) -> bool:
+def check_fit(
+    variables_shape: Callable,
+    label: str,
+    spec: Any,
+    bias_init: Any,
+    x1: Any,
+    *,
+    no_init_args: bool = False,
+) -> bool:
     """Checks, abstractly (``jax.eval_shape``, nothing compiled), that the scheme ``spec`` can initialize the
     model; returns True when it did the whole check (a rules scheme), False when the caller's check applies.
+
+    Args:
+      variables_shape: ``variables_shape(kernel_init, bias_init, key, x) -> variables`` of the model built with
+        those initializers (the sweep gives its :mod:`jinit.adapters` ``init``; called under ``jax.eval_shape``).
+      label: the scheme's label (for messages).
+      spec: the scheme.
+      bias_init: the sweep's bias initializer.
+      x1: an example input (a ``jax.ShapeDtypeStruct`` is enough).
+      no_init_args: the model's factory takes no kernel_init/bias_init arguments (only rules can initialize it).
 
     Raises:
       ValueError: one line naming the scheme, the pattern or initializer at fault and the valid choices: a
@@ -422,16 +439,17 @@ def check_fit(make_model: Callable, label: str, spec: Any, bias_init: Any, x1: A
         parameters earlier patterns take), an initializer that cannot serve a matched parameter's shape.
     """
     if not isinstance(spec, Rules):
-        if getattr(make_model, "jinit_no_init_args", False):
+        if no_init_args:
             raise ValueError(
                 f"scheme {label!r} cannot initialize this model: its factory takes no kernel_init/bias_init "
                 f"arguments; use a per-layer scheme, e.g. jinit.rules({{'kernel': {label!r}}})"
             )
         return False
-    module = make_model(spec.kernel_init, bias_init)
     key = jax.random.PRNGKey(0)
     try:
-        shapes = jax.eval_shape(module.init, key, x1)
+        shapes = jax.eval_shape(
+            lambda k, x: variables_shape(spec.kernel_init, bias_init, k, x), key, x1
+        )
     except (ValueError, TypeError) as e:
         raise ValueError(f"scheme {label!r}: the model cannot be initialized: {e}") from None
     params = shapes.get("params", {}) if hasattr(shapes, "get") else {}
@@ -486,10 +504,11 @@ def _serving(shape: tuple[int, ...], dtype: Any) -> list[str]:
     return out
 
 
-def sweep_init(spec: Rules, module: Any, root: jax.Array, s: Any, key: jax.Array, x: Any) -> Any:
-    """One model of a sweep: ``module.init(key, x)`` with the scheme's key, then each matched parameter drawn with
-    ``fold_in(fold_in(fold_in(root, 0), stable_hash(path)), s)`` (see the module doc)."""
-    variables = module.init(key, x)
+def sweep_init(spec: Rules, init: Callable, root: jax.Array, s: Any, key: jax.Array, x: Any) -> Any:
+    """One model of a sweep: ``init(key, x)`` (the model's own init, returning its variables) with the scheme's
+    key, then each matched parameter drawn with ``fold_in(fold_in(fold_in(root, 0), stable_hash(path)), s)`` (see
+    the module doc)."""
+    variables = init(key, x)
     stream = jax.random.fold_in(root, 0)
 
     def key_for(path: str) -> jax.Array:

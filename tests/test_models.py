@@ -53,7 +53,7 @@ def test_activations_by_name(name):
     "call, match",
     [
         (lambda: models.activation("rleu"), "relu"),
-        (lambda: models.factory("transformer"), "mlp"),
+        (lambda: models.factory("vgg"), "mlp, cnn, resmlp, transformer"),
         (lambda: models.factory("mlp", hidden=(0,)), "hidden"),
         (lambda: models.factory("mlp", depth=3), "depth"),
         (lambda: models.deep_mlp(0, 4), "depth"),

@@ -185,10 +185,12 @@ class SweepConfig:
         datasets = tuple(data_lib.names())
         if self.dataset not in datasets:
             raise ValueError(f"unknown dataset {self.dataset!r}.{_closest(self.dataset, datasets)}")
-        if self.model not in MODEL_NAMES:
+        custom = is_custom_model(self.model)
+        if not custom and self.model not in MODEL_NAMES:
             raise ValueError(f"unknown model {self.model!r}.{_closest(self.model, MODEL_NAMES)}")
-        models_lib.activation(self.activation)
-        for name in ("hidden", "channels"):
+        if not custom:
+            models_lib.activation(self.activation)
+        for name in () if custom else ("hidden", "channels"):
             value = getattr(self, name)
             if (
                 not isinstance(value, tuple)
@@ -229,6 +231,24 @@ class SweepConfig:
                 raise ValueError(f"target_accuracy must be a fraction in [0, 1], got {t!r}")
         resolve_schemes(self.schemes, model=self.model)
         _initializer(self.bias_init, "bias_init")
+
+
+CUSTOM_MODEL_PREFIX = "custom:"
+
+
+def is_custom_model(model: Any) -> bool:
+    """Whether a config's ``model`` records your own model (``"custom:<class name>"``, see :func:`recorded`)."""
+    return isinstance(model, str) and model.startswith(CUSTOM_MODEL_PREFIX)
+
+
+def recorded(config: SweepConfig, model_info: Any) -> SweepConfig:
+    """The config a sweep of your own model records (config.json, ``result.config``, plot titles): ``model`` is
+    ``"custom:<class name>"`` and the fields of jinit's built-in models, which that sweep did not use (``hidden``,
+    ``channels``, ``activation``), are None; the model itself is described in the run's ``meta["model"]``."""
+    name = getattr(model_info, "name", None) or "model"
+    return dataclasses.replace(
+        config, model=CUSTOM_MODEL_PREFIX + name, hidden=None, channels=None, activation=None
+    )
 
 
 def _is_int(v: Any) -> bool:

@@ -13,10 +13,10 @@ import numpy as np
 
 from jinit import train as train_lib
 from jinit.keys import model_keys
-from jinit.sweep.config import SweepConfig, _check_int, _kernel_init, resolve_schemes
+from jinit.sweep.config import SweepConfig, _check_int, resolve_schemes
 from jinit.sweep.execute import run
-from jinit.sweep.program import _PROGRAMS, initial_params
-from jinit.sweep.setup import _make_optimizer, _setup
+from jinit.sweep.program import _PROGRAMS, initial_params, split_variables, state_variables
+from jinit.sweep.setup import _make_optimizer, _setup, model_fns
 
 _log = logging.getLogger("jinit.sweep")
 
@@ -68,6 +68,7 @@ def check_determinism(
     *,
     n_models: int = 2,
     make_model: Callable | None = None,
+    model: Callable | None = None,
     optimizer: Any = None,
 ) -> DeterminismReport:
     """Trains the first ``n_models`` models of a sweep's grid twice, in another layout, and alone, and compares the
@@ -85,7 +86,8 @@ def check_determinism(
       config: the sweep (default ``SweepConfig()``); its epochs, data and optimizer are used as they are, each
         hyperparameter axis at its first value.
       n_models: how many models (at least; rounded up to whole schemes when ``seeds < n_models``).
-      make_model: a custom model factory, as for :func:`run`.
+      make_model: your own model's factory, as ``model`` for :func:`run`.
+      model: the same (``make_model`` is its older name).
       optimizer: your own optimizer, as for :func:`run`.
 
     Returns:
@@ -95,6 +97,10 @@ def check_determinism(
     if not isinstance(config, SweepConfig):
         raise TypeError(f"config must be a SweepConfig, got {type(config).__name__}")
     config.validate()
+    if model is not None:
+        if make_model is not None:
+            raise TypeError("pass the model factory once: model= (make_model= is its older name)")
+        make_model = model
     _check_int("n_models", n_models, minimum=1)
     model = None if make_model else config.model
     labels = [label for label, _ in resolve_schemes(config.schemes, model=model)]
@@ -154,10 +160,11 @@ def check_determinism(
             k = i * sub.seeds + s
             params = initial_params(sub, [(label, s)], make_model=make_model, _setup_cache=setup)
             keys = model_keys(sub.seed, label, s, sub.vary)
-            module = setup.make_model(_kernel_init(scheme), setup.bias_init)
+            variables = jax.tree.map(lambda a: a[0], params)
+            trained, model_state = split_variables(variables)
             alone = train_lib.train_plain(
-                module.apply,
-                jax.tree.map(lambda a: a[0], params),
+                model_fns(setup.make_model, scheme, setup.bias_init),
+                trained,
                 tx,
                 setup.x_train,
                 setup.y_train,
@@ -168,9 +175,10 @@ def check_determinism(
                 data_key=keys.data,
                 dropout_key=keys.dropout,
                 eval_batch_size=sub.eval_batch_size,
+                model_state=model_state,
             )
             vmapped = jax.tree.map(lambda a, k=k: a[k], first.params)
-            worst = max(worst, _max_abs_diff(vmapped, alone.state.params))
+            worst = max(worst, _max_abs_diff(vmapped, state_variables(alone.state)))
             models.append((label, s))
     return DeterminismReport(
         models=tuple(models),

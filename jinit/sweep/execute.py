@@ -26,7 +26,7 @@ from jinit.keys import stream_keys, varies
 from jinit.results import SweepResult
 from jinit.sweep import axes
 from jinit.sweep.assemble import _assemble, _chunk_arrays, load
-from jinit.sweep.config import SweepConfig, _check_int, _kernel_init
+from jinit.sweep.config import SweepConfig, _check_int, recorded
 from jinit.sweep.grid import (
     _check_grid_fits,
     _chunk_index,
@@ -37,8 +37,22 @@ from jinit.sweep.grid import (
     models_per_device,
     state_bytes_per_model,
 )
-from jinit.sweep.program import _init_models, _inner_model_axis, _prepare_inits, _Program, _program
-from jinit.sweep.setup import _check_optimizer, _describe, _make_optimizer, _Setup, _setup
+from jinit.sweep.program import (
+    _init_models,
+    _inner_model_axis,
+    _prepare_inits,
+    _Program,
+    _program,
+    state_variables,
+)
+from jinit.sweep.setup import (
+    _check_optimizer,
+    _describe,
+    _make_optimizer,
+    _Setup,
+    _setup,
+    model_fns,
+)
 from jinit.sweep.signals import SweepInterrupted, _SignalGuard, _Status
 from jinit.sweep.store import (
     _check_shared_folder,
@@ -63,6 +77,7 @@ def run(
     *,
     out: str | os.PathLike | None = None,
     progress: bool = True,
+    model: Callable | None = None,
     make_model: Callable | None = None,
     keep_params: bool = False,
     overwrite: bool = False,
@@ -86,9 +101,15 @@ def run(
       config: the sweep (default: ``SweepConfig()``, a quick sweep on ``digits``).
       out: a run folder to write (config.json first, then chunks as they finish, then the tables).
       progress: show a tqdm progress bar (on stderr).
-      make_model: a custom model factory ``(kernel_init, bias_init) -> flax.linen.Module`` used instead of
-        ``config.model``; its output must be the logits. (Resuming checks its parameter shapes, not its code:
-        pass the same model.)
+      model: your own Flax model instead of ``config.model``, as a factory (:func:`jinit.adapters.model_fns`):
+        linen ``(kernel_init, bias_init) -> nn.Module``, NNX ``(kernel_init, bias_init, rngs) -> nnx.Module``, or
+        one with no init arguments (then only :func:`jinit.rules` schemes can initialize it). BatchNorm
+        statistics are updated by the forward pass, never by the optimizer, and evaluation uses the running
+        averages; a ``train`` / ``deterministic`` argument of ``__call__`` is set for training and evaluation;
+        Dropout gets the ``dropout`` RNG stream in training. The run records the model (``meta["model"]``: kind,
+        class, parameter count, description; ``config.model`` is ``"custom:<class>"``). (Resuming checks its
+        parameter shapes, not its code: pass the same model.)
+      make_model: the older name of ``model``.
       keep_params: also return every model's final variables (numpy, stacked on a leading model axis in grid
         order) as ``result.params``; they are not written to the run folder, so this cannot be combined with
         resuming a folder that already holds finished chunks.
@@ -122,6 +143,7 @@ def run(
         carries on in the background until it ends; its result is discarded.)
     """
     config = SweepConfig() if config is None else config
+    make_model = _model_argument(model, make_model)
     if not isinstance(config, SweepConfig):
         raise TypeError(f"config must be a SweepConfig, got {type(config).__name__}")
     t_start = time.perf_counter()
@@ -158,6 +180,10 @@ def run(
         if group is not None:
             group.fail(e)
         raise
+    if (
+        make_model is not None
+    ):  # the run records the real model, not the built-in models' unused fields
+        config = recorded(config, setup.model_info)
     vary_init, vary_data = varies(config.vary)
     tx, opt_key = _make_optimizer(config, optimizer, setup)
     n_train, n_test = setup.x_train.shape[0], setup.x_test.shape[0]
@@ -267,10 +293,9 @@ def run(
             n_chunks = math.ceil(n_models / csize)
             status.n_chunks, status.epochs = n_chunks, config.epochs
 
-            module = setup.make_model(_kernel_init(setup.schemes[0][1]), setup.bias_init)
             program = _program(
                 (setup.model_key, opt_key),
-                module.apply,
+                model_fns(setup.make_model, setup.schemes[0][1], setup.bias_init),
                 tx,
                 batch_size=config.batch_size,
                 steps_per_epoch=steps_per_epoch,
@@ -301,6 +326,7 @@ def run(
                 "n_chunks": n_chunks,
                 "bytes_per_model_estimate": per_model,
                 "custom_model": make_model is not None,
+                "model": None if setup.model_info is None else setup.model_info._asdict(),
                 "optimizer": (
                     {"name": config.optimizer, "learning_rate": config.learning_rate}
                     if optimizer is None
@@ -475,6 +501,13 @@ def run(
                     _log.warning("could not remove the lock %s (%s)", lock.path, e)
 
 
+def _model_argument(model: Callable | None, make_model: Callable | None) -> Callable | None:
+    """``model=`` (its name since the open engine) or ``make_model=`` (the older name), not both."""
+    if model is not None and make_model is not None:
+        raise TypeError("pass the model factory once: model= (make_model= is its older name)")
+    return model if model is not None else make_model
+
+
 def _progress_bar(*, total: int, initial: int, desc: str):
     """The sweep's tqdm bar on stderr: redrawn live on a terminal or in Jupyter; when stderr is a log file or a
     pipe (a batch job, CI), at most once a minute, so that the log gets a few lines, not thousands of redraws."""
@@ -646,7 +679,7 @@ class _ChunkTrainer:
                     )
                     status.checkpoint = (c, epoch + 1)
                 last_save = time.perf_counter()
-        final = jax.device_get([(st.params, st.diverged_step) for _, st, _ in groups])
+        final = jax.device_get([(state_variables(st), st.diverged_step) for _, st, _ in groups])
         final = jax.tree.map(lambda *xs: np.concatenate(xs), *final)
         return _chunk_arrays(idx, final, logs, self.setup.x_test.shape[0]), final[0]
 

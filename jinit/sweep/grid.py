@@ -14,7 +14,7 @@ import numpy as np
 
 from jinit import train as train_lib
 from jinit.sweep.config import SweepConfig, _check_int
-from jinit.sweep.setup import _abstract_model, _Setup
+from jinit.sweep.setup import _abstract_model, _Setup, linen_module
 
 _log = logging.getLogger("jinit.sweep")
 
@@ -24,7 +24,9 @@ def _tree_bytes(tree) -> int:
 
 
 def _param_and_opt_bytes(variables, tx) -> tuple[int, int]:
-    return _tree_bytes(variables), _tree_bytes(jax.eval_shape(tx.init, variables))
+    """Bytes of a model's variables (parameters and state) and of the optimizer state of its parameters."""
+    params = {"params": variables["params"]}
+    return _tree_bytes(variables), _tree_bytes(jax.eval_shape(tx.init, params))
 
 
 def state_bytes_per_model(setup: _Setup, tx) -> int:
@@ -36,14 +38,28 @@ def state_bytes_per_model(setup: _Setup, tx) -> int:
 def bytes_per_model(config: SweepConfig, setup: _Setup, tx) -> int:
     """Estimated device memory one model of the chunk needs (params, optimizer state, gradients, updates, the
     activations of a training batch kept for the backward pass, and of a test batch)."""
-    module, x1, variables = _abstract_model(setup)
+    fns, x1, variables = _abstract_model(setup)
     p, opt = _param_and_opt_bytes(variables, tx)
+    module = linen_module(setup.make_model, setup.schemes[0][1], setup.bias_init)
+    if module is not None:
 
-    def acts(v, x):
-        return module.apply(v, x, capture_intermediates=True, mutable=["intermediates"])
+        def acts(v, x):
+            return module.apply(v, x, capture_intermediates=True, mutable=["intermediates"])
 
-    _, inter = jax.eval_shape(acts, variables, x1)
-    per_example = _tree_bytes(inter)
+        _, inter = jax.eval_shape(acts, variables, x1)
+        per_example = _tree_bytes(inter)
+    else:  # an NNX model: every value its training-mode forward pass computes (an over-estimate)
+        params = {"params": variables["params"]}
+        state = {k: v for k, v in variables.items() if k != "params"}
+        key = jax.random.PRNGKey(0)
+        jaxpr = jax.make_jaxpr(lambda p, s, x: fns.apply(p, s, x, True, key))(params, state, x1)
+        per_example = sum(
+            int(np.prod(v.aval.shape)) * np.dtype(v.aval.dtype).itemsize
+            for eqn in jaxpr.jaxpr.eqns
+            for v in eqn.outvars
+            if hasattr(v.aval, "shape")
+            and not jax.dtypes.issubdtype(v.aval.dtype, jax.dtypes.prng_key)
+        )
     eval_bs = min(config.eval_batch_size, setup.x_test.shape[0])
     activations = per_example * (3 * config.batch_size + eval_bs)
     return int(3 * p + opt + activations + 4096)

@@ -18,8 +18,8 @@ import numpy as np
 
 from jinit import train as train_lib
 from jinit.keys import stable_hash, varies
-from jinit.sweep.config import SweepConfig, _is_lsuv, _kernel_init, _scheme, resolve_schemes
-from jinit.sweep.setup import _Setup, _setup
+from jinit.sweep.config import SweepConfig, _is_lsuv, _scheme, resolve_schemes
+from jinit.sweep.setup import _Setup, _setup, linen_module, model_fns, variables_init
 
 _log = logging.getLogger("jinit.sweep")
 
@@ -29,7 +29,7 @@ class _Program:
 
     def __init__(
         self,
-        apply_fn,
+        model,
         tx,
         *,
         batch_size,
@@ -40,7 +40,7 @@ class _Program:
         inner_axis=False,
     ):
         self.trainer = train_lib.make_train(
-            apply_fn,
+            model,
             tx,
             batch_size=batch_size,
             steps_per_epoch=steps_per_epoch,
@@ -49,7 +49,9 @@ class _Program:
         )
         epoch = self.trainer.vmapped_epoch(shared_keys=shared, inner_axis=inner_axis)
         self.epoch = jax.jit(epoch, donate_argnums=0)
-        self.init_state = jax.jit(jax.vmap(self.trainer.init))
+        # stacked variables ({"params": ..., "batch_stats": ...}) -> TrainStates (the parameters the optimizer
+        # updates, and the model's state, which only the forward pass changes)
+        self.init_state = jax.jit(jax.vmap(lambda v: self.trainer.init(*split_variables(v))))
         self._compiled: dict[Any, Any] = {}
         self.compile_seconds = 0.0
         self.last_memory: dict[str, int] = {}
@@ -86,6 +88,17 @@ class _Program:
             self.compile_for([args])
         compiled, self.last_memory = self._compiled[sig]
         return compiled(*args)
+
+
+def split_variables(variables) -> tuple[dict, dict]:
+    """A Flax variables dict as ``({"params": ...}, model state)``: what the optimizer trains, and the other
+    collections (BatchNorm's ``batch_stats``), which the forward pass in training updates."""
+    return {"params": variables["params"]}, {k: v for k, v in variables.items() if k != "params"}
+
+
+def state_variables(state) -> dict:
+    """The variables dict of a :class:`jinit.train.TrainState` (its params and model state, joined)."""
+    return {**(state.model_state or {}), **state.params}
 
 
 def _memory_stats(compiled) -> dict[str, int]:
@@ -136,10 +149,8 @@ def _inner_model_axis(platform: str) -> bool:
     return platform != "cpu"
 
 
-def _program(key, apply_fn, tx, **kw) -> _Program:
-    return _cached(
-        _PROGRAMS, (key, tuple(sorted(kw.items()))), lambda: _Program(apply_fn, tx, **kw)
-    )
+def _program(key, model, tx, **kw) -> _Program:
+    return _cached(_PROGRAMS, (key, tuple(sorted(kw.items()))), lambda: _Program(model, tx, **kw))
 
 
 def lsuv_batch(seed: int, x_train: np.ndarray, size: int) -> np.ndarray:
@@ -165,15 +176,17 @@ def _init_fn(model_key, make_model, scheme, bias_init) -> Callable:
     batch for the scheme ``"lsuv"``, else None."""
 
     def make():
-        module = make_model(_kernel_init(scheme), bias_init)
         lsuv = _is_lsuv(scheme)
+        # the model's own init (a linen module's init(key, x) exactly; NNX through jinit.adapters) as variables
+        init = variables_init(model_fns(make_model, scheme, bias_init))
+        module = linen_module(make_model, scheme, bias_init) if lsuv else None
         from jinit.rules import Rules, sweep_init
 
         def init_one(root, h, s, x, batch):
             k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, 0), h), s)
             if isinstance(scheme, Rules):  # per-parameter keys: see jinit.rules
-                return sweep_init(scheme, module, root, s, k, x)
-            return scheme.init(module, k, x, batch) if lsuv else module.init(k, x)
+                return sweep_init(scheme, init, root, s, k, x)
+            return scheme.init(module, k, x, batch) if lsuv else init(k, x)
 
         def init_block(root, h, seeds, x, batch):
             return jax.lax.map(lambda s: init_one(root, h, s, x, batch), seeds)
@@ -209,6 +222,7 @@ def initial_params(
     grid: Sequence[tuple[str, int]] | None = None,
     *,
     make_model: Callable | None = None,
+    model: Callable | None = None,
     _setup_cache: _Setup | None = None,
 ):
     """The stacked initial variables of ``grid``: pairs ``(scheme spec or label, seed number)``, or triples
@@ -217,7 +231,8 @@ def initial_params(
     Args:
       config: the sweep config (its data decides the input shape and number of classes).
       grid: the models; default: the config's full grid (scheme-major, with its axes: :mod:`jinit.sweep.axes`).
-      make_model: a custom model factory, as for :func:`run`.
+      make_model: your own model's factory, as ``model`` for :func:`run`.
+      model: the same (``make_model`` is its older name).
 
     Returns:
       A pytree of numpy arrays with a leading model axis, in ``grid`` order, every kernel multiplied by its
@@ -225,6 +240,10 @@ def initial_params(
     """
     from jinit.sweep import axes
 
+    if model is not None:
+        if make_model is not None:
+            raise TypeError("pass the model factory once: model= (make_model= is its older name)")
+        make_model = model
     setup = _setup_cache or _setup(config, make_model)
     by_label = dict(setup.schemes)
     if grid is None:
