@@ -29,11 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jinit import train as train_lib
+
 #: The SweepConfig fields that may hold several values (grid axes), in grid order.
 AXES = ("learning_rate", "weight_decay", "init_scale")
 
 #: optax's default decoupled weight decay of ``adamw``.
-ADAMW_WEIGHT_DECAY = 1e-4
+ADAMW_WEIGHT_DECAY = train_lib.ADAMW_DEFAULT_WEIGHT_DECAY
 
 
 class Hyper(NamedTuple):
@@ -118,17 +120,6 @@ def check(config: Any) -> None:
             raise ValueError(f"{name} has repeated values {vs!r}")
 
 
-# The named optimizers with the learning rate (and weight decay) as their only arguments, so that
-# ``optax.inject_hyperparams`` injects those and nothing else (b1, eps, momentum stay Python constants).
-def _base(name: str) -> Callable[[Any], optax.GradientTransformation]:
-    return {
-        "adam": lambda lr: optax.adam(lr),
-        "sgd": lambda lr: optax.sgd(lr),
-        "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
-        "rmsprop": lambda lr: optax.rmsprop(lr),
-    }[name]
-
-
 def injected(
     name: str, weight_decay: float | None = None
 ) -> Callable[..., optax.GradientTransformation]:
@@ -140,27 +131,12 @@ def injected(
         decay, or L2 added to the gradient (``optax.add_decayed_weights`` before the optimizer) for the others.
 
     Returns:
-      ``optax.inject_hyperparams`` of the optimizer: call it with ``learning_rate=`` (and ``weight_decay=`` when
-      the optimizer has one) to get a transformation whose ``opt_state.hyperparams`` holds them.
+      ``optax.inject_hyperparams`` of the optimizer (:func:`jinit.train.make_optimizer`'s, with the learning rate
+      and weight decay as its only arguments, so b1, eps and momentum stay constants): call it with
+      ``learning_rate=`` (and ``weight_decay=`` when the optimizer has one) to get a transformation whose
+      ``opt_state.hyperparams`` holds them.
     """
-    if name == "adamw":
-
-        def adamw(learning_rate, weight_decay):
-            return optax.adamw(learning_rate, weight_decay=weight_decay)
-
-        return optax.inject_hyperparams(adamw)
-    base = _base(name)
-    if weight_decay is None:
-
-        def plain(learning_rate):
-            return base(learning_rate)
-
-        return optax.inject_hyperparams(plain)
-
-    def decayed(learning_rate, weight_decay):
-        return optax.chain(optax.add_decayed_weights(weight_decay), base(learning_rate))
-
-    return optax.inject_hyperparams(decayed)
+    return optax.inject_hyperparams(train_lib._injectable(name, weight_decay is not None))
 
 
 def _lr_argument(factory: Callable) -> str:
