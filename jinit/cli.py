@@ -137,7 +137,8 @@ _SWEEP_FLAGS = (
         "--dataset",
         "dataset",
         str,
-        "digits (embedded, offline), mnist, fashion_mnist, cifar10, mnist1d",
+        "digits (embedded, offline), mnist, fashion_mnist, cifar10, mnist1d, or any dataset "
+        "tensorflow-datasets has prepared locally (tfds build NAME --file_format=array_record)",
     ),
     ("--data-dir", "data_dir", str, "folder with the dataset's files (e.g. MNIST's IDX files)"),
     ("--model", "model", str, "mlp or cnn"),
@@ -165,6 +166,19 @@ _SWEEP_FLAGS = (
     ("--target-accuracy", "target_accuracy", float, "accuracy (fraction) for steps-to-target"),
     ("--train-size", "train_size", int, "use only the first N training examples"),
     ("--test-size", "test_size", int, "use only the first N test examples"),
+    (
+        "--val-size",
+        "val_size",
+        int,
+        "hold out N training examples (after --train-size) as a validation set, evaluated beside the test set "
+        "(val_* columns); the same examples for every model, drawn from --seed",
+    ),
+    (
+        "--val-fraction",
+        "val_fraction",
+        float,
+        "or hold out this fraction of the training examples as the validation set",
+    ),
     ("--max-models-per-chunk", "max_models_per_chunk", int, "cap on models trained at once"),
     (
         "--max-memory",
@@ -244,6 +258,13 @@ def _add_sweep(sub) -> None:
     for flag, field, _, help_text in _SWEEP_FLAGS:
         extra = ("--learning-rate",) if field == "learning_rate" else ()
         p.add_argument(flag, *extra, dest=field, default=None, metavar="VALUE", help=help_text)
+    p.add_argument(
+        "--task",
+        default=None,
+        metavar="TASK",
+        help="classification (default for the named datasets: softmax over the classes), binary (one logit, "
+        "labels 0/1) or regression (mean squared error; reported as R^2 and RMSE)",
+    )
     p.add_argument("--out", default=None, help="run folder (default runs/<timestamp>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -497,7 +518,68 @@ def versus_best_table(table) -> str:
     return out.to_string(index=False)
 
 
+def _print_metric_summary(result) -> None:
+    """The summary of a sweep whose metric is not the accuracy (regression, a custom task): the metric's name,
+    its direction and its values in its own units (no percents, no class-agreement columns)."""
+    import pandas as pd
+
+    metric, better = result.metric, "higher" if result.higher_is_better else "lower"
+    table = result.summary()
+
+    def num(v):
+        return "-" if pd.isna(v) else f"{v:.4g}"
+
+    def ci(row):
+        if row["deterministic"]:
+            return "deterministic"
+        return f"[{num(row[f'{metric}_ci95_low'])}, {num(row[f'{metric}_ci95_high'])}]"
+
+    n = table["n"]
+    seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+    cols = {
+        "": ["*" if t else "" for t in table["in_best_set"]],
+        "scheme": table["scheme"],
+        "n": table["n"],
+        f"{metric}_mean": table[f"{metric}_mean"].map(num),
+        "std": table[f"{metric}_std"].map(num),
+        "ci95": [ci(r) for _, r in table.iterrows()],
+        "min": table[f"{metric}_min"].map(num),
+        "max": table[f"{metric}_max"].map(num),
+    }
+    others = [c for c in result.models.columns if c.startswith("final_") and c != f"final_{metric}"]
+    ok = result.models[~result.models["diverged"].astype(bool)]
+    for c in others:  # the other metrics and the losses: mean over the non-diverged seeds
+        means = ok.groupby("scheme")[c].mean()
+        cols[f"{c[len('final_') :]}_mean"] = table["scheme"].map(means).map(num)
+    cols["diverged"] = table["diverged_count"]
+    print(
+        f"final test {metric} over seeds ({better} is better; * = not distinguishable from the best at {seeds} "
+        "seeds: the 95% confidence set for the best scheme)"
+    )
+    print(pd.DataFrame(cols).to_string(index=False))
+    if len(table) > 1:
+        out = pd.DataFrame(
+            {
+                "scheme": table["scheme"],
+                "vs_best": [
+                    "best" if i == 0 else ("not distinguishable" if r["in_best_set"] else "worse")
+                    for i, (_, r) in enumerate(table.iterrows())
+                ],
+                "test": table["test_vs_best"].replace("", "-"),
+                "p_vs_best": table["p_vs_best"].map(num),
+                f"mdd ({metric})": table["mdd_vs_best"].map(num),
+            }
+        )
+        print(
+            f"\nversus the best (worse = outside the 95% confidence set for the best; mdd = smallest gap in "
+            f"{metric} detectable with 80% power at these seeds)"
+        )
+        print(out.to_string(index=False))
+
+
 def _print_summary(result) -> None:
+    if getattr(result, "metric", "accuracy") != "accuracy":
+        return _print_metric_summary(result)
     target = getattr(result.config, "target_accuracy", None)
     table = result.summary()
     accuracy, convergence = summary_tables(table, target=target is not None)
@@ -543,6 +625,8 @@ def _resume_command(args, out) -> str:
     for flag, field, _, _ in _SWEEP_FLAGS:
         if getattr(args, field, None) is not None:
             argv += [flag, getattr(args, field)]
+    if getattr(args, "task", None) is not None:
+        argv += ["--task", args.task]
     argv += ["--out", str(out)]
     if args.checkpoint_every is not None:
         argv += ["--checkpoint-every", args.checkpoint_every]
@@ -589,6 +673,10 @@ def _run_sweep(args) -> int:
     from pathlib import Path
 
     config = _sweep_config(args)
+    if getattr(args, "task", None) is not None:  # a bad name: one line, before anything runs
+        from jinit import train
+
+        train.make_task(args.task)
     checkpoint_every = _checkpoint_every(args.checkpoint_every)
     _join_distributed(args)
     if args.check_determinism:
@@ -611,6 +699,7 @@ def _run_sweep(args) -> int:
             overwrite=args.overwrite,
             checkpoint_every=checkpoint_every,
             save_params=args.save_params,
+            task=getattr(args, "task", None),
         )
     except sweep.SweepInterrupted as e:
         print(f"jinit sweep: {e}", file=sys.stderr)
@@ -619,7 +708,8 @@ def _run_sweep(args) -> int:
     m = result.meta
     print(
         f"{m['n_models']} models ({len(m['schemes'])} schemes x {config.seeds} seeds), {config.epochs} "
-        f"epoch(s) on {m['dataset']} ({m['n_train']} train / {m['n_test']} test), "
+        f"epoch(s) on {m['dataset']} ({m['n_train']} train / "
+        f"{str(m['n_val']) + ' validation / ' if 'n_val' in m else ''}{m['n_test']} test), "
         f"{m['device_count']} {m['platform']} device(s): compile {m['compile_seconds']:.1f} s, "
         f"train {m['train_seconds']:.1f} s, wall {m['wall_seconds']:.1f} s"
     )
@@ -659,16 +749,35 @@ def _run_report(args) -> int:
         from jinit import metrics
 
         for name in args.compare:
-            metrics.scheme_accuracies(result.models, name)
+            metrics.scheme_accuracies(result.models, name, column=f"final_{result.metric}")
     _print_summary(result)
     if getattr(args, "compare", None):
-        _print_comparison(result.models, *args.compare, vary=result.config.vary)
+        if result.metric != "accuracy":
+            _print_metric_comparison(result, *args.compare)
+        else:
+            _print_comparison(result.models, *args.compare, vary=result.config.vary)
     for path in plots.save_all(result, args.run):
         print(f"wrote {path}")
     return 0
 
 
 _SUBCOMMANDS.append(_add_report)
+
+
+def _print_metric_comparison(result, a: str, b: str) -> None:
+    """``jinit report --compare`` of a sweep whose metric is not the accuracy, in the metric's units."""
+    r = result.compare(a, b)
+    metric = result.metric
+    why = "paired by seed" if r.paired else "unpaired: seed s of A and of B share nothing"
+    better = "higher" if result.higher_is_better else "lower"
+    print(
+        f"\n{a} vs {b} (final test {metric}, {better} is better, {r.n_a} vs {r.n_b} seeds, {why}):"
+    )
+    print(
+        f"  difference of means (A - B): {r.diff:+.4g}, 95% CI [{r.ci_low:+.4g}, {r.ci_high:+.4g}]"
+    )
+    verdict = "significant" if r.p_value < 0.05 else "not distinguishable"
+    print(f"  {r.test}: p = {r.p_value:.3g} ({verdict} at 5%); {r.rank_test}: p = {r.p_rank:.3g}")
 
 
 def _print_comparison(models, a: str, b: str, vary: str = "init") -> None:

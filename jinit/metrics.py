@@ -48,6 +48,7 @@ References:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -531,13 +532,14 @@ def _welch_se_df(var_a: float, var_b: float, na: float, nb: float) -> tuple[floa
     return se, float(df)
 
 
-def scheme_accuracies(models: pd.DataFrame, scheme: Any) -> pd.Series:
+def scheme_accuracies(models: pd.DataFrame, scheme: Any, *, column: str | None = None) -> pd.Series:
     """The final test accuracies of one scheme's non-diverged models, indexed by seed.
 
     Args:
       models: one row per model with columns ``scheme, seed, diverged`` and ``final_accuracy`` (or
         ``test_accuracy``), as in a run folder's ``models.csv``.
       scheme: the scheme's name.
+      column: the metric's column instead (e.g. ``final_r2`` of a regression sweep; ``result.metric``).
 
     Returns:
       A float Series indexed by seed.
@@ -545,11 +547,11 @@ def scheme_accuracies(models: pd.DataFrame, scheme: Any) -> pd.Series:
     Raises:
       ValueError: for a scheme that is not in the table (listing those that are) or missing columns.
     """
-    col = _acc_column(models)
+    col = _acc_column(models) if column is None else column
     missing = {"scheme", "seed"} - set(models.columns)
-    if col is None or missing:
+    if col is None or col not in models.columns or missing:
         raise ValueError(
-            f"models table needs scheme, seed and final_accuracy columns; has {list(models.columns)}"
+            f"models table needs scheme, seed and {col or 'final_accuracy'} columns; has {list(models.columns)}"
         )
     known = list(dict.fromkeys(models["scheme"]))
     if scheme not in known:
@@ -570,6 +572,7 @@ def compare_schemes(
     vary: str = "init",
     paired: bool | None = None,
     level: float = 0.95,
+    column: str | None = None,
 ) -> Comparison:
     """:func:`compare` of two schemes of a run: final accuracy of ``a`` minus that of ``b``.
 
@@ -585,6 +588,9 @@ def compare_schemes(
       vary: the sweep's ``vary`` (``result.config.vary``).
       paired: overrides what ``vary`` implies (``None``: follow ``vary``).
       level: confidence level.
+      column: the metric compared instead of the accuracy (e.g. ``final_rmse``): ``diff`` is then A's mean
+        minus B's in that metric's units, and ``p_a_gt_b`` the probability that A's value is the higher one
+        (for a lower-is-better metric, the probability that A is worse).
 
     Returns:
       A :class:`Comparison` (its ``test`` names the test used).
@@ -598,7 +604,8 @@ def compare_schemes(
       ("Welch's t-test", 0.857, 1.0)
     """
     pair = paired_seeds(vary) if paired is None else bool(paired)
-    xa, xb = scheme_accuracies(models, a), scheme_accuracies(models, b)
+    xa = scheme_accuracies(models, a, column=column)
+    xb = scheme_accuracies(models, b, column=column)
     if pair:
         xa, xb = _common_seeds(xa, xb)
     return compare(xa, xb, paired=pair, level=level)
@@ -1209,6 +1216,8 @@ def summarize(
     paired: bool = False,
     detect_difference: float = 0.01,
     alpha: float = 0.05,
+    metric: str = "accuracy",
+    higher_is_better: bool = True,
 ) -> pd.DataFrame:
     """One row per scheme of accuracy, convergence, agreement and noise statistics (``summary.csv``).
 
@@ -1239,9 +1248,18 @@ def summarize(
         under the default ``vary="init"``).
       detect_difference: the accuracy gap (fraction) for the ``seeds_to_detect`` column.
       alpha: level of the confidence set for the best (``1 - alpha`` coverage).
+      metric: the metric summarized instead of the accuracy, for a task that is not classification (the
+        sweep's ``result.metric``: ``r2``, a custom metric's name): read from ``models["final_<metric>"]``; the
+        ``acc_*`` columns are then named ``<metric>_*`` (``r2_mean``, ``r2_ci95_low``, ...), ``detect_difference``
+        is in the metric's units, and the columns that need class predictions (``collapsed_count``,
+        ``not_above_majority_count``, ``churn``, ``churn_error_ratio``, ``noise_floor``, ``noise_floor_ratio``)
+        and the steps-to-target ones are NaN; ``failure_rate`` counts the diverged models only.
+      higher_is_better: the metric's direction. For a lower-is-better metric the best scheme is the one with
+        the LOWEST mean, the rows are ordered lowest first, and the tests against the best and the best set are
+        those of the negated metric (the same p-values; ``poi_vs_best`` is the probability of being better).
 
     Returns:
-      A DataFrame with the columns of :data:`SUMMARY_COLUMNS`, in that order.
+      A DataFrame with the columns of :data:`SUMMARY_COLUMNS`, in that order (renamed as said for ``metric``).
 
     Raises:
       ValueError: for missing columns, mismatched shapes or a bad ``num_classes`` / ``target_accuracy`` /
@@ -1249,7 +1267,9 @@ def summarize(
     """
     if not 0.0 < float(alpha) < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if not 0.0 < float(detect_difference) <= 1.0:
+    other = metric != "accuracy" or not higher_is_better  # not the accuracy of class predictions
+    sign = 1.0 if higher_is_better else -1.0
+    if not 0.0 < float(detect_difference) <= (math.inf if other else 1.0):
         raise ValueError(f"detect_difference is an accuracy gap in (0, 1], got {detect_difference}")
     if ci_method not in _CI_METHODS:
         raise ValueError(f"unknown ci_method {ci_method!r}; valid: {', '.join(_CI_METHODS)}")
@@ -1259,31 +1279,52 @@ def summarize(
         raise ValueError(
             f"models table lacks column(s) {sorted(missing)}; has {list(models.columns)}"
         )
-    if int(num_classes) < 2:
+    if other and f"final_{metric}" not in models.columns:
+        raise ValueError(
+            f"models table lacks the column final_{metric} of the metric {metric!r}; has {list(models.columns)}"
+        )
+    if not other and int(num_classes) < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if target_accuracy is not None and not 0.0 <= float(target_accuracy) <= 1.0:
         raise ValueError(f"target_accuracy is a fraction in [0, 1], got {target_accuracy}")
     preds = np.asarray(predictions)
     y = np.asarray(y_test)
-    if preds.ndim != 2 or preds.shape[0] != len(models) or y.shape != (preds.shape[1],):
+    if other:
+        if preds.ndim < 2 or preds.shape[0] != len(models) or y.shape[0] != preds.shape[1]:
+            raise ValueError(
+                f"predictions must be [models={len(models)}, n_test, ...] and y_test [n_test, ...]; got "
+                f"{preds.shape} and {y.shape}"
+            )
+    elif preds.ndim != 2 or preds.shape[0] != len(models) or y.shape != (preds.shape[1],):
         raise ValueError(
             f"predictions must be [models={len(models)}, n_test] and y_test [n_test]; got {preds.shape} and {y.shape}"
         )
     if len(curves):
-        cmissing = {"scheme", "seed", "step", "epoch", "train_loss", "test_accuracy"} - set(
-            curves.columns
+        cmissing = {"scheme", "seed", "step", "epoch", "train_loss"} | (
+            set() if other else {"test_accuracy"}
         )
+        cmissing -= set(curves.columns)
         if cmissing:
             raise ValueError(
                 f"curves table lacks column(s) {sorted(cmissing)}; has {list(curves.columns)}"
             )
 
     models = models.reset_index(drop=True)
-    correct = preds == y[None, :]
-    acc_col = _acc_column(models)
-    acc_all = models[acc_col].to_numpy(np.float64) if acc_col else correct.mean(axis=1)
+    if other:  # the metric, negated when lower is better: the best is the highest below
+        correct = None
+        acc_all = sign * models[f"final_{metric}"].to_numpy(np.float64)
+        target_accuracy = None
+    else:
+        correct = preds == y[None, :]
+        acc_col = _acc_column(models)
+        acc_all = models[acc_col].to_numpy(np.float64) if acc_col else correct.mean(axis=1)
     diverged_all = models["diverged"].fillna(True).to_numpy(bool) | ~np.isfinite(acc_all)
-    fail = failures(preds, y, diverged_all)
+    if other:
+        fail = pd.DataFrame(
+            {"failed": diverged_all, "collapsed": False, "not_above_majority": False}
+        )
+    else:
+        fail = failures(preds, y, diverged_all)
     shas = models["param_sha256"].to_numpy() if "param_sha256" in models.columns else None
     nan = float("nan")
 
@@ -1324,6 +1365,18 @@ def summarize(
                 curves, scheme, models["seed"].to_numpy()[idx], set(seeds), target_accuracy
             )
         )
+        if other:  # these need class predictions
+            for col in (
+                "collapsed_count",
+                "not_above_majority_count",
+                "churn",
+                "churn_error_ratio",
+                "noise_floor",
+                "noise_floor_ratio",
+            ):
+                row[col] = nan
+            rows.append(row)
+            continue
         c = churn(preds[ok])
         err = 1.0 - ci.mean
         row["churn"] = c
@@ -1339,7 +1392,28 @@ def summarize(
     out = out.sort_values("acc_mean", ascending=False, na_position="last", kind="stable")
     out = out.reset_index(drop=True)
     out = out.join(_versus_best(out, per_scheme_acc, paired, detect_difference, alpha))
-    return out[list(SUMMARY_COLUMNS)]
+    out = out[list(SUMMARY_COLUMNS)]
+    if other:
+        out = _metric_summary(out, metric, sign)
+    return out
+
+
+def _metric_summary(out: pd.DataFrame, metric: str, sign: float) -> pd.DataFrame:
+    """:func:`summarize`'s table of a metric that is not the accuracy: the values back in the metric's sign (for
+    a lower-is-better metric they were negated, so the interval ends and min / max swap) and the ``acc_*``
+    columns named ``<metric>_*``."""
+    out = out.copy()
+    if sign < 0:
+        for c in ("acc_mean", "acc_median", "acc_iqm"):
+            out[c] = -out[c]
+        for lo, hi in (
+            ("acc_ci95_low", "acc_ci95_high"),
+            ("acc_iqm_ci95_low", "acc_iqm_ci95_high"),
+            ("acc_min", "acc_max"),
+        ):
+            low, high = -out[hi], -out[lo]
+            out[lo], out[hi] = low, high
+    return out.rename(columns=lambda c: f"{metric}_{c[4:]}" if c.startswith("acc_") else c)
 
 
 def _versus_best(

@@ -107,6 +107,12 @@ def _axes(ax: Any, figsize: tuple[float, float]) -> tuple[Any, Any]:
     return ax.figure, ax
 
 
+def _metric(result: Any) -> str:
+    """The sweep's primary metric (``result.metric``: ``accuracy`` for classification, ``r2`` for regression, a
+    custom task's metric name)."""
+    return str(getattr(result, "metric", "accuracy") or "accuracy")
+
+
 def _chance(result: Any) -> float:
     return 1.0 / max(int(getattr(result, "num_classes", 10) or 10), 1)
 
@@ -158,7 +164,7 @@ def curves(
     result: Any,
     schemes: str | Sequence[str] | None = None,
     *,
-    metric: str = "test_accuracy",
+    metric: str | None = None,
     ax: Any = None,
     logy: bool | None = None,
     ylim: Any = "auto",
@@ -170,7 +176,9 @@ def curves(
       result: a :class:`~jinit.results.SweepResult`.
       schemes: a scheme name or a list of them (in the legend's order); default all, best mean accuracy first.
       metric: a column of ``result.curves`` (``test_accuracy``, ``train_accuracy``, ``test_loss``,
-        ``train_loss``), or ``accuracy`` / ``loss`` for test (solid) and training (dashed) together. Training
+        ``train_loss``; ``val_*`` with a validation split; for another task its metric's columns, e.g.
+        ``test_r2``, ``test_rmse``), or ``accuracy`` / ``loss`` (or the task's metric, e.g. ``r2``) for test
+        (solid) and training (dashed) together; default: ``test_<result.metric>`` (``test_accuracy``). Training
         values are the running means over the steps of each logging interval (as Keras reports them); test values
         are measured on the whole test set at each point.
       ax: a matplotlib Axes to draw on (default: a new figure).
@@ -185,9 +193,19 @@ def curves(
     Raises:
       ValueError: for an unknown metric or scheme (naming the valid ones).
     """
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
-    columns = [f"test_{metric}", f"train_{metric}"] if metric in ("accuracy", "loss") else [metric]
+    primary = _metric(result)
+    metric = f"test_{primary}" if metric is None else metric
+    valid = list(METRICS) if primary == "accuracy" else []
+    valid += [
+        c
+        for c in result.curves.columns
+        if c.startswith(("train_", "test_", "val_")) and c not in valid
+    ]
+    valid += [m for m in ("loss", primary) if m not in valid]
+    if metric not in valid:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(valid)}")
+    bare = metric in ("accuracy", "loss", primary)
+    columns = [f"test_{metric}", f"train_{metric}"] if bare else [metric]
     trained = result.curves[result.curves["step"] > 0] if len(result.curves) else result.curves
     missing = [c for c in columns if c not in trained.columns or trained[c].isna().all()]
     if missing:
@@ -196,6 +214,9 @@ def curves(
             f"they have: {', '.join(c for c in result.curves.columns if c in METRICS)}"
         )
     is_loss = metric.endswith("loss")
+    is_acc = metric.endswith(
+        "accuracy"
+    )  # a fraction with a chance level: the fitted range and percents
     logy = is_loss if logy is None else bool(logy)
     order = _schemes(result, schemes)
     data: pd.DataFrame = result.curves
@@ -229,7 +250,7 @@ def curves(
             means[column][scheme] = mean.to_numpy(float)
             epochs[column][scheme] = x
     shown = None
-    if not is_loss:
+    if is_acc:
         # the range covers the training part of the curves; the point at init (chance) may sit below it
         trained = {
             f"{c}/{s}": v[epochs[c][s] > 0] if (epochs[c][s] > 0).any() else v
@@ -300,6 +321,7 @@ def final_accuracy(
       A matplotlib Figure.
     """
     models = result.models
+    metric = _metric(result)
     diverged = _diverged_counts(result)
     order = _schemes(result, schemes)
     own = ax is None
@@ -308,7 +330,7 @@ def final_accuracy(
     data = []
     for scheme in order:
         sub = models[(models["scheme"] == scheme) & ~models["diverged"].astype(bool)]
-        data.append(sub["final_accuracy"].to_numpy(float))
+        data.append(sub[f"final_{metric}"].to_numpy(float))
     positions = np.arange(1, len(order) + 1)
     nonempty = [i for i, d in enumerate(data) if d.size]
     if nonempty:
@@ -324,10 +346,12 @@ def final_accuracy(
     ax.set_xticks(positions)
     ax.set_xticklabels([_label(s, diverged) for s in order], rotation=30, ha="right", fontsize=8)
     # a scheme's "final value" for the range is its median (robust_range reads the last entry)
-    auto = robust_range(
-        {s: np.append(d, np.median(d)) for s, d in zip(order, data, strict=True) if d.size},
-        chance=_chance(result),
-    )
+    auto = None
+    if metric == "accuracy":
+        auto = robust_range(
+            {s: np.append(d, np.median(d)) for s, d in zip(order, data, strict=True) if d.size},
+            chance=_chance(result),
+        )
     shown = _set_ylim(ax, ylim, auto)
     if shown is not None:
         for pos, d in zip(positions, data, strict=True):
@@ -340,9 +364,9 @@ def final_accuracy(
                     ha="center",
                     fontsize=8,
                 )
-    ax.set_ylabel("final test accuracy")
+    ax.set_ylabel(f"final test {metric}")
     ax.set_title(
-        f"Final test accuracy per scheme (one point per seed)\n{_title(result)}", fontsize=10
+        f"Final test {metric} per scheme (one point per seed)\n{_title(result)}", fontsize=10
     )
     ax.grid(axis="y", alpha=0.3)
     if own:
@@ -352,12 +376,16 @@ def final_accuracy(
 
 def save_all(result: Any, folder: str | os.PathLike | None = None) -> list[Path]:
     """Writes ``accuracy_curves.png`` and ``final_accuracy.png`` (atomically) into ``folder`` (default: the
-    result's run folder) and returns their paths."""
+    result's run folder) and returns their paths; for a task whose metric is not the accuracy they are named by
+    its metric (``r2_curves.png``, ``final_r2.png``)."""
     folder = Path(folder if folder is not None else result.path)
     written = []
+    metric = _metric(
+        result
+    )  # another task's figures are named by its metric: r2_curves.png, final_r2.png
     for name, make in (
-        ("accuracy_curves.png", accuracy_curves),
-        ("final_accuracy.png", final_accuracy),
+        (f"{metric}_curves.png", accuracy_curves),
+        (f"final_{metric}.png", final_accuracy),
     ):
         fig = make(result)
         try:

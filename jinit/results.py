@@ -14,6 +14,11 @@ A run folder holds
   Statistics (:meth:`SweepResult.summary`) are over the points after it;
 * ``models.csv``: one row per model: ``scheme, seed, final_accuracy, final_test_loss, diverged, diverged_step``
   (``-1`` when it did not diverge) and ``param_sha256`` (:func:`jinit.metrics.param_sha256` of its final params);
+* for a task other than classification (``meta["task"]``: name, metrics, primary metric, direction) the
+  ``accuracy`` columns are named by its metrics instead (regression: ``train_r2, test_r2, test_rmse`` and
+  ``final_r2, final_rmse``; a custom metric ``mae``: ``test_mae``, ``final_mae``), and ``predictions`` are its float
+  outputs (``[n_models, n_test]`` or ``[n_models, n_test, d]``); with a validation set (``meta["n_val"]``) the
+  curves also have ``val_loss, val_<metric>...`` and ``models.csv`` ``final_val_<metric>..., final_val_loss``;
 * ``summary.csv``: :func:`jinit.metrics.summarize` of the above, one row per scheme;
 * ``predictions.npz``: ``predictions`` ``[n_models, n_test]`` (row ``i`` is model ``i`` of ``models.csv``) and
   ``y_test``;
@@ -271,17 +276,49 @@ class SweepResult:
         curves = self.curves
         if len(curves) and "step" in curves.columns:
             curves = curves[curves["step"] > 0]
+        task = {}
+        if self.task_name not in (
+            "classification",
+            "binary",
+        ):  # else: the accuracy summary, as before tasks
+            task = {"metric": self.metric, "higher_is_better": self.higher_is_better}
         return metrics.summarize(
             curves,
             self.models,
             self.predictions,
             self.y_test,
             num_classes=self.num_classes,
-            target_accuracy=getattr(self.config, "target_accuracy", None),
+            target_accuracy=getattr(self.config, "target_accuracy", None) if not task else None,
             ci_method=ci_method,
             paired=metrics.paired_seeds(getattr(self.config, "vary", "init")),
             detect_difference=detect_difference,
+            **task,
         )
+
+    @property
+    def task_name(self) -> str:
+        """The task the models were trained for (``meta["task"]["name"]``): ``classification`` (also for run
+        folders written before tasks existed), ``binary``, ``regression`` or ``custom``."""
+        task = self.meta.get("task") if isinstance(self.meta, dict) else None
+        return (
+            str(task.get("name", "classification")) if isinstance(task, dict) else "classification"
+        )
+
+    @property
+    def metric(self) -> str:
+        """The primary metric's column suffix: ``accuracy`` (classification, binary), ``r2`` (regression), a custom
+        task's metric name; its columns are ``test_<metric>`` (curves) and ``final_<metric>`` (models)."""
+        task = self.meta.get("task") if isinstance(self.meta, dict) else None
+        name = task.get("primary") if isinstance(task, dict) else None
+        if not name:
+            return "accuracy"
+        return f"metric_{name}" if name == "loss" else str(name)
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether a higher primary metric is better (``meta["task"]["higher_is_better"]``; True by default)."""
+        task = self.meta.get("task") if isinstance(self.meta, dict) else None
+        return bool(task.get("higher_is_better", True)) if isinstance(task, dict) else True
 
     def compare(self, a: Any, b: Any, **kwargs: Any) -> Any:
         """Scheme ``a`` against scheme ``b`` on final test accuracy: :func:`jinit.metrics.compare_schemes` of this
@@ -308,6 +345,8 @@ class SweepResult:
                 f"scheme(s) {', '.join(map(repr, bad))} not in this sweep; its schemes: {', '.join(present)}"
             )
         kwargs.setdefault("vary", getattr(self.config, "vary", "init"))
+        if self.metric != "accuracy":
+            kwargs.setdefault("column", f"final_{self.metric}")
         return metrics.compare_schemes(self.models, a, b, **kwargs)
 
     def plot(self, kind: str = "curves", schemes: Any = None, **kwargs: Any) -> Any:
@@ -364,10 +403,16 @@ class SweepResult:
             "tied_with_best",
         ]
         table = self.summary()
+        metric = self.metric
+        if (
+            metric != "accuracy"
+        ):  # the task's metric: r2_mean, ... (never "accuracy" for a regression)
+            cols = [f"{metric}_{c[4:]}" if c.startswith("acc_") else c for c in cols]
         table = table[[c for c in cols if c in table.columns]]
+        units = "accuracies are fractions" if metric == "accuracy" else f"final test {metric}"
         return (
             f"<div><p>{head}</p>{table.to_html(index=False, float_format=lambda v: f'{v:.4f}')}"
-            "<p>accuracies are fractions; <code>.summary()</code> has every column, <code>.compare(a, b)"
+            f"<p>{units}; <code>.summary()</code> has every column, <code>.compare(a, b)"
             "</code> tests two schemes, <code>.plot()</code> draws the curves</p></div>"
         )
 
@@ -469,12 +514,10 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
         name = "predictions.npz"
         arrays = read_npz(path / name)
         predictions, y_test = arrays["predictions"], arrays["y_test"]
-        if list(curves.columns) != list(CURVE_COLUMNS) or list(models.columns) != list(
-            MODEL_COLUMNS
-        ):
+        if not _expected_columns(curves, models, doc.get("meta")):
             name = "results.csv / models.csv"
             raise ValueError("unexpected columns")
-        if predictions.ndim != 2 or predictions.shape != (len(models), y_test.shape[0]):
+        if predictions.ndim < 2 or predictions.shape[:2] != (len(models), y_test.shape[0]):
             raise ValueError(f"predictions {predictions.shape} do not match {len(models)} models")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path / name} is missing; {rebuild}") from None
@@ -492,6 +535,30 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
         "predictions": predictions,
         "y_test": y_test,
     }
+
+
+def _expected_columns(curves: pd.DataFrame, models: pd.DataFrame, meta: Any) -> bool:
+    """Whether the tables have the columns of their sweep: exactly :data:`CURVE_COLUMNS` and
+    :data:`MODEL_COLUMNS` for a classification sweep without validation; for another task (``meta["task"]``) or
+    with a validation set, the columns named by its metrics (``test_r2``, ``final_val_loss``, ...) instead of or
+    beside the accuracy ones."""
+    if list(curves.columns) == list(CURVE_COLUMNS) and list(models.columns) == list(MODEL_COLUMNS):
+        return True
+    task = meta.get("task") if isinstance(meta, dict) else None
+    names = task.get("metrics") if isinstance(task, dict) else None
+    if not isinstance(names, list) or not names:
+        names = ["accuracy"]
+    names = [f"metric_{m}" if m == "loss" else str(m) for m in names]
+    splits = ["test"] + (["val"] if isinstance(meta, dict) and "n_val" in meta else [])
+    curve_cols = ["scheme", "seed", "epoch", "step", "train_loss", f"train_{names[0]}"]
+    model_cols = ["scheme", "seed"]
+    for split in splits:
+        curve_cols += [f"{split}_loss"] + [f"{split}_{m}" for m in names]
+        pre = "final_" if split == "test" else "final_val_"
+        model_cols += [f"{pre}{m}" for m in names] + [f"final_{split}_loss"]
+    curve_cols.append("diverged")
+    model_cols += ["diverged", "diverged_step", "param_sha256"]
+    return set(curve_cols) <= set(curves.columns) and set(model_cols) <= set(models.columns)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -512,6 +579,8 @@ OWNED_FILES = (
     "predictions.npz",
     "accuracy_curves.png",
     "final_accuracy.png",
+    "r2_curves.png",  # a regression's figures (jinit.plots.save_all names them by the task's metric)
+    "final_r2.png",
 )
 OWNED_DIRS = (CHUNKS_DIR, CHECKPOINTS_DIR, PARAMS_DIR)
 _EPOCH_DIR = re.compile(r"epoch_(\d+)")

@@ -659,8 +659,14 @@ def test_numpy_scalars_and_dataset_spellings_that_data_load_accepts(tmp_path):
     assert cfg.dataset == "digits" and cfg == sweep.SweepConfig(target_accuracy=0.5)
     assert sweep.SweepConfig(dataset="MNIST").dataset == "mnist"
     assert sweep.SweepConfig(dataset="fashion-mnist").dataset == "fashion_mnist"
+    sweep.SweepConfig(
+        dataset="mnsit"
+    ).validate()  # any name data.load may know (tfds): the loader names it
     with pytest.raises(ValueError, match="unknown dataset 'mnsit'"):
-        sweep.SweepConfig(dataset="mnsit").validate()
+        sweep.run(sweep.SweepConfig(dataset="mnsit"), out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(TypeError, match="dataset must be a dataset name"):
+        sweep.SweepConfig(dataset=7).validate()
 
 
 def test_a_linked_table_is_never_replaced(tmp_path, finished, capsys):

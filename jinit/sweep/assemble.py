@@ -15,33 +15,42 @@ from jinit.results import SweepResult
 from jinit.sweep.config import SweepConfig
 
 
-def _chunk_arrays(
-    idx: list[int], final, logs: list[train_lib.EpochLogs], n_test: int
-) -> dict[str, np.ndarray]:
+def _chunk_arrays(idx: list[int], final, logs: list[dict], n_test: int) -> dict[str, np.ndarray]:
+    """A chunk file's arrays from its epochs' flat logs (:func:`jinit.sweep.store._flat_logs`): the curves
+    concatenated over epochs, the values at initialization from epoch 0, the final predictions."""
     from jinit import metrics
 
     params, diverged_step = final
     n = len(idx)
-    cat = {
-        f: np.concatenate([getattr(ep, f) for ep in logs], axis=1)[:n]
-        for f in ("step", "train_loss", "test_loss", "test_accuracy", "train_accuracy")
-    }
-    preds = logs[-1].predictions[:n, :n_test]  # drop padded models and padded test rows
+    inits = [f for f in logs[0] if f.startswith("init_")]
+    curves = [f for f in logs[0] if f not in inits and f != "predictions"]
+    cat = {f: np.concatenate([np.asarray(ep[f]) for ep in logs], axis=1)[:n] for f in curves}
+    preds = np.asarray(logs[-1]["predictions"])[:n, :n_test]  # drop padded models and test rows
     shas = [metrics.param_sha256(jax.tree.map(lambda a, i=i: a[i], params)) for i in range(n)]
-    return {
-        "model_index": np.asarray(idx, np.int64),
-        "step": cat["step"].astype(np.int64),
-        "train_loss": cat["train_loss"].astype(np.float32),
-        "test_loss": cat["test_loss"].astype(np.float32),
-        "test_accuracy": cat["test_accuracy"].astype(np.float32),
-        "train_accuracy": cat["train_accuracy"].astype(np.float32),
-        # the models at initialization, measured in epoch 0's program (NaN in later epochs' logs)
-        "init_test_loss": np.asarray(logs[0].init_test_loss[:n], np.float32),
-        "init_test_accuracy": np.asarray(logs[0].init_test_accuracy[:n], np.float32),
-        "diverged_step": np.asarray(diverged_step[:n], np.int64),
-        "predictions": preds,
-        "param_sha256": np.asarray(shas),
-    }
+    out = {"model_index": np.asarray(idx, np.int64), "step": cat.pop("step").astype(np.int64)}
+    out.update({f: v.astype(np.float32) for f, v in cat.items()})
+    # the models at initialization, measured in epoch 0's program (NaN in later epochs' logs)
+    out.update({f: np.asarray(logs[0][f], np.float32)[:n] for f in inits})
+    out["diverged_step"] = np.asarray(diverged_step[:n], np.int64)
+    out["predictions"] = preds
+    out["param_sha256"] = np.asarray(shas)
+    return out
+
+
+#: Column names a metric cannot take (its columns would clash with the loss columns): ``test_loss`` is the loss.
+_RESERVED_METRIC_NAMES = ("loss",)
+
+
+def metric_column(name: str) -> str:
+    """The column suffix of a metric: its name (``accuracy``, ``r2``, ``rmse``, a custom metric's name), or
+    ``metric_<name>`` for a name that would clash with the loss columns (a custom task whose metric is its loss,
+    named ``loss``: ``test_metric_loss``, ``final_metric_loss``)."""
+    return f"metric_{name}" if name in _RESERVED_METRIC_NAMES else name
+
+
+def _task_of(setup) -> tuple[str, tuple[str, ...]]:
+    task = setup.task or train_lib.classification()
+    return task.name, tuple(metric_column(m) for m in task.metric_names)
 
 
 def _assemble(config, setup, grid, chunks, steps_per_epoch, meta) -> SweepResult:
@@ -55,20 +64,37 @@ def _assemble(config, setup, grid, chunks, steps_per_epoch, meta) -> SweepResult
     schemes = np.asarray([label for label, _, _ in grid], dtype=object)
     seeds = np.asarray([s for _, _, s in grid], np.int64)
     n_models, n_evals = cat["step"].shape
-    f64 = {
-        k: cat[k].astype(np.float64)
-        for k in ("train_loss", "test_loss", "test_accuracy", "train_accuracy")
+    task_name, names = _task_of(setup)
+    primary, secondary = names[0], names[1:]
+    task_raw = setup.task.metric_names if setup.task is not None else ("accuracy",)
+    # public column -> chunk array (the primary metric is held in the "*accuracy" arrays, as in train.EpochLogs)
+    sources = {
+        "train_loss": "train_loss",
+        f"train_{primary}": "train_accuracy",
+        "test_loss": "test_loss",
+        f"test_{primary}": "test_accuracy",
+        **{f"test_{c}": f"test_metric_{m}" for c, m in zip(secondary, task_raw[1:], strict=True)},
     }
+    if "val_loss" in cat:
+        sources.update(
+            {
+                "val_loss": "val_loss",
+                f"val_{primary}": "val_accuracy",
+                **{
+                    f"val_{c}": f"val_metric_{m}"
+                    for c, m in zip(secondary, task_raw[1:], strict=True)
+                },
+            }
+        )
+    f64 = {col: cat[src].astype(np.float64) for col, src in sources.items()}
     div = cat["diverged_step"]
     steps = cat["step"]
     # every model's curve starts with the point at initialization (epoch 0, step 0: test metrics measured before
     # the first step; the training columns are running means over steps, so there are none yet: NaN)
     nan = np.full((n_models, 1), np.nan)
     at_init = {
-        "train_loss": nan,
-        "test_loss": cat["init_test_loss"].astype(np.float64)[:, None],
-        "test_accuracy": cat["init_test_accuracy"].astype(np.float64)[:, None],
-        "train_accuracy": nan,
+        col: nan if col.startswith("train_") else cat[f"init_{src}"].astype(np.float64)[:, None]
+        for col, src in sources.items()
     }
     steps = np.concatenate([np.zeros((n_models, 1), steps.dtype), steps], axis=1)
     cols = {k: np.concatenate([at_init[k], f64[k]], axis=1) for k in f64}
@@ -79,27 +105,35 @@ def _assemble(config, setup, grid, chunks, steps_per_epoch, meta) -> SweepResult
             "seed": np.repeat(seeds, n_points),
             "epoch": (steps / steps_per_epoch).reshape(-1),
             "step": steps.reshape(-1),
-            "train_loss": cols["train_loss"].reshape(-1),
-            "train_accuracy": cols["train_accuracy"].reshape(-1),
-            "test_loss": cols["test_loss"].reshape(-1),
-            "test_accuracy": cols["test_accuracy"].reshape(-1),
+            **{k: v.reshape(-1) for k, v in cols.items()},
             "diverged": ((div[:, None] >= 0) & (div[:, None] <= steps)).reshape(-1),
         }
     )
+    final = {f"final_{c}": f64[f"test_{c}"][:, -1] for c in names}
+    final["final_test_loss"] = f64["test_loss"][:, -1]
+    if "val_loss" in cat:
+        final.update({f"final_val_{c}": f64[f"val_{c}"][:, -1] for c in names})
+        final["final_val_loss"] = f64["val_loss"][:, -1]
     models = pd.DataFrame(
         {
             "scheme": schemes,
             "seed": seeds,
-            "final_accuracy": f64["test_accuracy"][:, -1],
-            "final_test_loss": f64["test_loss"][:, -1],
+            **final,
             "diverged": div >= 0,
             "diverged_step": div,
             "param_sha256": cat["param_sha256"].astype(str),
         }
     )
-    preds = cat["predictions"].astype(_pred_dtype(setup.num_classes))
-    if preds.shape != (n_models, n_test):
-        raise RuntimeError(f"internal error: predictions {preds.shape} != {(n_models, n_test)}")
+    if task_name in ("classification", "binary"):
+        preds = cat["predictions"].astype(_pred_dtype(setup.num_classes))
+        want = (n_models, n_test)
+    else:  # float outputs; [n_models, n_test] for one regression target per example
+        preds = cat["predictions"].astype(np.float32)
+        if task_name == "regression" and setup.y_test.ndim == 1 and preds.ndim == 3:
+            preds = preds[..., 0]
+        want = (n_models, n_test) + preds.shape[2:]
+    if preds.shape != want:
+        raise RuntimeError(f"internal error: predictions {preds.shape} != {want}")
     return SweepResult(
         config=config,
         curves=curves,

@@ -36,6 +36,10 @@ DEFAULT_SCHEMES = (
 
 VARY = ("init", "data", "both")
 
+#: SweepConfig fields that :meth:`SweepConfig.to_dict` leaves out while they are None (added after run folders
+#: were first written; see there).
+_OPTIONAL_FIELDS = ("val_size", "val_fraction")
+
 
 MODEL_NAMES = models_lib.MODELS
 
@@ -51,7 +55,9 @@ class SweepConfig:
     """Everything that defines a sweep (frozen; written to ``config.json``).
 
     Attributes:
-      dataset: ``digits`` (embedded, offline), ``mnist``, ``fashion_mnist``, ``cifar10``, ``mnist1d``.
+      dataset: ``digits`` (embedded, offline), ``mnist``, ``fashion_mnist``, ``cifar10``, ``mnist1d``, or any dataset
+        tensorflow-datasets has prepared locally (see :func:`jinit.data.load`, which names a bad name). Ignored
+        when :func:`run` gets ``data=`` (the run folder then records that dataset's name).
       data_dir: where the dataset's files are (see :func:`jinit.data.load`).
       model: ``"mlp"`` or ``"cnn"`` (ignored when :func:`run` gets ``make_model``).
       hidden: hidden widths of the MLP (the classic Keras tutorial: ``(128, 64)``).
@@ -76,6 +82,12 @@ class SweepConfig:
       target_accuracy: accuracy for the steps-to-target columns of the summary.
       train_size: use only the first ``train_size`` training examples (smoke tests).
       test_size: use only the first ``test_size`` test examples.
+      val_size: hold out this many training examples (after ``train_size``) as the validation set, evaluated
+        beside the test set in the same compiled epoch (``val_*`` columns). The held-out examples are
+        ``jinit.data.split_validation(..., seed=seed)``: a fixed permutation drawn from the sweep's root ``seed``,
+        the same for every model (and every process and rerun). None (default): no validation split, unless the
+        dataset given to :func:`run` has one.
+      val_fraction: or hold out this fraction of the training examples (``round(val_fraction * n_train)``).
       max_models_per_chunk: cap on the number of models trained at once (rounded down to a multiple of the
         models per device; at least one device's worth). It changes the layout only, never a model's numbers.
       models_per_device: how many models each compiled program trains at once on one device (``None``: chosen
@@ -104,6 +116,8 @@ class SweepConfig:
     target_accuracy: float | None = None
     train_size: int | None = None
     test_size: int | None = None
+    val_size: int | None = None
+    val_fraction: float | None = None
     max_models_per_chunk: int | None = None
     max_memory: int | None = None
     eval_batch_size: int = 1000
@@ -135,7 +149,10 @@ class SweepConfig:
         from jinit.rules import to_json
 
         schemes = tuple(to_json(s) for s in self.schemes)
-        return results_lib._jsonable(dataclasses.asdict(dataclasses.replace(self, schemes=schemes)))
+        d = results_lib._jsonable(dataclasses.asdict(dataclasses.replace(self, schemes=schemes)))
+        # fields added later are written only when set: a sweep that does not use them keeps its config.json and
+        # fingerprint (so run folders written before them still resume and read back)
+        return {k: v for k, v in d.items() if not (k in _OPTIONAL_FIELDS and v is None)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
@@ -154,11 +171,7 @@ class SweepConfig:
         Runs before any data is loaded or anything compiled. (That ``batch_size`` fits the training set is
         checked by :func:`run` right after loading the data, still before compiling.)
         """
-        from jinit import data as data_lib
-
-        datasets = tuple(data_lib.names())
-        if self.dataset not in datasets:
-            raise ValueError(f"unknown dataset {self.dataset!r}.{_closest(self.dataset, datasets)}")
+        _check_dataset_name(self.dataset)
         custom = is_custom_model(self.model)
         if not custom and self.model not in MODEL_NAMES:
             raise ValueError(f"unknown model {self.model!r}.{_closest(self.model, MODEL_NAMES)}")
@@ -189,6 +202,7 @@ class SweepConfig:
         ):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=1)
+        _check_validation_split(self.val_size, self.val_fraction)
         train_lib.make_optimizer(self.optimizer, self.learning_rate)
         if self.vary not in VARY:
             raise ValueError(f"unknown vary {self.vary!r}.{_closest(self.vary, VARY)}")
@@ -220,6 +234,35 @@ def recorded(config: SweepConfig, model_info: Any) -> SweepConfig:
     return dataclasses.replace(
         config, model=CUSTOM_MODEL_PREFIX + name, hidden=None, channels=None, activation=None
     )
+
+
+def _check_dataset_name(name: Any) -> None:
+    """The dataset's type only: any name :func:`jinit.data.load` accepts is valid (a tensorflow-datasets one too),
+    and the loader names a bad one, listing the built-in names, when :func:`run` loads it (before compiling)."""
+    if not isinstance(name, str) or not name.strip():
+        from jinit import data as data_lib
+
+        raise TypeError(
+            f"dataset must be a dataset name (one of {', '.join(data_lib.names())}, or one tensorflow-datasets "
+            f"has prepared), got {_short(name)}; for your own arrays pass run(..., data=jinit.data.from_arrays(...))"
+        )
+
+
+def _check_validation_split(val_size: Any, val_fraction: Any) -> None:
+    if val_size is not None and val_fraction is not None:
+        raise ValueError(
+            f"give at most one of val_size ({val_size!r}) and val_fraction ({val_fraction!r})"
+        )
+    if val_size is not None:
+        _check_int("val_size", val_size, minimum=1)
+    if val_fraction is not None:
+        f = val_fraction
+        if (
+            isinstance(f, bool | np.bool_)
+            or not isinstance(f, int | float | np.integer | np.floating)
+            or not 0.0 < float(f) < 1.0
+        ):
+            raise ValueError(f"val_fraction must be a fraction in (0, 1), got {f!r}")
 
 
 def _is_int(v: Any) -> bool:

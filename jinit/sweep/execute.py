@@ -47,6 +47,7 @@ from jinit.sweep.program import (
 from jinit.sweep.setup import (
     _check_optimizer,
     _describe,
+    _is_class_task,
     _make_optimizer,
     _Setup,
     _setup,
@@ -56,7 +57,9 @@ from jinit.sweep.signals import SweepInterrupted, _SignalGuard, _Status
 from jinit.sweep.store import (
     _check_shared_folder,
     _chunk_shapes,
+    _extra_log_fields,
     _fingerprint,
+    _flat_logs,
     _has_logs,
     _logs_from_arrays,
     _logs_to_arrays,
@@ -84,6 +87,8 @@ def run(
     max_devices: int | None = None,
     optimizer: Any = None,
     save_params: bool = False,
+    data: Any = None,
+    task: Any = None,
 ) -> SweepResult:
     """Trains every (scheme, seed) model of the grid and returns the results.
 
@@ -129,6 +134,19 @@ def run(
         ``learning_rate -> GradientTransformation`` that is called with ``config.learning_rate``. The run folder
         records it as ``custom`` with a SHA-256 of what it computes (its lowered ``init`` and ``update``), so
         resuming with another optimizer is refused.
+      data: your own :class:`jinit.data.Dataset` (e.g. ``jinit.data.from_arrays(x_train, y_train, x_test,
+        y_test)``) instead of ``config.dataset``; ``train_size`` / ``test_size`` / ``val_size`` apply to it as to
+        a named dataset, and a Dataset with ``x_val`` brings its own validation set. The run folder records its
+        name (as the config's ``dataset``), its source (``arrays:sha256:...``: a fingerprint of its content),
+        its task and its sizes, and the sweep's fingerprint hashes the arrays, so resuming with other arrays is
+        refused; :func:`load` reads the folder back without them.
+      task: what the models are trained for: a :class:`jinit.train.Task` (``train.regression()``,
+        ``train.custom_task(loss, metric, ...)``) or a name (``classification``, ``binary``, ``regression``);
+        default: the dataset's task (classification for the named datasets). The tables name their columns by
+        the task's metrics (classification and binary: ``test_accuracy``, ``final_accuracy``; regression:
+        ``test_r2``, ``test_rmse``, ``final_r2``, ``final_rmse``; a custom task: ``test_<name>``), and
+        ``result.metric`` names the primary one. A model whose output width does not fit the task (classes,
+        one logit, the target dims) is refused before compiling.
 
     Returns:
       A :class:`SweepResult`.
@@ -174,7 +192,9 @@ def run(
     try:
         if out_path is not None:
             results_lib.check_writable(out_path)
-        setup = _setup(config, make_model)
+        setup = _setup(config, make_model, data, task)
+        if data is not None:  # the config records the data the sweep trained on
+            config = dataclasses.replace(config, dataset=setup.data_name, data_dir=None)
     except BaseException as e:
         if group is not None:
             group.fail(e)
@@ -196,7 +216,7 @@ def run(
         devices = jax.local_devices()[:max_devices]
         data_bytes = (
             setup.x_train.nbytes + setup.y_train.nbytes + setup.x_test.nbytes + setup.y_test.nbytes
-        )
+        ) + sum(a.nbytes for a in (setup.x_val, setup.y_val) if a is not None)
         per_model = bytes_per_model(config, setup, tx)
         budget = memory_budget(config, devices[0])
         if per_model + data_bytes > budget:
@@ -290,7 +310,7 @@ def run(
             status.n_chunks, status.epochs = n_chunks, config.epochs
 
             program = _program(
-                (setup.model_key, opt_key),
+                (setup.model_key, opt_key, setup.task_key),
                 model_fns(setup.make_model, setup.schemes[0][1], setup.bias_init),
                 tx,
                 batch_size=config.batch_size,
@@ -299,6 +319,7 @@ def run(
                 eval_batch_size=eval_bs,
                 shared=not vary_data,
                 inner_axis=_inner_model_axis(devices[0].platform),
+                task=setup.task,
             )
             compile_before = program.compile_seconds
 
@@ -329,6 +350,7 @@ def run(
                     else {"custom": _describe(optimizer), "sha256": opt_key[1]}
                 ),
                 "schemes": [label for label, _ in setup.schemes],
+                **_data_meta(setup),
             }
             if fingerprint is not None:
                 meta["fingerprint"] = fingerprint
@@ -341,7 +363,15 @@ def run(
                         c,
                         fingerprint=fingerprint,
                         model_index=_chunk_index(c, csize, n_models),
-                        shapes=_chunk_shapes(config, steps_per_epoch, n_test, c, csize, n_models),
+                        shapes=_chunk_shapes(
+                            config,
+                            steps_per_epoch,
+                            n_test,
+                            c,
+                            csize,
+                            n_models,
+                            **_chunk_extras(setup),
+                        ),
                     )
                     if arrays is not None and _has_logs(arrays, f"chunk file {c}"):
                         if save_params and not results_lib.params_path(out_path, c).is_file():
@@ -383,7 +413,9 @@ def run(
                 grid=grid,
                 program=program,
                 dev_data={  # put on each device once
-                    d: jax.device_put((setup.x_train, setup.y_train, xt, yt, mask), d)
+                    d: jax.device_put(
+                        (setup.x_train, setup.y_train, xt, yt, mask) + _val_data(setup, eval_bs), d
+                    )
                     for d in devices
                 },
                 root=jax.random.PRNGKey(config.seed),
@@ -637,7 +669,7 @@ class _ChunkTrainer:
                 for dev, state, keys in groups
             ]
             groups = [(dev, o[0], keys) for (dev, _, keys), o in zip(groups, outs, strict=True)]
-            ep = _concat_logs(jax.device_get([o[1] for o in outs]))
+            ep = _flat_logs(_concat_logs(jax.device_get([o[1] for o in outs])))
             dt = time.perf_counter() - t - (program.compile_seconds - compile_t)
             self.train_seconds += dt
             logs.append(ep)
@@ -670,6 +702,39 @@ class _ChunkTrainer:
         final = jax.device_get([(state_variables(st), st.diverged_step) for _, st, _ in groups])
         final = jax.tree.map(lambda *xs: np.concatenate(xs), *final)
         return _chunk_arrays(idx, final, logs, self.setup.x_test.shape[0]), final[0]
+
+
+def _data_meta(setup: _Setup) -> dict[str, Any]:
+    """What the run folder records of the task and the validation set (``meta["task"]``, ``meta["n_val"]``)."""
+    task = setup.task or train_lib.classification()
+    out: dict[str, Any] = {
+        "task": {
+            "name": task.name,
+            "metrics": list(task.metric_names),
+            "primary": task.primary,
+            "higher_is_better": bool(task.higher_is_better),
+        }
+    }
+    if setup.x_val is not None:
+        out["n_val"] = int(setup.x_val.shape[0])
+    return out
+
+
+def _val_data(setup: _Setup, eval_bs: int) -> tuple:
+    """The validation set padded like the test set (``train.pad_test``), or nothing without one."""
+    if setup.x_val is None:
+        return ()
+    return train_lib.pad_test(setup.x_val, setup.y_val, eval_bs)
+
+
+def _chunk_extras(setup: _Setup) -> dict[str, Any]:
+    """The chunk arrays beyond those of a classification sweep without validation (:func:`_chunk_shapes`)."""
+    regression_like = setup.task is not None and not _is_class_task(setup.task)
+    return {
+        "extra": _extra_log_fields(setup.task, setup.x_val is not None),
+        "pred_tail": tuple(setup.outputs_tail or ()) if regression_like else (),
+        "pred_kind": "fiu" if regression_like else "iu",
+    }
 
 
 def _concat_leaves(states) -> list[np.ndarray]:

@@ -38,10 +38,12 @@ class _Program:
         eval_batch_size,
         shared,
         inner_axis=False,
+        task=None,
     ):
         self.trainer = train_lib.make_train(
             model,
             tx,
+            task=task,
             batch_size=batch_size,
             steps_per_epoch=steps_per_epoch,
             eval_every=eval_every,
@@ -224,6 +226,8 @@ def initial_params(
     make_model: Callable | None = None,
     model: Callable | None = None,
     _setup_cache: _Setup | None = None,
+    data: Any = None,
+    task: Any = None,
 ):
     """The stacked initial variables of ``grid`` (pairs ``(scheme spec or label, seed number)``).
 
@@ -232,6 +236,8 @@ def initial_params(
       grid: the models; default: the config's full grid (scheme-major).
       make_model: your own model's factory, as ``model`` for :func:`run`.
       model: the same (``make_model`` is its older name).
+      data: your own :class:`jinit.data.Dataset`, as for :func:`run`.
+      task: the task, as for :func:`run` (it sets the output width of the built-in models).
 
     Returns:
       A pytree of numpy arrays with a leading model axis, in ``grid`` order.
@@ -240,7 +246,7 @@ def initial_params(
         if make_model is not None:
             raise TypeError("pass the model factory once: model= (make_model= is its older name)")
         make_model = model
-    setup = _setup_cache or _setup(config, make_model)
+    setup = _setup_cache or _setup(config, make_model, data, task)
     by_label = dict(setup.schemes)
     if grid is None:
         grid = [(label, s) for label, _ in setup.schemes for s in range(config.seeds)]

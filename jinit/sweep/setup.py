@@ -40,6 +40,15 @@ class _Setup(NamedTuple):
     data_name: str
     data_source: str
     model_info: Any = None  # jinit.adapters.ModelInfo of the model (of the first scheme)
+    # the task (a jinit.train.Task; None: classification), its key for the program cache and the fingerprint,
+    # and the validation set (None without a validation split): see _task_and_data
+    task: Any = None
+    task_key: Any = ("classification",)
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    outputs_tail: tuple[int, ...] | None = (
+        None  # one example's output shape (None: not known before training)
+    )
 
 
 def _model_factory(config: SweepConfig, num_classes: int, make_model: Callable | None):
@@ -66,9 +75,9 @@ def _model_factory(config: SweepConfig, num_classes: int, make_model: Callable |
     )
 
 
-def _setup(config: SweepConfig, make_model: Callable | None) -> _Setup:
-    from jinit import data as data_lib
-
+def _setup(
+    config: SweepConfig, make_model: Callable | None, data: Any = None, task: Any = None
+) -> _Setup:
     config.validate()
     if make_model is None and is_custom_model(config.model):
         raise ValueError(
@@ -79,7 +88,9 @@ def _setup(config: SweepConfig, make_model: Callable | None) -> _Setup:
         config.schemes, model=None if make_model is not None else config.model
     )
     bias_init = _initializer(config.bias_init, "bias_init")
-    ds = data_lib.load(config.dataset, data_dir=config.data_dir)
+    task = _resolve_task(task, data)
+    ds = _dataset(config, data)
+    task = train_lib.make_task(ds.task if task is None else task)
     for name, size, n in (
         ("train_size", config.train_size, ds.x_train.shape[0]),
         ("test_size", config.test_size, ds.x_test.shape[0]),
@@ -89,30 +100,213 @@ def _setup(config: SweepConfig, make_model: Callable | None) -> _Setup:
             raise ValueError(
                 f"{name}={size} is larger than the {split} set of {ds.name} ({n} examples)"
             )
-    x_train, y_train = ds.x_train[: config.train_size], ds.y_train[: config.train_size]
-    x_test, y_test = ds.x_test[: config.test_size], ds.y_test[: config.test_size]
+    x_train, y_train, x_test, y_test, x_val, y_val = _split(config, ds)
     if config.batch_size > x_train.shape[0]:
         raise ValueError(
             f"batch_size={config.batch_size} is larger than the training set ({x_train.shape[0]} examples)"
         )
-    mm, model_key = _model_factory(config, ds.num_classes, make_model)
+    y_dtype = _target_dtype(task, ds)
+    y_train, y_test = _targets(task, ds, y_train, "y_train"), _targets(task, ds, y_test, "y_test")
+    if y_val is not None:
+        y_val = _targets(task, ds, y_val, "y_val")
+    mm, model_key = _model_factory(config, _output_width(task, ds, y_train), make_model)
     model_info = _check_schemes_fit(mm, schemes, bias_init, x_train[:1])
     if model_key is None:
         model_key = _custom_model_key(mm, schemes, bias_init, x_train[:1])
+    task_key, outputs_tail = _check_task(task, ds, mm, schemes, bias_init, x_train[:1], y_train[:1])
     return _Setup(
         mm,
         model_key,
         schemes,
         bias_init,
         np.asarray(x_train, np.float32),
-        np.asarray(y_train, np.int32),
+        np.asarray(y_train, y_dtype),
         np.asarray(x_test, np.float32),
-        np.asarray(y_test, np.int32),
+        np.asarray(y_test, y_dtype),
         int(ds.num_classes),
         ds.name,
         str(getattr(ds, "source", "")),
-        model_info,
+        model_info=model_info,
+        task=task,
+        task_key=task_key,
+        x_val=None if x_val is None else np.asarray(x_val, np.float32),
+        y_val=None if y_val is None else np.asarray(y_val, y_dtype),
+        outputs_tail=outputs_tail,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data and task (your own Dataset, the validation split, binary / regression / custom tasks).
+
+
+def _resolve_task(task: Any, data: Any) -> Any:
+    """``task`` checked before any data is loaded: None, a ``train.Task`` or a task name."""
+    if task is None or isinstance(task, train_lib.Task):
+        return task
+    return train_lib.make_task(
+        task
+    )  # a name: ValueError with the choices; anything else: TypeError
+
+
+def _dataset(config: SweepConfig, data: Any):
+    """The sweep's :class:`jinit.data.Dataset`: ``data`` as given, else ``data.load(config.dataset)``."""
+    from jinit import data as data_lib
+
+    if data is None:
+        return data_lib.load(config.dataset, data_dir=config.data_dir)
+    if not isinstance(data, data_lib.Dataset):
+        raise TypeError(
+            f"data must be a jinit.data.Dataset (jinit.data.from_arrays(x_train, y_train, x_test, y_test) or "
+            f"jinit.data.load(name)), got {type(data).__name__}"
+        )
+    return data
+
+
+def _split(config: SweepConfig, ds):
+    """The sweep's training, test and validation arrays: ``train_size`` / ``test_size`` first, then the validation
+    split (``val_size`` / ``val_fraction``: :func:`jinit.data.split_validation` with the root ``seed``), or the
+    dataset's own validation set."""
+    import dataclasses
+
+    from jinit import data as data_lib
+
+    x_train, y_train = ds.x_train[: config.train_size], ds.y_train[: config.train_size]
+    x_test, y_test = ds.x_test[: config.test_size], ds.y_test[: config.test_size]
+    x_val, y_val = ds.x_val, ds.y_val
+    if config.val_size is not None or config.val_fraction is not None:
+        if x_val is not None:
+            raise ValueError(
+                f"the dataset {ds.name!r} already has a validation set ({ds.num_val} examples); drop "
+                "val_size / val_fraction (--val-size / --val-fraction) or pass it without one"
+            )
+        part = data_lib.split_validation(
+            dataclasses.replace(ds, x_train=x_train, y_train=y_train),
+            val_size=config.val_size,
+            val_fraction=config.val_fraction,
+            seed=int(config.seed),
+        )
+        x_train, y_train, x_val, y_val = part.x_train, part.y_train, part.x_val, part.y_val
+    return x_train, y_train, x_test, y_test, x_val, y_val
+
+
+def _is_class_task(task) -> bool:
+    """Whether the task's predictions are class labels (classification, binary): churn, the noise floor and the
+    majority-class test apply to it."""
+    return task is None or task.name in ("classification", "binary")
+
+
+def _target_dtype(task, ds):
+    if task.name in ("classification", "binary"):
+        return np.int32
+    if task.name == "regression":
+        return np.float32
+    return np.float32 if np.asarray(ds.y_train).dtype.kind == "f" else np.int32
+
+
+def _targets(task, ds, y: np.ndarray, what: str) -> np.ndarray:
+    """The targets of ``task``, checked against the data (one line naming the problem, never the values)."""
+    y = np.asarray(y)
+    if task.name in ("classification", "binary") and ds.task == "regression":
+        raise ValueError(
+            f"the {task.name} task needs class labels, but {ds.name!r} holds regression targets "
+            f"({what} is {y.dtype}{list(y.shape)}); use task='regression' or from_arrays(..., task='{task.name}')"
+        )
+    if task.name == "binary":
+        bad = int(np.count_nonzero((y != 0) & (y != 1)))
+        if bad:
+            raise ValueError(
+                f"the binary task needs labels 0 and 1, but {what} of {ds.name!r} has {bad} other label(s) "
+                f"({ds.num_classes} classes); use task='classification'"
+            )
+    return y
+
+
+def _output_width(task, ds, y_train: np.ndarray) -> int:
+    """The output width a built-in model gets: the classes, 1 logit (binary) or the target dims (regression)."""
+    if task.name == "binary":
+        return 1
+    if task.name == "regression" or (task.name == "custom" and ds.task == "regression"):
+        return 1 if y_train.ndim == 1 else int(np.prod(y_train.shape[1:]))
+    return int(ds.num_classes)
+
+
+def _expected_outputs(task, ds, y1: np.ndarray) -> tuple[tuple[int, ...], ...] | None:
+    """The per-example output shapes a model of ``task`` may have (None: any, a custom task)."""
+    if task.name == "classification":
+        return ((int(ds.num_classes),),)
+    if task.name == "binary":
+        return ((1,), ())
+    if task.name == "regression":
+        tail = tuple(y1.shape[1:])
+        return (tail, tail + (1,)) if tail == () else (tail,)
+    return None
+
+
+def _check_outputs(make_model: Callable, scheme, bias_init, x1: np.ndarray, expected, what: str):
+    """The shape of one example's outputs (``jax.eval_shape`` of the model's ``apply``: nothing is computed) and a
+    one-line ValueError when it is not one of ``expected``. Returns None when the model cannot be called this way
+    (then training reports it)."""
+    from jinit import adapters
+
+    x = jax.ShapeDtypeStruct((1,) + x1.shape[1:], jnp.float32)
+    try:  # the model driven as jinit.adapters drives it (train flag, BatchNorm state), in evaluation
+        fns = adapters.model_fns(make_model, _kernel_init(scheme), bias_init)
+        params, state = jax.eval_shape(fns.init, jax.random.PRNGKey(0), x)
+        outputs, _ = jax.eval_shape(
+            lambda p, s, x: fns.apply(p, s, x, False, None), params, state, x
+        )
+    except Exception as e:  # noqa: BLE001 - a model this call cannot drive: the model checks report it
+        _log.debug("output shape check skipped: %s", e)
+        return None
+    if not hasattr(outputs, "shape"):
+        return None
+    tail = tuple(outputs.shape[1:])
+    if expected is not None and tail not in expected:
+        want = " or ".join(str(t) for t in expected)
+        raise ValueError(
+            f"the model outputs shape {tail} per example, but {what} needs {want}; make its last layer output "
+            f"{int(np.prod(expected[0])) if expected[0] else 1} value(s) per example"
+        )
+    return outputs
+
+
+def _check_task(task, ds, make_model, schemes, bias_init, x1, y1) -> Any:
+    """Checks the model's output width against the task and the task's loss and metrics on the model's outputs
+    (abstractly, before compiling); returns the task's key for the program cache and the fingerprint: the name for
+    a built-in task, and for a custom one a SHA-256 of its lowered loss and metrics, so that a changed loss never
+    gets a cached program; and the shape of one example's outputs (None when unknown)."""
+    expected = _expected_outputs(task, ds, y1)
+    what = {
+        "classification": f"classification with {ds.num_classes} classes",
+        "binary": "a binary task (one logit)",
+        "regression": f"regression with targets of shape {tuple(y1.shape[1:])}",
+    }.get(task.name, "")
+    outputs = _check_outputs(make_model, schemes[0][1], bias_init, x1, expected, what)
+    tail = None if outputs is None else tuple(outputs.shape[1:])
+    if task.name in train_lib.TASKS and train_lib.TASKS[task.name]() == task:
+        return (task.name,), tail
+    if (
+        outputs is None
+    ):  # cannot lower the loss without the outputs' shape: the Task's functions are its key
+        return ("custom", task), tail
+    y = jax.ShapeDtypeStruct(y1.shape, y1.dtype)
+    mask = jax.ShapeDtypeStruct(y1.shape[:1], jnp.bool_)
+
+    def metrics(o, t, m):
+        ref = None if task.reference is None else task.reference(t, m)
+        return task.stats(o, t, ref)
+
+    try:
+        h = hashlib.sha256(repr((task.name, task.metric_names, task.higher_is_better)).encode())
+        h.update(jax.jit(task.loss).lower(outputs, y).as_text().encode())
+        h.update(jax.jit(metrics).lower(outputs, y, mask).as_text().encode())
+        h.update(jax.jit(task.predict).lower(outputs).as_text().encode())
+    except Exception as e:  # noqa: BLE001 - any failure of the user's loss or metric on the model's outputs
+        raise ValueError(
+            f"the {task.name} task's loss or metric fails on this model's outputs {tuple(outputs.shape)} and "
+            f"targets {tuple(y1.shape)}: {type(e).__name__}: {e}".splitlines()[0]
+        ) from None
+    return ("custom", h.hexdigest()), tail
 
 
 def _check_optimizer(optimizer: Any) -> None:

@@ -82,12 +82,18 @@ def _check_shared_folder(out: Path, prepared: dict[str, Any], pid: int) -> None:
         )
 
 
-def _chunk_shapes(config, steps_per_epoch, n_test, c, csize, n_models) -> dict[str, Any]:
-    """The arrays of chunk ``c``'s file (:func:`_chunk_arrays`): shape and dtype kind of each."""
+def _chunk_shapes(
+    config, steps_per_epoch, n_test, c, csize, n_models, *, extra=(), pred_tail=(), pred_kind="iu"
+) -> dict[str, Any]:
+    """The arrays of chunk ``c``'s file (:func:`_chunk_arrays`): shape and dtype kind of each. ``extra``: the log
+    fields beyond a classification sweep's without validation (:func:`_extra_log_fields`); ``pred_tail`` /
+    ``pred_kind``: the shape after ``[n, n_test]`` and the dtype kinds of the predictions (regression: floats)."""
     n = len(_chunk_index(c, csize, n_models))
     evals = config.epochs * (train_lib.intervals(steps_per_epoch, config.eval_every)[0] + 1)
     curve = ((n, evals), "f")
+    more = {f: ((n,), "f") if f.startswith("init_") else curve for f in extra}
     return {
+        **more,
         "model_index": ((n,), "i"),
         "step": ((n, evals), "i"),
         "train_loss": curve,
@@ -97,7 +103,7 @@ def _chunk_shapes(config, steps_per_epoch, n_test, c, csize, n_models) -> dict[s
         "init_test_loss": ((n,), "f"),
         "init_test_accuracy": ((n,), "f"),
         "diverged_step": ((n,), "i"),
-        "predictions": ((n, n_test), "iu"),
+        "predictions": ((n, n_test, *pred_tail), pred_kind),
         "param_sha256": ((n,), "U"),
     }
 
@@ -114,6 +120,7 @@ def _fingerprint(config: SweepConfig, setup: _Setup, grid, opt_key=None) -> str:
         "config": identity,
         **({"model": setup.model_key[1]} if setup.model_key[0] == "custom" else {}),
         **({"optimizer": opt_key[1]} if opt_key and opt_key[0] == "custom" else {}),
+        **_task_identity(setup),
         "grid": [[label, int(s)] for label, _, s in grid],
         "params": [
             [jax.tree_util.keystr(path), list(x.shape), str(x.dtype)]
@@ -125,10 +132,28 @@ def _fingerprint(config: SweepConfig, setup: _Setup, grid, opt_key=None) -> str:
             for a in (setup.x_train, setup.y_train, setup.x_test, setup.y_test)
         ],
     }
+    if (
+        setup.x_val is not None
+    ):  # only then: the fingerprints of sweeps without one stay as they were
+        desc["val_data"] = [[list(a.shape), str(a.dtype)] for a in (setup.x_val, setup.y_val)]
     h = hashlib.sha256(json.dumps(desc, sort_keys=True).encode("utf-8"))
-    for a in (setup.x_train, setup.y_train, setup.x_test, setup.y_test):
+    arrays = [setup.x_train, setup.y_train, setup.x_test, setup.y_test]
+    if setup.x_val is not None:
+        arrays += [setup.x_val, setup.y_val]
+    for a in arrays:
         h.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1))
     return h.hexdigest()
+
+
+def _task_identity(setup: _Setup) -> dict[str, Any]:
+    """The task in the fingerprint: nothing for classification (fingerprints stay as before tasks existed), the
+    name of a built-in task, the SHA-256 of what a custom one computes."""
+    key = getattr(setup, "task_key", ("classification",))
+    if key == ("classification",):
+        return {}
+    if key[0] == "custom" and not isinstance(key[1], str):
+        return {"task": ["custom", repr(key[1])[:200]]}
+    return {"task": [str(k) for k in key]}
 
 
 def _resumed_layout(
@@ -186,19 +211,49 @@ _LOG_FIELDS = (
 )
 
 
-def _logs_to_arrays(logs: list[train_lib.EpochLogs]) -> dict[str, np.ndarray]:
-    out = {f: np.stack([np.asarray(getattr(ep, f)) for ep in logs]) for f in _LOG_FIELDS}
-    out["predictions"] = np.asarray(logs[-1].predictions)
+def _extra_log_fields(task: Any, has_val: bool) -> list[str]:
+    """The log fields of a sweep beyond :data:`_LOG_FIELDS`: the task's secondary metrics on the test set
+    (``test_metric_<name>``) and, with a validation set, ``val_loss``, ``val_accuracy`` (the primary metric, as in
+    :class:`jinit.train.EpochLogs`) and ``val_metric_<name>``; each also at initialization (``init_...``). None for
+    a classification sweep without validation (its chunk files are as before)."""
+    secondary = tuple(task.metric_names[1:]) if task is not None else ()
+    names = [f"test_metric_{m}" for m in secondary]
+    if has_val:
+        names += ["val_loss", "val_accuracy"] + [f"val_metric_{m}" for m in secondary]
+    return names + [f"init_{f}" for f in names]
+
+
+def _flat_logs(ep: train_lib.EpochLogs) -> dict[str, Any]:
+    """One epoch's :class:`jinit.train.EpochLogs` as flat arrays: :data:`_LOG_FIELDS`, ``predictions`` and the
+    fields of :func:`_extra_log_fields` that it has."""
+    out = {f: getattr(ep, f) for f in _LOG_FIELDS}
+    out["predictions"] = ep.predictions
+    for split in ("test", "val"):
+        if split == "val" and ep.val_loss is None:
+            continue
+        if split == "val":
+            out["val_loss"], out["val_accuracy"] = ep.val_loss, ep.val_accuracy
+            out["init_val_loss"], out["init_val_accuracy"] = ep.init_val_loss, ep.init_val_accuracy
+        for m, v in (getattr(ep, f"{split}_metrics") or {}).items():
+            out[f"{split}_metric_{m}"] = v
+        for m, v in (getattr(ep, f"init_{split}_metrics") or {}).items():
+            out[f"init_{split}_metric_{m}"] = v
     return out
 
 
-def _logs_from_arrays(arrays: dict[str, np.ndarray]) -> list[train_lib.EpochLogs]:
+def _logs_to_arrays(logs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    out = {f: np.stack([np.asarray(ep[f]) for ep in logs]) for f in logs[0] if f != "predictions"}
+    out["predictions"] = np.asarray(logs[-1]["predictions"])
+    return out
+
+
+def _logs_from_arrays(arrays: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     n = arrays["step"].shape[0]
     return [
-        train_lib.EpochLogs(
-            **{f: arrays[f][e] for f in _LOG_FIELDS},
-            predictions=arrays["predictions"] if e == n - 1 else None,
-        )
+        {
+            **{f: a[e] for f, a in arrays.items() if f != "predictions"},
+            "predictions": arrays["predictions"] if e == n - 1 else None,
+        }
         for e in range(n)
     ]
 
