@@ -160,7 +160,26 @@ _SWEEP_FLAGS = (
     ("--epochs", "epochs", int, "training epochs (default 10)"),
     ("--batch-size", "batch_size", int, "batch size (default 32)"),
     ("--optimizer", "optimizer", str, "adam, sgd, momentum, adamw, rmsprop (default adam)"),
-    ("--lr", "learning_rate", float, "learning rate (default 1e-3); also --learning-rate"),
+    (
+        "--lr",
+        "learning_rate",
+        "floats",
+        "learning rate (default 1e-3), or comma-separated values: a grid axis trained by the same compiled "
+        "program, e.g. 1e-4,3e-4,1e-3; also --learning-rate",
+    ),
+    (
+        "--weight-decay",
+        "weight_decay",
+        "floats",
+        "weight decay, or comma-separated values (an axis): adamw's decoupled decay (default 1e-4), L2 added to "
+        "the gradient for the other optimizers (default none)",
+    ),
+    (
+        "--init-scale",
+        "init_scale",
+        "floats",
+        "multiplier on every kernel's initial values, or comma-separated values (an axis); default 1",
+    ),
     ("--vary", "vary", str, "what changes with the seed: init (default), data, both"),
     ("--eval-every", "eval_every", int, "also evaluate every N steps within each epoch"),
     ("--target-accuracy", "target_accuracy", float, "accuracy (fraction) for steps-to-target"),
@@ -226,6 +245,12 @@ def _parse_flag(flag: str, kind, text: str):
             if not all(items):
                 raise ValueError
             return tuple(int(t) for t in items)
+        if kind == "floats":  # one value, or a grid axis
+            items = [t.strip() for t in text.split(",")]
+            if not all(items):
+                raise ValueError
+            values = tuple(float(t) for t in items)
+            return values[0] if len(values) == 1 else values
         if kind == "bytes":
             m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
             if not m or m.group(2).lower() not in _BYTE_UNITS:
@@ -238,6 +263,7 @@ def _parse_flag(flag: str, kind, text: str):
     except ValueError:
         want = {
             "ints": "comma-separated integers",
+            "floats": "comma-separated numbers" if "," in text else "a number",
             "bytes": "a size such as 2GiB or 500MB (below 2**63 bytes)",
             int: "an integer",
             float: "a number",
@@ -423,6 +449,20 @@ def _sweep_config(args):
     return config
 
 
+_AXIS_SHORT = {"learning_rate": "lr", "weight_decay": "wd", "init_scale": "scale"}
+
+
+def _group_names(table):
+    """The ``scheme`` column of a summary, with its axis values (``he_normal lr=0.001``) when it has axis
+    columns (:data:`jinit.metrics.AXIS_COLUMNS`)."""
+    from jinit import metrics
+
+    names = table["scheme"].astype(str)
+    for a in metrics.axis_columns(table):
+        names = names + f" {_AXIS_SHORT[a]}=" + table[a].map(lambda v: f"{float(v):g}")
+    return names
+
+
 def summary_tables(table, *, target: bool) -> tuple[str, str]:
     """The two tables of a sweep's summary (:func:`jinit.metrics.summarize`), as text.
 
@@ -449,7 +489,7 @@ def summary_tables(table, *, target: bool) -> tuple[str, str]:
     acc = pd.DataFrame(
         {
             "": ["*" if t else "" for t in table["in_best_set"]],
-            "scheme": table["scheme"],
+            "scheme": _group_names(table),
             "n": table["n"],
             "acc%_mean": table["acc_mean"].map(pct),
             "std": table["acc_std"].map(pct),
@@ -463,7 +503,7 @@ def summary_tables(table, *, target: bool) -> tuple[str, str]:
             "failure_rate": table["failure_rate"].map(num(".2f")),
         }
     )
-    conv = {"scheme": table["scheme"]}
+    conv = {"scheme": _group_names(table)}
     if target:
         conv.update(
             steps_to_target=table["steps_to_target_median"].map(num(".0f")),
@@ -505,7 +545,7 @@ def versus_best_table(table) -> str:
     rows = list(table.iterrows())
     out = pd.DataFrame(
         {
-            "scheme": table["scheme"],
+            "scheme": _group_names(table),
             "vs_best": [verdict(i, r) for i, (_, r) in enumerate(rows)],
             "test": table["test_vs_best"].replace("", "-"),
             "p_vs_best": table["p_vs_best"].map(num(".2g")),
@@ -608,7 +648,7 @@ def _print_summary(result) -> None:
             "seeds_for_1pt = seeds per scheme to detect 1 point, both by that test)"
         )
         print(versus_best_table(table))
-    det = table.loc[table["deterministic"], "scheme"].tolist()
+    det = _group_names(table)[table["deterministic"].to_numpy(bool)].tolist()
     if det:
         print(
             f"\ndeterministic ({', '.join(map(str, det))}): every seed gave the same model (same param_sha256), "
@@ -706,8 +746,11 @@ def _run_sweep(args) -> int:
         print(f"jinit sweep: to resume, run: {_resume_command(args, out)}", file=sys.stderr)
         raise
     m = result.meta
+    grid = "".join(
+        f" x {len(v)} {a.replace('_', ' ')} values" for a, v in m.get("axes", {}).items()
+    )
     print(
-        f"{m['n_models']} models ({len(m['schemes'])} schemes x {config.seeds} seeds), {config.epochs} "
+        f"{m['n_models']} models ({len(m['schemes'])} schemes{grid} x {config.seeds} seeds), {config.epochs} "
         f"epoch(s) on {m['dataset']} ({m['n_train']} train / "
         f"{str(m['n_val']) + ' validation / ' if 'n_val' in m else ''}{m['n_test']} test), "
         f"{m['device_count']} {m['platform']} device(s): compile {m['compile_seconds']:.1f} s, "
@@ -738,6 +781,20 @@ def _add_report(sub) -> None:
         "p-values, P(A > B) with its interval, the detectable difference (paired by seed only under "
         "vary=data/both)",
     )
+    p.add_argument(
+        "--tune",
+        default=None,
+        metavar="AXIS",
+        help="for each scheme, the value of AXIS (learning_rate, weight_decay, init_scale) with the best mean "
+        "validation accuracy, and the test accuracy there with its 95%% CI (--tune-on names another column "
+        "to choose on, e.g. final_accuracy: the test set, then biased)",
+    )
+    p.add_argument(
+        "--tune-on",
+        default=None,
+        metavar="COLUMN",
+        help="the models.csv column the --tune choice is made on (default final_val_accuracy)",
+    )
     p.set_defaults(func=_run_report)
 
 
@@ -750,12 +807,19 @@ def _run_report(args) -> int:
 
         for name in args.compare:
             metrics.scheme_accuracies(result.models, name, column=f"final_{result.metric}")
+    tuned = None
+    if getattr(
+        args, "tune", None
+    ):  # a bad axis or a missing validation column fails before printing
+        tuned = result.tune(args.tune, on=args.tune_on)
     _print_summary(result)
     if getattr(args, "compare", None):
         if result.metric != "accuracy":
             _print_metric_comparison(result, *args.compare)
         else:
             _print_comparison(result.models, *args.compare, vary=result.config.vary)
+    if tuned is not None:
+        _print_tuned(tuned, args.tune)
     for path in plots.save_all(result, args.run):
         print(f"wrote {path}")
     return 0
@@ -778,6 +842,42 @@ def _print_metric_comparison(result, a: str, b: str) -> None:
     )
     verdict = "significant" if r.p_value < 0.05 else "not distinguishable"
     print(f"  {r.test}: p = {r.p_value:.3g} ({verdict} at 5%); {r.rank_test}: p = {r.p_rank:.3g}")
+
+
+def _print_tuned(table, axis: str) -> None:
+    """The table of :func:`jinit.metrics.tune`, as text, saying what the choice was made on."""
+    import pandas as pd
+
+    on, report = table["chosen_on"].iloc[0], table["report"].iloc[0]
+    where = (
+        "validation"
+        if "val" in on
+        else f"{on} (the test set the value is judged on: biased upward)"
+    )
+    print(
+        f"\n{axis} tuned per scheme: chosen on {where}; {report} at the chosen value (mean, 95% CI over seeds)"
+    )
+
+    percent = "accuracy" in str(report)
+
+    def pct(v):
+        return "-" if pd.isna(v) else (f"{100 * v:.2f}" if percent else f"{v:.4g}")
+
+    out = table.drop(columns=["chosen_on", "report"]).copy()
+    out["values"] = out["values"].map(lambda vs: ",".join(f"{v:g}" for v in vs))
+    for c in ("on_mean", "report_mean"):
+        out[c] = out[c].map(pct)
+    out["ci95"] = [
+        f"[{pct(lo)}, {pct(hi)}]"
+        for lo, hi in zip(table["report_ci_low"], table["report_ci_high"], strict=True)
+    ]
+    out = out.drop(columns=["report_ci_low", "report_ci_high"]).rename(
+        columns={
+            "on_mean": f"chosen on: {on}" + ("%" if "accuracy" in str(on) else ""),
+            "report_mean": f"{report}" + ("%" if percent else ""),
+        }
+    )
+    print(out.to_string(index=False))
 
 
 def _print_comparison(models, a: str, b: str, vary: str = "init") -> None:

@@ -557,6 +557,12 @@ def scheme_accuracies(models: pd.DataFrame, scheme: Any, *, column: str | None =
     if scheme not in known:
         raise ValueError(f"unknown scheme {scheme!r}; this run has: {', '.join(map(str, known))}")
     sub = models[models["scheme"] == scheme]
+    mixed = [a for a in axis_columns(sub) if sub[a].nunique() > 1]
+    if mixed:  # a seed of each value: the values are not seeds to pool
+        raise ValueError(
+            f"scheme {scheme!r} has several values of {', '.join(mixed)}; select one first (e.g. "
+            f"models[models[{mixed[0]!r}] == value]), or compare values with compare_axis_values / tune"
+        )
     acc = sub[col].to_numpy(np.float64)
     ok = np.isfinite(acc)
     if "diverged" in sub.columns:
@@ -616,6 +622,8 @@ def compare_schemes(
 #: only on the root seed, the scheme's label and the seed number; the batches also on the data and batch size.
 HYPERPARAMETER_FIELDS = (
     "learning_rate",
+    "weight_decay",
+    "init_scale",
     "optimizer",
     "activation",
     "epochs",
@@ -1526,3 +1534,166 @@ def _convergence(
     if aucs:
         out["train_loss_auc"] = float(np.mean(aucs))
     return out
+
+
+#: The columns of the hyperparameter axes of a sweep (:mod:`jinit.sweep.axes`), present in ``models.csv`` and
+#: ``results.csv`` when the axis has more than one value.
+AXIS_COLUMNS = ("learning_rate", "weight_decay", "init_scale")
+
+
+def axis_columns(table: pd.DataFrame) -> list[str]:
+    """The hyperparameter-axis columns (:data:`AXIS_COLUMNS`) of a models or curves table, in grid order."""
+    return [c for c in AXIS_COLUMNS if c in table.columns]
+
+
+def _ok_rows(models: pd.DataFrame, col: str) -> np.ndarray:
+    v = models[col].to_numpy(np.float64)
+    ok = np.isfinite(v)
+    if "diverged" in models.columns:
+        ok &= ~models["diverged"].fillna(True).to_numpy(bool)
+    return ok
+
+
+def compare_axis_values(
+    models: pd.DataFrame,
+    scheme: Any,
+    axis: str,
+    a: float,
+    b: float,
+    *,
+    metric: str = "final_accuracy",
+    level: float = 0.95,
+) -> Comparison:
+    """:func:`compare` of two values of one axis within one scheme (``metric`` at ``a`` minus at ``b``), the
+    other axes held at one value each.
+
+    Models that differ only in an axis value share their initial weights (before the init scale) and their
+    batches (the values do not enter the keys), so the comparison is **paired by seed**, over the seeds that
+    did not diverge at either value.
+
+    Raises:
+      ValueError: for a missing scheme, axis or value, or other axes with several values in the scheme.
+    """
+    if axis not in models.columns:
+        raise ValueError(
+            f"{axis!r} is not an axis of this run; its axis columns: {axis_columns(models)}"
+        )
+    sub = models[models["scheme"] == scheme]
+    if not len(sub):
+        raise ValueError(
+            f"unknown scheme {scheme!r}; this run has: {', '.join(map(str, dict.fromkeys(models['scheme'])))}"
+        )
+    others = [c for c in axis_columns(sub) if c != axis and sub[c].nunique() > 1]
+    if others:
+        raise ValueError(
+            f"scheme {scheme!r} has several values of {', '.join(others)}; select one first"
+        )
+    series = []
+    for v in (a, b):
+        rows = sub[np.isclose(sub[axis].to_numpy(np.float64), float(v), rtol=1e-12, atol=0.0)]
+        if not len(rows):
+            raise ValueError(
+                f"{axis}={v!r} is not in this run; its values: {sorted(sub[axis].unique())}"
+            )
+        ok = _ok_rows(rows, metric)
+        series.append(
+            pd.Series(rows[metric].to_numpy(np.float64)[ok], index=rows["seed"].to_numpy()[ok])
+        )
+    xa, xb = _common_seeds(*series)
+    return compare(xa, xb, paired=True, level=level)
+
+
+def _lower_is_better(column: str) -> bool:
+    return any(w in column for w in ("loss", "rmse", "error"))
+
+
+def tune(
+    models: pd.DataFrame,
+    axis: str,
+    *,
+    on: str | None = None,
+    report: str = "final_accuracy",
+    level: float = 0.95,
+    higher_is_better: bool | None = None,
+) -> pd.DataFrame:
+    """For each scheme (and each value of the other axes), the value of ``axis`` with the best mean ``on`` metric,
+    and the ``report`` metric of the models at that value: its mean with a confidence interval.
+
+    The choice is made on ``on`` (by default the validation column ``final_val_accuracy``) and judged on ``report``
+    (the test set): choosing and judging on the same test column overstates the chosen value's metric, so a test
+    column as ``on`` must be asked for explicitly. Diverged models are left out (a value whose models all diverged
+    is never chosen; a tie goes to the smaller value); a loss, RMSE or error column is minimized, any other
+    maximized.
+
+    Args:
+      models: a sweep's one-row-per-model table with the ``axis`` column (``result.models``, ``models.csv``).
+      axis: ``learning_rate``, ``weight_decay`` or ``init_scale``.
+      on: the column the value is chosen on (default: ``final_val_accuracy``).
+      report: the column reported at the chosen value (default: ``final_accuracy``, the test accuracy).
+      level: confidence level of the interval.
+
+    Returns:
+      One row per group: ``scheme``, the other axis columns, ``axis`` (the chosen value), ``chosen_on`` (the column
+      the choice was made on), ``on_mean`` (its mean at the chosen value), ``report`` (the reported column's name),
+      ``report_mean``, ``report_ci_low``, ``report_ci_high``, ``n`` (models at the chosen value that did not
+      diverge) and ``values`` (the values tried); ordered by ``report_mean``, best first.
+
+    Raises:
+      ValueError: for a missing axis column (an axis of one value has none) or metric column; without ``on``, when
+        the table has no validation column (run the sweep with ``--val-size``).
+    """
+    if axis not in AXIS_COLUMNS:
+        raise ValueError(f"unknown axis {axis!r}; valid: {', '.join(AXIS_COLUMNS)}")
+    if axis not in models.columns:
+        raise ValueError(
+            f"this run has no {axis} column: {axis} was not swept (give it several values, e.g. --lr "
+            "1e-4,3e-4,1e-3)"
+        )
+    if on is None:  # the validation column of the reported metric: final_r2 -> final_val_r2
+        on = "final_val_" + report[len("final_") :] if report.startswith("final_") else report
+        if on not in models.columns:
+            raise ValueError(
+                f"this run has no validation column ({on}) to choose on: run the sweep with "
+                f"--val-size / val_size=..., or pass on={report!r} to choose on the test set (biased)"
+            )
+    for col in (on, report):
+        if col not in models.columns:
+            raise ValueError(f"models table has no column {col!r}; has {list(models.columns)}")
+    _check_level(level)
+    if higher_is_better is None:
+        lower_on, lower_report = _lower_is_better(on), _lower_is_better(report)
+    else:  # the task's direction (a custom metric's name says nothing about it)
+        lower_on = lower_report = not higher_is_better
+    keys = ["scheme"] + [c for c in axis_columns(models) if c != axis]
+    rows = []
+    for group, sub in models.groupby(keys, sort=False):
+        group = group if isinstance(group, tuple) else (group,)
+        ok = _ok_rows(sub, on) & _ok_rows(sub, report)
+        means = sub[ok].groupby(axis, sort=True)[on].mean()
+        tried = sorted(float(v) for v in sub[axis].unique())
+        if means.empty:
+            best, sel = float("nan"), sub.iloc[:0]
+        else:
+            best = float(means.idxmin() if lower_on else means.idxmax())
+            sel = sub[ok & (sub[axis].to_numpy(np.float64) == best)]
+        ci = mean_ci(sel[report].to_numpy(np.float64), level=level)
+        rows.append(
+            {
+                **dict(zip(keys, group, strict=True)),
+                axis: best,
+                "chosen_on": on,
+                "on_mean": float(means.get(best, float("nan")))
+                if not means.empty
+                else float("nan"),
+                "report": report,
+                "report_mean": ci.mean,
+                "report_ci_low": ci.low,
+                "report_ci_high": ci.high,
+                "n": int(len(sel)),
+                "values": tried,
+            }
+        )
+    out = pd.DataFrame(rows)
+    return out.sort_values(
+        "report_mean", ascending=lower_report, kind="stable", na_position="last"
+    ).reset_index(drop=True)

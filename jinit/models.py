@@ -467,8 +467,12 @@ class Transformer(nn.Module):
     def __call__(self, tokens):
         if tokens.ndim != 2:
             raise ValueError(
-                f"Transformer expects int tokens of shape (batch, time), got {tokens.shape}"
+                f"Transformer expects token ids of shape (batch, time), got {tokens.shape}"
             )
+        if jnp.issubdtype(
+            tokens.dtype, jnp.floating
+        ):  # token ids stored as floats (the sweep's float32 inputs)
+            tokens = tokens.astype(jnp.int32)
         t = tokens.shape[1]
         if t > self.max_len:
             raise ValueError(f"sequence length {t} exceeds max_len={self.max_len}")

@@ -96,8 +96,130 @@ def _title(result: Any) -> str:
     elif getattr(cfg, "model", None):
         parts.append(f"{cfg.model} {cfg.activation}")
     if hasattr(cfg, "optimizer"):
-        parts.append(f"{cfg.optimizer} lr={cfg.learning_rate:g} batch={cfg.batch_size}")
+        lr = cfg.learning_rate
+        lr = ",".join(f"{v:g}" for v in lr) if isinstance(lr, tuple | list) else f"{lr:g}"
+        parts.append(f"{cfg.optimizer} lr={lr} batch={cfg.batch_size}")
     return ", ".join(p for p in parts if p)
+
+
+_AXIS_SHORT = {"learning_rate": "lr", "weight_decay": "wd", "init_scale": "scale"}
+
+
+def _by_group(result: Any) -> Any:
+    """``result`` itself, or for a sweep with hyperparameter axes a copy whose ``scheme`` column names each
+    (scheme, axis values) group (``he_normal lr=0.001``) and has no axis columns: the plots that draw one line or
+    box per scheme then draw one per group, never pooling the values of an axis."""
+    import dataclasses
+
+    from jinit import metrics
+
+    axes = metrics.axis_columns(result.models)
+    if not axes:
+        return result
+
+    def relabel(df):
+        if not len(df) or not all(a in df.columns for a in axes):
+            return df
+        df = df.copy()
+        for a in axes:
+            df["scheme"] = (
+                df["scheme"].astype(str)
+                + f" {_AXIS_SHORT[a]}="
+                + df[a].map(lambda v: f"{float(v):g}")
+            )
+        return df.drop(columns=axes)
+
+    return dataclasses.replace(result, models=relabel(result.models), curves=relabel(result.curves))
+
+
+def axis_curve(
+    result: Any,
+    axis: str = "learning_rate",
+    *,
+    metric: str = "final_accuracy",
+    ax: Any = None,
+    logx: bool | None = None,
+    level: float = 0.95,
+) -> plt.Figure:
+    """A final metric against the values of a hyperparameter axis, one line per scheme (and value of the other
+    axes): the mean over non-diverged seeds with its ``level`` confidence interval (Student-t) as error bars.
+
+    Args:
+      result: a :class:`~jinit.results.SweepResult` whose models table has the ``axis`` column.
+      axis: ``learning_rate``, ``weight_decay`` or ``init_scale``.
+      metric: a column of ``result.models`` (default ``final_accuracy``, the test accuracy).
+      ax: a matplotlib Axes to draw on (default: a new figure).
+      logx: log-scale x axis (default: when every value is positive).
+      level: confidence level of the error bars.
+
+    Returns:
+      The matplotlib Figure.
+
+    Raises:
+      ValueError: when ``axis`` was not swept or ``metric`` is not a column.
+    """
+    from jinit import metrics
+
+    models = result.models
+    if axis not in models.columns:
+        raise ValueError(
+            f"this sweep has no {axis} column: {axis} was not swept; its axis columns: {metrics.axis_columns(models)}"
+        )
+    if metric not in models.columns:
+        raise ValueError(f"unknown metric {metric!r}; the models table has {list(models.columns)}")
+    keys = ["scheme"] + [a for a in metrics.axis_columns(models) if a != axis]
+    own = ax is None
+    fig, ax = _axes(ax, (7, 5))
+    ok = ~models["diverged"].astype(bool) & np.isfinite(models[metric].to_numpy(float))
+    groups = list(models.groupby(keys, sort=False))
+    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    for i, (group, sub) in enumerate(groups):
+        group = group if isinstance(group, tuple) else (group,)
+        label = str(group[0]) + "".join(
+            f" {_AXIS_SHORT[k]}={float(v):g}" for k, v in zip(keys[1:], group[1:], strict=True)
+        )
+        xs, mean, low, high = [], [], [], []
+        for v, rows in sub[ok.loc[sub.index]].groupby(axis, sort=True):
+            ci = metrics.mean_ci(rows[metric].to_numpy(float), level=level)
+            xs.append(float(v))
+            mean.append(ci.mean)
+            low.append(ci.low if np.isfinite(ci.low) else ci.mean)
+            high.append(ci.high if np.isfinite(ci.high) else ci.mean)
+        n_div = int((~ok.loc[sub.index]).sum())
+        if n_div:
+            label += f" ({n_div} diverged)"
+        mean_a = np.asarray(mean)
+        ax.errorbar(
+            xs,
+            mean_a,
+            yerr=[mean_a - np.asarray(low), np.asarray(high) - mean_a],
+            marker="o",
+            ms=4,
+            capsize=3,
+            color=cmap(i % cmap.N),
+            label=label,
+        )
+    values = models[axis].to_numpy(float)
+    if np.all(values > 0) if logx is None else logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(axis.replace("_", " "))
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(
+        f"{metric.replace('_', ' ')} vs {axis.replace('_', ' ')}: mean and {100 * level:g}% CI over seeds\n"
+        f"{_title(result)}",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="best")
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def lr_curve(result: Any, **kwargs: Any) -> plt.Figure:
+    """The final test accuracy against the learning rate per scheme, with intervals: :func:`axis_curve` of
+    ``learning_rate``."""
+    return axis_curve(result, "learning_rate", **kwargs)
 
 
 def _axes(ax: Any, figsize: tuple[float, float]) -> tuple[Any, Any]:
@@ -204,6 +326,7 @@ def curves(
     valid += [m for m in ("loss", primary) if m not in valid]
     if metric not in valid:
         raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(valid)}")
+    result = _by_group(result)  # one line per (scheme, axis values)
     bare = metric in ("accuracy", "loss", primary)
     columns = [f"test_{metric}", f"train_{metric}"] if bare else [metric]
     trained = result.curves[result.curves["step"] > 0] if len(result.curves) else result.curves
@@ -320,6 +443,7 @@ def final_accuracy(
     Returns:
       A matplotlib Figure.
     """
+    result = _by_group(result)  # one box per (scheme, axis values)
     models = result.models
     metric = _metric(result)
     diverged = _diverged_counts(result)
@@ -376,17 +500,20 @@ def final_accuracy(
 
 def save_all(result: Any, folder: str | os.PathLike | None = None) -> list[Path]:
     """Writes ``accuracy_curves.png`` and ``final_accuracy.png`` (atomically) into ``folder`` (default: the
-    result's run folder) and returns their paths; for a task whose metric is not the accuracy they are named by
-    its metric (``r2_curves.png``, ``final_r2.png``)."""
+    result's run folder), and ``<axis>_curve.png`` (:func:`axis_curve`) for each hyperparameter axis of the sweep,
+    and returns their paths; for a task whose metric is not the accuracy they are named by its metric
+    (``r2_curves.png``, ``final_r2.png``)."""
+    from jinit import metrics
+
     folder = Path(folder if folder is not None else result.path)
     written = []
     metric = _metric(
         result
     )  # another task's figures are named by its metric: r2_curves.png, final_r2.png
-    for name, make in (
-        (f"{metric}_curves.png", accuracy_curves),
-        (f"final_{metric}.png", final_accuracy),
-    ):
+    figures = [(f"{metric}_curves.png", accuracy_curves), (f"final_{metric}.png", final_accuracy)]
+    for a in metrics.axis_columns(result.models):
+        figures.append((f"{a}_curve.png", lambda r, a=a: axis_curve(r, a)))
+    for name, make in figures:
         fig = make(result)
         try:
             results_lib.save_figure(folder / name, fig)

@@ -20,6 +20,10 @@ A run folder holds
   outputs (``[n_models, n_test]`` or ``[n_models, n_test, d]``); with a validation set (``meta["n_val"]``) the
   curves also have ``val_loss, val_<metric>...`` and ``models.csv`` ``final_val_<metric>..., final_val_loss``;
 * ``summary.csv``: :func:`jinit.metrics.summarize` of the above, one row per scheme;
+* a sweep with hyperparameter axes (:mod:`jinit.sweep.axes`: ``learning_rate``, ``weight_decay``, ``init_scale`` of
+  several values) has one column per swept axis right after ``scheme`` in ``results.csv``, ``models.csv`` and
+  ``summary.csv`` (one summary row per scheme and values); an axis of one value has none (the tables of a sweep
+  without axes are those of older versions);
 * ``predictions.npz``: ``predictions`` ``[n_models, n_test]`` (row ``i`` is model ``i`` of ``models.csv``) and
   ``y_test``;
 * ``params/00000.npz, ...``: with ``run(..., save_params=True)`` (``jinit sweep --save-params``), the final
@@ -116,6 +120,11 @@ MODEL_DTYPES = {
     "diverged_step": "int64",
     "param_sha256": str,
 }
+
+#: The hyperparameter-axis columns that follow ``scheme`` in both tables when the axis was swept (several values;
+#: :mod:`jinit.sweep.axes`).
+AXIS_COLUMNS = ("learning_rate", "weight_decay", "init_scale")
+AXIS_DTYPES = dict.fromkeys(AXIS_COLUMNS, "float64")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
@@ -265,6 +274,11 @@ class SweepResult:
         shares nothing, and paired by seed under ``vary="data"`` / ``"both"`` (:func:`jinit.metrics.paired_seeds`);
         the ``test_vs_best`` column says which.
 
+        A sweep with hyperparameter axes (``learning_rate``, ``weight_decay``, ``init_scale`` of several values) has
+        one row per (scheme, axis values), with those columns after ``scheme``; every group is compared with the
+        best as above. (Groups of one scheme share init and batches and could be paired by seed; the summary does
+        not, which is conservative: :func:`jinit.metrics.compare_axis_values` makes that paired comparison.)
+
         Args:
           ci_method: the 95% interval of the mean accuracy: ``"t"`` (Student-t, the default) or ``"bootstrap"``
             (percentile bootstrap, deterministic).
@@ -282,9 +296,15 @@ class SweepResult:
             "binary",
         ):  # else: the accuracy summary, as before tasks
             task = {"metric": self.metric, "higher_is_better": self.higher_is_better}
-        return metrics.summarize(
+        models = self.models
+        grouped = _axis_labels(models, curves)
+        if (
+            grouped is not None
+        ):  # one row per (scheme, axis values): the values of an axis are never pooled
+            models, curves, groups, axes = grouped
+        table = metrics.summarize(
             curves,
-            self.models,
+            models,
             self.predictions,
             self.y_test,
             num_classes=self.num_classes,
@@ -293,6 +313,40 @@ class SweepResult:
             paired=metrics.paired_seeds(getattr(self.config, "vary", "init")),
             detect_difference=detect_difference,
             **task,
+        )
+        if grouped is not None:
+            labels = table["scheme"].tolist()
+            table["scheme"] = [groups[lab][0] for lab in labels]
+            for j, a in enumerate(axes):
+                table.insert(1 + j, a, [float(groups[lab][1][j]) for lab in labels])
+        return table
+
+    def tune(
+        self,
+        axis: str,
+        *,
+        on: str | None = None,
+        report: str | None = None,
+        level: float = 0.95,
+    ) -> Any:
+        """For each scheme (and value of the other axes), the value of ``axis`` with the best mean ``on`` metric
+        (default: the validation column of the task's metric, e.g. ``final_val_accuracy``) and the test metric
+        ``report`` there (default: ``final_<metric>``), with its interval, ranked in the task's direction:
+        :func:`jinit.metrics.tune` of this sweep's models.
+
+        Example:
+          >>> result.tune("learning_rate", on="final_accuracy")  # doctest: +SKIP
+        """
+        from jinit import metrics
+
+        report = f"final_{self.metric}" if report is None else report
+        return metrics.tune(
+            self.models,
+            axis,
+            on=on,
+            report=report,
+            level=level,
+            higher_is_better=self.higher_is_better if report.endswith(self.metric) else None,
         )
 
     @property
@@ -505,16 +559,26 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
     rebuild = f"run the same `jinit sweep` with --out {path} again: it rebuilds the tables from the chunk files"
     name = "results.csv"
     try:
-        curves = pd.read_csv(path / name, dtype=CURVE_DTYPES)
+        curves = pd.read_csv(path / name, dtype={**CURVE_DTYPES, **AXIS_DTYPES})
         if "train_accuracy" not in curves.columns and "train_loss" in curves.columns:
             # written by an older jinit: no training accuracy, no epoch 0
             curves.insert(curves.columns.get_loc("train_loss") + 1, "train_accuracy", np.nan)
         name = "models.csv"
-        models = pd.read_csv(path / name, dtype=MODEL_DTYPES)
+        models = pd.read_csv(path / name, dtype={**MODEL_DTYPES, **AXIS_DTYPES})
         name = "predictions.npz"
         arrays = read_npz(path / name)
         predictions, y_test = arrays["predictions"], arrays["y_test"]
-        if not _expected_columns(curves, models, doc.get("meta")):
+        if (
+            not _expected_columns(
+                curves.drop(columns=[c for c in AXIS_COLUMNS if c in curves.columns]),
+                models.drop(columns=[c for c in AXIS_COLUMNS if c in models.columns]),
+                doc.get("meta"),
+            )
+            or _without_axes(curves, list(curves.columns))
+            != [c for c in curves.columns if c not in AXIS_COLUMNS]
+            or _without_axes(models, list(models.columns))
+            != [c for c in models.columns if c not in AXIS_COLUMNS]
+        ):
             name = "results.csv / models.csv"
             raise ValueError("unexpected columns")
         if predictions.ndim < 2 or predictions.shape[:2] != (len(models), y_test.shape[0]):
@@ -559,6 +623,44 @@ def _expected_columns(curves: pd.DataFrame, models: pd.DataFrame, meta: Any) -> 
     curve_cols.append("diverged")
     model_cols += ["diverged", "diverged_step", "param_sha256"]
     return set(curve_cols) <= set(curves.columns) and set(model_cols) <= set(models.columns)
+
+
+def _without_axes(table: pd.DataFrame, expected: Sequence[str]) -> list[str]:
+    """The columns of ``table`` without the axis columns right after ``scheme`` (any other place is unexpected)."""
+    cols = list(table.columns)
+    i = 1
+    while i < len(cols) and cols[i] in AXIS_COLUMNS and cols[0] == "scheme":
+        i += 1
+    return cols[:1] + cols[i:]
+
+
+def _axis_labels(models: pd.DataFrame, curves: pd.DataFrame):
+    """For tables with axis columns: the tables with ``scheme`` replaced by one label per (scheme, axis values)
+    group, and ``{label: (scheme, values)}``; ``None`` when there are no axis columns."""
+    axes = [c for c in AXIS_COLUMNS if c in models.columns]
+    if not axes:
+        return None
+
+    def label(df):
+        parts = [df["scheme"].astype(str)]
+        for a in axes:
+            parts.append(" " + a + "=" + df[a].map(lambda v: f"{float(v):.6g}"))
+        out = parts[0]
+        for p in parts[1:]:
+            out = out + p
+        return out
+
+    m = models.copy()
+    m["scheme"] = label(models)
+    groups = {
+        lab: (row["scheme"], tuple(row[a] for a in axes))
+        for lab, (_, row) in zip(m["scheme"], models.iterrows(), strict=True)
+    }
+    c = curves
+    if len(curves) and all(a in curves.columns for a in axes):
+        c = curves.copy()
+        c["scheme"] = label(curves)
+    return m, c, groups, axes
 
 
 # ----------------------------------------------------------------------------------------------------------------

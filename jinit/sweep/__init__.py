@@ -1,6 +1,7 @@
 """The sweep engine: many seeds x many initialization schemes trained at once by one compiled, vmapped program.
 
-A sweep is the grid ``schemes x seeds``. Every (scheme, seed) model gets its own keys, derived with ``fold_in``
+A sweep is the grid ``schemes x seeds`` (``schemes x learning_rate x weight_decay x init_scale x seeds`` when those
+take several values: hyperparameter axes, trained by the same compiled program, see :mod:`jinit.sweep.axes`). Every (scheme, seed) model gets its own keys, derived with ``fold_in``
 only (see :func:`jinit.keys.model_keys`), so a model is the same model whatever else is in the grid. The initial parameters of
 the models are stacked on a leading *model axis*, and one ``jax.jit``-compiled function trains them all: an epoch
 is one ``lax.scan`` over steps of the single-model step of :mod:`jinit.train`, ``jax.vmap``-ped over that axis, each
@@ -71,7 +72,8 @@ Example:
 
 Modules (one job each): :mod:`jinit.sweep.config` (``SweepConfig``, scheme resolution), :mod:`jinit.keys` (the key
 derivation, shared with :mod:`jinit.propagation`), :mod:`jinit.sweep.setup` (data, model, optimizer, checks before
-compiling), :mod:`jinit.sweep.grid` (memory estimate, models per device, chunk plan), :mod:`jinit.sweep.program`
+compiling), :mod:`jinit.sweep.axes` (hyperparameter axes: the injected optimizer, per-model values, the init
+scale), :mod:`jinit.sweep.grid` (memory estimate, models per device, chunk plan), :mod:`jinit.sweep.program`
 (compiled programs and their bounded caches, initial parameters), :mod:`jinit.sweep.execute` (:func:`run` and the
 chunk loop), :mod:`jinit.sweep.signals` (SIGINT/SIGTERM), :mod:`jinit.sweep.store` (fingerprints, resume),
 :mod:`jinit.sweep.assemble` (chunks to a result, :func:`load`), :mod:`jinit.sweep.determinism`.
@@ -79,7 +81,18 @@ chunk loop), :mod:`jinit.sweep.signals` (SIGINT/SIGTERM), :mod:`jinit.sweep.stor
 
 from jinit.keys import ModelKeys, model_keys, stable_hash
 from jinit.results import SweepResult
-from jinit.sweep import assemble, config, determinism, execute, grid, program, setup, signals, store
+from jinit.sweep import (
+    assemble,
+    axes,
+    config,
+    determinism,
+    execute,
+    grid,
+    program,
+    setup,
+    signals,
+    store,
+)
 from jinit.sweep.assemble import load
 from jinit.sweep.config import (
     DEFAULT_SCHEMES,
@@ -125,6 +138,7 @@ __all__ = [
     "VARY",
     "applicable_schemes",
     "assemble",
+    "axes",
     "bytes_per_model",
     "check_determinism",
     "chunk_plan",

@@ -53,7 +53,7 @@ def _task_of(setup) -> tuple[str, tuple[str, ...]]:
     return task.name, tuple(metric_column(m) for m in task.metric_names)
 
 
-def _assemble(config, setup, grid, chunks, steps_per_epoch, meta) -> SweepResult:
+def _assemble(config, setup, grid, chunks, steps_per_epoch, meta, hypers=None) -> SweepResult:
     n_test = setup.x_test.shape[0]
     chunks = [c for _, c in sorted(chunks, key=lambda t: t[0])]
     cat = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
@@ -99,9 +99,14 @@ def _assemble(config, setup, grid, chunks, steps_per_epoch, meta) -> SweepResult
     steps = np.concatenate([np.zeros((n_models, 1), steps.dtype), steps], axis=1)
     cols = {k: np.concatenate([at_init[k], f64[k]], axis=1) for k in f64}
     n_points = n_evals + 1
+    # one column per swept axis (jinit.sweep.axes), after the scheme: none for a sweep of single values
+    from jinit.sweep import axes
+
+    axis_cols = axes.columns(config, hypers) if hypers is not None else {}
     curves = pd.DataFrame(
         {
             "scheme": np.repeat(schemes, n_points),
+            **{name: np.repeat(v, n_points) for name, v in axis_cols.items()},
             "seed": np.repeat(seeds, n_points),
             "epoch": (steps / steps_per_epoch).reshape(-1),
             "step": steps.reshape(-1),
@@ -117,6 +122,7 @@ def _assemble(config, setup, grid, chunks, steps_per_epoch, meta) -> SweepResult
     models = pd.DataFrame(
         {
             "scheme": schemes,
+            **axis_cols,
             "seed": seeds,
             **final,
             "diverged": div >= 0,

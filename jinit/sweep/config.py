@@ -44,6 +44,9 @@ _OPTIONAL_FIELDS = ("val_size", "val_fraction")
 MODEL_NAMES = models_lib.MODELS
 
 
+_AXES = ("learning_rate", "weight_decay", "init_scale")
+
+
 def _closest(name: Any, choices: Sequence[str]) -> str:
     close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -75,7 +78,12 @@ class SweepConfig:
       epochs: training epochs.
       batch_size: training batch size (``n_train // batch_size`` steps per epoch; the remainder is dropped).
       optimizer: ``adam, sgd, momentum, adamw, rmsprop`` (optax).
-      learning_rate: the optimizer's step size.
+      learning_rate: the optimizer's step size, or a tuple of step sizes: a grid axis (see below).
+      weight_decay: None (the optimizer's default: none; optax's 1e-4 for ``adamw``), a number, or a tuple of
+        numbers (an axis). ``adamw``: its decoupled weight decay; ``adam, sgd, momentum, rmsprop``: L2 added to the
+        gradient before the optimizer (``optax.add_decayed_weights``, PyTorch's ``weight_decay``).
+      init_scale: a multiplier on every kernel's initial values (each parameter named ``kernel``, after the
+        scheme's initialization, rules and LSUV included), or a tuple of multipliers (an axis). Default 1.0.
       vary: which randomness changes with the seed: ``"init"`` (default: all models see the same batches),
         ``"data"`` (data order and dropout; the init depends on the scheme only) or ``"both"``.
       eval_every: also evaluate every that many steps within each epoch (``None``: at epoch ends only).
@@ -95,6 +103,13 @@ class SweepConfig:
         the device kind: the same value gives the same models in any layout.
       max_memory: memory budget in bytes per device for one chunk (default: from the device, see module doc).
       eval_batch_size: test-set batch size of the evaluation.
+
+    Grid axes: ``learning_rate``, ``weight_decay`` and ``init_scale`` each take one value or a tuple of values;
+    the grid is ``schemes x learning_rate x weight_decay x init_scale x seeds`` (scheme-major, the seed fastest),
+    all trained by one compiled program (:mod:`jinit.sweep.axes`). A value does not enter a model's keys: models
+    that differ only in a value start from the same weights and see the same batches (paired comparisons).
+    ``config.json`` keeps a single value as a scalar, and leaves out ``weight_decay`` and ``init_scale`` at
+    their defaults (so the run folders of older versions keep their fingerprint).
     """
 
     dataset: str = "digits"
@@ -110,7 +125,7 @@ class SweepConfig:
     epochs: int = 10
     batch_size: int = 32
     optimizer: str = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: float | tuple[float, ...] = 1e-3
     vary: str = "init"
     eval_every: int | None = None
     target_accuracy: float | None = None
@@ -122,16 +137,22 @@ class SweepConfig:
     max_memory: int | None = None
     eval_batch_size: int = 1000
     models_per_device: int | None = None
+    weight_decay: float | tuple[float, ...] | None = None
+    init_scale: float | tuple[float, ...] = 1.0
 
     def __post_init__(self):
         if isinstance(self.schemes, str):
             object.__setattr__(self, "schemes", parse_schemes(self.schemes))
         elif isinstance(self.schemes, Sequence):
             object.__setattr__(self, "schemes", tuple(self.schemes))
-        for name in ("hidden", "channels"):
+        for name in ("hidden", "channels", "learning_rate", "weight_decay", "init_scale"):
             value = getattr(self, name)
-            if isinstance(value, Sequence) and not isinstance(value, str):
-                object.__setattr__(self, name, tuple(value))
+            if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str):
+                value = tuple(value)
+                # one value given as a 1-tuple is that value (the same sweep, the same config.json)
+                if name in _AXES and len(value) == 1:
+                    value = value[0]
+                object.__setattr__(self, name, value)
         if self.data_dir is not None and isinstance(self.data_dir, os.PathLike):
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
         if isinstance(
@@ -151,8 +172,13 @@ class SweepConfig:
         schemes = tuple(to_json(s) for s in self.schemes)
         d = results_lib._jsonable(dataclasses.asdict(dataclasses.replace(self, schemes=schemes)))
         # fields added later are written only when set: a sweep that does not use them keeps its config.json and
-        # fingerprint (so run folders written before them still resume and read back)
-        return {k: v for k, v in d.items() if not (k in _OPTIONAL_FIELDS and v is None)}
+        # fingerprint (so run folders written before them still resume and read back); the axes likewise at
+        # their defaults
+        d = {k: v for k, v in d.items() if not (k in _OPTIONAL_FIELDS and v is None)}
+        for name, default in (("weight_decay", None), ("init_scale", 1.0)):
+            if name in d and d.get(name) == default and not isinstance(d.get(name), bool):
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
@@ -203,7 +229,10 @@ class SweepConfig:
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=1)
         _check_validation_split(self.val_size, self.val_fraction)
-        train_lib.make_optimizer(self.optimizer, self.learning_rate)
+        from jinit.sweep import axes
+
+        axes.check(self)
+        train_lib.make_optimizer(self.optimizer, axes.values(self, "learning_rate")[0])
         if self.vary not in VARY:
             raise ValueError(f"unknown vary {self.vary!r}.{_closest(self.vary, VARY)}")
         if self.target_accuracy is not None:

@@ -83,7 +83,8 @@ def check_determinism(
     another program, so it agrees to float round-off, not bitwise.
 
     Args:
-      config: the sweep (default ``SweepConfig()``); its epochs, data and optimizer are used as they are.
+      config: the sweep (default ``SweepConfig()``); its epochs, data and optimizer are used as they are, each
+        hyperparameter axis at its first value.
       n_models: how many models (at least; rounded up to whole schemes when ``seeds < n_models``).
       make_model: your own model's factory, as ``model`` for :func:`run`.
       model: the same (``make_model`` is its older name).
@@ -109,7 +110,11 @@ def check_determinism(
         schemes, seeds = specs[:1], n_models
     else:
         schemes, seeds = specs[: math.ceil(n_models / config.seeds)], config.seeds
-    sub = dataclasses.replace(config, schemes=tuple(schemes), seeds=seeds)
+    from jinit.sweep import axes
+
+    # at the first value of each hyperparameter axis (a model's numbers do not depend on the other values)
+    first_values = {name: axes.values(config, name)[0] for name in axes.swept(config)}
+    sub = dataclasses.replace(config, schemes=tuple(schemes), seeds=seeds, **first_values)
 
     first = run(sub, progress=False, keep_params=True, make_model=make_model, optimizer=optimizer)
     cached = dict(_PROGRAMS)

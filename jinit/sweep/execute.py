@@ -24,6 +24,7 @@ from jinit import results as results_lib
 from jinit import train as train_lib
 from jinit.keys import stream_keys, varies
 from jinit.results import SweepResult
+from jinit.sweep import axes
 from jinit.sweep.assemble import _assemble, _chunk_arrays, load
 from jinit.sweep.config import SweepConfig, _check_int, recorded
 from jinit.sweep.grid import (
@@ -210,8 +211,11 @@ def run(
     eval_bs = min(config.eval_batch_size, n_test)
 
     try:  # before the grid is built and anything compiled (a failure is posted to the other processes)
-        _check_grid_fits(config, len(setup.schemes), steps_per_epoch, n_test)
-        grid = [(label, init, s) for label, init in setup.schemes for s in range(config.seeds)]
+        _check_grid_fits(
+            config, len(setup.schemes) * len(axes.combos(config)), steps_per_epoch, n_test
+        )
+        # scheme x learning_rate x weight_decay x init_scale x seed; hypers[i]: model i's axis values
+        grid, hypers = axes.model_grid(setup.schemes, config)
         n_models = len(grid)
         devices = jax.local_devices()[:max_devices]
         data_bytes = (
@@ -352,6 +356,10 @@ def run(
                 "schemes": [label for label, _ in setup.schemes],
                 **_data_meta(setup),
             }
+            if axes.swept(config):
+                meta["axes"] = {
+                    name: list(axes.values(config, name)) for name in axes.swept(config)
+                }
             if fingerprint is not None:
                 meta["fingerprint"] = fingerprint
             mine = [c for c in range(n_chunks) if c % pcount == pid]
@@ -430,6 +438,8 @@ def run(
                 guard=guard,
                 status=status,
                 bar=bar,
+                hypers=[axes.effective(h, config) for h in hypers],
+                hyper_names=axes.optimizer(config, optimizer)[1],
             )
             chunks, kept = [], []
             if len(done) < len(mine):
@@ -494,7 +504,7 @@ def run(
             meta["chunks_reused"] = status.chunks_reused
             meta["epochs_reused"] = trainer.epochs_reused
             meta["wall_seconds"] = time.perf_counter() - t_start
-            result = _assemble(config, setup, grid, chunks, steps_per_epoch, meta)
+            result = _assemble(config, setup, grid, chunks, steps_per_epoch, meta, hypers=hypers)
             if keep_params and kept:
                 result.params = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
             if out_path is not None and pid == 0:
@@ -571,6 +581,8 @@ class _ChunkTrainer:
     bar: Any
     train_seconds: float = 0.0
     epochs_reused: int = 0
+    hypers: list | None = None  # each grid model's axis values (jinit.sweep.axes.Hyper)
+    hyper_names: dict | None = None  # {axis: key in opt_state.hyperparams}
     _ckptr: results_lib.Checkpointer | None = None
 
     def _checkpointer(self) -> results_lib.Checkpointer:
@@ -589,6 +601,9 @@ class _ChunkTrainer:
         padded = idx + [idx[-1]] * (self.csize - len(idx))
         entries = [self.grid[i] for i in padded]
         params = _init_models(config, self.setup, entries)
+        hypers = [self.hypers[i] for i in padded] if self.hypers is not None else None
+        if hypers is not None:  # the init scale: every kernel times its model's value, on the host
+            params = axes.scale_kernels(params, [h.init_scale for h in hypers])
         seeds_data = np.asarray([s if self.vary_data else 0 for _, _, s in entries], np.uint32)
         data_keys, dropout_keys = stream_keys(self.root, seeds_data, shared=not self.vary_data)
         # The chunk's groups of k models, group g on device g % devices: each is trained by the same
@@ -603,15 +618,12 @@ class _ChunkTrainer:
                 if self.vary_data
                 else (data_keys, dropout_keys)
             )
-            groups.append(
-                (
-                    dev,
-                    program.init_state(
-                        jax.device_put(jax.tree.map(lambda a, part=part: a[part], params), dev)
-                    ),
-                    jax.device_put(keys, dev),
-                )
+            state = program.init_state(
+                jax.device_put(jax.tree.map(lambda a, part=part: a[part], params), dev)
             )
+            if hypers is not None:  # each model's learning rate / weight decay, in its opt_state
+                state = axes.set_hyperparams(state, hypers[part], self.hyper_names or {})
+            groups.append((dev, state, jax.device_put(keys, dev)))
         state_tree = jax.tree.structure(groups[0][1])
         logs: list[train_lib.EpochLogs] = []
         start = 0

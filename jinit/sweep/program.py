@@ -229,19 +229,23 @@ def initial_params(
     data: Any = None,
     task: Any = None,
 ):
-    """The stacked initial variables of ``grid`` (pairs ``(scheme spec or label, seed number)``).
+    """The stacked initial variables of ``grid``: pairs ``(scheme spec or label, seed number)``, or triples
+    ``(scheme, seed number, init_scale)``; a pair takes the config's ``init_scale`` (which must then be one value).
 
     Args:
       config: the sweep config (its data decides the input shape and number of classes).
-      grid: the models; default: the config's full grid (scheme-major).
+      grid: the models; default: the config's full grid (scheme-major, with its axes: :mod:`jinit.sweep.axes`).
       make_model: your own model's factory, as ``model`` for :func:`run`.
       model: the same (``make_model`` is its older name).
       data: your own :class:`jinit.data.Dataset`, as for :func:`run`.
       task: the task, as for :func:`run` (it sets the output width of the built-in models).
 
     Returns:
-      A pytree of numpy arrays with a leading model axis, in ``grid`` order.
+      A pytree of numpy arrays with a leading model axis, in ``grid`` order, every kernel multiplied by its
+      model's init scale.
     """
+    from jinit.sweep import axes
+
     if model is not None:
         if make_model is not None:
             raise TypeError("pass the model factory once: model= (make_model= is its older name)")
@@ -249,12 +253,23 @@ def initial_params(
     setup = _setup_cache or _setup(config, make_model, data, task)
     by_label = dict(setup.schemes)
     if grid is None:
-        grid = [(label, s) for label, _ in setup.schemes for s in range(config.seeds)]
-    entries = []
-    for spec, s in grid:
+        full, hypers = axes.model_grid(setup.schemes, config)
+        grid = [(label, s, h.init_scale) for (label, _, s), h in zip(full, hypers, strict=True)]
+    entries, scales = [], []
+    for item in grid:
+        spec, s, *rest = item
+        if rest:
+            scales.append(float(rest[0]))
+        elif len(axes.values(config, "init_scale")) == 1:
+            scales.append(float(axes.values(config, "init_scale")[0]))
+        else:
+            raise ValueError(
+                f"init_scale={config.init_scale!r} has several values: give the models as (scheme, seed, "
+                "init_scale) triples"
+            )
         label = spec if spec in by_label else resolve_schemes([spec], model=None)[0][0]
         entries.append((label, by_label.get(label) or _scheme(spec), s))
-    return _init_models(config, setup, entries)
+    return axes.scale_kernels(_init_models(config, setup, entries), scales)
 
 
 def _prepare_inits(config: SweepConfig, setup: _Setup) -> None:

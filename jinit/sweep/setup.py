@@ -329,21 +329,28 @@ def _describe(value: Any, limit: int = 200) -> str:
 
 
 def _make_optimizer(config: SweepConfig, optimizer: Any, setup: _Setup):
-    """The optax transformation of a sweep and its key for the program cache: the config's name and learning
-    rate, or for your own optimizer a SHA-256 of its lowered (not compiled) ``init`` and ``update``, so that a
+    """The optax transformation of a sweep and its key for the program cache.
+
+    The transformation is the injected form of :func:`jinit.sweep.axes.optimizer` (the learning rate and weight
+    decay live in each model's ``opt_state.hyperparams``, so one program serves every value of those axes). Its
+    key: the config's optimizer name and whether it adds a weight decay (not the values: they are arrays of the
+    state), or for your own optimizer a SHA-256 of its lowered (not compiled) ``init`` and ``update``, so that a
     changed optimizer never gets a cached program."""
     import optax
 
+    from jinit.sweep import axes
+
     if optimizer is None:
-        tx = train_lib.make_optimizer(config.optimizer, config.learning_rate)
-        return tx, (config.optimizer, float(config.learning_rate))
-    tx = optimizer
+        tx, names = axes.optimizer(config)
+        return tx, (config.optimizer, "injected", tuple(sorted(names)))
     if not isinstance(optimizer, optax.GradientTransformation):
-        tx = optimizer(float(config.learning_rate))
-        if not isinstance(tx, optax.GradientTransformation):
+        axes._lr_argument(optimizer)
+        probe = optimizer(float(axes.values(config, "learning_rate")[0]))
+        if not isinstance(probe, optax.GradientTransformation):
             raise TypeError(
-                f"the optimizer factory returned {_describe(tx)}, not an optax.GradientTransformation"
+                f"the optimizer factory returned {_describe(probe)}, not an optax.GradientTransformation"
             )
+    tx, _ = axes.optimizer(config, optimizer)
     params = {"params": _abstract_model(setup)[2]["params"]}  # what the optimizer updates
     try:
         state = jax.eval_shape(tx.init, params)
