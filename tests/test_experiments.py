@@ -582,3 +582,57 @@ def test_transformer_init_smoke(tmp_path):
     )
     assert mults["params/transformer/block_0/mlp/fc/kernel"] == pytest.approx(0.5)
     assert mults["params/transformer/embed/embedding"] == pytest.approx(1.0)
+
+
+def test_mup_transfer_optimum_and_drift_on_known_numbers():
+    mt = _load("mup_transfer")
+    lrs = np.array([1e-3, 2e-3, 4e-3, 8e-3])
+    # seeds x lrs: over the first two seeds the minimum mean is at 4e-3; the third seed moves it to 2e-3
+    L = np.array([[0.9, 0.4, 0.3, 0.1], [0.9, 0.4, 0.31, 0.1], [0.9, 0.0, 0.35, np.inf]])
+    assert mt._argmin_lr(lrs, L) == 2e-3  # 8e-3 diverged on one seed: infinite mean, never chosen
+    assert mt._argmin_lr(lrs, L[:2, :3]) == 4e-3
+    boots = mt.boot_optima(lrs, L, np.random.default_rng(0))
+    # a resample without the third seed keeps 8e-3 finite, and there it is best; 1e-3 is never best
+    assert set(np.round(boots, 6)) <= set(np.round(np.log2(lrs[1:]), 6))
+    assert (np.round(boots, 6) == np.round(np.log2(2e-3), 6)).mean() > 0.5
+    df = pd.DataFrame(
+        {"param": ["sp", "sp"], "width": [32, 256], "log2_optimum": [np.log2(8e-3), np.log2(1e-3)]}
+    )
+    d = mt.drift(
+        df, {("sp", 32): np.full(10, np.log2(8e-3)), ("sp", 256): np.full(10, -10.0)}, "sp"
+    )
+    assert d["drift_log2"] == pytest.approx(-3) and d["ci_high"] < 0
+    text = " ".join(mt.findings({"sp": d}, 2.0))
+    assert "drifts with width under SP: held" in text and "-3 doublings" in text
+
+
+def test_mup_transfer_smoke(tmp_path):
+    out = _run("mup_transfer", tmp_path / "mt")
+    _check_new_report(out, "## Optimum per width", "## Drift of the optimum", "| muP |")
+    names = sorted(p.name for p in out.glob("run_*"))
+    assert names == ["run_mup_w32", "run_mup_w8", "run_sp_w32", "run_sp_w8"]
+    r = sweep.load(out / "run_mup_w32")
+    # one sweep: 5 learning rates x 2 seeds
+    assert r.models["learning_rate"].nunique() == 5 and len(r.models) == 5 * 2
+    assert "custom" in r.meta["optimizer"]
+    opt = pd.read_csv(out / "optimum.csv")
+    assert len(opt) == 4 and opt["optimum_lr"].isin(r.models["learning_rate"]).all()
+    assert (opt["best_set_size"] >= 1).all()
+    # muP's optimizer: every layer at the base rate at the base width (there muP is SP); at 4x the base width the
+    # hidden and readout layers at a quarter of it, the input layer and the biases at the base rate
+    import jax
+
+    import jinit
+
+    mt = _load("mup_transfer")
+    x = np.zeros((1, 8, 8, 1), np.float32)
+    shapes = {
+        w: jax.eval_shape(
+            mt.factory(w)(*[jax.nn.initializers.zeros] * 2).init, jax.random.key(0), x
+        )
+        for w in (8, 32)
+    }
+    assert set(jinit.mup_multipliers(shapes[8], shapes[8]).values()) == {1.0}
+    m = jinit.mup_multipliers(shapes[32], shapes[8])
+    assert m["params/Dense_1/kernel"] == m["params/Dense_2/kernel"] == pytest.approx(0.25)
+    assert m["params/Dense_0/kernel"] == m["params/Dense_1/bias"] == 1.0
