@@ -42,6 +42,7 @@ from jinit import data, metrics, models, sweep
 
 NAME = "transformer_init"
 PLAIN = "normal(0.02)"
+ARCHS = ("sp", "deepnet", "mup")
 
 
 class RecallTransformer(nn.Module):
@@ -190,7 +191,16 @@ def table(runs: dict) -> pd.DataFrame:
     return df.sort_values("acc_mean", ascending=False, na_position="last").reset_index(drop=True)
 
 
-def findings(df: pd.DataFrame) -> list[str]:
+def accuracies(runs: dict) -> dict[str, pd.Series]:
+    """``{short scheme name: final test accuracy per non-diverged seed}`` over all sweeps."""
+    return {
+        short(str(scheme)): metrics.scheme_accuracies(res.models, scheme)
+        for res in runs.values()
+        for scheme in dict.fromkeys(res.models["scheme"])
+    }
+
+
+def findings(df: pd.DataFrame, accs: dict[str, pd.Series]) -> list[str]:
     """What held and what did not, each computed from the table."""
     s = df.set_index("scheme")
     top = df["scheme"].iloc[0]
@@ -205,20 +215,28 @@ def findings(df: pd.DataFrame) -> list[str]:
             else "."
         )
     ]
-    if "gpt2" in s.index and PLAIN in s.index:
-        g, p = s.loc["gpt2"], s.loc[PLAIN]
-        where = (
-            "above"
-            if g["acc_ci95_low"] > p["acc_ci95_high"]
-            else "below"
-            if g["acc_ci95_high"] < p["acc_ci95_low"]
-            else "overlapping with"
-        )
+    for other in ("gpt2", "deepnet", "mup"):
+        if other not in accs or PLAIN not in accs:
+            continue
+        r = metrics.compare(accs[other], accs[PLAIN], paired=False)
+        v = C.verdict(r)
+        word = {
+            "holds": "above plain normal(0.02)",
+            "reversed": "below plain normal(0.02)",
+            "not resolved": "not resolved against plain normal(0.02)",
+            "untestable": "untestable (fewer than 2 seeds)",
+        }[v]
+        mdd = metrics.min_detectable_difference(accs[other], accs[PLAIN], paired=False)
         out.append(
-            f"**GPT-2's scaled residual init vs plain normal(0.02)**: gpt2's 95% interval is {where} plain's "
-            f"({C.pct(g['acc_mean'], 1)}% vs {C.pct(p['acc_mean'], 1)}%). The scaling targets depth (it keeps the "
-            "residual stream's variance independent of L); at this depth a difference "
-            + ("is visible." if where != "overlapping with" else "is not resolved.")
+            f"**{other} vs plain normal(0.02)**: {word} (difference in points {C.diff_text(r)}, Welch, "
+            "two-sided, uncorrected; the `vs best` column is the one-sided, Bonferroni-corrected test of the "
+            "confidence set, which can differ near p = 0.05"
+            + (
+                f"; these seeds would detect a difference of {C.pct(mdd, 1)} points with 80% power"
+                if v == "not resolved" and np.isfinite(mdd)
+                else ""
+            )
+            + ")."
         )
     fails = [f"{r['scheme']} {r['failed']}/{r['n']}" for _, r in df.iterrows() if r["failed"]]
     out.append(
@@ -259,7 +277,7 @@ def report(runs: dict, out: Path, command: str, args) -> Path:
     df = table(runs)
     df.to_csv(out / "scheme_table.csv", index=False)
     fig = C.save_figure(figure(runs, df), out / "transformer_init.png")
-    cfg = runs["sp"].config
+    cfg = next(iter(runs.values())).config
     alpha, beta = jinit.deepnet_constants(args.layers, decoder=True)
     setup = (
         f"Associative recall (`jinit.data.associative_recall(n_train={args.n_train}, n_test={args.n_test}, "
@@ -268,10 +286,16 @@ def report(runs: dict, out: Path, command: str, args) -> Path:
         f"n_heads={args.heads})`, pre-LN (DeepNet: post-LN DeepNorm with alpha={alpha:.3f}, beta={beta:.3f}), "
         f"logits of the last position. Adam lr={cfg.learning_rate:g} (muP: `mup_optimizer`, the same base lr, "
         f"hidden and readout lr x {args.base_width}/{args.d_model}; base width {args.base_width}), batch "
-        f"{cfg.batch_size}, {cfg.epochs} epochs, {cfg.seeds} seeds per scheme (`vary='init'`). Three sweeps "
-        "(one per network/optimizer: a sweep trains one model and one optimizer) on the same data, batches and "
+        f"{cfg.batch_size}, {cfg.epochs} epochs, {cfg.seeds} seeds per scheme (`vary='init'`). One sweep "
+        "per network/optimizer (a sweep trains one model with one optimizer), all on the same data, batches and "
         "seeds. " + C.run_facts(runs.values())
     )
+    missing = [a for a in ARCHS if a not in runs]
+    if missing:
+        setup += (
+            f"\n\n**Sweeps not in this report**: {', '.join(f'`run_{a}`' for a in missing)} (run with "
+            f"`--archs {','.join(ARCHS)}` to add them)."
+        )
     setup += (
         "\n\nA **small run** sized for a shared 2-core CPU; a larger one is one command away, e.g. "
         "`python experiments/transformer_init.py --layers 8 --d-model 128 --epochs 50 --seeds 10 --out /tmp/tr`."
@@ -314,7 +338,8 @@ def report(runs: dict, out: Path, command: str, args) -> Path:
         "residual init, DeepNet and muP were each designed for depth or width at scale; here they are measured at "
         "a CPU-sized scale over seeds, against the plain normal(0.02).",
         "## Setup\n\n" + setup,
-        "## What held and what did not\n\n" + "\n\n".join(f"- {f}" for f in findings(df)),
+        "## What held and what did not\n\n"
+        + "\n\n".join(f"- {f}" for f in findings(df, accuracies(runs))),
         "## Final test accuracy and training loss\n\n"
         + C.md_table(view)
         + "\n\n`accuracy`: mean ± half-width of the 95% t-interval over the non-diverged seeds (%). `train_loss`: "
@@ -341,7 +366,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-pairs", type=int, default=4, help="key-value pairs per sequence")
     p.add_argument("--n-train", type=int, default=None, help="training sequences (default 4000)")
     p.add_argument("--n-test", type=int, default=None, help="test sequences (default 1000)")
+    p.add_argument(
+        "--archs",
+        default="sp,deepnet,mup",
+        help="the sweeps to run: sp (normal(0.02) and gpt2), deepnet, mup",
+    )
     args = p.parse_args(argv)
+    args.archs = tuple(a.strip() for a in args.archs.split(",") if a.strip())
+    bad = [a for a in args.archs if a not in ARCHS]
+    if bad or not args.archs:
+        raise ValueError(f"unknown --archs {bad or args.archs}; valid: {', '.join(ARCHS)}")
     args.layers = args.layers or (2 if args.smoke else 4)
     args.d_model = args.d_model or (16 if args.smoke else 64)
     args.n_train = args.n_train or (256 if args.smoke else 4000)
@@ -360,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg, out / f"run_{arch}", args, model=model(args, arch), data=ds, **kwargs.get(arch, {})
         )
         for arch, cfg in cfgs.items()
+        if arch in args.archs
     }
     path = report(runs, out, C.command_line(argv, NAME), args)
     print(
