@@ -192,19 +192,20 @@ def findings(df: pd.DataFrame) -> list[str]:
     deepest = int(df["depth"].max())
     he = df[df["scheme"] == key("nonorm", "he_normal")].set_index("depth")
     first_fail = [d for d, r in he.iterrows() if r["failed"] * 2 > r["n"]]
+    accs = ", ".join(f"{C.pct(he.loc[d, 'acc_mean'], 1)}% at {d}" for d in sorted(he.index))
     counts = ", ".join(
         f"{int(he.loc[d, 'failed'])}/{int(he.loc[d, 'n'])} failed at {d}" for d in sorted(he.index)
     )
     if first_fail:
         out.append(
             f"**He without normalization fails with depth: held.** Most seeds of `he_normal` (no norm) failed "
-            f"from depth {min(first_fail)} on ({counts})."
+            f"from depth {min(first_fail)} on ({counts}); mean accuracy {accs}."
         )
     else:
         out.append(
             "**He without normalization fails with depth: did not hold here.** `he_normal` (no norm) trained on "
             f"most seeds at every depth up to {deepest} "
-            f"({counts})."
+            f"({counts}); mean accuracy {accs}."
         )
     for arch, scheme in (("nonorm", "fixup"), ("nonorm", "rezero"), ("layernorm", "zero_gamma")):
         rows = df[
