@@ -280,7 +280,8 @@ def report(runs: dict, out: Path, command: str, width: int, smoke: bool = False)
         + C.run_facts(runs.values())
         + " The runs were compiled with `XLA_FLAGS=--xla_backend_optimization_level=0 "
         "--xla_llvm_disable_expensive_passes=true` (the unrolled 64-block network takes minutes to compile "
-        "otherwise on 2 cores); this changes the code XLA emits, not the model."
+        "otherwise on 2 cores); it changes the code XLA emits, not the model (floating-point results may differ in "
+        "the last bits from a default build)."
     )
     setup += (
         f"\n\nThis is a **small run** sized for a shared 2-core CPU (width {width}, {cfg.epochs} epochs); "
