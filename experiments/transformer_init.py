@@ -238,6 +238,13 @@ def findings(df: pd.DataFrame, accs: dict[str, pd.Series]) -> list[str]:
             )
             + ")."
         )
+    if "deepnet" in accs:
+        out.append(
+            "Caveat on DeepNet: its sweep trains a different network (post-LN DeepNorm, `LN(alpha x + f(x))`, "
+            "instead of pre-LN), so a difference between deepnet and the others is that of network and init "
+            "together, not of the init alone; a pre-LN network with DeepNet's init is not run here. The other "
+            "three share the pre-LN network (muP also its 1/d attention and optimizer)."
+        )
     fails = [f"{r['scheme']} {r['failed']}/{r['n']}" for _, r in df.iterrows() if r["failed"]]
     out.append(
         "Failed models (diverged, one class everywhere, or not above the majority class): "
