@@ -25,6 +25,9 @@ metadata. :func:`load` produces them, from the first source that works:
   like ``cifar10``: its ``image`` feature scaled to [0, 1] and its ``label`` feature.
   :func:`names` lists only the built-in names above.
 
+A synthetic sequence task generated offline with a fixed seed, :func:`associative_recall`, is a
+:class:`Dataset` of integer tokens (stored as float32) with one label per sequence.
+
 Your own arrays (any task) become a :class:`Dataset` through :func:`from_arrays`:
 classification, binary classification or regression (``Dataset.task``), its ``source`` a
 SHA-256 fingerprint of the content. :func:`split_validation` holds out a fixed, seeded subset of
@@ -80,6 +83,7 @@ import numpy as np
 
 __all__ = [
     "Dataset",
+    "associative_recall",
     "cache_dir",
     "describe",
     "from_arrays",
@@ -1283,4 +1287,103 @@ def split_validation(
         y_train=_read_only(ds.y_train[train_idx]),
         x_val=_read_only(ds.x_train[val_idx]),
         y_val=_read_only(ds.y_train[val_idx]),
+    )
+
+
+def associative_recall(
+    n_train: int = 2000,
+    n_test: int = 500,
+    *,
+    vocab: int = 32,
+    n_pairs: int = 4,
+    seed: int = 0,
+) -> Dataset:
+    """Associative recall: read ``n_pairs`` key-value pairs, then a query key, and predict its value.
+
+    Each sequence is ``k_1 v_1 k_2 v_2 ... k_n v_n q`` (length ``2 n_pairs + 1``): the keys are
+    distinct tokens drawn from ``0 .. vocab/2 - 1``, the values tokens drawn (with repetition) from
+    ``vocab/2 .. vocab - 1``, and the query ``q`` is one of the keys, chosen uniformly; the label
+    is the value that followed ``q``. A model reads the last position's logits as a
+    ``vocab``-way classification (chance ``2 / vocab``: the label is always a value token, one of
+    ``vocab / 2``). Solving it needs attention from the last position to the token after the
+    matching key (an induction-head circuit), which is why it is a standard small probe of
+    sequence models.
+
+    Every array is a pure function of the arguments: ``np.random.default_rng(seed)`` draws the
+    training set, then the test set, so the same call gives the same data on any machine, and the
+    test sequences are fresh draws from the same distribution (a sequence may occur in both sets
+    by chance when the task is small).
+
+    Args:
+      n_train: number of training sequences (>= 1).
+      n_test: number of test sequences (>= 1).
+      vocab: number of token ids, even, with ``vocab / 2 >= n_pairs`` (and >= 4).
+      n_pairs: key-value pairs per sequence (>= 1).
+      seed: seed of the generator (a non-negative integer).
+
+    Returns:
+      A :class:`Dataset` (:func:`from_arrays`, ``task="classification"``, ``num_classes=vocab``)
+      named ``associative_recall``, whose inputs are the token ids as float32 of shape
+      ``(n, 2 n_pairs + 1)`` (cast them to int in the model) and labels int32 in
+      ``vocab/2 .. vocab - 1``.
+
+    Raises:
+      ValueError: a bad size, vocabulary, pair count or seed, naming the value.
+
+    References:
+      Ba et al. Using fast weights to attend to the recent past. NeurIPS 2016 (associative retrieval).
+      Olsson et al. In-context learning and induction heads. Transformer Circuits Thread, 2022.
+      Fu et al. Hungry hungry hippos: towards language modeling with state space models. ICLR 2023.
+
+    Example:
+      >>> ds = associative_recall(8, 4, vocab=16, n_pairs=3, seed=0)
+      >>> ds.x_train.shape, ds.num_classes
+      ((8, 7), 16)
+    """
+    for field, value, low in (
+        ("n_train", n_train, 1),
+        ("n_test", n_test, 1),
+        ("n_pairs", n_pairs, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(
+                f"associative_recall: {field} must be an integer >= {low}, got {value!r}"
+            )
+    if (
+        isinstance(vocab, bool)
+        or not isinstance(vocab, (int, np.integer))
+        or vocab < 4
+        or vocab % 2
+    ):
+        raise ValueError(f"associative_recall: vocab must be an even integer >= 4, got {vocab!r}")
+    if n_pairs > vocab // 2:
+        raise ValueError(
+            f"associative_recall: n_pairs={n_pairs} needs {n_pairs} distinct keys but vocab={vocab} "
+            f"has only {vocab // 2} (vocab / 2); use n_pairs <= {vocab // 2} or a larger vocab"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"associative_recall: seed must be a non-negative integer, got {seed!r}")
+    rng = np.random.default_rng(int(seed))
+    half = vocab // 2
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        keys = np.argsort(rng.random((n, half)), axis=1)[:, :n_pairs]  # distinct keys per row
+        values = rng.integers(half, vocab, size=(n, n_pairs))
+        which = rng.integers(0, n_pairs, size=n)
+        x = np.empty((n, 2 * n_pairs + 1), np.int64)
+        x[:, 0:-1:2], x[:, 1:-1:2] = keys, values
+        rows = np.arange(n)
+        x[:, -1] = keys[rows, which]
+        return x, values[rows, which]
+
+    x_train, y_train = draw(int(n_train))
+    x_test, y_test = draw(int(n_test))
+    return from_arrays(
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        task="classification",
+        num_classes=int(vocab),
+        name="associative_recall",
     )

@@ -462,7 +462,9 @@ def mup_optimizer(
     ``decoupled_wd=True``. At the base width this is ``optax.adamw(learning_rate, ...)`` exactly.
 
     Args:
-      learning_rate: the base learning rate (tuned at the base width), or an optax schedule.
+      learning_rate: the base learning rate (tuned at the base width), or an optax schedule; a JAX array
+        too, so that ``optax.inject_hyperparams(lambda learning_rate: mup_optimizer(learning_rate, ...))``
+        (what a sweep's learning-rate axis builds from a factory) works.
       params: the parameters the optimizer will update (or their shapes), unstacked.
       base_params: the parameters at the base width (or their shapes).
       b1, b2, eps: Adam's hyperparameters.
@@ -475,7 +477,8 @@ def mup_optimizer(
       Yang et al. Tensor Programs V. arXiv:2203.03466, 2022, Table 3; ``mup/optim.py`` (``MuAdam``).
     """
     mults = mup_multipliers(params, base_params)
-    if not callable(learning_rate):
+    if not callable(learning_rate) and not isinstance(learning_rate, jax.Array):
+        # a JAX array is a hyperparameter injected by optax.inject_hyperparams (a sweep's learning-rate axis)
         _positive("mup_optimizer: learning_rate", learning_rate)
     steps = [optax.scale_by_adam(b1=b1, b2=b2, eps=eps)]
     if weight_decay:

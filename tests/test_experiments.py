@@ -484,3 +484,155 @@ def test_script_errors_are_one_line_with_exit_code_2(tmp_path):
         lines
     )
     assert "swishy" in lines[0]
+
+
+# ------------------------------------------------------------------------------------------ issue 17 studies
+
+
+def _check_new_report(out: Path, *must_contain: str) -> str:
+    """A study added after issue 14 has no earlier verdicts to compare with; everything else as _check_report."""
+    text = (out / "report.md").read_text(encoding="utf-8")
+    for s in (
+        "## Setup",
+        "## Reproduce",
+        "--smoke",
+        "## What held and what did not",
+        *must_contain,
+    ):
+        assert s in text, f"{s!r} missing from {out / 'report.md'}"
+    figures = [
+        line[line.index("(") + 1 : -1] for line in text.splitlines() if line.startswith("![")
+    ]
+    assert figures, "the report shows no figure"
+    for f in figures:
+        assert (out / f).read_bytes()[:8] == PNG_MAGIC, f
+    return text
+
+
+def test_depth_residual_findings_on_known_numbers():
+    dr = _load("depth_residual")
+    rows = []
+    for depth, he_failed in ((8, 0), (16, 4), (32, 5)):
+        for scheme, failed in (
+            ("he_normal (no norm)", he_failed),
+            ("fixup (no norm)", 0),
+            ("rezero (no norm)", 1 if depth == 32 else 0),
+        ):
+            rows.append(
+                {"depth": depth, "scheme": scheme, "n": 5, "diverged": 0, "failed": failed}
+                | {"acc_mean": 0.9, "acc_ci95_low": 0.88, "acc_ci95_high": 0.92}
+                | {"in_best_set": scheme != "he_normal (no norm)"}
+            )
+    text = "\n".join(dr.findings(pd.DataFrame(rows)))
+    assert (
+        "fails with depth: held.** Most seeds of `he_normal` (no norm) failed from depth 16 on"
+        in text
+    )
+    assert "**fixup (no norm) trains at every depth: held** (0 of 15 models failed" in text
+    assert "**rezero (no norm) trains at every depth: did not hold** (1 of 15 models failed" in text
+
+
+def test_depth_residual_smoke(tmp_path):
+    out = _run("depth_residual", tmp_path / "dr")
+    text = _check_new_report(out, "## Failures", "## Detectable differences", "| fixup (no norm) |")
+    assert sorted(p.name for p in out.glob("run_*")) == ["run_layernorm_d2", "run_nonorm_d2"]
+    nonorm, ln = sweep.load(out / "run_nonorm_d2"), sweep.load(out / "run_layernorm_d2")
+    assert set(nonorm.models["scheme"]) == {"he_normal", "fixup(n_blocks=2, m=2)", "rezero"}
+    assert set(ln.models["scheme"]) == {"he_normal", "zero_gamma"}
+    # the table's failure counts are jinit.metrics.failures on the saved predictions
+    table = pd.read_csv(out / "depth_table.csv").set_index("scheme")
+    from jinit import data
+
+    y = data.load("digits").y_test
+    fail = metrics.failures(nonorm.predictions, y, nonorm.models["diverged"].to_numpy())
+    per = fail.groupby(nonorm.models["scheme"].to_numpy())["failed"].sum()
+    assert table.loc["fixup (no norm)", "failed"] == per["fixup(n_blocks=2, m=2)"]
+    assert table.loc["he_normal (no norm)", "failed"] == per["he_normal"]
+    assert table["in_best_set"].any() and len(table) == 5
+    assert "Smoke run" in text and "larger one is one command away" in text
+    with pytest.raises(ValueError, match="--depths"):
+        _load("depth_residual").main(["--smoke", "--out", str(tmp_path / "bad"), "--depths", "0"])
+
+
+def test_transformer_init_smoke(tmp_path):
+    tr = _load("transformer_init")
+    out = _run("transformer_init", tmp_path / "tr")
+    _check_new_report(out, "| gpt2 |", "| deepnet |", "| mup |", "| normal(0.02) |")
+    assert sorted(p.name for p in out.glob("run_*")) == ["run_deepnet", "run_mup", "run_sp"]
+    sp, mup = sweep.load(out / "run_sp"), sweep.load(out / "run_mup")
+    assert sp.config.dataset == "associative_recall" and sp.meta["n_train"] == 256
+    # the muP sweep trains with mup_optimizer (recorded as a custom optimizer); the others with the config's Adam
+    assert "custom" in mup.meta["optimizer"] and "custom" not in str(sp.meta.get("optimizer", ""))
+    table = pd.read_csv(out / "scheme_table.csv")
+    assert set(table["scheme"]) == {"normal(0.02)", "gpt2", "deepnet", "mup"}
+    assert table["in_best_set"].iloc[0]  # the best is in its own confidence set
+    # The network reads the last position: its logits depend on the last token, not only on the pairs.
+    import jax
+    import jax.numpy as jnp
+
+    args = SimpleNamespace(vocab=16, d_model=16, layers=2, heads=2, n_pairs=4, base_width=8)
+    net = tr.model(args, "sp")()
+    x = jnp.asarray([[1, 9, 2, 10, 3, 11, 4, 12, 1], [1, 9, 2, 10, 3, 11, 4, 12, 2]], jnp.float32)
+    v = net.init(jax.random.key(0), x)
+    logits = net.apply(v, x)
+    assert logits.shape == (2, 16) and not jnp.allclose(logits[0], logits[1])
+    # muP's optimizer scales the hidden layers' updates by base_width / width
+    mults = tr.jinit.mup_multipliers(
+        *(jax.eval_shape(tr.model(args, "mup", w)().init, jax.random.key(0), x) for w in (16, 8))
+    )
+    assert mults["params/transformer/block_0/mlp/fc/kernel"] == pytest.approx(0.5)
+    assert mults["params/transformer/embed/embedding"] == pytest.approx(1.0)
+
+
+def test_mup_transfer_optimum_and_drift_on_known_numbers():
+    mt = _load("mup_transfer")
+    lrs = np.array([1e-3, 2e-3, 4e-3, 8e-3])
+    # seeds x lrs: over the first two seeds the minimum mean is at 4e-3; the third seed moves it to 2e-3
+    L = np.array([[0.9, 0.4, 0.3, 0.1], [0.9, 0.4, 0.31, 0.1], [0.9, 0.0, 0.35, np.inf]])
+    assert mt._argmin_lr(lrs, L) == 2e-3  # 8e-3 diverged on one seed: infinite mean, never chosen
+    assert mt._argmin_lr(lrs, L[:2, :3]) == 4e-3
+    boots = mt.boot_optima(lrs, L, np.random.default_rng(0))
+    # a resample without the third seed keeps 8e-3 finite, and there it is best; 1e-3 is never best
+    assert set(np.round(boots, 6)) <= set(np.round(np.log2(lrs[1:]), 6))
+    assert (np.round(boots, 6) == np.round(np.log2(2e-3), 6)).mean() > 0.5
+    df = pd.DataFrame(
+        {"param": ["sp", "sp"], "width": [32, 256], "log2_optimum": [np.log2(8e-3), np.log2(1e-3)]}
+    )
+    d = mt.drift(
+        df, {("sp", 32): np.full(10, np.log2(8e-3)), ("sp", 256): np.full(10, -10.0)}, "sp"
+    )
+    assert d["drift_log2"] == pytest.approx(-3) and d["ci_high"] < 0
+    text = " ".join(mt.findings({"sp": d}, 2.0))
+    assert "drifts with width under SP: held" in text and "-3 doublings" in text
+
+
+def test_mup_transfer_smoke(tmp_path):
+    out = _run("mup_transfer", tmp_path / "mt")
+    _check_new_report(out, "## Optimum per width", "## Drift of the optimum", "| muP |")
+    names = sorted(p.name for p in out.glob("run_*"))
+    assert names == ["run_mup_w32", "run_mup_w8", "run_sp_w32", "run_sp_w8"]
+    r = sweep.load(out / "run_mup_w32")
+    # one sweep: 5 learning rates x 2 seeds
+    assert r.models["learning_rate"].nunique() == 5 and len(r.models) == 5 * 2
+    assert "custom" in r.meta["optimizer"]
+    opt = pd.read_csv(out / "optimum.csv")
+    assert len(opt) == 4 and opt["optimum_lr"].isin(r.models["learning_rate"]).all()
+    assert (opt["best_set_size"] >= 1).all()
+    # muP's optimizer: every layer at the base rate at the base width (there muP is SP); at 4x the base width the
+    # hidden and readout layers at a quarter of it, the input layer and the biases at the base rate
+    import jax
+
+    import jinit
+
+    mt = _load("mup_transfer")
+    x = np.zeros((1, 8, 8, 1), np.float32)
+    shapes = {
+        w: jax.eval_shape(
+            mt.factory(w)(*[jax.nn.initializers.zeros] * 2).init, jax.random.key(0), x
+        )
+        for w in (8, 32)
+    }
+    assert set(jinit.mup_multipliers(shapes[8], shapes[8]).values()) == {1.0}
+    m = jinit.mup_multipliers(shapes[32], shapes[8])
+    assert m["params/Dense_1/kernel"] == m["params/Dense_2/kernel"] == pytest.approx(0.25)
+    assert m["params/Dense_0/kernel"] == m["params/Dense_1/bias"] == 1.0

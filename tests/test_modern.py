@@ -352,6 +352,13 @@ def test_mup_optimizer_scales_adam_updates_per_layer():
     same = jinit.mup_optimizer(1e-2, params, params)  # at the base width: Adam
     upd, _ = same.update(grads, same.init(params), params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), upd, ref)
+    # the learning rate as an injected hyperparameter (a sweep's learning-rate axis): the same updates
+    injected = optax.inject_hyperparams(
+        lambda learning_rate: jinit.mup_optimizer(learning_rate, params, base)
+    )(learning_rate=1e-2)
+    upd_i, _ = jax.jit(injected.update)(grads, injected.init(params), params)
+    upd, _ = tx.update(grads, tx.init(params), params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), upd_i, upd)
 
 
 # ------------------------------------------------------------------------------------------------- coordinate check

@@ -18,6 +18,7 @@ EXPECTED_PLOTTING_CELLS = {
     "01_initializers.ipynb": 2,
     "02_seed_sweep.ipynb": 5,
     "03_signal_propagation.ipynb": 4,
+    "04_width_and_depth.ipynb": 3,
     "05_fair_comparison.ipynb": 2,
 }
 
