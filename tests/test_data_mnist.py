@@ -43,10 +43,11 @@ def test_real_mnist(loads, mnist_dir):
 
 
 def test_real_mnist_flattened_and_cached(loads):
-    first, second, flat, _, t_second = loads
+    first, second, flat, t_first, t_second = loads
     assert flat.x_train.shape == (60000, 784) and flat.input_shape == (784,)
     assert second.from_cache and flat.from_cache and second.source == first.source
     for k in ("x_train", "y_train", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(second, k), getattr(first, k))
     np.testing.assert_array_equal(flat.x_test, first.x_test.reshape(10000, 784))
-    assert t_second < 0.5, f"second (cached) MNIST load took {t_second:.2f} s"
+    # a ratio, not a wall-clock limit (a loaded CI machine): reading the cache beats parsing the IDX files
+    assert t_second < t_first, f"cached load {t_second:.2f} s, first load {t_first:.2f} s"
