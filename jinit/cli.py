@@ -449,213 +449,6 @@ def _sweep_config(args):
     return config
 
 
-_AXIS_SHORT = {"learning_rate": "lr", "weight_decay": "wd", "init_scale": "scale"}
-
-
-def _group_names(table):
-    """The ``scheme`` column of a summary, with its axis values (``he_normal lr=0.001``) when it has axis
-    columns (:data:`jinit.metrics.AXIS_COLUMNS`)."""
-    from jinit import metrics
-
-    names = table["scheme"].astype(str)
-    for a in metrics.axis_columns(table):
-        names = names + f" {_AXIS_SHORT[a]}=" + table[a].map(lambda v: f"{float(v):g}")
-    return names
-
-
-def summary_tables(table, *, target: bool) -> tuple[str, str]:
-    """The two tables of a sweep's summary (:func:`jinit.metrics.summarize`), as text.
-
-    The first is the final test accuracy over seeds (percent): mean, std beside the test-set noise floor, median,
-    95% CI (``deterministic`` for a scheme whose seeds all gave the same model), interquartile mean, min/max,
-    diverged models and failure rate; ``*`` marks the schemes not distinguishable from the best (the 95%
-    confidence set for the best). The second is convergence and agreement between seeds: steps (and epochs) to
-    ``target_accuracy`` (when set), the area under the training-loss curve, churn and the churn / error ratio.
-    :func:`versus_best_table` gives the comparisons with the best.
-    """
-    import pandas as pd
-
-    def pct(v):
-        return "-" if pd.isna(v) else f"{100 * v:.2f}"
-
-    def num(fmt):
-        return lambda v: "-" if pd.isna(v) else format(v, fmt)
-
-    def ci(row):
-        if row["deterministic"]:
-            return "deterministic"
-        return f"[{pct(row['acc_ci95_low'])}, {pct(row['acc_ci95_high'])}]"
-
-    acc = pd.DataFrame(
-        {
-            "": ["*" if t else "" for t in table["in_best_set"]],
-            "scheme": _group_names(table),
-            "n": table["n"],
-            "acc%_mean": table["acc_mean"].map(pct),
-            "std": table["acc_std"].map(pct),
-            "noise_floor": table["noise_floor"].map(pct),
-            "median": table["acc_median"].map(pct),
-            "ci95": [ci(r) for _, r in table.iterrows()],
-            "iqm": table["acc_iqm"].map(pct),
-            "min": table["acc_min"].map(pct),
-            "max": table["acc_max"].map(pct),
-            "diverged": table["diverged_count"],
-            "failure_rate": table["failure_rate"].map(num(".2f")),
-        }
-    )
-    conv = {"scheme": _group_names(table)}
-    if target:
-        conv.update(
-            steps_to_target=table["steps_to_target_median"].map(num(".0f")),
-            iqr=table["steps_to_target_iqr"].map(num(".0f")),
-            epochs=table["epochs_to_target_median"].map(num(".2f")),
-            never=table["target_never_fraction"].map(num(".2f")),
-        )
-    conv.update(
-        train_loss_auc=table["train_loss_auc"].map(num(".4f")),
-        churn=table["churn"].map(num(".4f")),
-        churn_per_error=table["churn_error_ratio"].map(num(".2f")),
-        std_per_noise_floor=table["noise_floor_ratio"].map(num(".2f")),
-    )
-    return acc.to_string(index=False), pd.DataFrame(conv).to_string(index=False)
-
-
-def versus_best_table(table) -> str:
-    """Each scheme against the best one (the first row of :func:`jinit.metrics.summarize`), as text: the verdict
-    of the 95% confidence set for the best, the test used and its p-value, the rank test's p-value, the
-    probability of improvement P(scheme > best) with its 95% interval, the smallest gap the seeds could detect
-    (80% power) and the seeds per scheme needed to detect a 1-point gap."""
-    import pandas as pd
-
-    def num(fmt):
-        return lambda v: "-" if pd.isna(v) else format(v, fmt)
-
-    def verdict(i, row):
-        if i == 0:
-            return "best"
-        return "not distinguishable" if row["in_best_set"] else "worse"
-
-    def poi(row):
-        if pd.isna(row["poi_vs_best"]):
-            return "-"
-        if pd.isna(row["poi_ci95_low"]):
-            return f"{row['poi_vs_best']:.2f}"
-        return f"{row['poi_vs_best']:.2f} [{row['poi_ci95_low']:.2f}, {row['poi_ci95_high']:.2f}]"
-
-    rows = list(table.iterrows())
-    out = pd.DataFrame(
-        {
-            "scheme": _group_names(table),
-            "vs_best": [verdict(i, r) for i, (_, r) in enumerate(rows)],
-            "test": table["test_vs_best"].replace("", "-"),
-            "p_vs_best": table["p_vs_best"].map(num(".2g")),
-            "p_rank": table["p_rank_vs_best"].map(num(".2g")),
-            "P(>best) [95% CI]": [poi(r) for _, r in rows],
-            "mdd%": (100 * table["mdd_vs_best"]).map(num(".2f")),
-            "seeds_for_1pt": table["seeds_to_detect"].map(num(".0f")),
-        }
-    )
-    return out.to_string(index=False)
-
-
-def _print_metric_summary(result) -> None:
-    """The summary of a sweep whose metric is not the accuracy (regression, a custom task): the metric's name,
-    its direction and its values in its own units (no percents, no class-agreement columns)."""
-    import pandas as pd
-
-    metric, better = result.metric, "higher" if result.higher_is_better else "lower"
-    table = result.summary()
-
-    def num(v):
-        return "-" if pd.isna(v) else f"{v:.4g}"
-
-    def ci(row):
-        if row["deterministic"]:
-            return "deterministic"
-        return f"[{num(row[f'{metric}_ci95_low'])}, {num(row[f'{metric}_ci95_high'])}]"
-
-    n = table["n"]
-    seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
-    cols = {
-        "": ["*" if t else "" for t in table["in_best_set"]],
-        "scheme": table["scheme"],
-        "n": table["n"],
-        f"{metric}_mean": table[f"{metric}_mean"].map(num),
-        "std": table[f"{metric}_std"].map(num),
-        "ci95": [ci(r) for _, r in table.iterrows()],
-        "min": table[f"{metric}_min"].map(num),
-        "max": table[f"{metric}_max"].map(num),
-    }
-    others = [c for c in result.models.columns if c.startswith("final_") and c != f"final_{metric}"]
-    ok = result.models[~result.models["diverged"].astype(bool)]
-    for c in others:  # the other metrics and the losses: mean over the non-diverged seeds
-        means = ok.groupby("scheme")[c].mean()
-        cols[f"{c[len('final_') :]}_mean"] = table["scheme"].map(means).map(num)
-    cols["diverged"] = table["diverged_count"]
-    print(
-        f"final test {metric} over seeds ({better} is better; * = not distinguishable from the best at {seeds} "
-        "seeds: the 95% confidence set for the best scheme)"
-    )
-    print(pd.DataFrame(cols).to_string(index=False))
-    if len(table) > 1:
-        out = pd.DataFrame(
-            {
-                "scheme": table["scheme"],
-                "vs_best": [
-                    "best" if i == 0 else ("not distinguishable" if r["in_best_set"] else "worse")
-                    for i, (_, r) in enumerate(table.iterrows())
-                ],
-                "test": table["test_vs_best"].replace("", "-"),
-                "p_vs_best": table["p_vs_best"].map(num),
-                f"mdd ({metric})": table["mdd_vs_best"].map(num),
-            }
-        )
-        print(
-            f"\nversus the best (worse = outside the 95% confidence set for the best; mdd = smallest gap in "
-            f"{metric} detectable with 80% power at these seeds)"
-        )
-        print(out.to_string(index=False))
-
-
-def _print_summary(result) -> None:
-    if getattr(result, "metric", "accuracy") != "accuracy":
-        return _print_metric_summary(result)
-    target = getattr(result.config, "target_accuracy", None)
-    table = result.summary()
-    accuracy, convergence = summary_tables(table, target=target is not None)
-    n = table["n"]
-    seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
-    print(
-        f"final test accuracy over seeds (%; * = not distinguishable from the best at {seeds} seeds: the 95% "
-        "confidence set for the best scheme)"
-    )
-    print(accuracy)
-    title = "convergence and agreement between seeds"
-    if target is not None:
-        title += f" (target accuracy {100 * target:g}%)"
-    print(f"\n{title}")
-    print(convergence)
-    if len(table) > 1:
-        vary = getattr(result.config, "vary", "init")
-        why = (
-            "seeds are not paired: under vary='init' seed s of two schemes shares nothing"
-            if vary == "init"
-            else f"seeds are paired: under vary={vary!r} seed s fixes the data order of every scheme"
-        )
-        print(
-            f"\nversus the best ({why}; worse = outside the 95% confidence set for the best, Bonferroni over "
-            f"{len(table) - 1} one-sided tests; mdd = smallest gap detectable with 80% power at these seeds, and "
-            "seeds_for_1pt = seeds per scheme to detect 1 point, both by that test)"
-        )
-        print(versus_best_table(table))
-    det = _group_names(table)[table["deterministic"].to_numpy(bool)].tolist()
-    if det:
-        print(
-            f"\ndeterministic ({', '.join(map(str, det))}): every seed gave the same model (same param_sha256), "
-            "so there is one result, not a tight interval; its value depends on the rounding path (device, layout)"
-        )
-
-
 def _resume_command(args, out) -> str:
     """The command that continues an interrupted sweep: the given flags (canonical spelling), --out, never
     --overwrite."""
@@ -689,22 +482,10 @@ def _resume_command(args, out) -> str:
 
 
 def _run_check_determinism(config) -> int:
-    from jinit import sweep
+    from jinit import report, sweep
 
     r = sweep.check_determinism(config)
-    models = ", ".join(f"{scheme} seed {s}" for scheme, s in r.models)
-    same = sum(a == b for a, b in zip(r.sha256_first, r.sha256_second, strict=True))
-    n = len(r.models)
-    print(f"determinism check: {n} models ({models}), {r.epochs} epoch(s), trained twice")
-    verdict = "yes" if r.bitwise_identical else "NO"
-    print(f"  final params bitwise identical: {verdict} (param_sha256 equal for {same}/{n})")
-    same_layout = sum(a == b for a, b in zip(r.sha256_first, r.sha256_layout, strict=True))
-    verdict = "yes" if r.layout_identical else "NO"
-    print(
-        f"  same models in another layout bitwise identical: {verdict} (param_sha256 equal for "
-        f"{same_layout}/{n}; {r.layouts[0]} vs {r.layouts[1]})"
-    )
-    print(f"  max |vmapped sweep - trained alone| over final params: {r.max_abs_diff_alone:.3g}")
+    print(report.determinism(r))
     return 0 if r.bitwise_identical and r.layout_identical else 1
 
 
@@ -729,7 +510,7 @@ def _run_sweep(args) -> int:
         out, i = Path("runs") / stamp, 1
         while out.exists():
             out, i = Path("runs") / f"{stamp}-{i}", i + 1
-    from jinit import sweep
+    from jinit import report, sweep
 
     try:
         result = sweep.run(
@@ -745,18 +526,8 @@ def _run_sweep(args) -> int:
         print(f"jinit sweep: {e}", file=sys.stderr)
         print(f"jinit sweep: to resume, run: {_resume_command(args, out)}", file=sys.stderr)
         raise
-    m = result.meta
-    grid = "".join(
-        f" x {len(v)} {a.replace('_', ' ')} values" for a, v in m.get("axes", {}).items()
-    )
-    print(
-        f"{m['n_models']} models ({len(m['schemes'])} schemes{grid} x {config.seeds} seeds), {config.epochs} "
-        f"epoch(s) on {m['dataset']} ({m['n_train']} train / "
-        f"{str(m['n_val']) + ' validation / ' if 'n_val' in m else ''}{m['n_test']} test), "
-        f"{m['device_count']} {m['platform']} device(s): compile {m['compile_seconds']:.1f} s, "
-        f"train {m['train_seconds']:.1f} s, wall {m['wall_seconds']:.1f} s"
-    )
-    _print_summary(result)
+    print(report.run_line(result))
+    print(report.summary(result))
     print(f"run folder: {out}  (plots: jinit report {out})")
     return 0
 
@@ -799,7 +570,7 @@ def _add_report(sub) -> None:
 
 
 def _run_report(args) -> int:
-    from jinit import plots, sweep
+    from jinit import plots, report, sweep
 
     result = sweep.load(args.run)
     if getattr(args, "compare", None):  # unknown names fail here, before anything is printed
@@ -812,104 +583,17 @@ def _run_report(args) -> int:
         args, "tune", None
     ):  # a bad axis or a missing validation column fails before printing
         tuned = result.tune(args.tune, on=args.tune_on)
-    _print_summary(result)
+    print(report.summary(result))
     if getattr(args, "compare", None):
-        if result.metric != "accuracy":
-            _print_metric_comparison(result, *args.compare)
-        else:
-            _print_comparison(result.models, *args.compare, vary=result.config.vary)
+        print("\n" + report.comparison(result, *args.compare))
     if tuned is not None:
-        _print_tuned(tuned, args.tune)
+        print("\n" + report.tuned(tuned, args.tune))
     for path in plots.save_all(result, args.run):
         print(f"wrote {path}")
     return 0
 
 
 _SUBCOMMANDS.append(_add_report)
-
-
-def _print_metric_comparison(result, a: str, b: str) -> None:
-    """``jinit report --compare`` of a sweep whose metric is not the accuracy, in the metric's units."""
-    r = result.compare(a, b)
-    metric = result.metric
-    why = "paired by seed" if r.paired else "unpaired: seed s of A and of B share nothing"
-    better = "higher" if result.higher_is_better else "lower"
-    print(
-        f"\n{a} vs {b} (final test {metric}, {better} is better, {r.n_a} vs {r.n_b} seeds, {why}):"
-    )
-    print(
-        f"  difference of means (A - B): {r.diff:+.4g}, 95% CI [{r.ci_low:+.4g}, {r.ci_high:+.4g}]"
-    )
-    verdict = "significant" if r.p_value < 0.05 else "not distinguishable"
-    print(f"  {r.test}: p = {r.p_value:.3g} ({verdict} at 5%); {r.rank_test}: p = {r.p_rank:.3g}")
-
-
-def _print_tuned(table, axis: str) -> None:
-    """The table of :func:`jinit.metrics.tune`, as text, saying what the choice was made on."""
-    import pandas as pd
-
-    on, report = table["chosen_on"].iloc[0], table["report"].iloc[0]
-    where = (
-        "validation"
-        if "val" in on
-        else f"{on} (the test set the value is judged on: biased upward)"
-    )
-    print(
-        f"\n{axis} tuned per scheme: chosen on {where}; {report} at the chosen value (mean, 95% CI over seeds)"
-    )
-
-    percent = "accuracy" in str(report)
-
-    def pct(v):
-        return "-" if pd.isna(v) else (f"{100 * v:.2f}" if percent else f"{v:.4g}")
-
-    out = table.drop(columns=["chosen_on", "report"]).copy()
-    out["values"] = out["values"].map(lambda vs: ",".join(f"{v:g}" for v in vs))
-    for c in ("on_mean", "report_mean"):
-        out[c] = out[c].map(pct)
-    out["ci95"] = [
-        f"[{pct(lo)}, {pct(hi)}]"
-        for lo, hi in zip(table["report_ci_low"], table["report_ci_high"], strict=True)
-    ]
-    out = out.drop(columns=["report_ci_low", "report_ci_high"]).rename(
-        columns={
-            "on_mean": f"chosen on: {on}" + ("%" if "accuracy" in str(on) else ""),
-            "report_mean": f"{report}" + ("%" if percent else ""),
-        }
-    )
-    print(out.to_string(index=False))
-
-
-def _print_comparison(models, a: str, b: str, vary: str = "init") -> None:
-    from jinit import metrics
-
-    r = metrics.compare_schemes(models, a, b, vary=vary)
-    why = "paired by seed" if r.paired else "unpaired: seed s of A and of B share nothing"
-    print(
-        f"\n{a} vs {b} (final accuracy, {r.n_a} vs {r.n_b} non-diverged seeds, vary={vary!r}, {why}):"
-    )
-    print(
-        f"  difference of means (A - B): {100 * r.diff:+.2f} points, "
-        f"95% CI [{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]"
-    )
-    verdict = "significant" if r.p_value < 0.05 else "not distinguishable"
-    print(f"  {r.test}: p = {r.p_value:.3g} ({verdict} at 5%); {r.rank_test}: p = {r.p_rank:.3g}")
-    xa, xb = metrics.scheme_accuracies(models, a), metrics.scheme_accuracies(models, b)
-    if r.paired:
-        common = xa.index.intersection(xb.index)
-        xa, xb = xa.loc[common], xb.loc[common]
-    poi = metrics.probability_of_improvement(xa.to_numpy(), xb.to_numpy(), paired=r.paired)
-    pairs = "matched seeds" if r.paired else "all pairs of seeds"
-    print(
-        f"  P(A > B) over {pairs}: {poi.mean:.2f}, 95% CI [{poi.low:.2f}, {poi.high:.2f}] "
-        "(stratified bootstrap)"
-    )
-    mdd = metrics.min_detectable_difference(xa, xb, paired=r.paired)
-    need = metrics.seeds_needed(xa, xb, 0.01, paired=r.paired)
-    print(
-        f"  smallest difference detectable with 80% power at these seeds: {100 * mdd:.2f} points; "
-        f"seeds per scheme to detect 1 point: {need:.0f}"
-    )
 
 
 def _add_propagate(sub) -> None:
