@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jinit import files
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "experiments" / "results"
 #: The real MNIST beside the checkout on development machines (see tests/conftest.py).
@@ -256,12 +258,11 @@ def verdict_section(out: Path, new: dict[str, str], old_same_runs: dict[str, str
     with ``old_same_runs`` (the previous statistics applied to these same runs), so a reader sees which verdicts
     moved and whether the statistics or the new runs moved them.
     """
-    from jinit import results
 
     lines = []
     path = Path(out) / COMMITTED_VERDICTS
     if path.is_file():
-        committed = results.read_json(path)
+        committed = files.read_json(path)
         changed = changed_verdicts(new, committed)
         lines.append(
             "Against the committed report before issue 14 (`verdicts_committed.json`: the earlier statistics on the "
@@ -304,9 +305,7 @@ def save_figure(fig: Any, path: Path) -> str:
     """Writes a matplotlib figure as PNG (atomically), closes it, and returns the file name for the report."""
     import matplotlib.pyplot as plt
 
-    from jinit import results
-
-    results.save_figure(path, fig)
+    files.save_figure(path, fig)
     plt.close(fig)
     return path.name
 
@@ -327,11 +326,10 @@ def run_facts(results: Iterable[Any]) -> str:
 
 def write_report(folder: Path, title: str, sections: Sequence[str]) -> Path:
     """Writes ``report.md`` (atomically): a title and the sections separated by blank lines."""
-    from jinit import results
 
     text = f"# {title}\n\n" + "\n\n".join(s.strip() for s in sections if s and s.strip()) + "\n"
     path = folder / "report.md"
-    results.write_text(path, text)
+    files.write_text(path, text)
     return path
 
 

@@ -56,7 +56,7 @@ import pandas as pd
 
 import jinit
 from jinit import data as data_lib
-from jinit import models, results, sweep, train
+from jinit import files, models, sweep, train
 
 NAME = "benchmark"
 METHODS = ("jinit", "naive", "scan_loop", "torch_func", "torch_loop")
@@ -851,8 +851,8 @@ def main(argv: list[str] | None = None) -> int:
         doc["commands"] = [C.command_line(argv, NAME)]
         path = out / f"benchmark_{doc['device']['platform']}.json"
         if args.merge and path.exists():
-            doc = merge(results.read_json(path), doc)
-        results.write_json(path, doc)
+            doc = merge(files.read_json(path), doc)
+        files.write_json(path, doc)
     path = report(out, C.command_line(argv, NAME))
     print(f"wrote {path}")
     return 0

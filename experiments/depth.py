@@ -30,7 +30,7 @@ import optax
 import pandas as pd
 
 import jinit
-from jinit import data, models, propagation, results, sweep
+from jinit import data, files, models, propagation, sweep
 
 NAME = "depth"
 DEPTHS = (2, 4, 8, 16, 32, 50)
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             frames[act] = pd.read_csv(path)
         else:
             frames[act] = propagation_frame(args, act, x, y)
-            results.write_csv(path, frames[act])
+            files.write_csv(path, frames[act])
 
     runs = {}
     for (act, depth), cfg in cfgs.items():

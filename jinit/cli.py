@@ -16,7 +16,8 @@ import logging
 import os
 import sys
 
-from jinit import __version__
+from jinit import __version__, files
+from jinit.sweep import folder as folder_lib
 
 
 class _Parser(argparse.ArgumentParser):
@@ -638,7 +639,7 @@ def _run_propagate(args) -> int:
 
     import pandas as pd
 
-    from jinit import propagation, results
+    from jinit import propagation
 
     # Everything that can be checked without computing is checked first (one line, exit 2).
     if args.every is not None and args.every < 1:
@@ -647,7 +648,7 @@ def _run_propagate(args) -> int:
         raise ValueError(f"--seed expects an integer >= 0, got {args.seed}")
     if not args.out.strip():
         raise ValueError("--out expects a folder, got an empty name")
-    results.check_writable(args.out)
+    folder_lib.check_writable(args.out)
     kw = dict(
         depth=args.depth,
         width=args.width,
@@ -665,10 +666,10 @@ def _run_propagate(args) -> int:
         print(propagation.jacobian_summary(sv).to_string(float_format=lambda v: f"{v:.3g}"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results.write_csv(out / "propagation.csv", df)
+    files.write_csv(out / "propagation.csv", df)
     fig = propagation.plot(df, stat=("act_std", "grad_norm"))
     try:
-        results.save_figure(out / "propagation.png", fig)
+        files.save_figure(out / "propagation.png", fig)
     finally:
         import matplotlib.pyplot as plt
 

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from jinit import results as results_lib
+from jinit import files as files_lib
 
 #: What :func:`curves` can draw: one column of ``result.curves``, or ``accuracy`` / ``loss`` (test solid and
 #: training dashed, in the scheme's colour).
@@ -516,7 +516,7 @@ def save_all(result: Any, folder: str | os.PathLike | None = None) -> list[Path]
     for name, make in figures:
         fig = make(result)
         try:
-            results_lib.save_figure(folder / name, fig)
+            files_lib.save_figure(folder / name, fig)
         finally:
             plt.close(fig)
         written.append(folder / name)

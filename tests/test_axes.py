@@ -13,7 +13,8 @@ import optax
 import pandas as pd
 import pytest
 
-from jinit import cli, metrics, plots, results, sweep, train
+from jinit import cli, metrics, plots, sweep, train
+from jinit.sweep import folder as folder_lib
 
 AX = sweep.SweepConfig(
     schemes=("he_normal",),
@@ -306,7 +307,7 @@ def test_a_real_sweep_tuned_from_its_run_folder_and_the_cli(tmp_path, capsys):
     r = sweep.run(cfg, progress=False, out=tmp_path / "run")
     loaded = sweep.load(tmp_path / "run")
     # another set of values is another sweep: the folder is refused, not mixed
-    with pytest.raises(results.RunFolderMismatch, match="learning_rate"):
+    with pytest.raises(folder_lib.RunFolderMismatch, match="learning_rate"):
         sweep.run(
             dataclasses.replace(cfg, learning_rate=(1e-3, 1e-2)),
             progress=False,

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jinit import cli, distributed, results
+from jinit import cli, distributed, files
 
 pytestmark = pytest.mark.slow  # real processes; about 40 s in all on 2 busy CPU cores
 
@@ -123,8 +123,8 @@ def _same_results(run: Path, reference: Path) -> None:
     for name in TABLES:
         assert (run / name).read_bytes() == (reference / name).read_bytes(), name
     np.testing.assert_array_equal(
-        results.read_npz(run / "predictions.npz")["predictions"],
-        results.read_npz(reference / "predictions.npz")["predictions"],
+        files.read_npz(run / "predictions.npz")["predictions"],
+        files.read_npz(reference / "predictions.npz")["predictions"],
     )
     assert json.loads((run / "config.json").read_text())["status"] == "complete"
     assert not (run / "lock").exists()

@@ -23,6 +23,9 @@ import numpy as np
 import pytest
 
 from jinit import cli, results, sweep
+from jinit import files as files_lib
+from jinit.sweep import folder as folder_lib
+from jinit.sweep import lock as lock_lib
 
 CFG = sweep.SweepConfig(
     schemes=("zeros", "he_normal"),
@@ -102,7 +105,7 @@ def test_a_link_in_the_run_folder_is_refused_and_nothing_is_deleted(
     shutil.copytree(finished, run, symlinks=True)
     if status == "running":  # as if killed: the resume path also scans and restores checkpoints
         doc = json.loads((run / "config.json").read_text())
-        results.write_json(run / "config.json", {**doc, "status": "running"})
+        files_lib.write_json(run / "config.json", {**doc, "status": "running"})
         (run / "models.csv").unlink()
     link = run / where
     if link.is_dir():  # the user moved chunks/ elsewhere and linked it
@@ -130,9 +133,9 @@ def test_leftover_cleanup_never_follows_links(tmp_path):
     (run / "chunks").symlink_to(victim)
     (run / "checkpoints" / "00000").symlink_to(victim)
     before = snapshot(victim)
-    results.remove_leftovers(run)
+    folder_lib.remove_leftovers(run)
     assert snapshot(victim) == before
-    assert sorted(p.name for p in results.find_links(run)) == ["00000", "chunks"]
+    assert sorted(p.name for p in folder_lib.find_links(run)) == ["00000", "chunks"]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -192,13 +195,15 @@ def test_a_foreign_folder_is_never_used_even_with_overwrite(tmp_path, capsys, ma
 
 def test_a_run_folder_carries_the_format_marker_and_old_folders_still_count(tmp_path, finished):
     doc = json.loads((finished / "config.json").read_text())
-    assert doc["format"] == results.RUN_FOLDER_FORMAT
-    assert results.is_run_config(doc, sweep.SweepConfig().to_dict())
+    assert doc["format"] == folder_lib.RUN_FOLDER_FORMAT
+    assert folder_lib.is_run_config(doc, sweep.SweepConfig().to_dict())
     old = {k: v for k, v in doc.items() if k != "format"}  # written before the marker existed
-    assert results.is_run_config(old, sweep.SweepConfig().to_dict())
-    assert not results.is_run_config({**old, "app": 1})
-    assert not results.is_run_config({**old, "config": {**old["config"], "port": 1}}, old["config"])
-    assert not results.is_run_config({**doc, "format": "other/1"})
+    assert folder_lib.is_run_config(old, sweep.SweepConfig().to_dict())
+    assert not folder_lib.is_run_config({**old, "app": 1})
+    assert not folder_lib.is_run_config(
+        {**old, "config": {**old["config"], "port": 1}}, old["config"]
+    )
+    assert not folder_lib.is_run_config({**doc, "format": "other/1"})
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -227,8 +232,8 @@ def test_a_lock_file_jinit_did_not_write_is_never_taken_over(tmp_path, capsys, c
     assert cli.main(["sweep", *ARGS, "--out", str(folder)]) == 2
     _one_error_line(capsys, "is not a lock written by jinit")
     assert snapshot(folder) == before
-    with pytest.raises(results.RunFolderInUse):
-        results.acquire_lock(folder)
+    with pytest.raises(lock_lib.RunFolderInUse):
+        lock_lib.acquire_lock(folder)
     assert snapshot(folder) == before
 
 
@@ -243,8 +248,8 @@ def test_a_linked_lock_is_never_followed(tmp_path):
     )
     (folder / "lock").symlink_to(target)
     before = snapshot(tmp_path)
-    with pytest.raises(results.RunFolderInUse, match="not a lock written by jinit"):
-        results.acquire_lock(folder)
+    with pytest.raises(lock_lib.RunFolderInUse, match="not a lock written by jinit"):
+        lock_lib.acquire_lock(folder)
     assert snapshot(tmp_path) == before
 
 
@@ -273,9 +278,9 @@ for line in sys.stdin:
     while time.time() < float(start):
         pass
     try:
-        lock = results.acquire_lock(folder)
+        lock = lock_lib.acquire_lock(folder)
         print("got", lock.token, flush=True)
-    except results.RunFolderInUse:
+    except lock_lib.RunFolderInUse:
         print("busy -", flush=True)
 """
 
@@ -338,7 +343,7 @@ def test_many_processes_taking_over_a_stale_lock_exactly_one_holds_it(tmp_path, 
 
 def _as_killed(out: Path) -> None:
     doc = json.loads((out / "config.json").read_text())
-    results.write_json(out / "config.json", {**doc, "status": "running"})
+    files_lib.write_json(out / "config.json", {**doc, "status": "running"})
 
 
 @pytest.mark.parametrize(
@@ -358,10 +363,10 @@ def test_a_chunk_with_the_right_fingerprint_but_bad_arrays_is_trained_again(
     out = tmp_path / "run"
     shutil.copytree(finished, out, symlinks=True)
     reference = (finished / "models.csv").read_bytes()
-    path = results.chunk_path(out, 1)
-    arrays = results.read_npz(path)
+    path = folder_lib.chunk_path(out, 1)
+    arrays = files_lib.read_npz(path)
     damage(arrays)
-    results.write_npz(path, **arrays)
+    files_lib.write_npz(path, **arrays)
     _as_killed(out)
     with caplog.at_level("INFO", logger="jinit"):
         r = sweep.run(CFG, out=out, progress=False)
@@ -377,7 +382,7 @@ def test_a_chunk_with_the_right_fingerprint_but_bad_arrays_is_trained_again(
     [
         lambda out: (out / "results.csv").unlink(),
         lambda out: (out / "predictions.npz").write_bytes(b"not a zip"),
-        lambda out: results.write_npz(out / "predictions.npz", y_test=np.zeros(3)),
+        lambda out: files_lib.write_npz(out / "predictions.npz", y_test=np.zeros(3)),
     ],
     ids=["no-results-csv", "predictions-not-zip", "predictions-without-array"],
 )
@@ -404,7 +409,7 @@ def test_an_impossible_stored_chunk_size_is_ignored(tmp_path, finished, caplog):
     shutil.copytree(finished, out, symlinks=True)
     doc = json.loads((out / "config.json").read_text())
     doc["meta"]["chunk_size"] = 10**9
-    results.write_json(out / "config.json", {**doc, "status": "running"})
+    files_lib.write_json(out / "config.json", {**doc, "status": "running"})
     with caplog.at_level("INFO", logger="jinit"):
         r = sweep.run(dataclasses.replace(CFG), out=out, progress=False)
     assert "ignoring the impossible chunk_size 1000000000" in caplog.text
@@ -460,13 +465,13 @@ def test_the_first_error_is_reported_not_the_failed_lock_release(tmp_path, capsy
     out = tmp_path / "run"
 
     def read_only(*args, **kwargs):
-        raise OSError(30, "Read-only file system", str(results.chunk_path(out, 0)))
+        raise OSError(30, "Read-only file system", str(folder_lib.chunk_path(out, 0)))
 
     def release(self):
         raise OSError(30, "Read-only file system", str(self.path))
 
     monkeypatch.setattr(results, "write_chunk", read_only)
-    monkeypatch.setattr(results.RunLock, "release", release)
+    monkeypatch.setattr(lock_lib.RunLock, "release", release)
     assert cli.main(["sweep", *ARGS, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("jinit sweep: error: [Errno 30] Read-only file system")
@@ -582,7 +587,7 @@ def test_the_signal_watchdog_leaves_a_handled_signal_alone(tmp_path, monkeypatch
     """In process: a SIGTERM the main thread acts on (the usual case) is a SweepInterrupted, and the process
     lives on after the grace period (the watchdog stops with the sweep)."""
     monkeypatch.setattr(sweep.signals, "SIGNAL_GRACE_SECONDS", 0.2)
-    real = results.write_chunk
+    real = folder_lib.write_chunk
 
     def write_chunk(*args, **kwargs):
         signal.raise_signal(signal.SIGTERM)

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jinit import results, sweep
+from jinit import files, results, sweep
+from jinit.sweep import folder as folder_lib
 
 
 def _leftovers(folder):
@@ -15,27 +16,27 @@ def _leftovers(folder):
 
 def test_atomic_write_never_leaves_a_partial_file(tmp_path):
     target = tmp_path / "table.csv"
-    results.write_text(target, "old,complete\n")
+    files.write_text(target, "old,complete\n")
 
     def crash(f):
         f.write(b"new,half")
         raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError, match="disk on fire"):
-        results.atomic_write(target, crash)
+        files.atomic_write(target, crash)
     assert target.read_text() == "old,complete\n"  # the reader still sees the old, whole file
     assert _leftovers(tmp_path) == []
 
 
 def test_json_csv_npz_round_trip(tmp_path):
-    results.write_json(tmp_path / "a.json", {"t": (1, 2), "x": float("nan"), "n": np.int64(3)})
-    assert results.read_json(tmp_path / "a.json") == {"t": [1, 2], "x": None, "n": 3}
+    files.write_json(tmp_path / "a.json", {"t": (1, 2), "x": float("nan"), "n": np.int64(3)})
+    assert files.read_json(tmp_path / "a.json") == {"t": [1, 2], "x": None, "n": 3}
     df = pd.DataFrame({"a": [0.1, 1 / 3], "b": ["x", "y"]})
-    results.write_csv(tmp_path / "a.csv", df)
+    files.write_csv(tmp_path / "a.csv", df)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a.csv"), df, rtol=1e-8)
-    results.write_npz(tmp_path / "a.npz", p=np.arange(6).reshape(2, 3))
+    files.write_npz(tmp_path / "a.npz", p=np.arange(6).reshape(2, 3))
     np.testing.assert_array_equal(
-        results.read_npz(tmp_path / "a.npz")["p"], np.arange(6).reshape(2, 3)
+        files.read_npz(tmp_path / "a.npz")["p"], np.arange(6).reshape(2, 3)
     )
     assert _leftovers(tmp_path) == []
 
@@ -67,7 +68,7 @@ def _fake_result():
 
 def test_save_and_load_round_trip(tmp_path):
     r = _fake_result()
-    r.save(tmp_path / "run")
+    folder_lib.write_tables(tmp_path / "run", r)
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert names == ["config.json", "models.csv", "predictions.npz", "results.csv", "summary.csv"]
     back = sweep.load(tmp_path / "run")
@@ -83,7 +84,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 def test_load_refuses_an_unfinished_or_missing_run(tmp_path):
     r = _fake_result()
-    results.write_config(tmp_path, r.config, {}, status="running")
+    folder_lib.write_config(tmp_path, r.config, {}, status="running")
     with pytest.raises(ValueError, match="did not complete"):
         sweep.load(tmp_path)
     with pytest.raises(FileNotFoundError, match="not a jinit run folder"):
@@ -104,32 +105,34 @@ def test_open_run_folder_states(tmp_path):
     cfg = {"seeds": 2, "epochs": 1}
     folder = tmp_path / "run"
     folder.mkdir()
-    assert results.open_run_folder(folder, cfg, fingerprint="f").state == "new"
-    results.write_config(folder, cfg, {"fingerprint": "f", "chunk_size": 4}, status="running")
-    got = results.open_run_folder(folder, cfg, fingerprint="f")
+    assert folder_lib.open_run_folder(folder, cfg, fingerprint="f").state == "new"
+    folder_lib.write_config(folder, cfg, {"fingerprint": "f", "chunk_size": 4}, status="running")
+    got = folder_lib.open_run_folder(folder, cfg, fingerprint="f")
     assert got.state == "resume" and got.meta["chunk_size"] == 4 and not got.replaced
-    results.write_config(folder, cfg, {"fingerprint": "f"}, status="complete")
-    assert results.open_run_folder(folder, cfg, fingerprint="f").state == "complete"
-    with pytest.raises(results.RunFolderMismatch, match="seeds: 2 in the folder, 3 now"):
-        results.open_run_folder(folder, {**cfg, "seeds": 3}, fingerprint="f")
-    with pytest.raises(results.RunFolderMismatch, match="same config but different data or model"):
-        results.open_run_folder(folder, cfg, fingerprint="g")
-    results.write_npz(results.chunk_path(folder, 0), x=np.zeros(2))
+    folder_lib.write_config(folder, cfg, {"fingerprint": "f"}, status="complete")
+    assert folder_lib.open_run_folder(folder, cfg, fingerprint="f").state == "complete"
+    with pytest.raises(folder_lib.RunFolderMismatch, match="seeds: 2 in the folder, 3 now"):
+        folder_lib.open_run_folder(folder, {**cfg, "seeds": 3}, fingerprint="f")
+    with pytest.raises(
+        folder_lib.RunFolderMismatch, match="same config but different data or model"
+    ):
+        folder_lib.open_run_folder(folder, cfg, fingerprint="g")
+    files.write_npz(folder_lib.chunk_path(folder, 0), x=np.zeros(2))
     (folder / "mine.txt").write_text("keep")
-    got = results.open_run_folder(folder, {**cfg, "seeds": 3}, fingerprint="g", overwrite=True)
+    got = folder_lib.open_run_folder(folder, {**cfg, "seeds": 3}, fingerprint="g", overwrite=True)
     assert got.state == "new" and got.replaced
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "mine.txt"]
-    assert results.read_json(folder / "config.json")["config"]["seeds"] == 3
+    assert files.read_json(folder / "config.json")["config"]["seeds"] == 3
 
 
 def test_check_writable_and_leftovers(tmp_path):
-    results.check_writable(tmp_path / "a" / "b")  # creatable
+    folder_lib.check_writable(tmp_path / "a" / "b")  # creatable
     assert not (tmp_path / "a").exists()  # and not created
     (tmp_path / "f").write_text("x")
     with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
-        results.check_writable(tmp_path / "f" / "run")
+        folder_lib.check_writable(tmp_path / "f" / "run")
     with pytest.raises(NotADirectoryError, match="it is a file"):
-        results.check_writable(tmp_path / "f")
+        folder_lib.check_writable(tmp_path / "f")
     run = tmp_path / "run"
     keep = [
         run / "config.json",
@@ -152,7 +155,7 @@ def test_check_writable_and_leftovers(tmp_path):
             p.write_text("x")
         else:
             p.mkdir()
-    removed = results.remove_leftovers(run)
+    removed = folder_lib.remove_leftovers(run)
     assert sorted(removed) == sorted(gone)
     assert all(p.exists() for p in keep) and not any(p.exists() for p in gone)
 
@@ -162,7 +165,7 @@ def test_atomic_write_gives_the_mode_of_a_plain_open(tmp_path):
 
     old = os.umask(0o027)
     try:
-        results.write_text(tmp_path / "a.csv", "x\n")
+        files.write_text(tmp_path / "a.csv", "x\n")
         with open(tmp_path / "b.csv", "w") as f:
             f.write("x\n")
     finally:

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jinit import cli, metrics, plots, results, sweep  # noqa: E402
+from jinit.sweep import folder as folder_lib
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = sweep.SweepConfig(
@@ -211,7 +212,9 @@ def test_fingerprint_ignores_data_dir(tmp_path):
     again = sweep.run(there, out=tmp_path / "r", progress=False)
     assert again.path == tmp_path / "r"
     assert (
-        results.config_differences({"data_dir": "/a", "seeds": 1}, {"data_dir": "/b", "seeds": 1})
+        folder_lib.config_differences(
+            {"data_dir": "/a", "seeds": 1}, {"data_dir": "/b", "seeds": 1}
+        )
         == []
     )
 
@@ -260,7 +263,7 @@ def test_a_killed_params_write_leaves_nothing_behind(tmp_path):
     (tmp_path / "params").mkdir(parents=True)
     half = tmp_path / "params" / ".00000.npz.abc.tmp"
     half.write_bytes(b"PK")
-    assert results.remove_leftovers(tmp_path) == [half] and not half.exists()
+    assert folder_lib.remove_leftovers(tmp_path) == [half] and not half.exists()
 
 
 def test_schemes_all_keeps_a_registered_scheme(monkeypatch):

@@ -22,7 +22,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jinit import cli, results, sweep
+from jinit import cli, sweep
+from jinit import files as files_lib
+from jinit.sweep import checkpoints as checkpoints_lib
+from jinit.sweep import lock as lock_lib
 
 CFG = sweep.SweepConfig(
     schemes=("zeros", "he_normal"),
@@ -58,8 +61,8 @@ def _same_results(run: Path, reference: Path) -> None:
     for name in TABLES:
         assert (run / name).read_bytes() == (reference / name).read_bytes(), name
     a, b = (
-        results.read_npz(run / "predictions.npz"),
-        results.read_npz(reference / "predictions.npz"),
+        files_lib.read_npz(run / "predictions.npz"),
+        files_lib.read_npz(reference / "predictions.npz"),
     )
     np.testing.assert_array_equal(a["predictions"], b["predictions"])
     assert not (run / "checkpoints").exists() and not (run / "lock").exists()
@@ -142,7 +145,7 @@ def test_killed_sweep_resumes_to_identical_results(tmp_path, reference, capsys, 
 
 def _interrupt_after(monkeypatch, chunk: int, epoch: int):
     """Sends this process SIGINT (Ctrl-C) while the checkpoint of (chunk, epoch) is being written."""
-    real = results.Checkpointer.save
+    real = checkpoints_lib.Checkpointer.save
     calls = []
 
     def save(self, folder, index, ep, *args, **kwargs):
@@ -151,7 +154,7 @@ def _interrupt_after(monkeypatch, chunk: int, epoch: int):
         calls.append((index, ep))
         return real(self, folder, index, ep, *args, **kwargs)
 
-    monkeypatch.setattr(results.Checkpointer, "save", save)
+    monkeypatch.setattr(checkpoints_lib.Checkpointer, "save", save)
     return calls
 
 
@@ -182,13 +185,13 @@ def test_resume_from_an_epoch_checkpoint(tmp_path, reference, monkeypatch):
 def test_sigterm_while_writing_a_checkpoint_waits_for_the_write(tmp_path, monkeypatch):
     """A signal that arrives during a file write is held until the write is done: nothing is half-written."""
     out = tmp_path / "run"
-    real = results.Checkpointer.save
+    real = checkpoints_lib.Checkpointer.save
 
     def save(self, folder, index, epoch, *args, **kwargs):
         signal.raise_signal(signal.SIGTERM)  # arrives before the write starts
         return real(self, folder, index, epoch, *args, **kwargs)
 
-    monkeypatch.setattr(results.Checkpointer, "save", save)
+    monkeypatch.setattr(checkpoints_lib.Checkpointer, "save", save)
     with pytest.raises(sweep.SweepInterrupted) as info:
         sweep.run(CFG, out=out, progress=False, checkpoint_every=0)
     assert info.value.signum == signal.SIGTERM and info.value.exit_code == 143
@@ -247,7 +250,7 @@ def test_a_chunk_of_another_sweep_is_not_used(tmp_path, reference, caplog):
     (out / "chunks" / "00001.npz").write_bytes((other / "chunks" / "00001.npz").read_bytes())
     doc = json.loads((out / "config.json").read_text())
     doc["status"] = "running"  # as if the sweep had been killed after its chunks
-    results.write_json(out / "config.json", doc)
+    files_lib.write_json(out / "config.json", doc)
     with caplog.at_level("INFO", logger="jinit"):
         r = sweep.run(CFG, out=out, progress=False)
     assert "00001.npz: it belongs to another sweep" in caplog.text
@@ -259,7 +262,7 @@ def test_a_chunk_of_another_sweep_is_not_used(tmp_path, reference, caplog):
 # Lock, overwrite, complete folders.
 
 _HOLDER = (
-    "import sys, time; from jinit import results; results.acquire_lock(sys.argv[1]); "
+    "import sys, time; from jinit.sweep import lock; lock.acquire_lock(sys.argv[1]); "
     "print('locked', flush=True); time.sleep(120)"
 )
 
@@ -277,7 +280,7 @@ def test_second_sweep_on_a_locked_folder_is_refused_then_a_stale_lock_is_taken_o
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is in use by another sweep" in err[0], err
         assert f"pid {holder.pid}" in err[0] and "choose another --out" in err[0]
-        with pytest.raises(results.RunFolderInUse):
+        with pytest.raises(lock_lib.RunFolderInUse):
             sweep.run(CFG, out=out, progress=False)
         assert sorted(p.name for p in out.iterdir()) == ["lock"]  # nothing else touched
     finally:
@@ -290,11 +293,11 @@ def test_second_sweep_on_a_locked_folder_is_refused_then_a_stale_lock_is_taken_o
 
 
 def test_lock_file_unit(tmp_path):
-    lock = results.acquire_lock(tmp_path / "a")
+    lock = lock_lib.acquire_lock(tmp_path / "a")
     info = json.loads(lock.path.read_text())
     assert info["pid"] == sys.modules["os"].getpid() and info["token"] == lock.token
-    with pytest.raises(results.RunFolderInUse, match="in use by another sweep"):
-        results.acquire_lock(tmp_path / "a")  # held by a live process (this one)
+    with pytest.raises(lock_lib.RunFolderInUse, match="in use by another sweep"):
+        lock_lib.acquire_lock(tmp_path / "a")  # held by a live process (this one)
     lock.release()
     assert not lock.path.exists()
     lock.release()  # idempotent
@@ -304,7 +307,7 @@ def test_lock_file_unit(tmp_path):
     for pid, start in ((dead.pid, None), (sys.modules["os"].getpid(), "1")):
         info.update(pid=pid, proc_start=start, token="old")
         lock.path.write_text(json.dumps(info))
-        new = results.acquire_lock(tmp_path / "a")
+        new = lock_lib.acquire_lock(tmp_path / "a")
         assert (
             new.taken_over["token"] == "old"
             and json.loads(new.path.read_text())["token"] == new.token
@@ -313,8 +316,8 @@ def test_lock_file_unit(tmp_path):
     # another host cannot be checked: in use
     info.update(host="elsewhere", pid=1)
     lock.path.write_text(json.dumps(info))
-    with pytest.raises(results.RunFolderInUse, match="on elsewhere"):
-        results.acquire_lock(tmp_path / "a")
+    with pytest.raises(lock_lib.RunFolderInUse, match="on elsewhere"):
+        lock_lib.acquire_lock(tmp_path / "a")
 
 
 def test_different_config_is_refused_and_overwrite_replaces_it(tmp_path, capsys):

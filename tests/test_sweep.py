@@ -18,7 +18,8 @@ import optax
 import pandas as pd
 import pytest
 
-from jinit import models, results, sweep, train
+from jinit import models, sweep, train
+from jinit.sweep import folder as folder_lib
 
 BASE = sweep.SweepConfig(
     schemes=("zeros", "he_normal", "orthogonal"),
@@ -739,5 +740,5 @@ def test_resuming_with_another_optimizer_is_refused(tmp_path):
     again = sweep.run(cfg, out=tmp_path / "run", progress=False, optimizer=optax.sgd(0.1))
     assert list(again.models["param_sha256"]) == list(first.models["param_sha256"])
     assert (tmp_path / "run" / "models.csv").stat().st_mtime_ns == stamp
-    with pytest.raises(results.RunFolderMismatch, match="fingerprint"):
+    with pytest.raises(folder_lib.RunFolderMismatch, match="fingerprint"):
         sweep.run(cfg, out=tmp_path / "run", progress=False, optimizer=optax.sgd(0.2))

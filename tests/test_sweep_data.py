@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from jinit import cli, data, metrics, models, results, sweep, train
+from jinit.sweep import checkpoints, folder
 
 TINY = dict(schemes=("he_normal", "zeros"), seeds=2, epochs=2, hidden=(16,), batch_size=32)
 
@@ -81,7 +82,7 @@ def test_other_arrays_are_refused_on_resume(tmp_path, diabetes):
     y = np.array(diabetes.y_train)
     y[0] += 1.0  # one target differs: another dataset with the same name and shapes
     other = data.from_arrays(diabetes.x_train, y, diabetes.x_test, diabetes.y_test, name="diabetes")
-    with pytest.raises(results.RunFolderMismatch, match="different data or model"):
+    with pytest.raises(folder.RunFolderMismatch, match="different data or model"):
         sweep.run(cfg, data=other, out=out, progress=False)
     # the same arrays again: the complete folder is read back
     again = sweep.run(cfg, data=diabetes, out=out, progress=False)
@@ -236,14 +237,14 @@ def test_a_dataset_with_its_own_validation_set(diabetes):
 
 
 def _interrupt_after(monkeypatch, chunk: int, epoch: int):
-    real = results.Checkpointer.save
+    real = checkpoints.Checkpointer.save
 
     def save(self, folder, index, ep, *args, **kwargs):
         if (index, ep) == (chunk, epoch):
             signal.raise_signal(signal.SIGINT)
         return real(self, folder, index, ep, *args, **kwargs)
 
-    monkeypatch.setattr(results.Checkpointer, "save", save)
+    monkeypatch.setattr(checkpoints.Checkpointer, "save", save)
 
 
 def test_resume_with_a_validation_split(tmp_path, monkeypatch):

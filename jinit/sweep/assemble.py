@@ -9,9 +9,9 @@ import jax
 import numpy as np
 import pandas as pd
 
-from jinit import results as results_lib
 from jinit import train as train_lib
 from jinit.results import SweepResult
+from jinit.sweep import folder as folder_lib
 from jinit.sweep.config import SweepConfig
 
 
@@ -164,9 +164,9 @@ def load(path: str | os.PathLike) -> SweepResult:
       >>> r = sweep.load("runs/x")  # doctest: +SKIP
       >>> model_3 = jax.tree.map(lambda a: a[3], r.params)  # the variables of models row 3  # doctest: +SKIP
     """
-    d = results_lib.read(path)
+    d = folder_lib.read(path)
     config = SweepConfig.from_dict(d["config"])
-    params = results_lib.read_params(
+    params = folder_lib.read_params(
         path, fingerprint=d["meta"].get("fingerprint"), n_models=len(d["models"])
     )
     return SweepResult(

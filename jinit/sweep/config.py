@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from jinit import files as files_lib
 from jinit import models as models_lib
-from jinit import results as results_lib
 from jinit import train as train_lib
 from jinit.registry import parse_schemes
 
@@ -170,7 +170,7 @@ class SweepConfig:
         from jinit.rules import to_json
 
         schemes = tuple(to_json(s) for s in self.schemes)
-        d = results_lib._jsonable(dataclasses.asdict(dataclasses.replace(self, schemes=schemes)))
+        d = files_lib.jsonable(dataclasses.asdict(dataclasses.replace(self, schemes=schemes)))
         # fields added later are written only when set: a sweep that does not use them keeps its config.json and
         # fingerprint (so run folders written before them still resume and read back); the axes likewise at
         # their defaults

@@ -20,11 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jinit import distributed as distributed_lib
-from jinit import results as results_lib
 from jinit import train as train_lib
 from jinit.keys import stream_keys, varies
 from jinit.results import SweepResult
 from jinit.sweep import axes
+from jinit.sweep import checkpoints as checkpoints_lib
+from jinit.sweep import folder as folder_lib
+from jinit.sweep import lock as lock_lib
 from jinit.sweep.assemble import _assemble, _chunk_arrays, load
 from jinit.sweep.config import SweepConfig, _check_int, recorded
 from jinit.sweep.grid import (
@@ -155,8 +157,8 @@ def run(
     Raises:
       ValueError, TypeError: for a bad config, before any data is loaded or anything compiled.
       OSError: when ``out`` cannot be written (checked before the data is loaded).
-      jinit.results.RunFolderInUse: another sweep is running in ``out``.
-      jinit.results.RunFolderMismatch: ``out`` holds a different sweep and ``overwrite`` is False.
+      jinit.lock.RunFolderInUse: another sweep is running in ``out``.
+      jinit.folder.RunFolderMismatch: ``out`` holds a different sweep and ``overwrite`` is False.
       SweepInterrupted: on SIGINT (Ctrl-C) or SIGTERM; it says what was saved. (The epoch that was running
         carries on in the background until it ends; its result is discarded.)
     """
@@ -192,7 +194,7 @@ def run(
         )
     try:
         if out_path is not None:
-            results_lib.check_writable(out_path)
+            folder_lib.check_writable(out_path)
         setup = _setup(config, make_model, data, task)
         if data is not None:  # the config records the data the sweep trained on
             config = dataclasses.replace(config, dataset=setup.data_name, data_dir=None)
@@ -250,8 +252,8 @@ def run(
         lock = None
         try:
             if out_path is not None and pid == 0:
-                lock = results_lib.acquire_lock(out_path)
-                folder = results_lib.open_run_folder(
+                lock = lock_lib.acquire_lock(out_path)
+                folder = folder_lib.open_run_folder(
                     out_path, config.to_dict(), fingerprint=fingerprint, overwrite=overwrite
                 )
                 if (
@@ -290,7 +292,7 @@ def run(
                     _warn_if_environment_changed(folder.meta, out_path)
             if group is not None:
                 if pid == 0:
-                    results_lib.write_config(
+                    folder_lib.write_config(
                         out_path,
                         config.to_dict(),
                         {"fingerprint": fingerprint, "chunk_size": csize, "models_per_device": k},
@@ -366,7 +368,7 @@ def run(
             done: dict[int, dict[str, np.ndarray]] = {}
             if out_path is not None:
                 for c in mine:
-                    arrays = results_lib.read_chunk(
+                    arrays = folder_lib.read_chunk(
                         out_path,
                         c,
                         fingerprint=fingerprint,
@@ -382,7 +384,7 @@ def run(
                         ),
                     )
                     if arrays is not None and _has_logs(arrays, f"chunk file {c}"):
-                        if save_params and not results_lib.params_path(out_path, c).is_file():
+                        if save_params and not folder_lib.params_path(out_path, c).is_file():
                             continue  # its models are trained again to save their parameters
                         done[c] = arrays
                 status.chunks_done = status.chunks_reused = len(done)
@@ -404,7 +406,7 @@ def run(
                     )
                 if pid == 0:
                     with guard.critical():
-                        results_lib.write_config(out_path, config.to_dict(), meta, status="running")
+                        folder_lib.write_config(out_path, config.to_dict(), meta, status="running")
 
             bar = None
             if progress:
@@ -457,17 +459,17 @@ def run(
                     if out_path is not None:
                         with guard.critical():
                             if save_params:  # before the chunk file: a chunk on disk has its params
-                                results_lib.write_params(
+                                folder_lib.write_params(
                                     out_path,
                                     c,
                                     jax.tree.map(lambda a, n=len(idx): a[:n], final_params),
                                     fingerprint=fingerprint,
                                     model_index=idx,
                                 )
-                            results_lib.write_chunk(out_path, c, chunk, fingerprint=fingerprint)
+                            folder_lib.write_chunk(out_path, c, chunk, fingerprint=fingerprint)
                             status.chunks_done += 1
                             status.checkpoint = None
-                            results_lib.remove_checkpoints(out_path, c)
+                            folder_lib.remove_checkpoints(out_path, c)
             finally:
                 try:
                     trainer.close()
@@ -486,7 +488,7 @@ def run(
                 group.barrier("chunks", timeout=math.inf)
                 chunks = []
                 for c in range(n_chunks):
-                    arrays = results_lib.read_chunk(
+                    arrays = folder_lib.read_chunk(
                         out_path,
                         c,
                         fingerprint=fingerprint,
@@ -510,7 +512,7 @@ def run(
             if out_path is not None and pid == 0:
                 # a signal during the final write is not acted on: when the write ends, the sweep is complete
                 with guard.critical(complete=True):
-                    result.save(out_path)
+                    folder_lib.write_tables(out_path, result)
             if group is not None:  # the folder is complete when run returns, on every process
                 group.barrier("saved", timeout=math.inf)
             return result
@@ -583,11 +585,11 @@ class _ChunkTrainer:
     epochs_reused: int = 0
     hypers: list | None = None  # each grid model's axis values (jinit.sweep.axes.Hyper)
     hyper_names: dict | None = None  # {axis: key in opt_state.hyperparams}
-    _ckptr: results_lib.Checkpointer | None = None
+    _ckptr: checkpoints_lib.Checkpointer | None = None
 
-    def _checkpointer(self) -> results_lib.Checkpointer:
+    def _checkpointer(self) -> checkpoints_lib.Checkpointer:
         if self._ckptr is None:
-            self._ckptr = results_lib.Checkpointer()
+            self._ckptr = checkpoints_lib.Checkpointer()
         return self._ckptr
 
     def close(self) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from jinit import results as results_lib
 from jinit import train as train_lib
+from jinit.sweep import folder as folder_lib
 from jinit.sweep.config import SweepConfig, _is_int
 from jinit.sweep.grid import _chunk_index
 from jinit.sweep.setup import _abstract_model, _Setup
@@ -42,7 +42,7 @@ def _versions() -> dict[str, str]:
 def _params_saved(path: Path, meta: dict[str, Any]) -> bool:
     """Whether a complete run folder holds the saved parameters of every chunk."""
     n = meta.get("n_chunks")
-    return isinstance(n, int) and all(results_lib.params_path(path, c).is_file() for c in range(n))
+    return isinstance(n, int) and all(folder_lib.params_path(path, c).is_file() for c in range(n))
 
 
 def _portable_source(source: str) -> str:
@@ -114,7 +114,7 @@ def _fingerprint(config: SweepConfig, setup: _Setup, grid, opt_key=None) -> str:
     and checkpoints carry it; resuming requires it."""
     shapes = _abstract_model(setup)[2]
     identity = {
-        k: v for k, v in config.to_dict().items() if k not in results_lib.LOCATION_FIELDS
+        k: v for k, v in config.to_dict().items() if k not in folder_lib.LOCATION_FIELDS
     }  # where the data is is not what the sweep is: the data's bytes are hashed below
     desc = {
         "config": identity,
