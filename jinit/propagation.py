@@ -46,6 +46,7 @@ import numpy as np
 import optax
 import pandas as pd
 
+from jinit import keys
 from jinit import models as _models
 from jinit import registry as _registry
 from jinit.initializers import Initializer
@@ -121,9 +122,7 @@ def _label(init: Initializer) -> str:
 
 def _init_key(root: jax.Array, init: Initializer, seed: int) -> jax.Array:
     """The sweep's init key of (scheme, seed) with ``vary="init"``."""
-    return jax.random.fold_in(
-        jax.random.fold_in(jax.random.fold_in(root, 0), _stable_hash(_label(init))), seed
-    )
+    return keys.init_key(root, _stable_hash(_label(init)), seed)
 
 
 def _check_positive(**values: Any) -> None:
@@ -258,7 +257,7 @@ def measure(
     inits = _resolve(schemes)
     bias = _registry.get(bias_init)
     root = jax.random.PRNGKey(seed)
-    xb, yb = _inputs(jax.random.fold_in(root, 3), batch, in_dim or width, num_classes, x, y)
+    xb, yb = _inputs(keys.batch_key(root), batch, in_dim or width, num_classes, x, y)
     model = _models.deep_mlp(depth, width, activation=activation, num_classes=num_classes)
     params = _stacked_params(model, inits, bias, root, seeds, xb)
     out = _stats_program(depth, width, activation, num_classes)(params, xb, yb)
@@ -394,7 +393,7 @@ def jacobian_singular_values(
     inits = _resolve(schemes)
     bias = _registry.get(bias_init)
     root = jax.random.PRNGKey(seed)
-    xb, _ = _inputs(jax.random.fold_in(root, 3), examples, width, 10, x, None)
+    xb, _ = _inputs(keys.batch_key(root), examples, width, 10, x, None)
     if xb.ndim != 2 or xb.shape[1] != width:
         raise ValueError(f"x must have shape [examples, {width}], got {xb.shape}")
     model = _models.deep_mlp(depth, width, activation=activation)

@@ -48,18 +48,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jinit import initializers as _init
+from jinit import keys
 from jinit import registry as _registry
 from jinit.initializers import Initializer
-from jinit.keys import stable_hash
 
 __all__ = ["Rules", "Scheme", "param_paths", "rules", "scheme"]
-
-
-def _hash(name: str) -> np.uint32:
-    return np.uint32(stable_hash(name))  # the sweep's hash of names (jinit.keys)
 
 
 def _is_catalogue_name(label: str) -> bool:
@@ -260,7 +255,7 @@ class Rules:
         stable_hash(path))`` (outside a sweep; the sweep derives the keys as in the module doc)."""
         variables = module.init(key, *args, **kwargs)
         return _replace_params(
-            variables, self.apply(variables["params"], lambda p: jax.random.fold_in(key, _hash(p)))
+            variables, self.apply(variables["params"], lambda p: keys.named_key(key, p))
         )
 
 
@@ -509,12 +504,9 @@ def sweep_init(spec: Rules, init: Callable, root: jax.Array, s: Any, key: jax.Ar
     key, then each matched parameter drawn with ``fold_in(fold_in(fold_in(root, 0), stable_hash(path)), s)`` (see
     the module doc)."""
     variables = init(key, x)
-    stream = jax.random.fold_in(root, 0)
-
-    def key_for(path: str) -> jax.Array:
-        return jax.random.fold_in(jax.random.fold_in(stream, _hash(path)), s)
-
-    return _replace_params(variables, spec.apply(variables["params"], key_for))
+    return _replace_params(
+        variables, spec.apply(variables["params"], lambda path: keys.path_key(root, path, s))
+    )
 
 
 def registered(name: str, arguments: Mapping[str, Any], value: Any) -> Any:

@@ -66,6 +66,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jinit import keys
+
 # ----------------------------------------------------------------------------------------------------------------
 # Tasks.
 
@@ -667,6 +669,19 @@ def _check_validation(x_val, y_val, val_mask):
     return x_val is not None
 
 
+class _Setup(NamedTuple):
+    """What the training functions of one model close over (see :func:`make_train`)."""
+
+    fns: Any
+    optimizer: optax.GradientTransformation
+    task: Task
+    batch_size: int
+    steps_per_epoch: int
+    eval_batch_size: int
+    n_head: int
+    head_len: int
+
+
 def make_train(
     model: Any,
     optimizer: optax.GradientTransformation,
@@ -713,169 +728,32 @@ def make_train(
     Raises:
       TypeError: ``model`` neither a ModelFns nor a function (a Flax module itself names the fix); a bad task.
     """
-    fns = _model_fns(model)
-    task = make_task(task)
-    n_head, head_len, last_len = intervals(steps_per_epoch, eval_every)
-    secondary = task.metric_names[1:]
+    n_head, head_len, _ = intervals(steps_per_epoch, eval_every)
+    s = _Setup(
+        _model_fns(model),
+        optimizer,
+        make_task(task),
+        batch_size,
+        steps_per_epoch,
+        eval_batch_size,
+        n_head,
+        head_len,
+    )
 
     def init(params, model_state=None) -> TrainState:
-        return TrainState(
-            params,
-            optimizer.init(params),
-            jnp.int32(0),
-            jnp.int32(-1),
-            jnp.float32(jnp.nan),
-            {} if model_state is None else model_state,
-        )
-
-    def batch_metric(outputs, y):
-        """The primary metric on one training batch (every example counted)."""
-        reference = (
-            None if task.reference is None else task.reference(y, jnp.ones(y.shape[:1], bool))
-        )
-        sums = tuple(jnp.sum(s) for s in task.stats(outputs, y, reference))
-        return jnp.asarray(task.reduce(sums, y.shape[0])[0]).astype(jnp.float32)
-
-    def step_metrics(state: TrainState, x, y, rng=None):
-        """One optimizer step; returns ``(state, (loss, primary metric))`` on the batch, before the update."""
-        model_state = state.model_state
-
-        def objective(params):
-            outputs, new_model_state = fns.apply(
-                params, {} if model_state is None else model_state, x, True, rng
-            )
-            loss = _per_example_loss(task, outputs, y).mean()
-            return loss, (batch_metric(outputs, y), new_model_state)
-
-        (loss, (metric, new_model_state)), grads = jax.value_and_grad(objective, has_aux=True)(
-            state.params
-        )
-        if model_state is None and not jax.tree.leaves(new_model_state):
-            new_model_state = None  # keep the state's structure (a scan carry)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        count = state.step + 1
-        first = jnp.where(state.step == 0, loss.astype(jnp.float32), state.first_loss)
-        exploded = loss > DIVERGENCE_FACTOR * jnp.maximum(first, 1.0)
-        bad = (state.diverged_step < 0) & (~jnp.isfinite(loss) | exploded)
-        diverged_step = jnp.where(bad, count, state.diverged_step)
-        new = TrainState(params, opt_state, count, diverged_step, first, new_model_state)
-        return new, (loss, metric)
+        return _init_state(s, params, model_state)
 
     def step(state: TrainState, x, y, rng=None) -> tuple[TrainState, jax.Array]:
-        state, (loss, _) = step_metrics(state, x, y, rng)
+        state, (loss, _) = _step_metrics(s, state, x, y, rng)
         return state, loss
 
-    def evaluate_tuple(params, model_state, x_test, y_test, test_mask=None):
-        """``(loss, metrics in task order, predictions)`` over an evaluation set."""
-        n = x_test.shape[0]
-        bs = min(eval_batch_size, n)  # a test set smaller than one batch is one batch
-        if n % bs:
-            raise ValueError(
-                f"x_test has {n} rows, not a multiple of eval_batch_size={eval_batch_size}"
-            )
-        if test_mask is None:
-            test_mask = jnp.ones((n,), bool)
-        if model_state is None:
-            model_state = {}
-        reference = None if task.reference is None else task.reference(y_test, test_mask)
-        nb = n // bs
-        xs = x_test.reshape((nb, bs) + x_test.shape[1:])
-        ys = y_test.reshape((nb, bs) + y_test.shape[1:])
-        ms = test_mask.reshape((nb, bs))
-
-        def one(batch):
-            xb, yb, mb = batch
-            outputs, _ = fns.apply(params, model_state, xb, False, None)
-            losses = _per_example_loss(task, outputs, yb)
-            stats = tuple(jnp.sum(jnp.where(mb, s, 0)) for s in task.stats(outputs, yb, reference))
-            return jnp.sum(jnp.where(mb, losses, 0.0)), stats, task.predict(outputs)
-
-        losses, stats, preds = jax.lax.map(one, (xs, ys, ms))
-        count = jnp.maximum(jnp.sum(test_mask), 1)
-        metrics = task.reduce(tuple(s.sum() for s in stats), count)
-        return losses.sum() / count, tuple(metrics), preds.reshape((n,) + preds.shape[2:])
-
     def evaluate(params, x_test, y_test, test_mask=None, model_state=None):
-        loss, metrics, preds = evaluate_tuple(params, model_state, x_test, y_test, test_mask)
+        loss, metrics, preds = _evaluate_tuple(s, params, model_state, x_test, y_test, test_mask)
         return loss, metrics[0], preds
 
     def evaluate_all(params, model_state, x, y, mask=None):
-        loss, metrics, preds = evaluate_tuple(params, model_state, x, y, mask)
-        return loss, dict(zip(task.metric_names, metrics, strict=True)), preds
-
-    def order(data_key, epoch, n_train):
-        perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), n_train)
-        return perm[: steps_per_epoch * batch_size].reshape((steps_per_epoch, batch_size))
-
-    def step_at(state, i, x_train, y_train, epoch_dropout):
-        """One step on the batch ``x_train[i]``, dropout keyed by ``epoch_dropout`` and the step count; returns
-        ``(state, (loss, accuracy))``."""
-        rng = jax.random.fold_in(epoch_dropout, state.step)
-        return step_metrics(state, x_train[i], y_train[i], rng)
-
-    def evaluations(params, model_state, sets):
-        """The log columns of evaluating ``sets`` (``{"test": (x, y, mask), "val": ...}``), and the test
-        predictions: ``{"test_loss", "test_accuracy", "test_metrics" (only with secondary metrics), "val_...":
-        ...}``."""
-        cols, preds = {}, None
-        for name, (x, y, mask) in sets.items():
-            loss, metrics, p = evaluate_tuple(params, model_state, x, y, mask)
-            cols[f"{name}_loss"] = loss
-            cols[f"{name}_accuracy"] = metrics[0]
-            if secondary:
-                cols[f"{name}_metrics"] = dict(zip(secondary, metrics[1:], strict=True))
-            if name == "test":
-                preds = p
-        return cols, preds
-
-    def evaluate_init(params, model_state, epoch, sets):
-        """The evaluation columns of the model when ``epoch == 0`` (the model at initialization), NaN at later
-        epochs: a ``lax.cond``, so the evaluation runs once per sweep, inside the epoch's program."""
-
-        def measured(operand):
-            cols, _ = evaluations(*operand, sets)
-            return jax.tree.map(lambda v: v.astype(jnp.float32), cols)
-
-        shapes = jax.eval_shape(measured, (params, model_state))
-
-        def skipped(operand):
-            return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, jnp.float32), shapes)
-
-        return jax.lax.cond(epoch == 0, measured, skipped, (params, model_state))
-
-    def loop(state, idx, step_at, evaluate_at):
-        """The epoch's scan over ``idx`` ([steps, ...] batch indices) with ``step_at(state, idx[t]) -> (state,
-        (loss, accuracy))``, evaluating ``evaluate_at(params, model_state) -> (columns, predictions)`` after every
-        logging interval; for one model or, vmapped inside ``step_at`` and ``evaluate_at``, for many (then every
-        log entry has a trailing model axis). Returns the state, the columns ``(step, train_loss, train_accuracy,
-        evaluation columns)`` and the final predictions."""
-
-        def train_steps(state, batch_idx):
-            state, (losses, accs) = jax.lax.scan(step_at, state, batch_idx)
-            return state, losses.mean(axis=0), accs.mean(axis=0)
-
-        def interval(state, batch_idx):
-            state, train_loss, train_acc = train_steps(state, batch_idx)
-            evals, _ = evaluate_at(state.params, state.model_state)
-            return state, (state.step, train_loss, train_acc, evals)
-
-        logs = []
-        if n_head:
-            head = idx[: n_head * head_len].reshape((n_head, head_len) + idx.shape[1:])
-            state, logs_head = jax.lax.scan(interval, state, head)
-            logs.append(logs_head)
-        state, train_loss, train_acc = train_steps(state, idx[n_head * head_len :])
-        evals, preds = evaluate_at(state.params, state.model_state)
-        logs.append(jax.tree.map(lambda v: v[None], (state.step, train_loss, train_acc, evals)))
-        cols = jax.tree.map(lambda *c: jnp.concatenate(c), *logs)
-        return state, cols, preds
-
-    def eval_sets(x_test, y_test, test_mask, x_val, y_val, val_mask):
-        sets = {"test": (x_test, y_test, test_mask)}
-        if _check_validation(x_val, y_val, val_mask):
-            sets["val"] = (x_val, y_val, val_mask)
-        return sets
+        loss, metrics, preds = _evaluate_tuple(s, params, model_state, x, y, mask)
+        return loss, dict(zip(s.task.metric_names, metrics, strict=True)), preds
 
     def epoch(
         state,
@@ -891,86 +769,256 @@ def make_train(
         y_val=None,
         val_mask=None,
     ):
-        sets = eval_sets(x_test, y_test, test_mask, x_val, y_val, val_mask)
-        x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)  # no-op for device arrays
-        idx = order(data_key, epoch, x_train.shape[0])
-        epoch_dropout = jax.random.fold_in(dropout_key, epoch)
-        init = evaluate_init(state.params, state.model_state, epoch, sets)
-        state, cols, preds = loop(
-            state,
-            idx,
-            lambda st, i: step_at(st, i, x_train, y_train, epoch_dropout),
-            lambda p, ms: evaluations(p, ms, sets),
-        )
-        return state, _epoch_logs(cols, preds, init)
+        sets = _eval_sets(x_test, y_test, test_mask, x_val, y_val, val_mask)
+        return _epoch(s, state, data_key, dropout_key, epoch, x_train, y_train, sets)
 
     def vmapped_epoch(*, shared_keys: bool = False, inner_axis: bool = False):
-        """``epoch`` over stacked models (every state leaf with a leading model axis; keys too unless
-        ``shared_keys``): one ``lax.scan`` over steps of a ``vmap``-ped step. The same numbers as
-        ``jax.vmap(epoch)``; the difference is where the model axis sits while the loop runs. With
-        ``inner_axis``, every state leaf of two or more dimensions (kernels) keeps it just before its last
-        dimension (``[N, 784, 128] -> [784, N, 128]``), moved there once per epoch, so that a layer whose input all
-        the models share is one plain matmul ``x @ W.reshape(784, N * 128)`` with no transpose of the stacked
-        kernel (and of its gradient) at every step: 1.36x (batch 128) to 1.45x (batch 32) faster on an H100
-        for the MNIST MLP, slower on a CPU (experiments/results/benchmark/NOTES.md)."""
-        key_axis = None if shared_keys else 0
-
-        def axis(x):  # where the model axis of a stacked leaf sits during the loop
-            return x.ndim - 2 if inner_axis and x.ndim >= 3 else 0
-
-        def run(
-            state,
-            data_keys,
-            dropout_keys,
-            epoch,
-            x_train,
-            y_train,
-            x_test,
-            y_test,
-            test_mask=None,
-            x_val=None,
-            y_val=None,
-            val_mask=None,
-        ):
-            sets = eval_sets(x_test, y_test, test_mask, x_val, y_val, val_mask)
-            x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
-            axes = jax.tree.map(axis, state)
-            state = jax.tree.map(lambda x, a: jnp.moveaxis(x, 0, a), state, axes)
-            n = x_train.shape[0]
-            if shared_keys:
-                idx, idx_axis = order(data_keys, epoch, n), None
-                drop = jax.random.fold_in(dropout_keys, epoch)
-            else:  # idx: [N, steps, batch] -> [steps, N, batch]
-                idx = jax.vmap(order, (0, None, None))(data_keys, epoch, n).swapaxes(0, 1)
-                idx_axis = 0
-                drop = jax.vmap(jax.random.fold_in, (0, None))(dropout_keys, epoch)
-
-            many = jax.vmap(
-                step_at, in_axes=(axes, idx_axis, None, None, key_axis), out_axes=(axes, 0)
-            )
-            model_axes = (axes.params, axes.model_state)
-            evaluate_many = jax.vmap(lambda p, ms: evaluations(p, ms, sets), in_axes=model_axes)
-            init = jax.vmap(lambda p, ms: evaluate_init(p, ms, epoch, sets), in_axes=model_axes)(
-                state.params, state.model_state
-            )
-            state, cols, preds = loop(
-                state, idx, lambda st, i: many(st, i, x_train, y_train, drop), evaluate_many
-            )
-            state = jax.tree.map(lambda x, a: jnp.moveaxis(x, a, 0), state, axes)
-            return state, _epoch_logs(jax.tree.map(lambda c: c.T, cols), preds, init)
-
-        return run
+        return _vmapped_epoch(s, shared_keys=shared_keys, inner_axis=inner_axis)
 
     return Trainer(
         init=init,
         step=step,
         epoch=epoch,
         evaluate=evaluate,
-        order=order,
+        order=lambda data_key, epoch, n_train: _order(s, data_key, epoch, n_train),
         vmapped_epoch=vmapped_epoch,
         evaluate_all=evaluate_all,
-        task=task,
+        task=s.task,
     )
+
+
+def _init_state(s: _Setup, params, model_state=None) -> TrainState:
+    return TrainState(
+        params,
+        s.optimizer.init(params),
+        jnp.int32(0),
+        jnp.int32(-1),
+        jnp.float32(jnp.nan),
+        {} if model_state is None else model_state,
+    )
+
+
+def _batch_metric(task: Task, outputs, y):
+    """The primary metric on one training batch (every example counted)."""
+    reference = None if task.reference is None else task.reference(y, jnp.ones(y.shape[:1], bool))
+    sums = tuple(jnp.sum(v) for v in task.stats(outputs, y, reference))
+    return jnp.asarray(task.reduce(sums, y.shape[0])[0]).astype(jnp.float32)
+
+
+def _step_metrics(s: _Setup, state: TrainState, x, y, rng=None):
+    """One optimizer step; returns ``(state, (loss, primary metric))`` on the batch, before the update."""
+    model_state = state.model_state
+
+    def objective(params):
+        outputs, new_model_state = s.fns.apply(
+            params, {} if model_state is None else model_state, x, True, rng
+        )
+        loss = _per_example_loss(s.task, outputs, y).mean()
+        return loss, (_batch_metric(s.task, outputs, y), new_model_state)
+
+    (loss, (metric, new_model_state)), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.params
+    )
+    if model_state is None and not jax.tree.leaves(new_model_state):
+        new_model_state = None  # keep the state's structure (a scan carry)
+    updates, opt_state = s.optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    count = state.step + 1
+    first = jnp.where(state.step == 0, loss.astype(jnp.float32), state.first_loss)
+    exploded = loss > DIVERGENCE_FACTOR * jnp.maximum(first, 1.0)
+    bad = (state.diverged_step < 0) & (~jnp.isfinite(loss) | exploded)
+    diverged_step = jnp.where(bad, count, state.diverged_step)
+    new = TrainState(params, opt_state, count, diverged_step, first, new_model_state)
+    return new, (loss, metric)
+
+
+def _evaluate_tuple(s: _Setup, params, model_state, x_test, y_test, test_mask=None):
+    """``(loss, metrics in task order, predictions)`` over an evaluation set."""
+    task = s.task
+    n = x_test.shape[0]
+    bs = min(s.eval_batch_size, n)  # a test set smaller than one batch is one batch
+    if n % bs:
+        raise ValueError(
+            f"x_test has {n} rows, not a multiple of eval_batch_size={s.eval_batch_size}"
+        )
+    if test_mask is None:
+        test_mask = jnp.ones((n,), bool)
+    if model_state is None:
+        model_state = {}
+    reference = None if task.reference is None else task.reference(y_test, test_mask)
+    nb = n // bs
+    xs = x_test.reshape((nb, bs) + x_test.shape[1:])
+    ys = y_test.reshape((nb, bs) + y_test.shape[1:])
+    ms = test_mask.reshape((nb, bs))
+
+    def one(batch):
+        xb, yb, mb = batch
+        outputs, _ = s.fns.apply(params, model_state, xb, False, None)
+        losses = _per_example_loss(task, outputs, yb)
+        stats = tuple(jnp.sum(jnp.where(mb, v, 0)) for v in task.stats(outputs, yb, reference))
+        return jnp.sum(jnp.where(mb, losses, 0.0)), stats, task.predict(outputs)
+
+    losses, stats, preds = jax.lax.map(one, (xs, ys, ms))
+    count = jnp.maximum(jnp.sum(test_mask), 1)
+    metrics = task.reduce(tuple(v.sum() for v in stats), count)
+    return losses.sum() / count, tuple(metrics), preds.reshape((n,) + preds.shape[2:])
+
+
+def _order(s: _Setup, data_key, epoch, n_train):
+    perm = jax.random.permutation(keys.epoch_key(data_key, epoch), n_train)
+    return perm[: s.steps_per_epoch * s.batch_size].reshape((s.steps_per_epoch, s.batch_size))
+
+
+def _step_at(s: _Setup, state, i, x_train, y_train, epoch_dropout):
+    """One step on the batch ``x_train[i]``, dropout keyed by ``epoch_dropout`` and the step count; returns
+    ``(state, (loss, accuracy))``."""
+    rng = keys.step_key(epoch_dropout, state.step)
+    return _step_metrics(s, state, x_train[i], y_train[i], rng)
+
+
+def _evaluations(s: _Setup, params, model_state, sets):
+    """The log columns of evaluating ``sets`` (``{"test": (x, y, mask), "val": ...}``), and the test
+    predictions: ``{"test_loss", "test_accuracy", "test_metrics" (only with secondary metrics), "val_...":
+    ...}``."""
+    secondary = s.task.metric_names[1:]
+    cols, preds = {}, None
+    for name, (x, y, mask) in sets.items():
+        loss, metrics, p = _evaluate_tuple(s, params, model_state, x, y, mask)
+        cols[f"{name}_loss"] = loss
+        cols[f"{name}_accuracy"] = metrics[0]
+        if secondary:
+            cols[f"{name}_metrics"] = dict(zip(secondary, metrics[1:], strict=True))
+        if name == "test":
+            preds = p
+    return cols, preds
+
+
+def _evaluate_init(s: _Setup, params, model_state, epoch, sets):
+    """The evaluation columns of the model when ``epoch == 0`` (the model at initialization), NaN at later
+    epochs: a ``lax.cond``, so the evaluation runs once per sweep, inside the epoch's program."""
+
+    def measured(operand):
+        cols, _ = _evaluations(s, *operand, sets)
+        return jax.tree.map(lambda v: v.astype(jnp.float32), cols)
+
+    shapes = jax.eval_shape(measured, (params, model_state))
+
+    def skipped(operand):
+        return jax.tree.map(lambda v: jnp.full(v.shape, jnp.nan, jnp.float32), shapes)
+
+    return jax.lax.cond(epoch == 0, measured, skipped, (params, model_state))
+
+
+def _loop(s: _Setup, state, idx, step_at, evaluate_at):
+    """The epoch's scan over ``idx`` ([steps, ...] batch indices) with ``step_at(state, idx[t]) -> (state,
+    (loss, accuracy))``, evaluating ``evaluate_at(params, model_state) -> (columns, predictions)`` after every
+    logging interval; for one model or, vmapped inside ``step_at`` and ``evaluate_at``, for many (then every
+    log entry has a trailing model axis). Returns the state, the columns ``(step, train_loss, train_accuracy,
+    evaluation columns)`` and the final predictions."""
+
+    def train_steps(state, batch_idx):
+        state, (losses, accs) = jax.lax.scan(step_at, state, batch_idx)
+        return state, losses.mean(axis=0), accs.mean(axis=0)
+
+    def interval(state, batch_idx):
+        state, train_loss, train_acc = train_steps(state, batch_idx)
+        evals, _ = evaluate_at(state.params, state.model_state)
+        return state, (state.step, train_loss, train_acc, evals)
+
+    logs = []
+    n_head, head_len = s.n_head, s.head_len
+    if n_head:
+        head = idx[: n_head * head_len].reshape((n_head, head_len) + idx.shape[1:])
+        state, logs_head = jax.lax.scan(interval, state, head)
+        logs.append(logs_head)
+    state, train_loss, train_acc = train_steps(state, idx[n_head * head_len :])
+    evals, preds = evaluate_at(state.params, state.model_state)
+    logs.append(jax.tree.map(lambda v: v[None], (state.step, train_loss, train_acc, evals)))
+    cols = jax.tree.map(lambda *c: jnp.concatenate(c), *logs)
+    return state, cols, preds
+
+
+def _eval_sets(x_test, y_test, test_mask=None, x_val=None, y_val=None, val_mask=None):
+    sets = {"test": (x_test, y_test, test_mask)}
+    if _check_validation(x_val, y_val, val_mask):
+        sets["val"] = (x_val, y_val, val_mask)
+    return sets
+
+
+def _epoch(s: _Setup, state, data_key, dropout_key, epoch, x_train, y_train, sets):
+    """One model's epoch (:func:`make_train`'s ``epoch``) with the evaluation ``sets`` (:func:`_eval_sets`)."""
+    x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)  # no-op for device arrays
+    idx = _order(s, data_key, epoch, x_train.shape[0])
+    epoch_dropout = keys.epoch_key(dropout_key, epoch)
+    init = _evaluate_init(s, state.params, state.model_state, epoch, sets)
+    state, cols, preds = _loop(
+        s,
+        state,
+        idx,
+        lambda st, i: _step_at(s, st, i, x_train, y_train, epoch_dropout),
+        lambda p, ms: _evaluations(s, p, ms, sets),
+    )
+    return state, _epoch_logs(cols, preds, init)
+
+
+def _vmapped_epoch(s: _Setup, *, shared_keys: bool = False, inner_axis: bool = False):
+    """``epoch`` over stacked models (every state leaf with a leading model axis; keys too unless
+    ``shared_keys``): one ``lax.scan`` over steps of a ``vmap``-ped step. The same numbers as
+    ``jax.vmap(epoch)``; the difference is where the model axis sits while the loop runs. With
+    ``inner_axis``, every state leaf of two or more dimensions (kernels) keeps it just before its last
+    dimension (``[N, 784, 128] -> [784, N, 128]``), moved there once per epoch, so that a layer whose input all
+    the models share is one plain matmul ``x @ W.reshape(784, N * 128)`` with no transpose of the stacked
+    kernel (and of its gradient) at every step: 1.36x (batch 128) to 1.45x (batch 32) faster on an H100
+    for the MNIST MLP, slower on a CPU (experiments/results/benchmark/NOTES.md)."""
+    key_axis = None if shared_keys else 0
+
+    def axis(x):  # where the model axis of a stacked leaf sits during the loop
+        return x.ndim - 2 if inner_axis and x.ndim >= 3 else 0
+
+    def run(
+        state,
+        data_keys,
+        dropout_keys,
+        epoch,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        test_mask=None,
+        x_val=None,
+        y_val=None,
+        val_mask=None,
+    ):
+        sets = _eval_sets(x_test, y_test, test_mask, x_val, y_val, val_mask)
+        x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
+        axes = jax.tree.map(axis, state)
+        state = jax.tree.map(lambda x, a: jnp.moveaxis(x, 0, a), state, axes)
+        n = x_train.shape[0]
+        if shared_keys:
+            idx, idx_axis = _order(s, data_keys, epoch, n), None
+            drop = keys.epoch_key(dropout_keys, epoch)
+        else:  # idx: [N, steps, batch] -> [steps, N, batch]
+            idx = jax.vmap(lambda k: _order(s, k, epoch, n))(data_keys).swapaxes(0, 1)
+            idx_axis = 0
+            drop = jax.vmap(keys.epoch_key, (0, None))(dropout_keys, epoch)
+
+        many = jax.vmap(
+            lambda st, i, xt, yt, d: _step_at(s, st, i, xt, yt, d),
+            in_axes=(axes, idx_axis, None, None, key_axis),
+            out_axes=(axes, 0),
+        )
+        model_axes = (axes.params, axes.model_state)
+        evaluate_many = jax.vmap(lambda p, ms: _evaluations(s, p, ms, sets), in_axes=model_axes)
+        init = jax.vmap(lambda p, ms: _evaluate_init(s, p, ms, epoch, sets), in_axes=model_axes)(
+            state.params, state.model_state
+        )
+        state, cols, preds = _loop(
+            s, state, idx, lambda st, i: many(st, i, x_train, y_train, drop), evaluate_many
+        )
+        state = jax.tree.map(lambda x, a: jnp.moveaxis(x, a, 0), state, axes)
+        return state, _epoch_logs(jax.tree.map(lambda c: c.T, cols), preds, init)
+
+    return run
 
 
 def _epoch_logs(cols, predictions, init) -> EpochLogs:
@@ -1084,9 +1132,9 @@ def train_plain(
     preds = None
     for e in range(epochs):
         idx = np.asarray(trainer.order(data_key, e, x_train.shape[0]))
-        epoch_dropout = jax.random.fold_in(dropout_key, e)
+        epoch_dropout = keys.epoch_key(dropout_key, e)
         for i in idx:
-            rng = jax.random.fold_in(epoch_dropout, state.step)
+            rng = keys.step_key(epoch_dropout, state.step)
             state, _ = step(state, x_train[i], y_train[i], rng)
         loss, values, preds = evaluate(state.params, state.model_state, xt, yt, mask)
         losses.append(float(loss))
