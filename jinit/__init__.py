@@ -42,6 +42,7 @@ from jinit.initializers import variance_scaling as variance_scaling
 from jinit.initializers import xavier_normal as xavier_normal
 from jinit.initializers import xavier_uniform as xavier_uniform
 from jinit.initializers import zeros as zeros
+from jinit.labelled import Scheme as Scheme
 from jinit.modern import deepnet as deepnet
 from jinit.modern import deepnet_constants as deepnet_constants
 from jinit.modern import fixup as fixup
@@ -59,6 +60,5 @@ from jinit.registry import get as get
 from jinit.registry import names as names
 from jinit.registry import register as register
 from jinit.rules import Rules as Rules
-from jinit.rules import Scheme as Scheme
 from jinit.rules import rules as rules
 from jinit.rules import scheme as scheme

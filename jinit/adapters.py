@@ -165,13 +165,15 @@ def _signature(fn: Any) -> inspect.Signature | None:
         return None
 
 
-class _Plan(NamedTuple):
+class FactoryKind(NamedTuple):
+    """How a model factory is called (:func:`factory_kind`)."""
+
     kind: str  # "linen" | "nnx"
     build: Callable  # (kernel_init, bias_init, rngs) -> module
     no_init_args: bool
 
 
-def _plan(factory: Any) -> _Plan:
+def factory_kind(factory: Any) -> FactoryKind:
     """How to call ``factory``: its kind (as far as the signature tells) and whether it takes the init arguments."""
     nn, nnx = _linen(), _nnx()
     if isinstance(factory, nn.Module):
@@ -194,36 +196,36 @@ def _plan(factory: Any) -> _Plan:
         init_sig = _signature(factory.__init__)
         named = init_sig is not None and {"kernel_init", "bias_init"} <= set(init_sig.parameters)
         if named and _binds(init_sig, None, kernel_init=None, bias_init=None, rngs=None):
-            return _Plan(
+            return FactoryKind(
                 "nnx", lambda k, b, rngs: factory(kernel_init=k, bias_init=b, rngs=rngs), False
             )
         if _binds(init_sig, None, rngs=None):  # __init__(self, *, rngs) with defaults
-            return _Plan("nnx", lambda k, b, rngs: factory(rngs=rngs), True)
+            return FactoryKind("nnx", lambda k, b, rngs: factory(rngs=rngs), True)
         raise TypeError(
             f"model: the NNX class {factory.__name__} cannot be built as {factory.__name__}(rngs=rngs); pass a "
             f"factory, e.g. lambda kernel_init, bias_init, rngs: {factory.__name__}(..., rngs=rngs)"
         )
     if isinstance(factory, type) and issubclass(factory, nn.Module):
-        from jinit.rules import _takes_init_args
+        from jinit.rules import takes_init_args
 
-        if _takes_init_args(factory):
-            return _Plan("linen", lambda k, b, rngs: factory(k, b), False)
-        return _Plan("linen", lambda k, b, rngs: factory(), True)
+        if takes_init_args(factory):
+            return FactoryKind("linen", lambda k, b, rngs: factory(k, b), False)
+        return FactoryKind("linen", lambda k, b, rngs: factory(), True)
     sig = _signature(factory)
     names = [] if sig is None else list(sig.parameters)
     if "rngs" in names:
         if _binds(sig, None, None, rngs=None):
-            return _Plan("nnx", lambda k, b, rngs: factory(k, b, rngs=rngs), False)
+            return FactoryKind("nnx", lambda k, b, rngs: factory(k, b, rngs=rngs), False)
         if _binds(sig, rngs=None):
-            return _Plan("nnx", lambda k, b, rngs: factory(rngs=rngs), True)
+            return FactoryKind("nnx", lambda k, b, rngs: factory(rngs=rngs), True)
     elif _binds(sig, None, None):
-        return _Plan("linen", lambda k, b, rngs: factory(k, b), False)
+        return FactoryKind("linen", lambda k, b, rngs: factory(k, b), False)
     elif _binds(sig, None, None, None):
-        return _Plan("nnx", lambda k, b, rngs: factory(k, b, rngs), False)
+        return FactoryKind("nnx", lambda k, b, rngs: factory(k, b, rngs), False)
     elif _binds(sig):
-        return _Plan("linen", lambda k, b, rngs: factory(), True)
+        return FactoryKind("linen", lambda k, b, rngs: factory(), True)
     elif _binds(sig, None):
-        return _Plan("nnx", lambda k, b, rngs: factory(rngs), True)
+        return FactoryKind("nnx", lambda k, b, rngs: factory(rngs), True)
     raise TypeError(
         f"model: the factory {_name(factory)}{sig} takes neither (kernel_init, bias_init) (linen), "
         "(kernel_init, bias_init, rngs) (NNX) nor no arguments; pass e.g. "
@@ -231,7 +233,7 @@ def _plan(factory: Any) -> _Plan:
     )
 
 
-def _build(factory: Any, plan: _Plan, kernel_init: Any, bias_init: Any, rngs: Any) -> Any:
+def _build(factory: Any, plan: FactoryKind, kernel_init: Any, bias_init: Any, rngs: Any) -> Any:
     try:
         return plan.build(kernel_init, bias_init, rngs)
     except Exception as e:  # noqa: BLE001 -- any failure of the user's factory becomes one line
@@ -560,7 +562,7 @@ def model_fns(
         with a required argument jinit cannot set.
       ValueError: the factory raised; a linen model with state collections but no training flag.
     """
-    plan = _plan(factory)
+    plan = factory_kind(factory)
     if plan.kind == "nnx":
         fns = _nnx_fns(factory, plan, kernel_init, bias_init, x, label)
         if x is not None:

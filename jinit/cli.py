@@ -589,7 +589,10 @@ def _run_report(args) -> int:
         print("\n" + report.comparison(result, *args.compare))
     if tuned is not None:
         print("\n" + report.tuned(tuned, args.tune))
-    for path in plots.save_all(result, args.run):
+    folder_lib.check_replaceable(args.run, plots.figure_names(result))  # never over a file of yours
+    paths = plots.save_all(result, args.run)
+    folder_lib.record_files(args.run, [p.name for p in paths])
+    for path in paths:
         print(f"wrote {path}")
     return 0
 

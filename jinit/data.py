@@ -221,6 +221,12 @@ def names() -> tuple[str, ...]:
     return tuple(_SPECS)
 
 
+def canonical_name(name: str) -> str:
+    """The built-in dataset ``name`` in its canonical spelling (``"MNIST"``, ``"fashion-mnist"`` ->
+    ``"mnist"``, ``"fashion_mnist"``); ValueError naming the valid names for any other name."""
+    return _spec(name).name
+
+
 def cache_dir() -> Path:
     """Returns the cache folder: ``$JINIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/jinit``, else
     ``~/.cache/jinit``."""

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import optax
 
 from jinit import initializers as _init
-from jinit.rules import Rules, Scheme, _path_str, rules
+from jinit.rules import Rules, Scheme, path_str, rules
 
 __all__ = [
     "deepnet",
@@ -374,7 +374,7 @@ def mup(
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {_path_str(p): tuple(int(d) for d in jnp.shape(x)) for p, x in leaves}
+    return {path_str(p): tuple(int(d) for d in jnp.shape(x)) for p, x in leaves}
 
 
 def mup_multipliers(params: Any, base_params: Any) -> dict[str, float]:
@@ -435,7 +435,7 @@ def _scale_by_path(mults: Mapping[str, float]) -> optax.GradientTransformation:
         leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
         out = []
         for p, u in leaves:
-            path = _path_str(p)
+            path = path_str(p)
             if path not in mults:
                 raise ValueError(f"mup_optimizer: no multiplier for parameter {path}")
             out.append(u * mults[path])

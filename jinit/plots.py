@@ -498,6 +498,17 @@ def final_accuracy(
     return fig
 
 
+def figure_names(result: Any) -> list[str]:
+    """The files :func:`save_all` writes for ``result``: ``<metric>_curves.png``, ``final_<metric>.png`` (the
+    task's primary metric: ``accuracy``, ``r2``, ...) and ``<axis>_curve.png`` for each hyperparameter axis."""
+    from jinit import metrics
+
+    metric = _metric(result)
+    return [f"{metric}_curves.png", f"final_{metric}.png"] + [
+        f"{a}_curve.png" for a in metrics.axis_columns(result.models)
+    ]
+
+
 def save_all(result: Any, folder: str | os.PathLike | None = None) -> list[Path]:
     """Writes ``accuracy_curves.png`` and ``final_accuracy.png`` (atomically) into ``folder`` (default: the
     result's run folder), and ``<axis>_curve.png`` (:func:`axis_curve`) for each hyperparameter axis of the sweep,
@@ -507,13 +518,9 @@ def save_all(result: Any, folder: str | os.PathLike | None = None) -> list[Path]
 
     folder = Path(folder if folder is not None else result.path)
     written = []
-    metric = _metric(
-        result
-    )  # another task's figures are named by its metric: r2_curves.png, final_r2.png
-    figures = [(f"{metric}_curves.png", accuracy_curves), (f"final_{metric}.png", final_accuracy)]
-    for a in metrics.axis_columns(result.models):
-        figures.append((f"{a}_curve.png", lambda r, a=a: axis_curve(r, a)))
-    for name, make in figures:
+    makers = [accuracy_curves, final_accuracy]
+    makers += [lambda r, a=a: axis_curve(r, a) for a in metrics.axis_columns(result.models)]
+    for name, make in zip(figure_names(result), makers, strict=True):
         fig = make(result)
         try:
             files_lib.save_figure(folder / name, fig)

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 from jinit import initializers as _init
 from jinit.initializers import Initializer
+from jinit.labelled import registered
 
 
 class SchemeInfo(NamedTuple):
@@ -391,8 +392,6 @@ def _build(name: str, args: list[Any], kwargs: Mapping[str, Any]) -> Initializer
         ) from None
     try:
         if _ENTRIES[canonical].custom:
-            from jinit.rules import registered
-
             arguments = dict(signature.bind(*args, **kwargs).arguments)
             return registered(canonical, arguments, factory(*args, **kwargs))
         return factory(*args, **kwargs)

@@ -47,12 +47,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from jinit import initializers as _init
 from jinit import keys
 from jinit import registry as _registry
 from jinit.initializers import Initializer
+from jinit.labelled import Scheme
 
 __all__ = ["Rules", "Scheme", "param_paths", "rules", "scheme"]
 
@@ -71,51 +71,6 @@ def _check_label(label: Any, what: str) -> str:
     if label.strip().lower() in ("all", "lsuv"):
         raise ValueError(f"{what} label {label!r} is reserved; choose another")
     return label.strip()
-
-
-@dataclasses.dataclass(frozen=True, repr=False)
-class Scheme:
-    """A function ``(key, shape, dtype) -> array`` with the label a sweep keys its results by.
-
-    Build it with :func:`scheme` (or :func:`jinit.register` and a name). Calling it calls ``fn`` and checks that
-    the array has the requested shape (cast to the requested dtype).
-
-    Attributes:
-      label: the name of the scheme in results, tables and plots (``repr`` is the label).
-      fn: the initializer function.
-      registered: the registry name it was built from, or None.
-      hyperparameters: the registered factory's arguments, as ``(name, value)`` pairs.
-    """
-
-    label: str
-    fn: Callable[..., Any]
-    registered: str | None = None
-    hyperparameters: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def name(self) -> str:
-        return self.label
-
-    def __call__(self, key, shape, dtype=None, *args, **kwargs) -> jax.Array:
-        shape = tuple(int(d) for d in shape)
-        dtype = jnp.float32 if dtype is None else dtype
-        out = self.fn(key, shape, dtype, *args, **kwargs)
-        if tuple(jnp.shape(out)) != shape:
-            raise ValueError(
-                f"scheme {self.label!r} returned an array of shape {tuple(jnp.shape(out))} "
-                f"for a parameter of shape {shape}"
-            )
-        return jnp.asarray(out, dtype)
-
-    def config(self) -> dict[str, Any]:
-        """``{"name": <registered name>, **hyperparameters}`` (``jinit.get`` inverts it while the name is registered),
-        or ``{"name": "scheme", "label": ...}`` for a function given to :func:`scheme` (not rebuildable)."""
-        if self.registered is not None:
-            return {"name": self.registered, **dict(self.hyperparameters)}
-        return {"name": "scheme", "label": self.label}
-
-    def __repr__(self) -> str:
-        return self.label
 
 
 def scheme(fn: Callable[..., Any], *, label: str) -> Scheme:
@@ -197,6 +152,10 @@ class Rules:
     rules: tuple[tuple[str, Any], ...]
     label: str
 
+    def relabelled(self, label: str) -> Rules:
+        """The same rules under another label (a registered factory's name and arguments)."""
+        return dataclasses.replace(self, label=label)
+
     @property
     def name(self) -> str:
         """The label (what ``resolve_schemes`` reads as a scheme's name)."""
@@ -241,7 +200,7 @@ class Rules:
           ``params`` with every matched leaf drawn by its rule's initializer with ``key_for(path)``.
         """
         leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-        paths = [_path_str(p) for p, _ in leaves]
+        paths = [path_str(p) for p, _ in leaves]
         out = []
         for path, (_, leaf), i in zip(paths, leaves, self.assign(paths), strict=True):
             if i is None:
@@ -325,7 +284,8 @@ def _matches(pattern: str, path: str) -> bool:
     return any(fnmatch.fnmatchcase("/".join(parts[i:]), pattern) for i in range(len(parts)))
 
 
-def _path_str(path: Sequence[Any]) -> str:
+def path_str(path: Sequence[Any]) -> str:
+    """A pytree path (``jax.tree_util`` keys) as the ``/``-joined name rules patterns match (``Dense_0/kernel``)."""
     names = []
     for k in path:
         for attr in ("key", "name", "idx"):
@@ -339,7 +299,7 @@ def _path_str(path: Sequence[Any]) -> str:
 
 def param_paths(params: Any) -> list[str]:
     """The ``/``-joined paths of a ``params`` pytree's leaves, the strings rule patterns match."""
-    return [_path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    return [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -371,7 +331,8 @@ def to_json(spec: Any) -> Any:
     return spec.config() if isinstance(spec, Rules | Scheme) else spec
 
 
-def _takes_init_args(factory: Callable) -> bool:
+def takes_init_args(factory: Callable) -> bool:
+    """Whether a model factory takes ``(kernel_init, bias_init)`` (else it builds its model with no arguments)."""
     import flax.linen as nn
 
     module_class = isinstance(factory, type) and issubclass(factory, nn.Module)
@@ -396,7 +357,7 @@ def model_factory(factory: Callable) -> Callable:
     """``factory`` itself, or, for a model factory that takes no arguments (a Module class, ``lambda: Net()``),
     a ``(kernel_init, bias_init) -> module`` wrapper that ignores them (only rules schemes can then initialize
     it, see :func:`check_fit`)."""
-    if _takes_init_args(factory):
+    if takes_init_args(factory):
         return factory
 
     def no_init_args(kernel_init, bias_init):
@@ -449,7 +410,7 @@ def check_fit(
         raise ValueError(f"scheme {label!r}: the model cannot be initialized: {e}") from None
     params = shapes.get("params", {}) if hasattr(shapes, "get") else {}
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    paths = [_path_str(p) for p, _ in leaves]
+    paths = [path_str(p) for p, _ in leaves]
     taken = spec.assign(paths)
     for i, (pattern, _) in enumerate(spec.rules):
         if i in taken:
@@ -507,20 +468,3 @@ def sweep_init(spec: Rules, init: Callable, root: jax.Array, s: Any, key: jax.Ar
     return _replace_params(
         variables, spec.apply(variables["params"], lambda path: keys.path_key(root, path, s))
     )
-
-
-def registered(name: str, arguments: Mapping[str, Any], value: Any) -> Any:
-    """The scheme a registered factory's ``value`` stands for, labelled by the registered name (and its
-    hyperparameters, as a call: ``my_init(scale=3.0)``)."""
-    args = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
-    label = f"{name}({args})" if args else name
-    if isinstance(value, Rules):
-        return dataclasses.replace(value, label=label)
-    if isinstance(value, Scheme):
-        value = value.fn
-    if not callable(value):
-        raise TypeError(
-            f"the factory registered as {name!r} returned {value!r}; expected an initializer "
-            "(key, shape, dtype) -> array or jinit.rules(...)"
-        )
-    return Scheme(label, value, registered=name, hyperparameters=tuple(arguments.items()))

@@ -337,7 +337,7 @@ OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
 ADAMW_DEFAULT_WEIGHT_DECAY = 1e-4
 
 
-def _injectable(name: str, decayed: bool) -> Callable[..., optax.GradientTransformation]:
+def injectable(name: str, decayed: bool) -> Callable[..., optax.GradientTransformation]:
     """The optimizer ``name`` as a factory of its hyperparameters, for ``optax.inject_hyperparams`` (which reads
     their names from the signature)."""
     base = OPTIMIZERS[name]
@@ -398,10 +398,10 @@ def make_optimizer(
     if not inject:
         if wd is None:
             return OPTIMIZERS[name](lr)
-        return _injectable(name, True)(lr, wd)
+        return injectable(name, True)(lr, wd)
     if name == "adamw" and wd is None:
         wd = ADAMW_DEFAULT_WEIGHT_DECAY
-    factory = optax.inject_hyperparams(_injectable(name, wd is not None))
+    factory = optax.inject_hyperparams(injectable(name, wd is not None))
     return factory(lr) if wd is None else factory(lr, wd)
 
 

@@ -35,15 +35,17 @@ def mnist_dir() -> Path:
 
 
 class CompileCounter:
-    """Counts XLA backend compilations (jax.monitoring's backend-compile event)."""
+    """Counts the executables XLA makes: backend compilations (jax.monitoring's backend-compile event) and loads
+    from JAX's persistent compilation cache (its cache-hit event), which take the place of a compilation."""
 
     EVENT = "/jax/core/compile/backend_compile_duration"
+    HIT = "/jax/compilation_cache/cache_hits"
 
     def __init__(self):
         self.count = 0
 
-    def __call__(self, event: str, duration: float, **kwargs) -> None:
-        if event == self.EVENT:
+    def __call__(self, event: str, *args, **kwargs) -> None:
+        if event in (self.EVENT, self.HIT):
             self.count += 1
 
 
@@ -54,5 +56,19 @@ def compile_counter():
 
     counter = CompileCounter()
     jax.monitoring.register_event_duration_secs_listener(counter)
+    jax.monitoring.register_event_listener(counter)
     yield counter
     jax.monitoring.unregister_event_duration_listener(counter)
+    jax.monitoring.unregister_event_listener(counter)
+
+
+@pytest.fixture
+def no_persistent_cache():
+    """JAX's persistent compilation cache off while the test runs (a program compiled again is compiled, not
+    loaded)."""
+    import jax
+
+    enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    yield
+    jax.config.update("jax_enable_compilation_cache", enabled)

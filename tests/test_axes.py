@@ -3,7 +3,6 @@ compiled program; each model equals the model trained alone at its value; tables
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 
@@ -34,26 +33,11 @@ def _leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
-def _count_compiles(monkeypatch) -> list[int]:
-    """Counts the epoch executables compiled from now on (a fresh program cache: nothing is reused)."""
-    counts: list[int] = []
-    original = sweep.program._Program.compile_for
-
-    def counting(self, arg_sets):
-        before = len(self._compiled)
-        original(self, arg_sets)
-        counts.append(len(self._compiled) - before)
-
-    monkeypatch.setattr(sweep.program._Program, "compile_for", counting)
-    monkeypatch.setattr(sweep.program, "_PROGRAMS", collections.OrderedDict())
-    return counts
-
-
-def test_a_learning_rate_axis_is_one_program_and_each_model_is_the_model_alone(monkeypatch):
-    counts = _count_compiles(monkeypatch)
-    r = sweep.run(dataclasses.replace(AX, learning_rate=LRS), progress=False)
+def test_a_learning_rate_axis_is_one_program_and_each_model_is_the_model_alone():
+    programs = sweep.ProgramCache()  # a fresh cache: nothing is reused
+    r = sweep.run(dataclasses.replace(AX, learning_rate=LRS), progress=False, programs=programs)
     # 6 models in 3 chunks of 2: one compiled epoch program for all of them
-    assert sum(counts) == 1
+    assert (programs.epoch_programs, programs.epoch_executables) == (1, 1)
     m = r.models
     assert list(m.columns[:3]) == ["scheme", "learning_rate", "seed"]
     assert m["learning_rate"].tolist() == [1e-3, 1e-3, 3e-3, 3e-3, 1e-2, 1e-2]
@@ -61,7 +45,9 @@ def test_a_learning_rate_axis_is_one_program_and_each_model_is_the_model_alone(m
     assert len(set(m["param_sha256"])) == 6  # the learning rate reached every model
     assert set(r.curves["learning_rate"]) == set(LRS)
     for lr in LRS:
-        alone = sweep.run(dataclasses.replace(AX, learning_rate=lr), progress=False)
+        alone = sweep.run(
+            dataclasses.replace(AX, learning_rate=lr), progress=False, programs=programs
+        )
         assert (
             "learning_rate" not in alone.models.columns
         )  # a one-value sweep's tables are unchanged
@@ -69,10 +55,10 @@ def test_a_learning_rate_axis_is_one_program_and_each_model_is_the_model_alone(m
         # bitwise: the same program, values in the state (the reproducibility contract)
         assert list(mine["param_sha256"]) == list(alone.models["param_sha256"])
     # and the one-value sweeps compiled nothing: the value is state, not code
-    assert sum(counts) == 1
+    assert (programs.epoch_programs, programs.epoch_executables) == (1, 1)
 
 
-def test_values_share_init_and_batches_vary_both(monkeypatch):
+def test_values_share_init_and_batches_vary_both():
     """Models that differ only in the learning rate start from the same weights and see the same batches (and
     dropout): under vary="both" each equals the model trained alone, whose keys do not know the value."""
     cfg = dataclasses.replace(AX, learning_rate=(1e-3, 1e-2), vary="both")
@@ -84,8 +70,9 @@ def test_values_share_init_and_batches_vary_both(monkeypatch):
     np.testing.assert_array_equal(
         at_init["test_loss"].to_numpy()[:2], at_init["test_loss"].to_numpy()[2:]
     )
-    setup = sweep.setup._setup(cfg, None)
-    module = setup.make_model(sweep.config._kernel_init(setup.schemes[0][1]), setup.bias_init)
+    plan = sweep.make_plan(cfg)
+    setup = plan.inputs
+    module = setup.make_model(sweep.schemes.kernel_init_of(plan.schemes[0][1]), setup.bias_init)
     for i, (lr, s) in enumerate(zip(r.models["learning_rate"], r.models["seed"], strict=True)):
         keys = sweep.model_keys(cfg.seed, "he_normal", int(s), cfg.vary)
         alone = train.train_plain(
@@ -103,8 +90,9 @@ def test_values_share_init_and_batches_vary_both(monkeypatch):
 
 def _plain(cfg, r, make_tx):
     """Each model of ``r`` against a plain optax loop from the same init and keys with ``make_tx(row)``."""
-    setup = sweep.setup._setup(cfg, None)
-    module = setup.make_model(sweep.config._kernel_init(setup.schemes[0][1]), setup.bias_init)
+    plan = sweep.make_plan(cfg)
+    setup = plan.inputs
+    module = setup.make_model(sweep.schemes.kernel_init_of(plan.schemes[0][1]), setup.bias_init)
     for i, row in r.models.iterrows():
         s = int(row["seed"])
         keys = sweep.model_keys(cfg.seed, "he_normal", s, cfg.vary)
@@ -205,10 +193,15 @@ def test_bad_axis_values_fail_before_loading_data(monkeypatch, changes, error, m
     ],
 )
 def test_axes_your_optimizer_cannot_take_fail_before_compiling(changes, optimizer, match):
-    n = len(sweep.program._PROGRAMS)
+    programs = sweep.ProgramCache()
     with pytest.raises(ValueError, match=match):
-        sweep.run(dataclasses.replace(AX, **changes), progress=False, optimizer=optimizer)
-    assert len(sweep.program._PROGRAMS) == n
+        sweep.run(
+            dataclasses.replace(AX, **changes),
+            progress=False,
+            optimizer=optimizer,
+            programs=programs,
+        )
+    assert programs.init_compiles == programs.epoch_programs == 0
 
 
 def test_a_learning_rate_axis_with_your_optimizer_factory():
@@ -226,8 +219,8 @@ def test_a_learning_rate_axis_with_your_optimizer_factory():
 
 def test_config_json_keeps_one_value_a_scalar_and_round_trips_axes():
     d = sweep.SweepConfig().to_dict()
-    # the fields older run folders have, and no others: their fingerprints do not change
-    assert "weight_decay" not in d and "init_scale" not in d and d["learning_rate"] == 1e-3
+    # every field, one value as a scalar
+    assert d["weight_decay"] is None and d["init_scale"] == 1.0 and d["learning_rate"] == 1e-3
     assert sweep.SweepConfig(learning_rate=[1e-3]) == sweep.SweepConfig(learning_rate=1e-3)
     cfg = sweep.SweepConfig(learning_rate=[1e-3, 1e-2], weight_decay=(0.0, 0.1), init_scale=0.5)
     d = json.loads(json.dumps(cfg.to_dict()))

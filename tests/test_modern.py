@@ -259,9 +259,9 @@ def test_fixup_scaling_and_zeros(n_blocks, m, factor):
 
 def _sweep_fit(make, r, x):
     """The sweep's check (jinit.rules.check_fit through the model's adapter), before anything compiles."""
-    from jinit.sweep.setup import _check_schemes_fit
+    from jinit.sweep.inputs import check_schemes_fit
 
-    return _check_schemes_fit(make, [(r.label, r)], nn.initializers.zeros, np.asarray(x[:1]))
+    return check_schemes_fit(make, [(r.label, r)], nn.initializers.zeros, np.asarray(x[:1]))
 
 
 def test_schemes_fit_their_models_as_the_sweep_checks_them():

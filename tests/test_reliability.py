@@ -9,6 +9,7 @@ link) and checks that none changed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jinit import cli, results, sweep
+from jinit import cli, sweep
 from jinit import files as files_lib
 from jinit.sweep import folder as folder_lib
 from jinit.sweep import lock as lock_lib
@@ -175,8 +176,8 @@ def _bad_json_folder(folder: Path) -> Path:
     [
         (_web_app, "was not written by jinit"),
         (_config_key_folder, "was not written by jinit"),
-        (_no_config_folder, "is not a jinit run folder (no config.json)"),
-        (_bad_json_folder, "config.json unreadable"),
+        (_no_config_folder, "is not a jinit run folder (no config.json"),
+        (_bad_json_folder, "config.json is unreadable"),
     ],
     ids=["web-app", "config-key", "no-config", "bad-json"],
 )
@@ -193,16 +194,17 @@ def test_a_foreign_folder_is_never_used_even_with_overwrite(tmp_path, capsys, ma
     assert snapshot(folder) == before
 
 
-def test_a_run_folder_carries_the_format_marker_and_old_folders_still_count(tmp_path, finished):
+def test_a_run_folder_carries_the_format_marker_and_what_jinit_wrote(tmp_path, finished):
     doc = json.loads((finished / "config.json").read_text())
-    assert doc["format"] == folder_lib.RUN_FOLDER_FORMAT
-    assert folder_lib.is_run_config(doc, sweep.SweepConfig().to_dict())
-    old = {k: v for k, v in doc.items() if k != "format"}  # written before the marker existed
-    assert folder_lib.is_run_config(old, sweep.SweepConfig().to_dict())
-    assert not folder_lib.is_run_config({**old, "app": 1})
-    assert not folder_lib.is_run_config(
-        {**old, "config": {**old["config"], "port": 1}}, old["config"]
-    )
+    assert doc["format"] == folder_lib.RUN_FOLDER_FORMAT == "jinit-run-folder/2"
+    assert folder_lib.is_run_config(doc)
+    assert folder_lib.is_run_config({**doc, "format": "jinit-run-folder/1"})  # read, never replaced
+    # the SHA-256 of every table it wrote
+    assert sorted(doc["files"]) == sorted(folder_lib.TABLES)
+    for name, sha in doc["files"].items():
+        assert hashlib.sha256((finished / name).read_bytes()).hexdigest() == sha
+    old = {k: v for k, v in doc.items() if k != "format"}  # no marker: not jinit's
+    assert not folder_lib.is_run_config(old)
     assert not folder_lib.is_run_config({**doc, "format": "other/1"})
 
 
@@ -262,9 +264,9 @@ def test_a_linked_lock_is_never_followed(tmp_path):
 # take-over was made atomic); so the test fails on a non-atomic take-over in nearly every trial, in a few seconds.
 _RACER = r"""
 import importlib.util, os, sys, time
-spec = importlib.util.spec_from_file_location("results", sys.argv[2])  # not all of jinit: starts fast
-results = sys.modules["results"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(results)
+spec = importlib.util.spec_from_file_location("lock_lib", sys.argv[2])  # not all of jinit: starts fast
+lock_lib = sys.modules["lock_lib"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lock_lib)
 unlink = os.unlink
 delay = float(sys.argv[1])
 def slow_unlink(path, *a, **k):
@@ -300,7 +302,7 @@ def test_many_processes_taking_over_a_stale_lock_exactly_one_holds_it(tmp_path, 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _RACER, str(delay), results.__file__],
+            [sys.executable, "-c", _RACER, str(delay), lock_lib.__file__],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -370,7 +372,7 @@ def test_a_chunk_with_the_right_fingerprint_but_bad_arrays_is_trained_again(
     _as_killed(out)
     with caplog.at_level("INFO", logger="jinit"):
         r = sweep.run(CFG, out=out, progress=False)
-    assert "its arrays are missing, extra or mis-shaped" in caplog.text
+    assert f"{path} is trained again" in caplog.text
     assert r.meta["chunks_reused"] == 1
     assert (out / "models.csv").read_bytes() == reference
     again = sweep.run(CFG, out=out, progress=False)  # and the folder is whole again
@@ -395,6 +397,14 @@ def test_a_complete_folder_with_missing_or_damaged_tables_is_rebuilt_from_its_ch
     assert cli.main(["report", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "rebuilds the tables from the chunk files" in err[0], err
+    damaged = [n for n in ("predictions.npz",) if (out / n).exists()]
+    if damaged and (out / "results.csv").exists():  # a changed table is not jinit's: never replaced
+        before = snapshot(out)
+        assert cli.main(["sweep", *ARGS, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "predictions.npz is not a file jinit wrote there" in err[0], err
+        assert snapshot(out) == before
+        (out / "predictions.npz").rename(tmp_path / "moved-away.npz")
     assert cli.main(["sweep", *ARGS, "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert "rebuilding the tables from the chunk files" in captured.err
@@ -404,15 +414,20 @@ def test_a_complete_folder_with_missing_or_damaged_tables_is_rebuilt_from_its_ch
     assert cli.main(["report", str(out)]) == 0
 
 
-def test_an_impossible_stored_chunk_size_is_ignored(tmp_path, finished, caplog):
+@pytest.mark.parametrize("chunk_size", [10**9, 3, "2"])
+def test_an_edited_stored_layout_is_refused_with_what_to_do(tmp_path, finished, chunk_size):
     out = tmp_path / "run"
     shutil.copytree(finished, out, symlinks=True)
     doc = json.loads((out / "config.json").read_text())
-    doc["meta"]["chunk_size"] = 10**9
+    doc["meta"]["chunk_size"] = chunk_size
     files_lib.write_json(out / "config.json", {**doc, "status": "running"})
-    with caplog.at_level("INFO", logger="jinit"):
-        r = sweep.run(dataclasses.replace(CFG), out=out, progress=False)
-    assert "ignoring the impossible chunk_size 1000000000" in caplog.text
+    with pytest.raises(
+        ValueError, match="records a layout no sweep of this grid chooses .* it was edited"
+    ):
+        sweep.run(dataclasses.replace(CFG), out=out, progress=False)
+    doc["meta"]["chunk_size"] = 2  # restored: it resumes
+    files_lib.write_json(out / "config.json", {**doc, "status": "running"})
+    r = sweep.run(dataclasses.replace(CFG), out=out, progress=False)
     assert r.meta["chunk_size"] == 2 and r.meta["chunks_reused"] == 2
 
 
@@ -470,7 +485,7 @@ def test_the_first_error_is_reported_not_the_failed_lock_release(tmp_path, capsy
     def release(self):
         raise OSError(30, "Read-only file system", str(self.path))
 
-    monkeypatch.setattr(results, "write_chunk", read_only)
+    monkeypatch.setattr(folder_lib, "write_chunk", read_only)
     monkeypatch.setattr(lock_lib.RunLock, "release", release)
     assert cli.main(["sweep", *ARGS, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -507,13 +522,13 @@ def test_a_signal_during_the_final_table_write_leaves_a_complete_sweep(
     import signal
 
     out = tmp_path / "run"
-    real = results.SweepResult.save
+    real = folder_lib.write_tables
 
-    def save(self, path, **kwargs):
+    def write_tables(path, result, **kwargs):
         signal.raise_signal(signal.SIGINT)  # held until the write is done
-        return real(self, path, **kwargs)
+        return real(path, result, **kwargs)
 
-    monkeypatch.setattr(results.SweepResult, "save", save)
+    monkeypatch.setattr(folder_lib, "write_tables", write_tables)
     with caplog.at_level("INFO", logger="jinit"):
         r = sweep.run(CFG, out=out, progress=False)
     assert (
@@ -544,14 +559,14 @@ import signal, sys, time
 from jinit import sweep
 sweep.signals.SIGNAL_GRACE_SECONDS = 1.0
 
-def stuck(self, c, idx):
+def stuck(self, c):
     # The main thread blocks in native code that never returns to Python (as when every XLA thread waits): here
     # every signal is blocked for it, so its Python handlers never run, and it sleeps.
     signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     print("stuck", flush=True)
     time.sleep(120)
 
-sweep.execute._ChunkTrainer.train = stuck
+sweep.trainer.Trainer.train = stuck
 sweep.run(sweep.SweepConfig(schemes=("zeros",), seeds=1, epochs=1, hidden=(8,), train_size=64, test_size=32),
           out=sys.argv[1], progress=False)
 """
@@ -593,7 +608,7 @@ def test_the_signal_watchdog_leaves_a_handled_signal_alone(tmp_path, monkeypatch
         signal.raise_signal(signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(results, "write_chunk", write_chunk)
+    monkeypatch.setattr(folder_lib, "write_chunk", write_chunk)
     with pytest.raises(sweep.SweepInterrupted):
         sweep.run(CFG, out=tmp_path / "run", progress=False)
     time.sleep(0.6)  # still alive

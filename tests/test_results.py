@@ -114,14 +114,24 @@ def test_open_run_folder_states(tmp_path):
     with pytest.raises(folder_lib.RunFolderMismatch, match="seeds: 2 in the folder, 3 now"):
         folder_lib.open_run_folder(folder, {**cfg, "seeds": 3}, fingerprint="f")
     with pytest.raises(
-        folder_lib.RunFolderMismatch, match="same config but different data or model"
+        folder_lib.RunFolderMismatch, match="same config but different data, schemes or model"
     ):
         folder_lib.open_run_folder(folder, cfg, fingerprint="g")
-    files.write_npz(folder_lib.chunk_path(folder, 0), x=np.zeros(2))
+    folder_lib.write_chunk(folder, 0, {"x": np.zeros(2)}, fingerprint="f")  # the sweep's own
     (folder / "mine.txt").write_text("keep")
+    (folder / "chunks" / "id").write_text("keep")  # the user's, in jinit's folder
+    foreign = folder_lib.chunk_path(
+        folder, 1
+    )  # named like a chunk, not the sweep's (no fingerprint)
+    files.write_npz(foreign, x=np.zeros(2))
+    with pytest.raises(ValueError, match="00001.npz is not a file that sweep wrote"):
+        folder_lib.open_run_folder(folder, {**cfg, "seeds": 3}, fingerprint="g", overwrite=True)
+    assert folder_lib.chunk_path(folder, 0).exists()  # refused before anything was deleted
+    foreign.unlink()
     got = folder_lib.open_run_folder(folder, {**cfg, "seeds": 3}, fingerprint="g", overwrite=True)
     assert got.state == "new" and got.replaced
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "mine.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["chunks", "config.json", "mine.txt"]
+    assert [p.name for p in (folder / "chunks").iterdir()] == ["id"]
     assert files.read_json(folder / "config.json")["config"]["seeds"] == 3
 
 
@@ -138,20 +148,24 @@ def test_check_writable_and_leftovers(tmp_path):
         run / "config.json",
         run / "chunks" / "00000.npz",
         run / "checkpoints" / "00001" / "epoch_0003",
-        run / ".notes.tmp",  # the user's: not a name jinit writes
+        run / ".notes.tmp",  # the user's: not names jinit writes
         run / ".trash-mine",
         run / "chunks" / "mine.tmp",
+        run / ".results.csv.abc.tmp",  # jinit's temporary names have exactly 8 random characters
+        run / ".trash-chunks-1234abcd",  # jinit makes trash only inside checkpoints/NNNNN/
+        run / "checkpoints" / "stray",
+        run / "checkpoints" / "id",
     ]
     gone = [
-        run / ".results.csv.abc.tmp",
-        run / "chunks" / ".00001.npz.xyz.tmp",
-        run / ".trash-chunks-1234abcd",
+        run / ".results.csv.ab3_x9zk.tmp",
+        run / "chunks" / ".00001.npz.x7yq2mfk.tmp",
+        run / ".lock.0123456789abcdef0123456789abcdef.tmp",
         run / "checkpoints" / "00001" / "epoch_0004.orbax-checkpoint-tmp-99",
-        run / "checkpoints" / "stray",
+        run / "checkpoints" / "00001" / ".trash-epoch_0002-1234abcd",
     ]
     for p in keep + gone:
         p.parent.mkdir(parents=True, exist_ok=True)
-        if p.suffix in (".json", ".npz", ".tmp") or p.name == ".trash-mine":
+        if p.suffix in (".json", ".npz", ".tmp") or p.name in (".trash-mine", "id"):
             p.write_text("x")
         else:
             p.mkdir()

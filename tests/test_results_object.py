@@ -162,27 +162,35 @@ def test_rich_display(saved):
     assert "SweepResult(9 models" in repr(r)
 
 
-def test_loads_a_run_folder_of_an_older_jinit(tmp_path):
-    """A run folder written before the training columns and the point at init (results.csv without
-    train_accuracy and without epoch-0 rows) loads (training accuracy NaN) and plots."""
+def test_a_run_folder_of_format_1_loads_and_is_never_replaced(tmp_path):
+    """A run folder of the first format (before config.json recorded what jinit wrote: the committed studies) is
+    read, and plots; a sweep refuses to replace it, also with overwrite, since jinit cannot show which of its files
+    it wrote."""
     import pandas as pd
 
     out = tmp_path / "old"
-    sweep.run(
-        sweep.SweepConfig(schemes=("he_normal",), seeds=2, epochs=2, hidden=(8,), train_size=128,
-                          test_size=64, models_per_device=2),
-        out=out, progress=False,
-    )  # fmt: skip
+    cfg = sweep.SweepConfig(schemes=("he_normal",), seeds=2, epochs=2, hidden=(8,), train_size=128,
+                            test_size=64, models_per_device=2)  # fmt: skip
+    sweep.run(cfg, out=out, progress=False)
+    doc = json.loads((out / "config.json").read_text())
+    doc["format"] = "jinit-run-folder/1"
+    del doc["files"]
+    (out / "config.json").write_text(json.dumps(doc))
     curves = pd.read_csv(out / "results.csv")
-    old = curves[curves["epoch"] > 0].drop(columns=["train_accuracy"])
-    old.to_csv(out / "results.csv", index=False)
+    curves["train_accuracy"] = float("nan")  # a sweep that did not log it
+    curves.to_csv(out / "results.csv", index=False)
     r = sweep.load(out)
-    assert r.curves["train_accuracy"].isna().all() and (r.curves["epoch"] > 0).all()
+    assert r.curves["train_accuracy"].isna().all() and len(r.models) == 2
     fig = r.plot()
     plt.close(fig)
     with pytest.raises(ValueError, match="no train_accuracy"):
         # asking for a column the sweep did not log says so, instead of drawing an empty figure
         plots.curves(r, metric="train_accuracy")
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.rglob("*"))
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="older jinit"):
+            sweep.run(cfg, out=out, progress=False, overwrite=overwrite)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.rglob("*")) == before
 
 
 def test_committed_run_folders_carry_no_absolute_path():
@@ -202,9 +210,9 @@ def test_fingerprint_ignores_data_dir(tmp_path):
     # digits ignores data_dir: the same data, two "locations"
     here = dataclasses.replace(cfg, data_dir=str(tmp_path / "x"))
     there = dataclasses.replace(cfg, data_dir=str(tmp_path / "y"))
-    s1, s2 = sweep.setup._setup(here, None), sweep.setup._setup(there, None)
-    grid = [(label, init, 0) for label, init in s1.schemes]
-    assert sweep.store._fingerprint(here, s1, grid) == sweep.store._fingerprint(there, s2, grid)
+    p1, p2 = sweep.make_plan(here), sweep.make_plan(there)
+    keys = {label: p.key for label, p in sweep.ProgramCache().inits(p1).items()}
+    assert sweep.plan.fingerprint(p1, keys) == sweep.plan.fingerprint(p2, keys)
     sweep.run(here, out=tmp_path / "r", progress=False)
     doc = json.loads((tmp_path / "r" / "config.json").read_text())
     assert "data_dir" not in doc["config"]
@@ -227,12 +235,14 @@ def test_progress_bar_does_not_flood_a_log(monkeypatch):
         def isatty(self):
             return True
 
+    plan = sweep.make_plan(sweep.SweepConfig(schemes=("zeros",), seeds=1, epochs=1, train_size=64))
     for stream, live in ((io.StringIO(), False), (Tty(), True)):
         monkeypatch.setattr(sys, "stderr", stream)
-        bar = sweep.execute._progress_bar(total=1000, initial=0, desc="x")
+        progress = sweep.trainer.ProgressBar(plan, n_chunks=1000, done=0)
+        bar = progress.bar
         for _ in range(1000):
             bar.update(1)
-        bar.close()
+        progress.close()
         redraws = stream.getvalue().count("\r")
         if live:
             assert bar.mininterval < 1
@@ -261,9 +271,11 @@ def test_schemes_all_names_what_it_leaves_out(caplog):
 
 def test_a_killed_params_write_leaves_nothing_behind(tmp_path):
     (tmp_path / "params").mkdir(parents=True)
-    half = tmp_path / "params" / ".00000.npz.abc.tmp"
+    half = tmp_path / "params" / ".00000.npz.k2x9_q0a.tmp"  # mkstemp's name: 8 random characters
     half.write_bytes(b"PK")
-    assert folder_lib.remove_leftovers(tmp_path) == [half] and not half.exists()
+    mine = tmp_path / "params" / ".00000.npz.abc.tmp"  # not a name jinit writes: the user's
+    mine.write_bytes(b"PK")
+    assert folder_lib.remove_leftovers(tmp_path) == [half] and not half.exists() and mine.exists()
 
 
 def test_schemes_all_keeps_a_registered_scheme(monkeypatch):

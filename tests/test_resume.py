@@ -209,8 +209,8 @@ def test_resume_keeps_the_chunk_size_of_the_first_start(tmp_path, reference, mon
         sweep.run(CFG, out=out, progress=False, checkpoint_every=0)
     monkeypatch.undo()
     # what this "other device" would choose
-    monkeypatch.setattr(sweep.execute, "chunk_plan", lambda *a, **k: (4, 1))
-    monkeypatch.setattr(sweep.execute, "models_per_device", lambda *a, **k: 4)
+    monkeypatch.setattr(sweep.layout, "chunk_plan", lambda *a, **k: (4, 1))
+    monkeypatch.setattr(sweep.layout, "models_per_device", lambda *a, **k: 4)
     r = sweep.run(CFG, out=out, progress=False, checkpoint_every=0)
     assert r.meta["chunk_size"] == 2 and r.meta["n_chunks"] == 3 and r.meta["epochs_reused"] == 1
     assert r.meta["models_per_device"] == 2
@@ -230,19 +230,25 @@ def test_damaged_chunk_and_checkpoint_are_recomputed(tmp_path, reference, monkey
     for p in sorted((ckpt / "state").rglob("*"), reverse=True):
         if p.is_file():
             p.unlink()
-    (out / ".models.csv.x1y2.tmp").write_text("half")
+    (out / ".models.csv.x1y2_q9z.tmp").write_text("half")  # a temporary name as jinit makes it
     (out / "checkpoints" / "00002" / "epoch_0002.orbax-checkpoint-tmp-123").mkdir()
+    # a damaged chunk file cannot show it is the sweep's: refused, never replaced
+    with pytest.raises(ValueError, match="00001.npz is not a file of this sweep"):
+        sweep.run(CFG, out=out, progress=False, checkpoint_every=0)
+    assert chunk1.exists()
+    chunk1.rename(tmp_path / "moved-away.npz")
     with caplog.at_level("INFO", logger="jinit"):
         r = sweep.run(CFG, out=out, progress=False, checkpoint_every=0)
-    text = caplog.text
-    assert f"ignoring the unreadable chunk file {chunk1}" in text
-    assert f"ignoring the checkpoint {ckpt}" in text
+    # the checkpoint carries the sweep's fingerprint but not its data: the sweep's own, ignored and deleted
+    assert f"ignoring the checkpoint {ckpt}" in caplog.text and not ckpt.exists()
+    assert not (out / ".models.csv.x1y2_q9z.tmp").exists()
     assert r.meta["chunks_reused"] == 1 and r.meta["epochs_reused"] == 0
     _same_results(out, reference)
 
 
 def test_a_chunk_of_another_sweep_is_not_used(tmp_path, reference, caplog):
-    """Chunk files carry the sweep's fingerprint: one from another sweep (here: other data) is trained again."""
+    """Chunk files carry the sweep's fingerprint: one from another sweep (here: other data) is neither used nor
+    replaced; moved away, its chunk is trained again."""
     out = tmp_path / "run"
     other = tmp_path / "other"
     sweep.run(dataclasses.replace(CFG, train_size=224), out=other, progress=False)
@@ -251,9 +257,12 @@ def test_a_chunk_of_another_sweep_is_not_used(tmp_path, reference, caplog):
     doc = json.loads((out / "config.json").read_text())
     doc["status"] = "running"  # as if the sweep had been killed after its chunks
     files_lib.write_json(out / "config.json", doc)
-    with caplog.at_level("INFO", logger="jinit"):
-        r = sweep.run(CFG, out=out, progress=False)
-    assert "00001.npz: it belongs to another sweep" in caplog.text
+    with pytest.raises(
+        ValueError, match="00001.npz is not a file of this sweep .it does not carry"
+    ):
+        sweep.run(CFG, out=out, progress=False)
+    (out / "chunks" / "00001.npz").rename(tmp_path / "moved-away.npz")
+    r = sweep.run(CFG, out=out, progress=False)
     assert r.meta["chunks_reused"] == 2
     _same_results(out, reference)
 
@@ -385,7 +394,7 @@ def test_unreadable_config_json_is_refused_also_with_overwrite(tmp_path):
     out.mkdir()
     (out / "config.json").write_text("{not json")
     for overwrite in (False, True):
-        with pytest.raises(ValueError, match="config.json unreadable") as info:
+        with pytest.raises(ValueError, match="config.json is unreadable") as info:
             sweep.run(
                 dataclasses.replace(CFG, epochs=1), out=out, progress=False, overwrite=overwrite
             )

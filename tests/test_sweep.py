@@ -18,7 +18,7 @@ import optax
 import pandas as pd
 import pytest
 
-from jinit import models, sweep, train
+from jinit import models, report, sweep, train
 from jinit.sweep import folder as folder_lib
 
 BASE = sweep.SweepConfig(
@@ -197,15 +197,15 @@ def test_vmapped_sweep_matches_plain_loop(base):
 
 
 @pytest.mark.parametrize("vary", ["init", "both"])
-def test_inner_model_axis_trains_the_same_models(base, vary, monkeypatch):
+def test_inner_model_axis_trains_the_same_models(base, vary):
     """The accelerator layout (model axis just before the last dimension of every kernel during the loop) trains
     the same models as the CPU layout, for shared and per-model data order, with logs inside the epoch."""
     cfg = dataclasses.replace(BASE, vary=vary, eval_every=3)
     outer = sweep.run(cfg, progress=False, keep_params=True)
-    monkeypatch.setattr(sweep.execute, "_inner_model_axis", lambda platform: True)
-    inner = sweep.run(cfg, progress=False, keep_params=True)
-    assert any(
-        dict(kw).get("inner_axis") for _, kw in sweep.program._PROGRAMS
+    programs = sweep.ProgramCache(inner_model_axis=True)
+    inner = sweep.run(cfg, progress=False, keep_params=True, programs=programs)
+    assert (
+        inner.meta["inner_model_axis"] and not outer.meta["inner_model_axis"]
     )  # that layout did run
     assert (
         len(outer.curves) == len(inner.curves) == 6 * (1 + 2 * 3)
@@ -239,12 +239,14 @@ class _ConvDropout(nn.Module):
         return nn.Dense(10, kernel_init=self.kernel_init, bias_init=self.bias_init)(x)
 
 
-def test_inner_model_axis_with_conv_kernels_and_dropout(monkeypatch):
+def test_inner_model_axis_with_conv_kernels_and_dropout():
     cfg = dataclasses.replace(BASE, schemes=("he_normal", "orthogonal"), vary="both", epochs=1)
     runs = {}
     for inner in (False, True):
-        monkeypatch.setattr(sweep.execute, "_inner_model_axis", lambda platform, inner=inner: inner)
-        runs[inner] = sweep.run(cfg, progress=False, make_model=_ConvDropout, keep_params=True)
+        programs = sweep.ProgramCache(inner_model_axis=inner)
+        runs[inner] = sweep.run(
+            cfg, progress=False, model=_ConvDropout, keep_params=True, programs=programs
+        )
     kernel = runs[True].params["params"]["Conv_0"]["kernel"]
     assert kernel.shape == (4, 3, 3, 1, 4)  # the leading model axis again outside the loop
     for a, b in zip(_leaves(runs[True].params), _leaves(runs[False].params), strict=True):
@@ -263,9 +265,10 @@ def test_inner_model_axis_with_conv_kernels_and_dropout(monkeypatch):
     )
 
 
-def test_two_identical_sweeps_are_bitwise_identical(base):
-    sweep.program._PROGRAMS.clear()  # recompile: determinism must not depend on reusing one executable
-    again = sweep.run(BASE, progress=False)
+def test_two_identical_sweeps_are_bitwise_identical(base, no_persistent_cache):
+    # compiled again (a cache of its own, not JAX's persistent cache): determinism must not depend on reusing one
+    # executable
+    again = sweep.run(BASE, progress=False, programs=sweep.ProgramCache())
     pd.testing.assert_frame_equal(again.curves, base.curves, check_exact=True)
     pd.testing.assert_frame_equal(again.models, base.models, check_exact=True)
     np.testing.assert_array_equal(again.predictions, base.predictions)
@@ -303,7 +306,6 @@ def test_too_large_learning_rate_finishes_and_marks_diverged_models(capsys):
     more than 1e4 times its first step's at step 2 (it overflows at step 3), seed 1's test loss ends near 2e14
     (divergence by explosion, train.DIVERGENCE_FACTOR). The sweep finishes, the summary counts them, and a NaN
     mean where every seed diverged is printed as '-'."""
-    from jinit import cli
 
     cfg = dataclasses.replace(
         BASE, schemes=("he_normal", "normal(stddev=1e20)"), optimizer="sgd", learning_rate=1e10
@@ -321,8 +323,7 @@ def test_too_large_learning_rate_finishes_and_marks_diverged_models(capsys):
     s = r.summary().set_index("scheme")
     assert s.loc["he_normal", "diverged_count"] == 2 and s.loc["he_normal", "n"] == 2
     assert s.loc["normal(stddev=1e+20, mean=0.0)", "diverged_count"] == 2
-    cli._print_summary(r)
-    printed = capsys.readouterr().out
+    printed = report.summary(r)
     assert "nan" not in printed.lower() and " - " in printed
 
 
@@ -330,7 +331,7 @@ def test_chunking_does_not_change_results(base, monkeypatch):
     """Chunks of 2 (3 chunks) vs one chunk of 6 trained as three groups of 2 on one device (as a sweep resumed
     on fewer devices does): the same models, bit for bit (every model is computed by the same program of
     ``models_per_device`` models)."""
-    monkeypatch.setattr(sweep.execute, "chunk_plan", lambda n, k, devices, cap=None: (3 * k, 1))
+    monkeypatch.setattr(sweep.layout, "chunk_plan", lambda n, k, devices, cap=None: (3 * k, 1))
     r = sweep.run(
         dataclasses.replace(BASE, max_models_per_chunk=None), progress=False, keep_params=True
     )
@@ -416,10 +417,10 @@ def test_unknown_dataset_is_named_by_the_loader_before_compiling(compile_counter
 
 
 def test_batch_larger_than_train_set_fails_before_compiling():
-    n_programs = len(sweep.program._PROGRAMS)
+    programs = sweep.ProgramCache()
     with pytest.raises(ValueError, match="batch_size=300 is larger than the training set"):
-        sweep.run(dataclasses.replace(BASE, batch_size=300), progress=False)
-    assert len(sweep.program._PROGRAMS) == n_programs
+        sweep.run(dataclasses.replace(BASE, batch_size=300), progress=False, programs=programs)
+    assert programs.epoch_programs == programs.init_compiles == 0
 
 
 def test_scheme_labels():
@@ -519,10 +520,10 @@ def test_run_folder_round_trips(base, tmp_path):
     ],
 )
 def test_scheme_that_cannot_serve_a_kernel_fails_before_compiling(changes, match):
-    n_programs, n_inits = len(sweep.program._PROGRAMS), len(sweep.program._INITS)
+    programs = sweep.ProgramCache()
     with pytest.raises(ValueError, match=match):
-        sweep.run(dataclasses.replace(BASE, **changes), progress=False)
-    assert (len(sweep.program._PROGRAMS), len(sweep.program._INITS)) == (n_programs, n_inits)
+        sweep.run(dataclasses.replace(BASE, **changes), progress=False, programs=programs)
+    assert programs.epoch_programs == programs.init_compiles == 0
 
 
 @pytest.mark.slow  # ~7 s on 2 CPU cores, most of it initializing 10,000 models one by one
@@ -560,15 +561,15 @@ def test_check_determinism(base, monkeypatch):
 
     # faults: a second run that differs, models trained alone that differ (and with seeds < n_models, whole
     # schemes are taken)
-    real_init, calls = sweep.program._init_models, []
+    real_init, calls = sweep.trainer.initial_variables, []
 
-    def noisy_init(config, setup, entries):
-        calls.append(len(entries))
-        p = real_init(config, setup, entries)
+    def noisy_init(plan, inits, models):
+        calls.append(len(models))
+        p = real_init(plan, inits, models)
         # the second run (call 2), and the chunk of the third run (another layout) that holds he_normal
         return jax.tree.map(lambda a: a + 1e-7 if len(calls) in (2, 4) else a, p)
 
-    monkeypatch.setattr(sweep.execute, "_init_models", noisy_init)
+    monkeypatch.setattr(sweep.trainer, "initial_variables", noisy_init)
     real_plain = train.train_plain
 
     def shifted_plain(*args, **kwargs):
@@ -627,46 +628,51 @@ class _GlobalNet(nn.Module):
 
 def test_a_changed_model_never_gets_a_cached_program(monkeypatch):
     cfg = dataclasses.replace(BASE, schemes=("he_normal",), epochs=1)
+    programs = sweep.ProgramCache()
     monkeypatch.setitem(_ACTIVATION, "fn", nn.relu)
-    relu = sweep.run(cfg, progress=False, make_model=_GlobalNet)
+    relu = sweep.run(cfg, progress=False, model=_GlobalNet, programs=programs)
     monkeypatch.setitem(_ACTIVATION, "fn", nn.tanh)  # same shapes, another forward pass
-    tanh = sweep.run(cfg, progress=False, make_model=_GlobalNet)
+    tanh = sweep.run(cfg, progress=False, model=_GlobalNet, programs=programs)
     monkeypatch.setitem(_ACTIVATION, "scale", 2.0)  # same forward pass, another init
-    scaled = sweep.run(cfg, progress=False, make_model=_GlobalNet)
+    scaled = sweep.run(cfg, progress=False, model=_GlobalNet, programs=programs)
     # what a fresh process computes: no cached program at all
-    sweep.program._PROGRAMS.clear()
-    sweep.program._INITS.clear()
-    fresh = sweep.run(cfg, progress=False, make_model=_GlobalNet)
+    fresh = sweep.run(cfg, progress=False, model=_GlobalNet, programs=sweep.ProgramCache())
     monkeypatch.setitem(_ACTIVATION, "fn", nn.tanh)
     monkeypatch.setitem(_ACTIVATION, "scale", 1.0)
-    sweep.program._PROGRAMS.clear()
-    sweep.program._INITS.clear()
-    fresh_tanh = sweep.run(cfg, progress=False, make_model=_GlobalNet)
+    fresh_tanh = sweep.run(cfg, progress=False, model=_GlobalNet, programs=sweep.ProgramCache())
     shas = [tuple(r.models["param_sha256"]) for r in (relu, tanh, scaled, fresh, fresh_tanh)]
     assert len({shas[0], shas[1], shas[2]}) == 3
     assert shas[2] == shas[3] and shas[1] == shas[4]
     # the same model again: served from the cache, nothing compiled
-    n = len(sweep.program._PROGRAMS)
-    again = sweep.run(cfg, progress=False, make_model=_GlobalNet)
-    assert again.meta["compile_seconds"] == 0 and len(sweep.program._PROGRAMS) == n
+    n = (programs.epoch_programs, programs.init_compiles)
+    again = sweep.run(cfg, progress=False, model=_GlobalNet, programs=programs)
+    assert (
+        again.meta["compile_seconds"] == 0
+        and (programs.epoch_programs, programs.init_compiles) == n
+    )
     assert tuple(again.models["param_sha256"]) == shas[4]
 
 
 def test_the_program_caches_are_bounded():
-    module = models.factory("mlp", hidden=(4,), activation="relu", num_classes=3)(
-        sweep.config._kernel_init(sweep.resolve_schemes(["he_normal"])[0][1]),
-        jax.nn.initializers.zeros,
+    programs = sweep.ProgramCache(max_programs=2)
+    widths = (4, 5, 6)
+    for w in widths:
+        sweep.run(
+            dataclasses.replace(BASE, hidden=(w,), epochs=1, seeds=1),
+            progress=False,
+            programs=programs,
+        )
+    assert programs.held == (2, 2)  # the last two of three shapes
+    built = programs.epoch_programs
+    sweep.run(
+        dataclasses.replace(BASE, hidden=(6,), epochs=1, seeds=1), progress=False, programs=programs
     )
-    tx = train.make_optimizer("sgd", 0.1)
-    for i in range(sweep.MAX_CACHED_PROGRAMS + 5):
-        sweep.program._program(("bounded-test", i), module.apply, tx, batch_size=2, steps_per_epoch=1,
-                       eval_every=None, eval_batch_size=2, shared=True)  # fmt: skip
-        sweep.program._init_fn(("bounded-test", i), lambda k, b: module, "he_normal", None)
-    assert len(sweep.program._PROGRAMS) == len(sweep.program._INITS) == sweep.MAX_CACHED_PROGRAMS
-    # least recently used out: the newest are kept
-    keys = [k[0] for k in sweep.program._PROGRAMS]
-    assert ("bounded-test", sweep.MAX_CACHED_PROGRAMS + 4) in keys
-    assert ("bounded-test", 0) not in keys
+    assert programs.epoch_programs == built  # the newest is kept: nothing built
+    sweep.run(
+        dataclasses.replace(BASE, hidden=(4,), epochs=1, seeds=1), progress=False, programs=programs
+    )
+    assert programs.epoch_programs == built + 1  # least recently used out: built again
+    assert programs.held == (2, 2)
 
 
 def _adamw_cosine():
@@ -682,11 +688,12 @@ def test_your_own_optax_optimizer_and_schedule():
     assert r.meta["optimizer"]["custom"].startswith("GradientTransformation")
     assert len(r.meta["optimizer"]["sha256"]) == 64
     # each model is the model trained alone by a plain optax loop with that optimizer
-    setup = sweep.setup._setup(cfg, None)
+    plan = sweep.make_plan(cfg)
+    setup = plan.inputs
     for k, s in enumerate(range(cfg.seeds)):
         keys = sweep.model_keys(cfg.seed, "he_normal", s, cfg.vary)
-        init = sweep.initial_params(cfg, [("he_normal", s)], _setup_cache=setup)
-        module = setup.make_model(sweep.config._kernel_init(setup.schemes[0][1]), setup.bias_init)
+        init = sweep.initial_params(cfg, [("he_normal", s)])
+        module = setup.make_model(sweep.schemes.kernel_init_of(plan.schemes[0][1]), setup.bias_init)
         alone = train.train_plain(
             module.apply, jax.tree.map(lambda a: a[0], init), _adamw_cosine(),
             setup.x_train, setup.y_train, setup.x_test, setup.y_test, batch_size=cfg.batch_size,
@@ -726,10 +733,12 @@ def test_an_optimizer_factory_gets_the_configs_learning_rate():
     ],
 )
 def test_a_bad_optimizer_fails_before_compiling(bad, match):
-    n = len(sweep.program._PROGRAMS)
+    programs = sweep.ProgramCache()
     with pytest.raises(TypeError, match=match):
-        sweep.run(dataclasses.replace(BASE, epochs=1), progress=False, optimizer=bad)
-    assert len(sweep.program._PROGRAMS) == n
+        sweep.run(
+            dataclasses.replace(BASE, epochs=1), progress=False, optimizer=bad, programs=programs
+        )
+    assert programs.epoch_programs == programs.init_compiles == 0
 
 
 def test_resuming_with_another_optimizer_is_refused(tmp_path):

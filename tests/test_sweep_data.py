@@ -82,7 +82,7 @@ def test_other_arrays_are_refused_on_resume(tmp_path, diabetes):
     y = np.array(diabetes.y_train)
     y[0] += 1.0  # one target differs: another dataset with the same name and shapes
     other = data.from_arrays(diabetes.x_train, y, diabetes.x_test, diabetes.y_test, name="diabetes")
-    with pytest.raises(folder.RunFolderMismatch, match="different data or model"):
+    with pytest.raises(folder.RunFolderMismatch, match="different data, schemes or model"):
         sweep.run(cfg, data=other, out=out, progress=False)
     # the same arrays again: the complete folder is read back
     again = sweep.run(cfg, data=diabetes, out=out, progress=False)

@@ -60,7 +60,7 @@ class NnxNet(nnx.Module):
 
 def _alone(result, setup_model, cfg, k, scheme_label, seed):
     """Model ``k`` of ``result`` trained alone by the plain reference loop from the same initial variables and keys."""
-    setup = sweep.setup._setup(cfg, setup_model)
+    setup = sweep.make_plan(cfg, model=setup_model).inputs
     variables = jax.tree.map(
         lambda a: a[0], sweep.initial_params(cfg, [(scheme_label, seed)], model=setup_model)
     )
@@ -68,7 +68,7 @@ def _alone(result, setup_model, cfg, k, scheme_label, seed):
     keys = sweep.model_keys(cfg.seed, scheme_label, seed, cfg.vary)
     scheme = dict(setup.schemes)[scheme_label]
     alone = train.train_plain(
-        sweep.setup.model_fns(setup.make_model, scheme, setup.bias_init),
+        sweep.inputs.model_fns(setup.make_model, scheme, setup.bias_init),
         params,
         train.make_optimizer(cfg.optimizer, cfg.learning_rate),
         setup.x_train,
@@ -114,8 +114,8 @@ def test_evaluation_uses_running_averages_and_no_dropout():
     reproduced by applying the final variables with train=False."""
     cfg = BASE.__class__(**{**BASE.__dict__, "schemes": ("he_normal",), "seeds": 2})
     result = sweep.run(cfg, model=BNNet, progress=False, keep_params=True)
-    setup = sweep.setup._setup(cfg, BNNet)
-    fns = sweep.setup.model_fns(BNNet, setup.schemes[0][1], setup.bias_init)
+    setup = sweep.make_plan(cfg, model=BNNet).inputs
+    fns = sweep.inputs.model_fns(BNNet, setup.schemes[0][1], setup.bias_init)
     for k in range(2):
         params, state = split_variables(jax.tree.map(lambda a, k=k: a[k], result.params))
         out, _ = fns.apply(params, state, jnp.asarray(setup.x_test), False, None)
@@ -178,11 +178,11 @@ def test_a_model_without_init_arguments_takes_rules_schemes():
     ids=["module instance", "bad factory signature"],
 )
 def test_bad_models_get_one_line_errors_before_compiling(model, match):
-    before = len(sweep.program._PROGRAMS)
+    programs = sweep.ProgramCache()
     with pytest.raises((TypeError, ValueError), match=match) as e:
-        sweep.run(BASE, model=model, progress=False)
+        sweep.run(BASE, model=model, progress=False, programs=programs)
     assert "\n" not in str(e.value)
-    assert len(sweep.program._PROGRAMS) == before
+    assert programs.epoch_programs == programs.init_compiles == 0
 
 
 def test_a_call_signature_jinit_cannot_drive_is_named():

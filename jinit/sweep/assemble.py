@@ -1,41 +1,18 @@
-"""From chunk arrays to a :class:`jinit.results.SweepResult`, and :func:`load` of a run folder."""
+"""From chunk arrays to a :class:`jinit.results.SweepResult` (:func:`assemble`), and :func:`load` of a run folder."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import jax
 import numpy as np
 import pandas as pd
 
 from jinit import train as train_lib
 from jinit.results import SweepResult
 from jinit.sweep import folder as folder_lib
+from jinit.sweep import hyper
 from jinit.sweep.config import SweepConfig
-
-
-def _chunk_arrays(idx: list[int], final, logs: list[dict], n_test: int) -> dict[str, np.ndarray]:
-    """A chunk file's arrays from its epochs' flat logs (:func:`jinit.sweep.store._flat_logs`): the curves
-    concatenated over epochs, the values at initialization from epoch 0, the final predictions."""
-    from jinit import metrics
-
-    params, diverged_step = final
-    n = len(idx)
-    inits = [f for f in logs[0] if f.startswith("init_")]
-    curves = [f for f in logs[0] if f not in inits and f != "predictions"]
-    cat = {f: np.concatenate([np.asarray(ep[f]) for ep in logs], axis=1)[:n] for f in curves}
-    preds = np.asarray(logs[-1]["predictions"])[:n, :n_test]  # drop padded models and test rows
-    shas = [metrics.param_sha256(jax.tree.map(lambda a, i=i: a[i], params)) for i in range(n)]
-    out = {"model_index": np.asarray(idx, np.int64), "step": cat.pop("step").astype(np.int64)}
-    out.update({f: v.astype(np.float32) for f, v in cat.items()})
-    # the models at initialization, measured in epoch 0's program (NaN in later epochs' logs)
-    out.update({f: np.asarray(logs[0][f], np.float32)[:n] for f in inits})
-    out["diverged_step"] = np.asarray(diverged_step[:n], np.int64)
-    out["predictions"] = preds
-    out["param_sha256"] = np.asarray(shas)
-    return out
-
 
 #: Column names a metric cannot take (its columns would clash with the loss columns): ``test_loss`` is the loss.
 _RESERVED_METRIC_NAMES = ("loss",)
@@ -48,21 +25,25 @@ def metric_column(name: str) -> str:
     return f"metric_{name}" if name in _RESERVED_METRIC_NAMES else name
 
 
-def _task_of(setup) -> tuple[str, tuple[str, ...]]:
-    task = setup.task or train_lib.classification()
+def _task_of(inputs) -> tuple[str, tuple[str, ...]]:
+    task = inputs.task or train_lib.classification()
     return task.name, tuple(metric_column(m) for m in task.metric_names)
 
 
-def _assemble(config, setup, grid, chunks, steps_per_epoch, meta, hypers=None) -> SweepResult:
+def assemble(plan, chunk_arrays: dict[int, dict[str, np.ndarray]], meta: dict) -> SweepResult:
+    """The :class:`SweepResult` of a plan (:class:`jinit.sweep.plan.Plan`) from the arrays of all its chunks
+    (:func:`jinit.sweep.chunks.chunk_arrays`), with the run's ``meta``."""
+    config, setup, grid = plan.config, plan.inputs, plan.grid
+    steps_per_epoch = plan.steps_per_epoch
     n_test = setup.x_test.shape[0]
-    chunks = [c for _, c in sorted(chunks, key=lambda t: t[0])]
-    cat = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    parts = [chunk_arrays[c] for c in sorted(chunk_arrays)]
+    cat = {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
     order = np.argsort(cat["model_index"], kind="stable")
     cat = {k: v[order] for k, v in cat.items()}
     if not np.array_equal(cat["model_index"], np.arange(len(grid))):
         raise RuntimeError("internal error: chunks do not cover the grid exactly once")
-    schemes = np.asarray([label for label, _, _ in grid], dtype=object)
-    seeds = np.asarray([s for _, _, s in grid], np.int64)
+    schemes = np.asarray([m.label for m in grid], dtype=object)
+    seeds = np.asarray([m.seed for m in grid], np.int64)
     n_models, n_evals = cat["step"].shape
     task_name, names = _task_of(setup)
     primary, secondary = names[0], names[1:]
@@ -99,10 +80,8 @@ def _assemble(config, setup, grid, chunks, steps_per_epoch, meta, hypers=None) -
     steps = np.concatenate([np.zeros((n_models, 1), steps.dtype), steps], axis=1)
     cols = {k: np.concatenate([at_init[k], f64[k]], axis=1) for k in f64}
     n_points = n_evals + 1
-    # one column per swept axis (jinit.sweep.axes), after the scheme: none for a sweep of single values
-    from jinit.sweep import axes
-
-    axis_cols = axes.columns(config, hypers) if hypers is not None else {}
+    # one column per swept axis (jinit.sweep.hyper), after the scheme: none for a sweep of single values
+    axis_cols = hyper.columns(config, [m.hyper for m in grid])
     curves = pd.DataFrame(
         {
             "scheme": np.repeat(schemes, n_points),
@@ -164,7 +143,7 @@ def load(path: str | os.PathLike) -> SweepResult:
       >>> r = sweep.load("runs/x")  # doctest: +SKIP
       >>> model_3 = jax.tree.map(lambda a: a[3], r.params)  # the variables of models row 3  # doctest: +SKIP
     """
-    d = folder_lib.read(path)
+    d = folder_lib.read_tables(path)
     config = SweepConfig.from_dict(d["config"])
     params = folder_lib.read_params(
         path, fingerprint=d["meta"].get("fingerprint"), n_models=len(d["models"])

@@ -1,10 +1,12 @@
-"""Epoch checkpoints of the chunk in training, with orbax-checkpoint (:class:`Checkpointer`)."""
+"""Epoch checkpoints of the chunk in training, with orbax-checkpoint (:class:`Checkpointer`), and the trainer
+callback that saves and restores them (:class:`CheckpointCallback`)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -12,7 +14,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from jinit.files import link_message
-from jinit.sweep.folder import EPOCH_DIR, checkpoint_dir, remove_tree
+from jinit.sweep import chunks
+from jinit.sweep.folder import EPOCH_DIR, checkpoint_dir, checkpoint_fingerprint, remove_epoch_dir
+from jinit.sweep.trainer import Callback, EpochEnd, Resume
 
 _log = logging.getLogger("jinit.sweep")
 
@@ -65,7 +69,12 @@ class Checkpointer:
                 raise ValueError(link_message(p))
         d.mkdir(parents=True, exist_ok=True)
         target = (d / f"epoch_{epoch:04d}").absolute()
-        remove_tree(target)
+        if target.exists() and checkpoint_fingerprint(target) != fingerprint:
+            raise ValueError(
+                f"{target} is not a checkpoint of this sweep; jinit never replaces a file it cannot show it "
+                "wrote: move it away and run again"
+            )
+        remove_epoch_dir(target)
         meta = {
             "fingerprint": fingerprint,
             "chunk": int(index),
@@ -92,9 +101,12 @@ class Checkpointer:
             raise OSError(
                 f"could not write the epoch checkpoint {target} ({type(e).__name__}: {msg})"
             ) from None
-        for old in d.iterdir():
-            if old.name != target.name:
-                remove_tree(old)
+        for (
+            old
+        ) in d.iterdir():  # the older checkpoints of this sweep (anything else is not jinit's)
+            if old.name != target.name and EPOCH_DIR.fullmatch(old.name) and not old.is_symlink():
+                if checkpoint_fingerprint(old) == fingerprint:
+                    remove_epoch_dir(old)
         return target
 
     def restore(
@@ -146,7 +158,8 @@ class Checkpointer:
                 ok, why = False, f"unreadable: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
             if not ok:
                 _log.warning("ignoring the checkpoint %s (%s)", path, why)
-                remove_tree(path)
+                if checkpoint_fingerprint(path) == fingerprint:  # this sweep's, but damaged
+                    remove_epoch_dir(path)
                 continue
             state = [got["state"][f"{i:05d}"] for i in range(len(abstract_leaves))]
             logs = {k: np.asarray(v) for k, v in got["logs"].items()}
@@ -182,3 +195,64 @@ def _quiet_background_errors():
         for g, level in zip(loggers, levels, strict=True):
             g.setLevel(level)
         sys.excepthook, threading.excepthook = hook, thread_hook
+
+
+class CheckpointCallback(Callback):
+    """Saves a chunk's training state at an epoch boundary at most every ``every`` seconds (``0``: every epoch)
+    and restarts a chunk from its latest checkpoint (:class:`jinit.sweep.trainer.Callback`).
+
+    Args:
+      folder: the run folder.
+      fingerprint: the sweep's fingerprint (a checkpoint must carry it to be restored).
+      every: seconds between checkpoints of a chunk.
+      guard: the sweep's :class:`jinit.sweep.signals.SignalGuard` (a save is not interrupted by a signal).
+      status: the sweep's :class:`jinit.sweep.signals.Status` (what an interruption reports as saved).
+    """
+
+    def __init__(self, folder: Path, fingerprint: str, every: float, guard: Any, status: Any):
+        self.folder, self.fingerprint, self.every = Path(folder), fingerprint, every
+        self.guard, self.status = guard, status
+        self._ckptr: Checkpointer | None = None
+        self._last = time.perf_counter()
+
+    def _checkpointer(self) -> Checkpointer:
+        if self._ckptr is None:
+            self._ckptr = Checkpointer()
+        return self._ckptr
+
+    def resume(self, chunk: int, models: list[int], template: list[Any]) -> Resume | None:
+        self._last = time.perf_counter()
+        got = self._checkpointer().restore(
+            self.folder, chunk, template, fingerprint=self.fingerprint, model_index=models
+        )
+        if got is None:
+            return None
+        self.status.checkpoint = (chunk, got.epoch)
+        _log.info(
+            "resuming chunk %d of %s from its checkpoint after epoch %d",
+            chunk,
+            self.folder,
+            got.epoch,
+        )
+        return Resume(got.epoch, got.state, chunks.logs_from_arrays(got.logs))
+
+    def epoch_end(self, event: EpochEnd) -> None:
+        if event.epoch >= event.epochs or time.perf_counter() - self._last < self.every:
+            return
+        with self.guard.critical():
+            self._checkpointer().save(
+                self.folder,
+                event.chunk,
+                event.epoch,
+                event.state(),
+                chunks.logs_to_arrays(event.logs),
+                fingerprint=self.fingerprint,
+                model_index=event.models,
+            )
+            self.status.checkpoint = (event.chunk, event.epoch)
+        self._last = time.perf_counter()
+
+    def close(self) -> None:
+        if self._ckptr is not None:
+            self._ckptr.close()
+            self._ckptr = None

@@ -1,5 +1,5 @@
-"""The sweep's configuration: :class:`SweepConfig` (frozen, validated before anything is loaded or compiled) and the
-resolution of scheme specs (names, calls, rules, LSUV) into labelled initializers.
+"""The sweep's configuration: :class:`SweepConfig`, frozen and validated when it is made (before anything is
+loaded or compiled), and its JSON form (``config.json``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from jinit import files as files_lib
 from jinit import models as models_lib
 from jinit import train as train_lib
 from jinit.registry import parse_schemes
+from jinit.sweep import hyper
+from jinit.sweep import schemes as schemes_lib
 
 _log = logging.getLogger("jinit.sweep")
 
@@ -36,9 +38,10 @@ DEFAULT_SCHEMES = (
 
 VARY = ("init", "data", "both")
 
-#: SweepConfig fields that :meth:`SweepConfig.to_dict` leaves out while they are None (added after run folders
-#: were first written; see there).
-_OPTIONAL_FIELDS = ("val_size", "val_fraction")
+#: Config fields that say where things are, not what the sweep is: never written to ``config.json`` (a run folder
+#: carries no absolute path of the machine it was made on) and never compared (the same data in another folder is
+#: the same sweep; the sweep's fingerprint hashes the data itself).
+LOCATION_FIELDS = ("data_dir",)
 
 
 MODEL_NAMES = models_lib.MODELS
@@ -106,10 +109,12 @@ class SweepConfig:
 
     Grid axes: ``learning_rate``, ``weight_decay`` and ``init_scale`` each take one value or a tuple of values;
     the grid is ``schemes x learning_rate x weight_decay x init_scale x seeds`` (scheme-major, the seed fastest),
-    all trained by one compiled program (:mod:`jinit.sweep.axes`). A value does not enter a model's keys: models
+    all trained by one compiled program (:mod:`jinit.sweep.hyper`). A value does not enter a model's keys: models
     that differ only in a value start from the same weights and see the same batches (paired comparisons).
-    ``config.json`` keeps a single value as a scalar, and leaves out ``weight_decay`` and ``init_scale`` at
-    their defaults (so the run folders of older versions keep their fingerprint).
+    ``config.json`` keeps a single value as a scalar.
+
+    Every field is checked when the config is made (:meth:`validate`): a bad value raises ValueError/TypeError
+    naming it, before anything is loaded or compiled.
     """
 
     dataset: str = "digits"
@@ -161,24 +166,17 @@ class SweepConfig:
             from jinit import data as data_lib
 
             try:
-                object.__setattr__(self, "dataset", data_lib._spec(self.dataset).name)
+                object.__setattr__(self, "dataset", data_lib.canonical_name(self.dataset))
             except (ValueError, TypeError):
-                pass  # validate() names the valid choices
+                pass  # the loader names the valid choices
+        self.validate()
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able values (a rules / custom scheme as its ``config()``)."""
         from jinit.rules import to_json
 
         schemes = tuple(to_json(s) for s in self.schemes)
-        d = files_lib.jsonable(dataclasses.asdict(dataclasses.replace(self, schemes=schemes)))
-        # fields added later are written only when set: a sweep that does not use them keeps its config.json and
-        # fingerprint (so run folders written before them still resume and read back); the axes likewise at
-        # their defaults
-        d = {k: v for k, v in d.items() if not (k in _OPTIONAL_FIELDS and v is None)}
-        for name, default in (("weight_decay", None), ("init_scale", 1.0)):
-            if name in d and d.get(name) == default and not isinstance(d.get(name), bool):
-                del d[name]
-        return d
+        return files_lib.jsonable(dataclasses.asdict(dataclasses.replace(self, schemes=schemes)))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
@@ -208,16 +206,16 @@ class SweepConfig:
             if (
                 not isinstance(value, tuple)
                 or not value
-                or not all(_is_int(v) and v >= 1 for v in value)
+                or not all(is_int(v) and v >= 1 for v in value)
             ):
                 raise ValueError(
                     f"{name} must be a non-empty sequence of positive ints, got {value!r}"
                 )
-        _check_int("seeds", self.seeds, minimum=1, maximum=2**32)  # seed numbers are uint32
-        _check_int("seed", self.seed, minimum=0, maximum=2**63 - 1)  # what jax.random.PRNGKey takes
-        _check_int("epochs", self.epochs, minimum=1)
-        _check_int("batch_size", self.batch_size, minimum=1)
-        _check_int("eval_batch_size", self.eval_batch_size, minimum=1)
+        check_int("seeds", self.seeds, minimum=1, maximum=2**32)  # seed numbers are uint32
+        check_int("seed", self.seed, minimum=0, maximum=2**63 - 1)  # what jax.random.PRNGKey takes
+        check_int("epochs", self.epochs, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_int("eval_batch_size", self.eval_batch_size, minimum=1)
         for name in (
             "eval_every",
             "train_size",
@@ -227,12 +225,10 @@ class SweepConfig:
             "models_per_device",
         ):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), minimum=1)
+                check_int(name, getattr(self, name), minimum=1)
         _check_validation_split(self.val_size, self.val_fraction)
-        from jinit.sweep import axes
-
-        axes.check(self)
-        train_lib.make_optimizer(self.optimizer, axes.values(self, "learning_rate")[0])
+        hyper.check(self)
+        train_lib.make_optimizer(self.optimizer, hyper.values(self, "learning_rate")[0])
         if self.vary not in VARY:
             raise ValueError(f"unknown vary {self.vary!r}.{_closest(self.vary, VARY)}")
         if self.target_accuracy is not None:
@@ -243,8 +239,11 @@ class SweepConfig:
                 or not 0.0 <= t <= 1.0
             ):
                 raise ValueError(f"target_accuracy must be a fraction in [0, 1], got {t!r}")
-        resolve_schemes(self.schemes, model=self.model)
-        _initializer(self.bias_init, "bias_init")
+        # a recorded jinit.scheme function is a label (a loaded run folder); run() refuses to train it again
+        specs = [s for s in self.schemes if not schemes_lib.is_recorded_function(s)]
+        if specs or not self.schemes:
+            schemes_lib.resolve_schemes(specs, model=self.model, quiet=True)
+        schemes_lib.initializer(self.bias_init, "bias_init")
 
 
 CUSTOM_MODEL_PREFIX = "custom:"
@@ -273,7 +272,7 @@ def _check_dataset_name(name: Any) -> None:
 
         raise TypeError(
             f"dataset must be a dataset name (one of {', '.join(data_lib.names())}, or one tensorflow-datasets "
-            f"has prepared), got {_short(name)}; for your own arrays pass run(..., data=jinit.data.from_arrays(...))"
+            f"has prepared), got {schemes_lib.short_repr(name)}; for your own arrays pass run(..., data=jinit.data.from_arrays(...))"
         )
 
 
@@ -283,7 +282,7 @@ def _check_validation_split(val_size: Any, val_fraction: Any) -> None:
             f"give at most one of val_size ({val_size!r}) and val_fraction ({val_fraction!r})"
         )
     if val_size is not None:
-        _check_int("val_size", val_size, minimum=1)
+        check_int("val_size", val_size, minimum=1)
     if val_fraction is not None:
         f = val_fraction
         if (
@@ -294,149 +293,14 @@ def _check_validation_split(val_size: Any, val_fraction: Any) -> None:
             raise ValueError(f"val_fraction must be a fraction in (0, 1), got {f!r}")
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
     return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
 
-def _check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> None:
-    if not _is_int(value):
+def check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> None:
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
-
-
-def _initializer(spec: Any, what: str):
-    import jinit
-
-    try:
-        return jinit.get(spec)
-    except (ValueError, TypeError) as e:
-        raise type(e)(f"bad {what} {_short(spec)}: {e}") from None
-
-
-def _short(value: Any, n: int = 80) -> str:
-    """``repr(value)``, cut to ``n`` characters (a 100,000-character spec is not repeated in a message)."""
-    text = repr(value)
-    return text if len(text) <= n else text[:n] + "..."
-
-
-def applicable_schemes(model: str | None = "mlp", *, distinct: bool = True) -> tuple[str, ...]:
-    """Every catalogue scheme that applies to every kernel of ``model`` (what ``--schemes all`` trains): the
-    ``"any"`` schemes, plus the ``"2d"`` ones (identity, ...) for an MLP, whose kernels are all 2-D. A CNN has
-    Dense kernels besides its convolutions, so the conv-only schemes (dirac, delta_orthogonal) do not apply to it,
-    nor do the 2-D-only ones; ``None`` (a custom model) gets the ``"any"`` ones. Schemes that need a
-    hyperparameter without default (``constant``) are left out. With ``distinct`` (the default) each distribution
-    is trained once: a scheme that draws the same arrays as another (``keras_default`` = ``glorot_uniform``,
-    ``flax_default`` = ``variance_scaling`` = ``lecun_normal``, torch's ``xavier_uniform`` / ``kaiming_uniform``
-    = ``glorot_uniform`` / ``he_uniform``) is left out (:func:`jinit.registry.distinct_schemes`)."""
-    from jinit import registry
-
-    out = _applicable(model)
-    return tuple(registry.distinct_schemes(out)[0]) if distinct else out
-
-
-def schemes_left_out_of_all(model: str | None = "mlp") -> dict[str, str]:
-    """The schemes ``--schemes all`` leaves out because they draw the same distribution as one it keeps:
-    ``{left out: kept}``, e.g. ``{"keras_default": "glorot_uniform", ...}``."""
-    from jinit import registry
-
-    return registry.distinct_schemes(list(_applicable(model)))[1]
-
-
-def _applicable(model: str | None) -> tuple[str, ...]:
-    from jinit import registry
-
-    kinds = {"any"} | ({"2d"} if model == "mlp" else set())
-    out = []
-    for row in registry.catalog():
-        if row.applies_to not in kinds:
-            continue
-        try:
-            registry.get(row.name)
-        except (
-            ValueError,
-            TypeError,
-        ):  # needs a hyperparameter without default (e.g. constant's value)
-            continue
-        out.append(row.name)
-    return tuple(out)
-
-
-def resolve_schemes(schemes: Sequence[Any], *, model: str | None = "mlp") -> list[tuple[str, Any]]:
-    """Turns scheme specs into ``(label, Initializer)`` pairs.
-
-    The label is the canonical name (``jinit.get(spec).name``) when the initializer equals that name's default
-    (so ``"he_normal"``, ``"HeNormal"`` and ``jinit.he_normal()`` are all the scheme ``"he_normal"``; torch's
-    ``"kaiming_normal_"`` is the scheme ``"kaiming_normal"``), else the initializer's ``repr``
-    (``"normal(stddev=0.1, mean=0.0)"``). ``"all"`` expands to :func:`applicable_schemes` (each distribution
-    once; the aliases it leaves out are logged). A :func:`jinit.rules` or :func:`jinit.scheme` value is labelled
-    by its ``label``.
-
-    Raises:
-      ValueError: for an empty list, an unknown scheme (with the closest names) or two specs naming the same scheme.
-    """
-
-    if isinstance(schemes, str):
-        schemes = parse_schemes(schemes)
-    schemes = list(schemes)
-    if any(isinstance(s, str) and s.strip().lower() == "all" for s in schemes):
-        if len(schemes) != 1:
-            raise ValueError(f"'all' cannot be combined with other schemes: {schemes!r}")
-        schemes = list(applicable_schemes(model))
-        same = ", ".join(f"{a} = {b}" for a, b in schemes_left_out_of_all(model).items())
-        _log.info(
-            f"schemes 'all': {len(schemes)} distinct distributions; left out as the same distribution as a "
-            f"kept scheme: {same}"
-        )
-    if not schemes:
-        raise ValueError("schemes is empty; give at least one initializer name")
-    out, seen = [], {}
-    for spec in schemes:
-        init = _scheme(spec)
-        try:
-            default = _scheme(init.name)
-        except (ValueError, TypeError):
-            default = None
-        label = init.name if init == default else repr(init)
-        if label in seen:
-            raise ValueError(f"schemes {seen[label]!r} and {spec!r} are the same scheme {label!r}")
-        seen[label] = spec
-        out.append((label, init))
-    return out
-
-
-def _scheme(spec: Any):
-    """An Initializer, or a :class:`jinit.propagation.LSUVScheme` for ``"lsuv"`` specs."""
-    from jinit import propagation
-    from jinit.rules import as_scheme
-
-    # jinit.rules(...) / jinit.scheme(...) values; a bare function is refused
-    custom = as_scheme(spec)
-    if custom is not None:
-        return custom
-    if propagation.is_lsuv_spec(spec):
-        try:
-            return propagation.lsuv_scheme(spec)
-        except (ValueError, TypeError) as e:
-            raise type(e)(f"bad scheme {_short(spec)}: {e}") from None
-    try:
-        return _initializer(spec, "scheme")
-    except ValueError as e:
-        if isinstance(spec, str) and difflib.get_close_matches(
-            spec.split("(")[0], ["lsuv"], cutoff=0.6
-        ):
-            raise ValueError(f"{e} (or the data-dependent scheme 'lsuv')") from None
-        raise
-
-
-def _kernel_init(scheme: Any):
-    """The kernel initializer a model of ``scheme`` is built with (LSUV starts from its ``kernel_init``)."""
-    return getattr(scheme, "kernel_init", scheme)
-
-
-def _is_lsuv(scheme: Any) -> bool:
-    from jinit import propagation
-
-    return isinstance(scheme, propagation.LSUVScheme)

@@ -13,10 +13,13 @@ import numpy as np
 
 from jinit import train as train_lib
 from jinit.keys import model_keys
-from jinit.sweep.config import SweepConfig, _check_int, resolve_schemes
-from jinit.sweep.execute import run
-from jinit.sweep.program import _PROGRAMS, initial_params, split_variables, state_variables
-from jinit.sweep.setup import _make_optimizer, _setup, model_fns
+from jinit.sweep import hyper
+from jinit.sweep.config import SweepConfig, check_int
+from jinit.sweep.driver import run
+from jinit.sweep.inputs import model_fns
+from jinit.sweep.plan import make_plan
+from jinit.sweep.program import ProgramCache, initial_variables, split_variables, state_variables
+from jinit.sweep.schemes import resolve_schemes
 
 _log = logging.getLogger("jinit.sweep")
 
@@ -101,7 +104,7 @@ def check_determinism(
         if make_model is not None:
             raise TypeError("pass the model factory once: model= (make_model= is its older name)")
         make_model = model
-    _check_int("n_models", n_models, minimum=1)
+    check_int("n_models", n_models, minimum=1)
     model = None if make_model else config.model
     labels = [label for label, _ in resolve_schemes(config.schemes, model=model)]
     # the specs as given, or the labels when "all" expanded them
@@ -110,20 +113,20 @@ def check_determinism(
         schemes, seeds = specs[:1], n_models
     else:
         schemes, seeds = specs[: math.ceil(n_models / config.seeds)], config.seeds
-    from jinit.sweep import axes
-
     # at the first value of each hyperparameter axis (a model's numbers do not depend on the other values)
-    first_values = {name: axes.values(config, name)[0] for name in axes.swept(config)}
+    first_values = {name: hyper.values(config, name)[0] for name in hyper.swept(config)}
     sub = dataclasses.replace(config, schemes=tuple(schemes), seeds=seeds, **first_values)
 
-    first = run(sub, progress=False, keep_params=True, make_model=make_model, optimizer=optimizer)
-    cached = dict(_PROGRAMS)
-    _PROGRAMS.clear()  # the second sweep compiles its program again
+    first = run(sub, progress=False, keep_params=True, model=make_model, optimizer=optimizer)
+    # compiled again: a cache of its own, and not from JAX's persistent compilation cache
+    enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
     try:
-        second = run(sub, progress=False, make_model=make_model, optimizer=optimizer)
+        second = run(
+            sub, progress=False, model=make_model, optimizer=optimizer, programs=ProgramCache()
+        )
     finally:
-        _PROGRAMS.clear()
-        _PROGRAMS.update(cached)
+        jax.config.update("jax_enable_compilation_cache", enabled)
     sha1 = tuple(first.models["param_sha256"])
     sha2 = tuple(second.models["param_sha256"])
 
@@ -134,7 +137,7 @@ def check_determinism(
     n_first = int(first.meta["device_count"])
     other_devices = 1 if n_first > 1 else None
     third = run(
-        wide, progress=False, make_model=make_model, max_devices=other_devices, optimizer=optimizer
+        wide, progress=False, model=make_model, max_devices=other_devices, optimizer=optimizer
     )
     by_model = {
         (scheme, int(s)): h
@@ -152,34 +155,32 @@ def check_determinism(
         f"{third.meta['chunk_size']}, {third.meta['device_count']} device(s)",
     )
 
-    setup = _setup(sub, make_model)
-    tx, _ = _make_optimizer(sub, optimizer, setup)
+    plan = make_plan(sub, model=make_model, optimizer=optimizer)
+    inits = ProgramCache().inits(plan)
+    inputs = plan.inputs
     models, worst = [], 0.0
-    for i, (label, scheme) in enumerate(setup.schemes):
-        for s in range(sub.seeds):
-            k = i * sub.seeds + s
-            params = initial_params(sub, [(label, s)], make_model=make_model, _setup_cache=setup)
-            keys = model_keys(sub.seed, label, s, sub.vary)
-            variables = jax.tree.map(lambda a: a[0], params)
-            trained, model_state = split_variables(variables)
-            alone = train_lib.train_plain(
-                model_fns(setup.make_model, scheme, setup.bias_init),
-                trained,
-                tx,
-                setup.x_train,
-                setup.y_train,
-                setup.x_test,
-                setup.y_test,
-                batch_size=sub.batch_size,
-                epochs=sub.epochs,
-                data_key=keys.data,
-                dropout_key=keys.dropout,
-                eval_batch_size=sub.eval_batch_size,
-                model_state=model_state,
-            )
-            vmapped = jax.tree.map(lambda a, k=k: a[k], first.params)
-            worst = max(worst, _max_abs_diff(vmapped, state_variables(alone.state)))
-            models.append((label, s))
+    for k, m in enumerate(plan.grid):
+        variables = jax.tree.map(lambda a: a[0], initial_variables(plan, inits, [m]))
+        keys = model_keys(sub.seed, m.label, m.seed, sub.vary)
+        trained, model_state = split_variables(variables)
+        alone = train_lib.train_plain(
+            model_fns(inputs.make_model, m.scheme, inputs.bias_init),
+            trained,
+            plan.tx,
+            inputs.x_train,
+            inputs.y_train,
+            inputs.x_test,
+            inputs.y_test,
+            batch_size=sub.batch_size,
+            epochs=sub.epochs,
+            data_key=keys.data,
+            dropout_key=keys.dropout,
+            eval_batch_size=sub.eval_batch_size,
+            model_state=model_state,
+        )
+        vmapped = jax.tree.map(lambda a, k=k: a[k], first.params)
+        worst = max(worst, _max_abs_diff(vmapped, state_variables(alone.state)))
+        models.append((m.label, m.seed))
     return DeterminismReport(
         models=tuple(models),
         bitwise_identical=sha1 == sha2,

@@ -1,64 +1,46 @@
-"""The run folder's files: the format marker and ``config.json``, the tables, chunk and parameter files, which
-entries are jinit's own (and so the only ones it ever deletes), leftovers of a killed sweep, and what a sweep finds
-in a folder (:func:`open_run_folder`).
+"""The run folder's files: ``config.json`` (the format marker and the record of what jinit wrote), the tables, the
+chunk and parameter files, which entries jinit may delete, the leftovers of a killed sweep, and what a sweep finds in
+a folder (:func:`open_run_folder`).
 
 A run folder holds
 
-* ``config.json``: the full :class:`~jinit.sweep.SweepConfig` under ``"config"``, plus ``"meta"`` (jinit / jax /
-  flax / optax versions, device kind and count, ``jax_threefry_partitionable``, wall and compile times, the chunk
-  size, ``num_classes``, the sweep's ``fingerprint``, ...) and ``"status"`` (``"running"`` until the sweep
-  finished, then ``"complete"``);
-* ``results.csv``: tidy learning curves, one row per (scheme, seed, evaluation point): ``scheme, seed, epoch, step,
-  train_loss, train_accuracy, test_loss, test_accuracy, diverged`` (``epoch`` is ``step / steps_per_epoch``, so it
-  is a whole number at epoch ends; ``train_loss`` and ``train_accuracy`` are the means over the training batches
-  since the previous evaluation, each measured by the step that trained on it). Every model's curve starts at
-  epoch 0, step 0: the model at initialization (test loss and accuracy; the training columns are NaN there).
-  Statistics (:meth:`SweepResult.summary`) are over the points after it;
-* ``models.csv``: one row per model: ``scheme, seed, final_accuracy, final_test_loss, diverged, diverged_step``
-  (``-1`` when it did not diverge) and ``param_sha256`` (:func:`jinit.metrics.param_sha256` of its final params);
-* for a task other than classification (``meta["task"]``: name, metrics, primary metric, direction) the
-  ``accuracy`` columns are named by its metrics instead (regression: ``train_r2, test_r2, test_rmse`` and
-  ``final_r2, final_rmse``; a custom metric ``mae``: ``test_mae``, ``final_mae``), and ``predictions`` are its float
-  outputs (``[n_models, n_test]`` or ``[n_models, n_test, d]``); with a validation set (``meta["n_val"]``) the
-  curves also have ``val_loss, val_<metric>...`` and ``models.csv`` ``final_val_<metric>..., final_val_loss``;
-* ``summary.csv``: :func:`jinit.metrics.summarize` of the above, one row per scheme;
-* a sweep with hyperparameter axes (:mod:`jinit.sweep.axes`: ``learning_rate``, ``weight_decay``, ``init_scale`` of
-  several values) has one column per swept axis right after ``scheme`` in ``results.csv``, ``models.csv`` and
-  ``summary.csv`` (one summary row per scheme and values); an axis of one value has none (the tables of a sweep
-  without axes are those of older versions);
-* ``predictions.npz``: ``predictions`` ``[n_models, n_test]`` (row ``i`` is model ``i`` of ``models.csv``) and
-  ``y_test``;
-* ``params/00000.npz, ...``: with ``run(..., save_params=True)`` (``jinit sweep --save-params``), the final
-  variables of each chunk's models (:func:`write_params`; :func:`jinit.sweep.load` reads them into ``.params``);
-* ``chunks/00000.npz, ...``: the raw results of each completed chunk of the model axis, written as soon as the chunk
-  finishes, with the sweep's fingerprint (the unit a resumed sweep skips);
-* ``checkpoints/00003/epoch_0002/``: while a chunk trains, an orbax-checkpoint of its state (the stacked training
-  state of its models and the logs of its epochs so far) at an epoch boundary; only the latest is kept, and the
-  folder is deleted once the chunk's file is written;
-* ``lock``: present while a sweep works in the folder (pid, host, start time).
+* ``config.json``: ``"format": "jinit-run-folder/2"``, the full :class:`~jinit.sweep.SweepConfig` under
+  ``"config"`` (no absolute path: where the data was is not part of the sweep, its bytes are in the fingerprint),
+  ``"meta"`` (versions, device kind and count, the layout, timings, the sweep's ``fingerprint``, ...),
+  ``"status"`` (``"running"`` until the sweep finished, then ``"complete"``) and ``"files"`` (the SHA-256 of every
+  table and figure jinit wrote there);
+* the tables ``results.csv``, ``models.csv``, ``summary.csv``, ``predictions.npz`` (:mod:`jinit.results`);
+* ``params/00000.npz, ...``: with ``run(..., save_params=True)``, the final variables of each chunk's models;
+* ``chunks/00000.npz, ...``: the raw results of each completed chunk, written as soon as the chunk finishes, with
+  the sweep's fingerprint (the unit a resumed sweep skips);
+* ``checkpoints/00003/epoch_0002/``: while a chunk trains, an orbax-checkpoint of its state at an epoch boundary
+  (with the fingerprint); only the latest is kept, and it is deleted once the chunk's file is written;
+* ``lock``: present while a sweep works in the folder (:mod:`jinit.sweep.lock`).
 
 Every file is written to a temporary name in the same folder and moved into place with ``os.replace`` (orbax does
-the same for its checkpoint folders), so a reader (or a crash) never sees a half-written file; the leftovers of a
-killed sweep (temporary files, unfinished checkpoints) are removed by the next sweep in the folder.
+the same for its checkpoint folders), so a reader (or a crash) never sees a half-written file.
 
-Resume: a sweep started on a folder that holds a ``"running"`` sweep of the same config and the same fingerprint
-(config, grid, parameter shapes and data; see :func:`jinit.sweep.run`) continues it: chunk files whose fingerprint
-and model indices match are kept, a chunk with a checkpoint restarts from its last saved epoch, everything else is
-trained. A folder holding a different sweep is refused (:class:`RunFolderMismatch`, naming the differing fields)
-unless ``overwrite``, which replaces that sweep's files (and only those); a folder that is not a run folder and not
-empty is always refused. Two sweeps never share a folder: the second finds the ``lock`` (:class:`RunFolderInUse`);
-a lock left by a sweep that is no longer running (killed) is taken over, with a warning.
+What jinit deletes or replaces, and nothing else: its temporary files (their exact names), unfinished orbax
+checkpoints and checkpoint trash inside its own ``checkpoints/NNNNN/`` folders; the tables and figures whose SHA-256
+``config.json`` records; chunk, parameter and checkpoint files that carry the sweep's fingerprint. Any other file --
+also one named like jinit's, also with ``--overwrite`` -- is left alone, and when it stands where jinit must write,
+the sweep is refused with a line naming it. Links are never followed.
+
+Resume: a sweep started on a folder that holds a ``"running"`` sweep of the same config and fingerprint continues
+it; a folder holding a different sweep is refused (:class:`RunFolderMismatch`, naming the differing fields) unless
+``overwrite``; a folder that is not a run folder and not empty is always refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,59 +64,171 @@ from jinit.results import (
     MODEL_COLUMNS,
     MODEL_DTYPES,
 )
+from jinit.sweep.config import LOCATION_FIELDS
 from jinit.sweep.lock import LOCK_FILE
 
 _log = logging.getLogger("jinit.sweep")
 
+#: The marker jinit writes into every run folder's ``config.json`` (``"format"``). A folder is a run folder only
+#: when its ``config.json`` carries a marker jinit reads (:data:`READ_FORMATS`).
+RUN_FOLDER_FORMAT = "jinit-run-folder/2"
 
-def chunk_path(folder: str | os.PathLike, index: int) -> Path:
-    """The file of chunk ``index`` in a run folder: ``chunks/00003.npz``."""
-    return Path(folder) / "chunks" / f"{index:05d}.npz"
+#: The markers of run folders :func:`read_tables` reads (format 1 had no ``files`` record; jinit reads such a
+#: folder but never deletes or replaces anything in it).
+READ_FORMATS = ("jinit-run-folder/1", RUN_FOLDER_FORMAT)
+
+CHUNKS_DIR = "chunks"
+CHECKPOINTS_DIR = "checkpoints"
+PARAMS_DIR = "params"
+
+#: The tables of a complete run folder; ``config.json`` records the SHA-256 of each as jinit wrote it.
+TABLES = ("results.csv", "models.csv", "summary.csv", "predictions.npz")
+
+#: The figures ``jinit report`` writes into a run folder (recorded like the tables).
+FIGURES = ("accuracy_curves.png", "final_accuracy.png", "r2_curves.png", "final_r2.png")
+
+EPOCH_DIR = re.compile(r"epoch_(\d{4})")
+_NUMBERED = re.compile(r"\d{5}\.npz")
+# tempfile.mkstemp's names of jinit's atomic writes (prefix ".<name>.", 8 random characters, ".tmp")
+_TMP = re.compile(
+    r"\.(?:"
+    + "|".join(re.escape(n) for n in ("config.json", *TABLES, *FIGURES))
+    + r")\.[a-z0-9_]{8}\.tmp"
+)
+_LOCK_TMP = re.compile(r"\.lock\.[0-9a-f]{32}\.tmp")
+_NUMBERED_TMP = re.compile(r"\.\d{5}\.npz\.[a-z0-9_]{8}\.tmp")
+_ORBAX_TMP = re.compile(r"epoch_\d{4}\.orbax-checkpoint-tmp(?:-\d+)?")
+_TRASH = re.compile(r"\.trash-epoch_\d{4}-[0-9a-f]{8}")
 
 
-#: Config fields that say where things are, not what the sweep is: never written to ``config.json`` (a run folder
-#: carries no absolute path of the machine it was made on) and never compared (the same data in another folder is
-#: the same sweep; the sweep's fingerprint hashes the data itself).
-LOCATION_FIELDS = ("data_dir",)
+class RunFolderMismatch(ValueError):
+    """The run folder holds a different sweep (and ``overwrite`` was not asked for)."""
+
+
+def sha256_of(path: Path) -> str | None:
+    """The SHA-256 of a file's bytes, or None when it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 def write_config(
-    path: str | os.PathLike, config: Any, meta: dict[str, Any], *, status: str
+    path: str | os.PathLike,
+    config: Any,
+    meta: dict[str, Any],
+    *,
+    status: str,
+    files: dict[str, str] | None = None,
 ) -> None:
-    """Writes ``config.json`` (the :data:`RUN_FOLDER_FORMAT` marker, the config without :data:`LOCATION_FIELDS`,
-    meta and status) atomically."""
+    """Writes ``config.json`` atomically: the :data:`RUN_FOLDER_FORMAT` marker, the config without
+    :data:`LOCATION_FIELDS`, meta, status and ``files`` (the SHA-256 of each table and figure jinit wrote)."""
     config = jsonable(config)
     if isinstance(config, dict):
         config = {k: v for k, v in config.items() if k not in LOCATION_FIELDS}
-    write_json(
-        Path(path) / "config.json",
-        {"format": RUN_FOLDER_FORMAT, "config": config, "meta": meta, "status": status},
+    doc = {"format": RUN_FOLDER_FORMAT, "config": config, "meta": meta, "status": status}
+    doc["files"] = dict(files or {})
+    write_json(Path(path) / "config.json", doc)
+
+
+def is_run_config(doc: Any) -> bool:
+    """Whether a parsed ``config.json`` was written by jinit: a JSON object with a config and one of the markers
+    of :data:`READ_FORMATS`."""
+    return (
+        isinstance(doc, dict)
+        and isinstance(doc.get("config"), dict)
+        and doc.get("format") in READ_FORMATS
+        and isinstance(doc.get("meta", {}), dict)
     )
 
 
-#: The marker jinit writes into every run folder's ``config.json`` (``"format"``): a folder is a run folder, whose
-#: jinit files a sweep may replace, only when its ``config.json`` carries it (or has exactly the layout of a run
-#: folder written before the marker existed, see :func:`is_run_config`).
-RUN_FOLDER_FORMAT = "jinit-run-folder/1"
+def read_config(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The parsed ``config.json`` of a run folder, or None when the folder has none or it is not jinit's.
+
+    Raises:
+      ValueError: for a ``config.json`` that cannot be read or parsed.
+    """
+    p = Path(path) / "config.json"
+    if p.is_symlink():
+        raise ValueError(link_message(p))
+    if not p.is_file():
+        return None
+    try:
+        doc = read_json(p)
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{p} is unreadable: {' '.join(str(e).split())[:200]}") from None
+    return doc if is_run_config(doc) else None
 
 
-def is_run_config(doc: Any, fields: Any = None) -> bool:
-    """Whether a parsed ``config.json`` was written by jinit: it carries :data:`RUN_FOLDER_FORMAT`, or (a folder
-    written before the marker) it has exactly the keys ``config``, ``meta``, ``status``, a ``"running"`` /
-    ``"complete"`` status and a config whose keys are all in ``fields`` (the :class:`~jinit.sweep.SweepConfig`
-    field names, when given)."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
-        return False
-    if "format" in doc:
-        return doc["format"] == RUN_FOLDER_FORMAT
-    if set(doc) - {"config", "meta", "status"} or doc.get("status") not in ("running", "complete"):
-        return False
-    if not isinstance(doc.get("meta", {}), dict):
-        return False
-    return fields is None or set(doc["config"]) <= set(fields)
+def recorded_files(doc: dict[str, Any] | None) -> dict[str, str]:
+    """``{name: SHA-256}`` of the tables and figures a run folder's ``config.json`` (parsed: ``doc``) records as
+    written by jinit ({} for none, or a folder of format 1)."""
+    files = (doc or {}).get("files")
+    return files if isinstance(files, dict) and doc.get("format") == RUN_FOLDER_FORMAT else {}
 
 
-def read(path: str | os.PathLike) -> dict[str, Any]:
+def unowned(folder: Path, names: Sequence[str], doc: dict[str, Any]) -> list[str]:
+    """The entries among ``names`` that exist in ``folder`` and that jinit cannot show it wrote: a link, or a file
+    whose SHA-256 is not the one ``config.json`` records for it."""
+    recorded = recorded_files(doc)
+    out = []
+    for name in names:
+        p = folder / name
+        if p.is_symlink() or (
+            p.exists() and (not p.is_file() or sha256_of(p) != recorded.get(name))
+        ):
+            out.append(name)
+    return out
+
+
+def write_tables(path: str | os.PathLike, result: Any, *, status: str = "complete") -> Path:
+    """Writes a :class:`jinit.results.SweepResult`'s tables into the run folder ``path`` (every file atomically:
+    ``results.csv``, ``models.csv``, ``predictions.npz``, ``summary.csv``, then ``config.json`` with ``status`` and
+    the SHA-256 of each table) and returns the path."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    write_csv(path / "results.csv", result.curves)
+    write_csv(path / "models.csv", result.models)
+    write_npz(path / "predictions.npz", predictions=result.predictions, y_test=result.y_test)
+    write_csv(path / "summary.csv", result.summary())
+    meta = {**result.meta, "num_classes": int(result.num_classes)}
+    files = {name: sha256_of(path / name) for name in TABLES}
+    write_config(path, result.config, meta, status=status, files=files)
+    result.path = path
+    return path
+
+
+def check_replaceable(folder: str | os.PathLike, names: Sequence[str]) -> None:
+    """Raises ValueError when a file among ``names`` exists in the run folder and jinit cannot show it wrote it
+    (:func:`unowned`): jinit never replaces such a file."""
+    folder = Path(folder)
+    doc = read_config(folder) or {}
+    bad = unowned(folder, names, doc)
+    if bad:
+        raise ValueError(
+            f"{folder / bad[0]} is not a file jinit wrote there (its content is not what {folder}/config.json "
+            "records); jinit never replaces it: move it away, or choose another folder"
+        )
+
+
+def record_files(folder: str | os.PathLike, names: Sequence[str]) -> None:
+    """Adds the SHA-256 of the files ``names`` (just written by jinit, e.g. ``jinit report``'s figures) to the run
+    folder's ``config.json``, so that jinit may replace them later."""
+    folder = Path(folder)
+    doc = read_config(folder)
+    if doc is None or doc.get("format") != RUN_FOLDER_FORMAT:
+        return
+    files = {**recorded_files(doc), **{n: sha256_of(folder / n) for n in names}}
+    write_config(
+        folder, doc["config"], doc.get("meta") or {}, status=doc.get("status"), files=files
+    )
+
+
+def read_tables(path: str | os.PathLike) -> dict[str, Any]:
     """Reads a complete run folder into plain values.
 
     Returns:
@@ -148,8 +242,8 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a jinit run folder (no config.json)")
-    doc = read_json(path / "config.json")
-    if not is_run_config(doc):
+    doc = read_config(path)
+    if doc is None:
         raise ValueError(
             f"{path} is not a jinit run folder (its config.json was not written by jinit)"
         )
@@ -157,13 +251,13 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(
             f"the sweep in {path} did not complete (status {doc.get('status')!r}); rerun it to finish"
         )
-    rebuild = f"run the same `jinit sweep` with --out {path} again: it rebuilds the tables from the chunk files"
+    rebuild = (
+        f"move it away and run the same `jinit sweep` with --out {path} again: it rebuilds the tables from the "
+        "chunk files"
+    )
     name = "results.csv"
     try:
         curves = pd.read_csv(path / name, dtype={**CURVE_DTYPES, **AXIS_DTYPES})
-        if "train_accuracy" not in curves.columns and "train_loss" in curves.columns:
-            # written by an older jinit: no training accuracy, no epoch 0
-            curves.insert(curves.columns.get_loc("train_loss") + 1, "train_accuracy", np.nan)
         name = "models.csv"
         models = pd.read_csv(path / name, dtype={**MODEL_DTYPES, **AXIS_DTYPES})
         name = "predictions.npz"
@@ -235,29 +329,6 @@ def _without_axes(table: pd.DataFrame, expected: Sequence[str]) -> list[str]:
     return cols[:1] + cols[i:]
 
 
-CHUNKS_DIR = "chunks"
-CHECKPOINTS_DIR = "checkpoints"
-PARAMS_DIR = "params"
-#: The files a sweep writes into its run folder (``--overwrite`` removes these and the folders below, nothing else).
-OWNED_FILES = (
-    "config.json",
-    "results.csv",
-    "models.csv",
-    "summary.csv",
-    "predictions.npz",
-    "accuracy_curves.png",
-    "final_accuracy.png",
-    "r2_curves.png",  # a regression's figures (jinit.plots.save_all names them by the task's metric)
-    "final_r2.png",
-)
-OWNED_DIRS = (CHUNKS_DIR, CHECKPOINTS_DIR, PARAMS_DIR)
-EPOCH_DIR = re.compile(r"epoch_(\d+)")
-
-
-class RunFolderMismatch(ValueError):
-    """The run folder holds a different sweep (and ``overwrite`` was not asked for)."""
-
-
 def check_writable(path: str | os.PathLike) -> None:
     """Checks, without creating anything, that a run folder can be created or written at ``path``.
 
@@ -313,39 +384,24 @@ class RunFolder:
     replaced: bool = False
 
 
-def remove_tree(path: Path) -> None:
-    """Removes a file or folder; a folder is first renamed to a hidden trash name, so that a crash half-way
-    leaves nothing that looks like a result (the trash is removed by :func:`remove_leftovers`). A link is never
-    followed: it is refused (jinit never deletes through a link it did not create)."""
-    if path.is_symlink():
-        raise ValueError(link_message(path))
-    if not path.exists():
-        return
-    if path.is_dir():
-        trash = path.with_name(f".trash-{path.name}-{uuid.uuid4().hex[:8]}")
-        os.replace(path, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-_OWNED_TMP = re.compile(
-    r"\.(?:" + "|".join(re.escape(n) for n in (*OWNED_FILES, LOCK_FILE)) + r")\..+\.tmp"
-)
-_CHUNK_TMP = re.compile(r"\.\d{5}\.npz\..+\.tmp")
-_TRASH = re.compile(r"\.trash-.+-[0-9a-f]{8}")
-
-
 def find_links(folder: str | os.PathLike) -> list[Path]:
-    """The symbolic links among a run folder's own entries (its files, ``lock``, and anything in ``chunks/`` and
-    ``checkpoints/``), which a sweep would write or delete through; links are never followed."""
+    """The symbolic links among a run folder's own entries (its files, ``lock``, and anything in ``chunks/``,
+    ``params/`` and ``checkpoints/``), which a sweep would write or delete through; links are never followed."""
     folder = Path(folder)
     found = []
-    for name in (*OWNED_FILES, LOCK_FILE, *OWNED_DIRS):
+    for name in (
+        "config.json",
+        *TABLES,
+        *FIGURES,
+        LOCK_FILE,
+        CHUNKS_DIR,
+        CHECKPOINTS_DIR,
+        PARAMS_DIR,
+    ):
         p = folder / name
         if p.is_symlink():
             found.append(p)
-        elif name in OWNED_DIRS and p.is_dir():
+        elif name in (CHUNKS_DIR, CHECKPOINTS_DIR, PARAMS_DIR) and p.is_dir():
             for root, dirs, files in os.walk(p, followlinks=False):
                 for n in dirs + files:
                     if os.path.islink(os.path.join(root, n)):
@@ -353,41 +409,149 @@ def find_links(folder: str | os.PathLike) -> list[Path]:
     return found
 
 
+def _real_dir(d: Path) -> bool:
+    return d.is_dir() and not d.is_symlink()
+
+
+def _entries(d: Path, pattern: re.Pattern) -> list[Path]:
+    """The entries of folder ``d`` (not links) whose names are exactly ``pattern``."""
+    if not _real_dir(d):
+        return []
+    return [p for p in d.iterdir() if not p.is_symlink() and pattern.fullmatch(p.name)]
+
+
+def _delete(p: Path) -> None:
+    if _real_dir(p):
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
 def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
-    """Removes what a killed sweep can leave in a run folder: temporary files of its atomic writes, trash folders,
-    unfinished orbax checkpoints. Only names jinit writes are removed (other files in the folder are the user's),
-    and links are never followed. Call it holding the folder's lock. Returns what was removed."""
+    """Removes what a killed sweep can leave in a run folder: the temporary files of its atomic writes (jinit's
+    exact names), unfinished orbax checkpoints and the trash of a checkpoint being deleted (in jinit's own
+    ``checkpoints/NNNNN/`` folders). Nothing else: other files are the user's, and links are never followed. Call
+    it holding the folder's lock. Returns what was removed."""
     folder = Path(folder)
-    removed = []
-
-    def real_dir(d: Path) -> bool:
-        return d.is_dir() and not d.is_symlink()
-
-    def scan(d: Path, leftover: Callable[[Path], bool]) -> None:
-        if not real_dir(d):
-            return
-        for p in d.iterdir():
-            if not p.is_symlink() and leftover(p):  # a link is the user's: never removed
-                removed.append(p)
-
-    scan(folder, lambda p: bool(_OWNED_TMP.fullmatch(p.name) or _TRASH.fullmatch(p.name)))
-    for sub in (CHUNKS_DIR, PARAMS_DIR):  # their temporary files are named like the chunks'
-        scan(
-            folder / sub,
-            lambda p: bool(_CHUNK_TMP.fullmatch(p.name) or _TRASH.fullmatch(p.name)),
-        )
-    ckpt = folder / CHECKPOINTS_DIR
-    scan(ckpt, lambda p: not (real_dir(p) and p.name.isdigit()))
-    if real_dir(ckpt):
-        for d in ckpt.iterdir():
-            if real_dir(d) and d.name.isdigit():
-                scan(d, lambda p: not (real_dir(p) and EPOCH_DIR.fullmatch(p.name)))
+    removed = _entries(folder, _TMP) + _entries(folder, _LOCK_TMP)
+    for sub in (CHUNKS_DIR, PARAMS_DIR):
+        removed += _entries(folder / sub, _NUMBERED_TMP)
+    for d in _entries(folder / CHECKPOINTS_DIR, re.compile(r"\d{5}")):
+        removed += _entries(d, _ORBAX_TMP) + _entries(d, _TRASH)
     for p in removed:
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
+        _delete(p)
     return removed
+
+
+def remove_epoch_dir(path: Path) -> None:
+    """Deletes one epoch checkpoint folder: renamed to a trash name first, so that a crash half-way leaves nothing
+    that looks like a checkpoint (:func:`remove_leftovers` removes the trash)."""
+    if path.is_symlink():
+        raise ValueError(link_message(path))
+    if not path.exists():
+        return
+    trash = path.with_name(f".trash-{path.name[:10]}-{uuid.uuid4().hex[:8]}")
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def checkpoint_fingerprint(path: Path) -> str | None:
+    """The fingerprint an epoch checkpoint folder records (its orbax ``meta`` item), or None."""
+    try:
+        meta = read_json(path / "meta" / "metadata")
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return meta.get("fingerprint") if isinstance(meta, dict) else None
+
+
+def _numbered_fingerprint(path: Path) -> str | None:
+    """The fingerprint a chunk or parameter file carries, or None when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["fingerprint"]) if "fingerprint" in z.files else None
+    except Exception:  # noqa: BLE001 - a damaged zip / npy raises many kinds of errors
+        return None
+
+
+def _swept_files(folder: Path, fingerprint: str | None) -> tuple[list[Path], list[Path]]:
+    """A sweep's numbered files and epoch checkpoints in ``folder`` (those that carry ``fingerprint``), and the
+    entries at those places that do not (not jinit's to delete)."""
+    mine, foreign = [], []
+    for sub in (CHUNKS_DIR, PARAMS_DIR):
+        for p in _entries(folder / sub, _NUMBERED):
+            ours = fingerprint is not None and _numbered_fingerprint(p) == fingerprint
+            (mine if ours else foreign).append(p)
+    for d in _entries(folder / CHECKPOINTS_DIR, re.compile(r"\d{5}")):
+        for p in _entries(d, EPOCH_DIR):
+            ours = fingerprint is not None and checkpoint_fingerprint(p) == fingerprint
+            (mine if ours else foreign).append(p)
+    return mine, foreign
+
+
+def _remove_empty_dirs(folder: Path) -> None:
+    ckpt = folder / CHECKPOINTS_DIR
+    for d in _entries(ckpt, re.compile(r"\d{5}")):
+        try:
+            d.rmdir()
+        except OSError:  # not empty: the user's files stay
+            pass
+    for sub in (CHUNKS_DIR, PARAMS_DIR, CHECKPOINTS_DIR):
+        try:
+            (folder / sub).rmdir()
+        except OSError:
+            pass
+
+
+def _replace_sweep(
+    folder: Path, doc: dict[str, Any], config: dict[str, Any], fingerprint: str
+) -> None:
+    """Deletes the sweep in ``folder`` (``--overwrite``): only what jinit can show it wrote -- the tables and
+    figures whose SHA-256 ``config.json`` records, the chunk, parameter and checkpoint files that carry the old
+    sweep's fingerprint. A table that is not the one recorded, or a file at a chunk's, parameter file's or
+    checkpoint's place without that fingerprint, is refused before anything is deleted; other files stay."""
+    if doc.get("format") != RUN_FOLDER_FORMAT:
+        raise RunFolderMismatch(
+            f"the run folder {folder} holds a sweep written by an older jinit ({doc.get('format')}), which did not "
+            "record what it wrote: jinit cannot tell its files from yours there, so it replaces nothing; delete "
+            "that folder or choose another --out"
+        )
+    bad = unowned(folder, TABLES, doc)  # the new sweep writes its tables there
+    mine, foreign = _swept_files(folder, (doc.get("meta") or {}).get("fingerprint"))
+    if bad or foreign:
+        what = folder / bad[0] if bad else foreign[0]
+        raise ValueError(
+            f"cannot replace the sweep in {folder}: {what} is not a file that sweep wrote (its content is not "
+            "what its config.json records); jinit never deletes a file it cannot show it wrote: move it away, "
+            "or choose another --out"
+        )
+    recorded = recorded_files(doc)
+    figures = [n for n in recorded if n not in TABLES and not unowned(folder, [n], doc)]
+    # the new config first: a crash from here on leaves a "running" folder of the new sweep
+    write_config(folder, config, {"fingerprint": fingerprint}, status="running")
+    for name in (*TABLES, *figures):
+        (folder / name).unlink(missing_ok=True)
+    for p in mine:
+        remove_epoch_dir(p) if p.is_dir() else p.unlink(missing_ok=True)
+    _remove_empty_dirs(folder)
+    _log.warning("replaced the sweep that was in %s (--overwrite)", folder)
+
+
+def _check_new_folder(folder: Path) -> RunFolder:
+    """A folder without a jinit ``config.json``: used only when it is empty but for the lock and jinit's own
+    temporary files."""
+    foreign = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name != LOCK_FILE and not (_TMP.fullmatch(p.name) or _LOCK_TMP.fullmatch(p.name))
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ValueError(
+            f"{folder} is not empty ({shown}) and is not a jinit run folder (no config.json written by jinit); "
+            "choose a new or empty --out"
+        )
+    remove_leftovers(folder)
+    return RunFolder(folder, "new", {})
 
 
 def open_run_folder(
@@ -397,7 +561,8 @@ def open_run_folder(
     fingerprint: str,
     overwrite: bool = False,
 ) -> RunFolder:
-    """Decides what a sweep does with its run folder; call it holding the folder's lock (:func:`acquire_lock`).
+    """Decides what a sweep does with its run folder; call it holding the folder's lock (:func:`jinit.sweep.lock.
+    acquire_lock`).
 
     A folder is a run folder only when its ``config.json`` was written by jinit (:func:`is_run_config`); a folder
     without one is used only when it is empty (but for the lock). jinit's own entries must not be links.
@@ -405,7 +570,7 @@ def open_run_folder(
     Args:
       folder: the run folder (it exists: the lock is in it).
       config: the sweep's config as a plain dict (``SweepConfig.to_dict()``).
-      fingerprint: the sweep's fingerprint (config, grid, parameter shapes, data).
+      fingerprint: the sweep's fingerprint (:func:`jinit.sweep.plan.fingerprint`).
       overwrite: replace a different sweep in the folder instead of refusing.
 
     Returns:
@@ -414,72 +579,55 @@ def open_run_folder(
 
     Raises:
       RunFolderMismatch: the folder holds a different sweep (the message names the differing fields) and
-        ``overwrite`` is False.
-      ValueError: the folder is not empty and not a run folder, its ``config.json`` was not written by jinit, or
-        one of its jinit entries is a link (all also with ``overwrite``: only a sweep's own files are ever
-        deleted or replaced).
+        ``overwrite`` is False, or a sweep of an older format.
+      ValueError: the folder is not empty and not a run folder, one of jinit's entries is a link, or (with
+        ``overwrite``) a file at one of jinit's places is not one jinit wrote.
     """
     folder = Path(folder)
     links = find_links(folder)
     if links:
         raise ValueError(link_message(links[0]))
-    cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        foreign = sorted(
-            p.name
-            for p in folder.iterdir()
-            if p.name != LOCK_FILE and not _OWNED_TMP.fullmatch(p.name)
-        )
-        if foreign:
-            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise ValueError(
-                f"{folder} is not empty ({shown}) and is not a jinit run folder (no config.json); "
-                "choose a new or empty --out"
-            )
-        remove_leftovers(folder)
-        return RunFolder(folder, "new", {})
     try:
-        doc = read_json(cfg_path)
-        why = None if is_run_config(doc, config) else "it was not written by jinit"
-    except (ValueError, OSError, UnicodeDecodeError) as e:
-        why = f"unreadable: {' '.join(str(e).split())[:200]}"
-    if why is not None:
+        doc = read_config(folder)
+    except ValueError as e:
         raise ValueError(
-            f"{folder} is not a jinit run folder ({cfg_path} {why}); jinit never replaces files it did not "
-            "write, also with --overwrite: choose a new or empty --out"
-        )
+            f"{folder} is not a jinit run folder ({e}); jinit never replaces files it did not write, also with "
+            "--overwrite: choose a new or empty --out"
+        ) from None
+    if doc is None:
+        if (folder / "config.json").exists():
+            raise ValueError(
+                f"{folder} is not a jinit run folder ({folder / 'config.json'} was not written by jinit); jinit "
+                "never replaces files it did not write, also with --overwrite: choose a new or empty --out"
+            )
+        return _check_new_folder(folder)
     remove_leftovers(folder)
     meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+    same_format = doc.get("format") == RUN_FOLDER_FORMAT
     diffs = config_differences(doc["config"], config)
-    same_data = meta.get("fingerprint") in (None, fingerprint)
-    if not diffs and same_data and not overwrite:
+    if same_format and not diffs and meta.get("fingerprint") == fingerprint and not overwrite:
         return RunFolder(folder, "complete" if doc.get("status") == "complete" else "resume", meta)
     if not overwrite:
-        if diffs:
+        if not same_format:
+            what = f"a sweep written by an older jinit ({doc.get('format')})"
+        elif diffs:
             what = f"a different sweep ({'; '.join(diffs)})"
         else:
             what = (
-                "a sweep with the same config but different data or model (fingerprint "
+                "a sweep with the same config but different data, schemes or model (fingerprint "
                 f"{str(meta.get('fingerprint'))[:12]} in the folder, {fingerprint[:12]} now)"
             )
         raise RunFolderMismatch(
             f"the run folder {folder} holds {what}; pass --overwrite (overwrite=True) to replace it, or choose "
             "another --out"
         )
-    # Replace: the new config first (a crash from here on leaves a "running" folder of the new sweep, whose
-    # leftover chunks fail the fingerprint check), then the old sweep's files.
-    write_config(folder, config, {"fingerprint": fingerprint}, status="running")
-    for name in OWNED_FILES:
-        if name != "config.json":
-            (folder / name).unlink(missing_ok=True)
-    for name in OWNED_DIRS:
-        remove_tree(folder / name)
-    _log.warning("replaced the sweep that was in %s (--overwrite)", folder)
+    _replace_sweep(folder, doc, config, fingerprint)
     return RunFolder(folder, "new", {}, replaced=True)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Chunk files and epoch checkpoints.
+def chunk_path(folder: str | os.PathLike, index: int) -> Path:
+    """The file of chunk ``index`` in a run folder: ``chunks/00003.npz``."""
+    return Path(folder) / CHUNKS_DIR / f"{index:05d}.npz"
 
 
 def write_chunk(
@@ -491,6 +639,13 @@ def write_chunk(
     return path
 
 
+def _not_ours(path: Path, why: str) -> ValueError:
+    return ValueError(
+        f"{path} is not a file of this sweep ({why}); jinit never replaces a file it cannot show it wrote: "
+        "move it away and run again"
+    )
+
+
 def read_chunk(
     folder: str | os.PathLike,
     index: int,
@@ -499,10 +654,15 @@ def read_chunk(
     model_index: Sequence[int],
     shapes: dict[str, tuple[tuple[int, ...], str]] | None = None,
 ) -> dict[str, np.ndarray] | None:
-    """The arrays of chunk ``index`` when its file exists, is readable, carries ``fingerprint``, holds exactly
-    the models ``model_index`` and, with ``shapes``, exactly the arrays named there, each of that shape and dtype
-    kind (``{"step": ((6, 3), "i"), ...}``, kinds as ``numpy.dtype.kind``); else None (a file that exists but
-    does not qualify is reported with a warning and left to be overwritten: its chunk is trained again)."""
+    """The arrays of chunk ``index`` when its file exists and holds exactly the models ``model_index`` and, with
+    ``shapes``, exactly the arrays named there, each of that shape and dtype kind (``{"step": ((6, 3), "i"),
+    ...}``, kinds as ``numpy.dtype.kind``); None when there is no file, or when a file of this sweep (it carries
+    ``fingerprint``) does not qualify: that chunk is trained again and its file replaced.
+
+    Raises:
+      ValueError: the file is a link, cannot be read, or does not carry ``fingerprint`` (not this sweep's file:
+        jinit does not replace it).
+    """
     path = chunk_path(folder, index)
     if path.is_symlink():
         raise ValueError(link_message(path))
@@ -510,31 +670,22 @@ def read_chunk(
         return None
     try:
         arrays = read_npz(path)
-    except Exception as e:  # a damaged zip / npy raises many kinds of errors
-        _log.warning("ignoring the unreadable chunk file %s (%s); it is trained again", path, e)
-        return None
+    except Exception as e:  # noqa: BLE001 - a damaged zip / npy raises many kinds of errors
+        raise _not_ours(path, f"unreadable: {type(e).__name__}") from None
     fp = arrays.pop("fingerprint", None)
     if fp is None or str(fp) != fingerprint:
-        _log.warning("ignoring %s: it belongs to another sweep; it is trained again", path)
-        return None
+        raise _not_ours(path, "it does not carry this sweep's fingerprint")
+    wrong = []
     if not np.array_equal(arrays.get("model_index"), np.asarray(model_index)):
-        _log.warning(
-            "ignoring %s: it holds other models than this chunk; it is trained again", path
-        )
+        wrong.append("other models than this chunk")
+    for name, (shape, kinds) in (shapes or {}).items():
+        a = arrays.get(name)
+        if a is None or a.shape != tuple(shape) or a.dtype.kind not in kinds:
+            wrong.append(name if a is None else f"{name} {a.dtype}{list(a.shape)}")
+    wrong += sorted(set(arrays) - set(shapes)) if shapes is not None else []
+    if wrong:
+        _log.warning("%s is trained again: %s", path, ", ".join(wrong))
         return None
-    if shapes is not None:
-        wrong = sorted(set(shapes) ^ set(arrays))
-        for name, (shape, kinds) in shapes.items():
-            a = arrays.get(name)
-            if a is not None and (a.shape != tuple(shape) or a.dtype.kind not in kinds):
-                wrong.append(f"{name} {a.dtype}{list(a.shape)}")
-        if wrong:
-            _log.warning(
-                "ignoring %s: its arrays are missing, extra or mis-shaped (%s); it is trained again",
-                path,
-                ", ".join(wrong),
-            )
-            return None
     return arrays
 
 
@@ -586,7 +737,7 @@ def read_params(folder: str | os.PathLike, *, fingerprint: str | None, n_models:
     """
     from flax import traverse_util
 
-    files = sorted((Path(folder) / PARAMS_DIR).glob("[0-9]*.npz"))
+    files = sorted(_entries(Path(folder) / PARAMS_DIR, _NUMBERED))
     if not files:
         return None
     parts = []
@@ -613,26 +764,15 @@ def checkpoint_dir(folder: str | os.PathLike, index: int) -> Path:
     return Path(folder) / CHECKPOINTS_DIR / f"{index:05d}"
 
 
-def remove_checkpoints(folder: str | os.PathLike, index: int) -> None:
-    """Deletes the epoch checkpoints of chunk ``index`` (and ``checkpoints/`` once it is empty)."""
-    remove_tree(checkpoint_dir(folder, index))
-    try:
-        (Path(folder) / CHECKPOINTS_DIR).rmdir()
-    except OSError:  # not empty, or absent
-        pass
-
-
-def write_tables(path: str | os.PathLike, result: Any, *, status: str = "complete") -> Path:
-    """Writes a :class:`jinit.results.SweepResult`'s tables into the run folder ``path`` (every file atomically:
-    ``results.csv``, ``models.csv``, ``predictions.npz``, ``summary.csv``, then ``config.json`` with ``status``)
-    and returns the path."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    write_csv(path / "results.csv", result.curves)
-    write_csv(path / "models.csv", result.models)
-    write_npz(path / "predictions.npz", predictions=result.predictions, y_test=result.y_test)
-    write_csv(path / "summary.csv", result.summary())
-    meta = {**result.meta, "num_classes": int(result.num_classes)}
-    write_config(path, result.config, meta, status=status)
-    result.path = path
-    return path
+def remove_checkpoints(folder: str | os.PathLike, index: int, *, fingerprint: str) -> None:
+    """Deletes the epoch checkpoints of chunk ``index`` that carry ``fingerprint`` (and their folders once empty:
+    ``checkpoints/NNNNN``, ``checkpoints``)."""
+    d = checkpoint_dir(folder, index)
+    for p in _entries(d, EPOCH_DIR):
+        if checkpoint_fingerprint(p) == fingerprint:
+            remove_epoch_dir(p)
+    for p in (d, d.parent):
+        try:
+            p.rmdir()
+        except OSError:  # not empty (the user's files), or absent
+            pass

@@ -1,5 +1,5 @@
-"""Stopping a sweep cleanly: SIGINT/SIGTERM handling (:class:`_SignalGuard`), :class:`SweepInterrupted` and the
-status it reports.
+"""Stopping a sweep cleanly: SIGINT/SIGTERM handling (:class:`SignalGuard`), :class:`SweepInterrupted` and the
+:class:`Status` it reports.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ _log = logging.getLogger("jinit.sweep")
 
 
 @dataclasses.dataclass
-class _Status:
+class Status:
     """What a running sweep has saved so far (for the message of :class:`SweepInterrupted`)."""
 
     path: Path | None
@@ -44,7 +44,7 @@ class SweepInterrupted(KeyboardInterrupt):
       checkpoint: ``(chunk, epochs done)`` of the epoch checkpoint of the chunk that was training, or None.
     """
 
-    def __init__(self, signum: int, status: _Status):
+    def __init__(self, signum: int, status: Status):
         self.signum = int(signum)
         self.exit_code = 128 + self.signum
         self.path = status.path
@@ -76,11 +76,11 @@ class _Interrupt(KeyboardInterrupt):
         self.signum = signum
 
 
-#: How long the main thread has to act on SIGTERM / SIGINT before :class:`_SignalGuard`'s watchdog ends the process.
+#: How long the main thread has to act on SIGTERM / SIGINT before :class:`SignalGuard`'s watchdog ends the process.
 SIGNAL_GRACE_SECONDS = 10.0
 
 
-class _SignalGuard:
+class SignalGuard:
     """While active in the main thread, SIGINT and SIGTERM raise :class:`_Interrupt` (a ``KeyboardInterrupt``) at
     once -- also while the main thread waits for the device -- except inside :meth:`critical` sections (file
     writes), which finish first; the signal is raised at their end. Signals that were ignored or had a handler of
@@ -99,7 +99,7 @@ class _SignalGuard:
         self._handled = 0
         self._wakeup: tuple[int, int] | None = None
 
-    def __enter__(self) -> _SignalGuard:
+    def __enter__(self) -> SignalGuard:
         if threading.current_thread() is threading.main_thread():
             for sig, default in (
                 (signal.SIGINT, signal.default_int_handler),

@@ -1,12 +1,17 @@
-"""The run folder side of a sweep: fingerprints, chunk shapes, the resumed layout, the logs as arrays, versions."""
+"""Where a sweep's results go: :class:`RunStore` (a run folder: its lock, what the folder holds, resume, chunk and
+parameter files, epoch checkpoints, the final tables; the files themselves are :mod:`jinit.sweep.folder`'s) or
+:class:`MemoryStore` (no folder: nothing is kept). :func:`open_store` picks one and, in a sweep of several processes,
+makes them agree on the folder and the layout (the leader decides, :mod:`jinit.sweep.group`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import logging
 import math
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,16 +19,18 @@ from typing import Any
 import jax
 import numpy as np
 
-from jinit import train as train_lib
-from jinit.sweep import folder as folder_lib
-from jinit.sweep.config import SweepConfig, _is_int
-from jinit.sweep.grid import _chunk_index
-from jinit.sweep.setup import _abstract_model, _Setup
+from jinit.sweep import chunks, folder
+from jinit.sweep.assemble import load
+from jinit.sweep.checkpoints import CheckpointCallback
+from jinit.sweep.config import is_int
+from jinit.sweep.lock import acquire_lock
+from jinit.sweep.plan import Plan, describe_plan
 
 _log = logging.getLogger("jinit.sweep")
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """The versions of the software that decides a model's numbers."""
     import flax
     import optax
 
@@ -39,10 +46,36 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _params_saved(path: Path, meta: dict[str, Any]) -> bool:
-    """Whether a complete run folder holds the saved parameters of every chunk."""
-    n = meta.get("n_chunks")
-    return isinstance(n, int) and all(folder_lib.params_path(path, c).is_file() for c in range(n))
+def cpu_threads() -> int:
+    """The threads XLA's CPU client computes with: the cores this process may use, or the CPU devices when there
+    are more of them. Large reductions (a weight gradient over a batch of 512 or more) are split over them, so a
+    model's last bits on a CPU depend on this number (the reproducibility contract)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    cpus = sum(d.platform == "cpu" for d in jax.local_devices(backend="cpu"))
+    return max(cores, cpus)
+
+
+def run_meta(plan: Plan, devices: list[Any], process_count: int) -> dict[str, Any]:
+    """What ``config.json`` records of a sweep beside its config: the plan (:func:`jinit.sweep.plan.describe_plan`),
+    the software, the devices and the fingerprint's companions."""
+    d = devices[0]
+    meta = {
+        "versions": versions(),
+        "device_kind": d.device_kind,
+        "platform": d.platform,
+        "device_count": min(len(devices), plan.layout.devices),
+        "local_device_count": jax.local_device_count(),
+        "process_count": process_count,
+        "jax_threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
+        **describe_plan(plan),
+    }
+    if d.platform == "cpu":
+        meta["cpu_threads"] = cpu_threads()
+    meta["data_source"] = _portable_source(meta.get("data_source", ""))
+    return meta
 
 
 def _portable_source(source: str) -> str:
@@ -54,135 +87,29 @@ def _portable_source(source: str) -> str:
     return str(source)
 
 
-def _shared_config(out: Path, **info) -> dict[str, Any]:
-    """What process 0 tells the others about the run folder: ``info`` and the SHA-256 of the config.json it wrote,
-    by which each process checks that it sees the same folder (:func:`_check_shared_folder`)."""
-    data = (out / "config.json").read_bytes()
-    return {**info, "config_sha256": hashlib.sha256(data).hexdigest(), "host": _hostname()}
+def resumed_layout(stored: dict[str, Any], plan: Plan, path: Path) -> Plan:
+    """The plan with the layout of the sweep's first start (its chunk files and checkpoints hold chunks of that
+    size, and the models per device decide the models' numbers bit for bit). The device count may differ: a chunk's
+    groups are then spread over the devices there are.
 
-
-def _hostname() -> str:
-    import socket
-
-    return socket.gethostname()
-
-
-def _check_shared_folder(out: Path, prepared: dict[str, Any], pid: int) -> None:
-    """Raises OSError when this process does not see the config.json process 0 just wrote in ``out``."""
-    try:
-        sha = hashlib.sha256((out / "config.json").read_bytes()).hexdigest()
-    except OSError:
-        sha = None
-    if sha != prepared.get("config_sha256"):
-        seen = "does not see" if sha is None else "sees another"
-        raise OSError(
-            f"the run folder {out} is not shared: process {pid} on {_hostname()} {seen} config.json than the one "
-            f"process 0 wrote there on {prepared.get('host')}; --out must be a folder on a filesystem that every "
-            "process shares"
-        )
-
-
-def _chunk_shapes(
-    config, steps_per_epoch, n_test, c, csize, n_models, *, extra=(), pred_tail=(), pred_kind="iu"
-) -> dict[str, Any]:
-    """The arrays of chunk ``c``'s file (:func:`_chunk_arrays`): shape and dtype kind of each. ``extra``: the log
-    fields beyond a classification sweep's without validation (:func:`_extra_log_fields`); ``pred_tail`` /
-    ``pred_kind``: the shape after ``[n, n_test]`` and the dtype kinds of the predictions (regression: floats)."""
-    n = len(_chunk_index(c, csize, n_models))
-    evals = config.epochs * (train_lib.intervals(steps_per_epoch, config.eval_every)[0] + 1)
-    curve = ((n, evals), "f")
-    more = {f: ((n,), "f") if f.startswith("init_") else curve for f in extra}
-    return {
-        **more,
-        "model_index": ((n,), "i"),
-        "step": ((n, evals), "i"),
-        "train_loss": curve,
-        "test_loss": curve,
-        "test_accuracy": curve,
-        "train_accuracy": curve,
-        "init_test_loss": ((n,), "f"),
-        "init_test_accuracy": ((n,), "f"),
-        "diverged_step": ((n,), "i"),
-        "predictions": ((n, n_test, *pred_tail), pred_kind),
-        "param_sha256": ((n,), "U"),
-    }
-
-
-def _fingerprint(config: SweepConfig, setup: _Setup, grid, opt_key=None) -> str:
-    """A SHA-256 of what decides a sweep's numbers: the config, the grid's labels, the parameter shapes of the
-    model (and for your own model or optimizer, what they compute), and the training and test arrays. Chunk files
-    and checkpoints carry it; resuming requires it."""
-    shapes = _abstract_model(setup)[2]
-    identity = {
-        k: v for k, v in config.to_dict().items() if k not in folder_lib.LOCATION_FIELDS
-    }  # where the data is is not what the sweep is: the data's bytes are hashed below
-    desc = {
-        "config": identity,
-        **({"model": setup.model_key[1]} if setup.model_key[0] == "custom" else {}),
-        **({"optimizer": opt_key[1]} if opt_key and opt_key[0] == "custom" else {}),
-        **_task_identity(setup),
-        "grid": [[label, int(s)] for label, _, s in grid],
-        "params": [
-            [jax.tree_util.keystr(path), list(x.shape), str(x.dtype)]
-            for path, x in jax.tree_util.tree_flatten_with_path(shapes)[0]
-        ],
-        "num_classes": setup.num_classes,
-        "data": [
-            [list(a.shape), str(a.dtype)]
-            for a in (setup.x_train, setup.y_train, setup.x_test, setup.y_test)
-        ],
-    }
-    if (
-        setup.x_val is not None
-    ):  # only then: the fingerprints of sweeps without one stay as they were
-        desc["val_data"] = [[list(a.shape), str(a.dtype)] for a in (setup.x_val, setup.y_val)]
-    h = hashlib.sha256(json.dumps(desc, sort_keys=True).encode("utf-8"))
-    arrays = [setup.x_train, setup.y_train, setup.x_test, setup.y_test]
-    if setup.x_val is not None:
-        arrays += [setup.x_val, setup.y_val]
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1))
-    return h.hexdigest()
-
-
-def _task_identity(setup: _Setup) -> dict[str, Any]:
-    """The task in the fingerprint: nothing for classification (fingerprints stay as before tasks existed), the
-    name of a built-in task, the SHA-256 of what a custom one computes."""
-    key = getattr(setup, "task_key", ("classification",))
-    if key == ("classification",):
-        return {}
-    if key[0] == "custom" and not isinstance(key[1], str):
-        return {"task": ["custom", repr(key[1])[:200]]}
-    return {"task": [str(k) for k in key]}
-
-
-def _resumed_layout(
-    stored: dict[str, Any], k: int, csize: int, path: Path, n_models: int
-) -> tuple[int, int]:
-    """The models per device and the chunk size a resumed sweep keeps: the first start's (its chunk files and
-    checkpoints hold chunks of that size, and the models per device decide the models' numbers bit for bit). The
-    device count may differ: a chunk's groups of ``k`` models are then spread over the devices there are. A stored
-    layout that no start can have chosen (a chunk beyond the grid rounded up to whole groups) is ignored."""
-    old_k, old_size = stored.get("models_per_device"), stored.get("chunk_size")
-    if not _is_int(old_size) or old_size < 1:
-        return k, csize
-    if (
-        _is_int(old_k)
-        and old_k >= 1
-        and (old_k > max(k, 1024) or old_size > max(math.ceil(n_models / old_k) * old_k, k))
-    ):
-        _log.warning("ignoring the impossible chunk_size %r in %s/config.json", old_size, path)
-        return k, csize
-    if not _is_int(old_k) or old_k < 1 or old_size % old_k:
+    Raises:
+      ValueError: the folder's layout is not one any start could have chosen for this grid (``config.json`` was
+        edited).
+    """
+    k, size = stored.get("models_per_device"), stored.get("chunk_size")
+    n = plan.n_models
+    ok = is_int(k) and is_int(size) and k >= 1 and size >= k and size % k == 0
+    if not ok or size > max(math.ceil(n / k) * k, k):
         raise ValueError(
-            f"the sweep in {path} was started by an older jinit (its chunks do not record the models per "
-            "device): pass --overwrite (overwrite=True) to start it again"
+            f"{path}/config.json records a layout no sweep of this grid chooses (models_per_device {k!r}, "
+            f"chunk_size {size!r}, {n} models): it was edited; restore it, or pass --overwrite (overwrite=True) "
+            "to train the sweep again"
         )
-    return int(old_k), int(old_size)
+    return plan.with_layout(k, size)
 
 
 def _warn_if_environment_changed(stored: dict[str, Any], path: Path) -> None:
-    now = {"versions": _versions(), "device_kind": jax.local_devices()[0].device_kind}
+    now = {"versions": versions(), "device_kind": jax.local_devices()[0].device_kind}
     changed = []
     for key, value in now["versions"].items():
         before = (stored.get("versions") or {}).get(key)
@@ -190,6 +117,8 @@ def _warn_if_environment_changed(stored: dict[str, Any], path: Path) -> None:
             changed.append(f"{key} {before} -> {value}")
     if stored.get("device_kind") not in (None, now["device_kind"]):
         changed.append(f"device {stored['device_kind']} -> {now['device_kind']}")
+    if stored.get("cpu_threads") not in (None, now.get("cpu_threads", stored.get("cpu_threads"))):
+        changed.append("CPU threads")
     if changed:
         _log.warning(
             "resuming %s with other software or hardware (%s): the rest may not be bitwise identical to an "
@@ -199,70 +128,279 @@ def _warn_if_environment_changed(stored: dict[str, Any], path: Path) -> None:
         )
 
 
-#: What every epoch logs per model (see :class:`jinit.train.EpochLogs`), as chunk files and checkpoints hold it.
-_LOG_FIELDS = (
-    "step",
-    "train_loss",
-    "test_loss",
-    "test_accuracy",
-    "train_accuracy",
-    "init_test_loss",
-    "init_test_accuracy",
-)
+def _config_sha(out: Path) -> str | None:
+    try:
+        return hashlib.sha256((out / "config.json").read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
-def _extra_log_fields(task: Any, has_val: bool) -> list[str]:
-    """The log fields of a sweep beyond :data:`_LOG_FIELDS`: the task's secondary metrics on the test set
-    (``test_metric_<name>``) and, with a validation set, ``val_loss``, ``val_accuracy`` (the primary metric, as in
-    :class:`jinit.train.EpochLogs`) and ``val_metric_<name>``; each also at initialization (``init_...``). None for
-    a classification sweep without validation (its chunk files are as before)."""
-    secondary = tuple(task.metric_names[1:]) if task is not None else ()
-    names = [f"test_metric_{m}" for m in secondary]
-    if has_val:
-        names += ["val_loss", "val_accuracy"] + [f"val_metric_{m}" for m in secondary]
-    return names + [f"init_{f}" for f in names]
+class MemoryStore:
+    """The store of a sweep without a run folder: nothing is read or kept."""
+
+    complete = None
+
+    def __init__(self, plan: Plan, meta: dict[str, Any]):
+        self.plan, self.meta = plan, meta
+
+    def done(self, mine: list[int]) -> dict[int, dict[str, np.ndarray]]:
+        return {}
+
+    def callbacks(self) -> list[Any]:
+        return []
+
+    def save_chunk(self, c: int, arrays: dict[str, np.ndarray], variables: Any) -> None:
+        pass
+
+    def gather(self, trained: dict[int, dict[str, np.ndarray]]) -> dict[int, dict[str, np.ndarray]]:
+        return trained
+
+    def finish(self, result: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
-def _flat_logs(ep: train_lib.EpochLogs) -> dict[str, Any]:
-    """One epoch's :class:`jinit.train.EpochLogs` as flat arrays: :data:`_LOG_FIELDS`, ``predictions`` and the
-    fields of :func:`_extra_log_fields` that it has."""
-    out = {f: getattr(ep, f) for f in _LOG_FIELDS}
-    out["predictions"] = ep.predictions
-    for split in ("test", "val"):
-        if split == "val" and ep.val_loss is None:
-            continue
-        if split == "val":
-            out["val_loss"], out["val_accuracy"] = ep.val_loss, ep.val_accuracy
-            out["init_val_loss"], out["init_val_accuracy"] = ep.init_val_loss, ep.init_val_accuracy
-        for m, v in (getattr(ep, f"{split}_metrics") or {}).items():
-            out[f"{split}_metric_{m}"] = v
-        for m, v in (getattr(ep, f"init_{split}_metrics") or {}).items():
-            out[f"init_{split}_metric_{m}"] = v
-    return out
+@dataclasses.dataclass
+class RunStore:
+    """The store of a sweep with a run folder (see :func:`open_store`)."""
 
+    plan: Plan
+    out: Path
+    fingerprint: str
+    group: Any
+    guard: Any
+    status: Any
+    meta: dict[str, Any]
+    save_params: bool = False
+    checkpoint_every: float | None = None
+    lock: Any = None
+    complete: Any = None
+    _checkpoints: Any = None
 
-def _logs_to_arrays(logs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    out = {f: np.stack([np.asarray(ep[f]) for ep in logs]) for f in logs[0] if f != "predictions"}
-    out["predictions"] = np.asarray(logs[-1]["predictions"])
-    return out
+    def done(self, mine: list[int]) -> dict[int, dict[str, np.ndarray]]:
+        """The chunk files of ``mine`` already in the folder (and their parameter files, with ``save_params``)."""
+        out = {}
+        for c in mine:
+            arrays = folder.read_chunk(
+                self.out,
+                c,
+                fingerprint=self.fingerprint,
+                model_index=self.plan.chunk(c),
+                shapes=chunks.chunk_shapes(self.plan, c),
+            )
+            if arrays is None or (
+                self.save_params and not folder.params_path(self.out, c).is_file()
+            ):
+                continue  # trained again (its parameters too)
+            out[c] = arrays
+        self.status.chunks_done = self.status.chunks_reused = len(out)
+        if out:
+            _log.info(
+                "resuming the sweep in %s: %d of %d chunks are done%s",
+                self.out,
+                len(out),
+                len(mine),
+                self.group.describe(self.plan.layout.n_chunks),
+            )
+        return out
 
-
-def _logs_from_arrays(arrays: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    n = arrays["step"].shape[0]
-    return [
-        {
-            **{f: a[e] for f, a in arrays.items() if f != "predictions"},
-            "predictions": arrays["predictions"] if e == n - 1 else None,
-        }
-        for e in range(n)
-    ]
-
-
-def _has_logs(arrays: dict[str, np.ndarray], what: str) -> bool:
-    """Whether a chunk file's or checkpoint's arrays have every log field (an older jinit wrote fewer)."""
-    missing = [f for f in ("train_accuracy", "init_test_accuracy") if f not in arrays]
-    if missing:
-        _log.warning(
-            "ignoring %s: written by an older jinit (no %s); it is trained again", what, missing
+    def callbacks(self) -> list[Any]:
+        """The epoch checkpoints (one process only, with ``checkpoint_every``)."""
+        if self.checkpoint_every is None or not self.group.checkpoints:
+            return []
+        self._checkpoints = CheckpointCallback(
+            self.out, self.fingerprint, self.checkpoint_every, self.guard, self.status
         )
-    return not missing
+        return [self._checkpoints]
+
+    def save_chunk(self, c: int, arrays: dict[str, np.ndarray], variables: Any) -> None:
+        """Writes a trained chunk (its parameters first: a chunk on disk has its parameters), then deletes its
+        checkpoints; a signal waits until the files are complete."""
+        with self.guard.critical():
+            if self.save_params:
+                folder.write_params(
+                    self.out,
+                    c,
+                    variables,
+                    fingerprint=self.fingerprint,
+                    model_index=self.plan.chunk(c),
+                )
+            folder.write_chunk(self.out, c, arrays, fingerprint=self.fingerprint)
+            self.status.chunks_done += 1
+            self.status.checkpoint = None
+            folder.remove_checkpoints(self.out, c, fingerprint=self.fingerprint)
+
+    def gather(self, trained: dict[int, dict[str, np.ndarray]]) -> dict[int, dict[str, np.ndarray]]:
+        """Every chunk of the sweep: this process's, and (several processes) the others' from the folder once all
+        have written theirs."""
+        if self.group.count == 1:
+            return trained
+        self.group.barrier("chunks", forever=True)
+        out = {}
+        for c in range(self.plan.layout.n_chunks):
+            arrays = folder.read_chunk(
+                self.out, c, fingerprint=self.fingerprint, model_index=self.plan.chunk(c)
+            )
+            if arrays is None:
+                raise RuntimeError(f"chunk {c} of {self.out} is missing after the barrier")
+            out[c] = arrays
+        return out
+
+    def finish(self, result: Any) -> None:
+        """The leader writes the tables (a signal during the write leaves the sweep complete); every process waits
+        for it, so the folder is complete when :func:`jinit.sweep.run` returns."""
+        if self.group.leader:
+            with self.guard.critical(complete=True):
+                folder.write_tables(self.out, result)
+        self.group.barrier("saved", forever=True)
+
+    def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+        if self.lock is not None:
+            try:
+                self.lock.release()
+            except OSError as e:
+                if sys.exc_info()[1] is None:
+                    raise
+                # the first error is the one to report (e.g. a folder that became read-only)
+                _log.warning("could not remove the lock %s (%s)", self.lock.path, e)
+
+
+def _params_saved(path: Path, n_chunks: Any) -> bool:
+    return isinstance(n_chunks, int) and all(
+        folder.params_path(path, c).is_file() for c in range(n_chunks)
+    )
+
+
+def _lead(store: RunStore, *, overwrite: bool, keep_params: bool) -> RunStore:
+    """The leader (process 0) opens the folder: lock, what it holds, the layout, ``config.json``."""
+    plan, out = store.plan, store.out
+    store.lock = acquire_lock(out)
+    found = folder.open_run_folder(
+        out, plan.config.to_dict(), fingerprint=store.fingerprint, overwrite=overwrite
+    )
+    state = found.state
+    if (
+        state == "complete"
+        and store.save_params
+        and not _params_saved(out, found.meta.get("n_chunks"))
+    ):
+        _log.info(
+            "%s holds this sweep, complete, without its parameters: training it again to save them",
+            out,
+        )
+        state = "resume"
+    if state == "complete":
+        if keep_params:
+            raise ValueError(
+                f"keep_params=True needs the models trained in this call, but {out} already holds this sweep, "
+                "complete; pass overwrite=True to train it again"
+            )
+        folder.check_replaceable(out, folder.TABLES)
+
+        try:
+            store.complete = load(out)
+        except (OSError, ValueError) as e:  # a table missing: rebuilt from the chunk files
+            _log.warning("%s; rebuilding the tables from the chunk files", e)
+            state = "resume"
+        else:
+            _log.info(
+                "%s already holds this sweep, complete: nothing was recomputed (--overwrite / overwrite=True "
+                "trains it again)",
+                out,
+            )
+            store.group.share(
+                "prepared",
+                {"complete": True, "config_sha256": _config_sha(out), "host": socket.gethostname()},
+            )
+            return store
+    folder.check_replaceable(out, folder.TABLES)  # the tables it will write over at the end
+    if state == "resume":
+        store.plan = resumed_layout(found.meta, plan, out)
+        _warn_if_environment_changed(found.meta, out)
+    store.meta.update(
+        models_per_device=store.plan.layout.models_per_device,
+        chunk_size=store.plan.layout.chunk_size,
+        n_chunks=store.plan.layout.n_chunks,
+    )
+    files = folder.recorded_files(folder.read_config(out))  # tables of a finished run stay jinit's
+    with store.guard.critical():
+        folder.write_config(
+            out, store.plan.config.to_dict(), store.meta, status="running", files=files
+        )
+    store.group.share(
+        "prepared",
+        {
+            "models_per_device": store.plan.layout.models_per_device,
+            "chunk_size": store.plan.layout.chunk_size,
+            "config_sha256": _config_sha(out),
+            "host": socket.gethostname(),
+        },
+    )
+    return store
+
+
+def _follow(store: RunStore) -> RunStore:
+    """A process other than the leader takes the leader's decisions, after checking it sees the same folder."""
+    prepared = store.group.receive("prepared")
+    if _config_sha(store.out) != prepared.get("config_sha256"):
+        seen = "does not see" if _config_sha(store.out) is None else "sees another"
+        raise OSError(
+            f"the run folder {store.out} is not shared: process {store.group.index} on {socket.gethostname()} "
+            f"{seen} config.json than the one process 0 wrote there on {prepared.get('host')}; --out must be a "
+            "folder on a filesystem that every process shares"
+        )
+    if prepared.get("complete"):
+        store.complete = load(store.out)
+        return store
+    store.plan = store.plan.with_layout(
+        int(prepared["models_per_device"]), int(prepared["chunk_size"])
+    )
+    return store
+
+
+def open_store(
+    out: str | os.PathLike | None,
+    plan: Plan,
+    fingerprint: str,
+    *,
+    group: Any,
+    guard: Any,
+    status: Any,
+    meta: dict[str, Any],
+    overwrite: bool = False,
+    save_params: bool = False,
+    keep_params: bool = False,
+    checkpoint_every: float | None = None,
+) -> MemoryStore | RunStore:
+    """The store of a sweep: a :class:`MemoryStore` without ``out``; else a :class:`RunStore` on the run folder
+    ``out``, opened by the leader (lock, resume, layout, ``config.json`` with ``meta``) and checked by the other
+    processes. ``store.plan`` is the plan with the layout the sweep keeps; ``store.complete`` the result when the
+    folder already holds this sweep, complete."""
+    if out is None:
+        return MemoryStore(plan, dict(meta))
+    store = RunStore(
+        plan,
+        Path(out),
+        fingerprint,
+        group,
+        guard,
+        status,
+        {**meta, "fingerprint": fingerprint},
+        save_params=save_params,
+        checkpoint_every=checkpoint_every,
+    )
+    try:
+        store = (
+            _lead(store, overwrite=overwrite, keep_params=keep_params)
+            if group.leader
+            else _follow(store)
+        )
+        group.barrier("checked")
+    except BaseException:
+        store.close()
+        raise
+    return store

@@ -136,10 +136,10 @@ def injected(
       ``learning_rate=`` (and ``weight_decay=`` when the optimizer has one) to get a transformation whose
       ``opt_state.hyperparams`` holds them.
     """
-    return optax.inject_hyperparams(train_lib._injectable(name, weight_decay is not None))
+    return optax.inject_hyperparams(train_lib.injectable(name, weight_decay is not None))
 
 
-def _lr_argument(factory: Callable) -> str:
+def lr_argument(factory: Callable) -> str:
     """The name of the first parameter of a user's factory ``learning_rate -> tx`` (its injected hyperparameter)."""
     try:
         params = list(inspect.signature(factory).parameters.values())
@@ -187,7 +187,7 @@ def optimizer(
             )
         return custom, {}
     if custom is not None:
-        arg = _lr_argument(custom)
+        arg = lr_argument(custom)
         return optax.inject_hyperparams(custom)(float(lrs[0])), {"learning_rate": arg}
     if config.optimizer == "adamw":
         wd = ADAMW_WEIGHT_DECAY if wds[0] is None else float(wds[0])

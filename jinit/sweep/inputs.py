@@ -1,5 +1,7 @@
-"""What a sweep needs before anything compiles: the data, the model factory and its cache key, the schemes checked
-against the model, the optimizer and its key.
+"""What a sweep trains on and with, resolved and checked before anything compiles: the data and its splits, the task,
+the model factory (and a key of what it computes), the schemes checked against the model, the optimizer (and a key of
+what it computes). :func:`resolve` returns them as one :class:`Inputs` value; :mod:`jinit.sweep.plan` builds the
+grid and the layout on it.
 """
 
 from __future__ import annotations
@@ -15,19 +17,16 @@ import numpy as np
 
 from jinit import models as models_lib
 from jinit import train as train_lib
-from jinit.sweep.config import (
-    SweepConfig,
-    _initializer,
-    _is_lsuv,
-    _kernel_init,
-    is_custom_model,
-    resolve_schemes,
-)
+from jinit.sweep import hyper
+from jinit.sweep.config import SweepConfig, is_custom_model
+from jinit.sweep.schemes import initializer, is_lsuv, kernel_init_of, resolve_schemes
 
 _log = logging.getLogger("jinit.sweep")
 
 
-class _Setup(NamedTuple):
+class Inputs(NamedTuple):
+    """The resolved inputs of a sweep (:func:`resolve`)."""
+
     make_model: Callable  # the model factory: the user's (any kind jinit.adapters takes) or the built-in one
     model_key: Any
     schemes: list
@@ -75,10 +74,12 @@ def _model_factory(config: SweepConfig, num_classes: int, make_model: Callable |
     )
 
 
-def _setup(
+def resolve(
     config: SweepConfig, make_model: Callable | None, data: Any = None, task: Any = None
-) -> _Setup:
-    config.validate()
+) -> Inputs:
+    """Loads the data and resolves the task, the model and the schemes of ``config`` (with your own ``make_model``,
+    ``data`` and ``task`` when given), checking each against the others abstractly (``jax.eval_shape``: nothing is
+    compiled). Raises ValueError/TypeError naming the bad value."""
     if make_model is None and is_custom_model(config.model):
         raise ValueError(
             f"this config records your own model ({config.model}): pass the model factory again, "
@@ -87,7 +88,7 @@ def _setup(
     schemes = resolve_schemes(
         config.schemes, model=None if make_model is not None else config.model
     )
-    bias_init = _initializer(config.bias_init, "bias_init")
+    bias_init = initializer(config.bias_init, "bias_init")
     task = _resolve_task(task, data)
     ds = _dataset(config, data)
     task = train_lib.make_task(ds.task if task is None else task)
@@ -110,11 +111,11 @@ def _setup(
     if y_val is not None:
         y_val = _targets(task, ds, y_val, "y_val")
     mm, model_key = _model_factory(config, _output_width(task, ds, y_train), make_model)
-    model_info = _check_schemes_fit(mm, schemes, bias_init, x_train[:1])
+    model_info = check_schemes_fit(mm, schemes, bias_init, x_train[:1])
     if model_key is None:
         model_key = _custom_model_key(mm, schemes, bias_init, x_train[:1])
     task_key, outputs_tail = _check_task(task, ds, mm, schemes, bias_init, x_train[:1], y_train[:1])
-    return _Setup(
+    return Inputs(
         mm,
         model_key,
         schemes,
@@ -189,7 +190,7 @@ def _split(config: SweepConfig, ds):
     return x_train, y_train, x_test, y_test, x_val, y_val
 
 
-def _is_class_task(task) -> bool:
+def is_class_task(task) -> bool:
     """Whether the task's predictions are class labels (classification, binary): churn, the noise floor and the
     majority-class test apply to it."""
     return task is None or task.name in ("classification", "binary")
@@ -250,7 +251,7 @@ def _check_outputs(make_model: Callable, scheme, bias_init, x1: np.ndarray, expe
 
     x = jax.ShapeDtypeStruct((1,) + x1.shape[1:], jnp.float32)
     try:  # the model driven as jinit.adapters drives it (train flag, BatchNorm state), in evaluation
-        fns = adapters.model_fns(make_model, _kernel_init(scheme), bias_init)
+        fns = adapters.model_fns(make_model, kernel_init_of(scheme), bias_init)
         params, state = jax.eval_shape(fns.init, jax.random.PRNGKey(0), x)
         outputs, _ = jax.eval_shape(
             lambda p, s, x: fns.apply(p, s, x, False, None), params, state, x
@@ -309,7 +310,7 @@ def _check_task(task, ds, make_model, schemes, bias_init, x1, y1) -> Any:
     return ("custom", h.hexdigest()), tail
 
 
-def _check_optimizer(optimizer: Any) -> None:
+def check_optimizer(optimizer: Any) -> None:
     """``optimizer`` is None, an optax ``GradientTransformation`` or a factory of one (checked before compiling)."""
     import optax
 
@@ -318,40 +319,44 @@ def _check_optimizer(optimizer: Any) -> None:
     if not callable(optimizer) or isinstance(optimizer, str | type):
         raise TypeError(
             f"optimizer must be an optax.GradientTransformation or a factory learning_rate -> "
-            f"GradientTransformation, got {_describe(optimizer)}; for a named optimizer use "
+            f"GradientTransformation, got {describe(optimizer)}; for a named optimizer use "
             f"SweepConfig(optimizer=...), one of {', '.join(train_lib.OPTIMIZERS)}"
         )
 
 
-def _describe(value: Any, limit: int = 200) -> str:
+def describe(value: Any, limit: int = 200, *, object_ids: bool = True) -> str:
+    """``repr(value)``, cut to ``limit`` characters; without ``object_ids``, memory addresses (``at 0x7f...``) are
+    left out, so that what the run folder records is the same in every process."""
+    import re
+
     text = repr(value)
+    if not object_ids:
+        text = re.sub(r" at 0x[0-9a-fA-F]+", "", text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _make_optimizer(config: SweepConfig, optimizer: Any, setup: _Setup):
+def make_optimizer(config: SweepConfig, optimizer: Any, inputs: Inputs):
     """The optax transformation of a sweep and its key for the program cache.
 
-    The transformation is the injected form of :func:`jinit.sweep.axes.optimizer` (the learning rate and weight
+    The transformation is the injected form of :func:`jinit.sweep.hyper.optimizer` (the learning rate and weight
     decay live in each model's ``opt_state.hyperparams``, so one program serves every value of those axes). Its
     key: the config's optimizer name and whether it adds a weight decay (not the values: they are arrays of the
     state), or for your own optimizer a SHA-256 of its lowered (not compiled) ``init`` and ``update``, so that a
     changed optimizer never gets a cached program."""
     import optax
 
-    from jinit.sweep import axes
-
     if optimizer is None:
-        tx, names = axes.optimizer(config)
+        tx, names = hyper.optimizer(config)
         return tx, (config.optimizer, "injected", tuple(sorted(names)))
     if not isinstance(optimizer, optax.GradientTransformation):
-        axes._lr_argument(optimizer)
-        probe = optimizer(float(axes.values(config, "learning_rate")[0]))
+        hyper.lr_argument(optimizer)
+        probe = optimizer(float(hyper.values(config, "learning_rate")[0]))
         if not isinstance(probe, optax.GradientTransformation):
             raise TypeError(
-                f"the optimizer factory returned {_describe(probe)}, not an optax.GradientTransformation"
+                f"the optimizer factory returned {describe(probe)}, not an optax.GradientTransformation"
             )
-    tx, _ = axes.optimizer(config, optimizer)
-    params = {"params": _abstract_model(setup)[2]["params"]}  # what the optimizer updates
+    tx, _ = hyper.optimizer(config, optimizer)
+    params = {"params": abstract_model(inputs)[2]["params"]}  # what the optimizer updates
     try:
         state = jax.eval_shape(tx.init, params)
         h = hashlib.sha256(jax.jit(tx.init).lower(params).as_text().encode())
@@ -369,7 +374,7 @@ def model_fns(make_model: Callable, scheme: Any, bias_init: Any, x: Any = None):
     """The :class:`jinit.adapters.ModelFns` of the model ``make_model`` builds with ``scheme``'s kernel init."""
     from jinit import adapters
 
-    return adapters.model_fns(make_model, _kernel_init(scheme), bias_init, x=x)
+    return adapters.model_fns(make_model, kernel_init_of(scheme), bias_init, x=x)
 
 
 def variables_init(fns) -> Callable:
@@ -389,9 +394,9 @@ def linen_module(make_model: Callable, scheme: Any, bias_init: Any):
     from jinit import adapters
     from jinit.rules import model_factory
 
-    if adapters._plan(make_model).kind != "linen":
+    if adapters.factory_kind(make_model).kind != "linen":
         return None
-    return model_factory(make_model)(_kernel_init(scheme), bias_init)
+    return model_factory(make_model)(kernel_init_of(scheme), bias_init)
 
 
 def _custom_model_key(make_model: Callable, schemes, bias_init, x1: np.ndarray) -> tuple:
@@ -405,7 +410,7 @@ def _custom_model_key(make_model: Callable, schemes, bias_init, x1: np.ndarray) 
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
     h = hashlib.sha256()
     for _, scheme in schemes:
-        if isinstance(scheme, Rules) or _is_lsuv(scheme):
+        if isinstance(scheme, Rules) or is_lsuv(scheme):
             continue  # built on the model's own init, lowered below with the first plain scheme
         fns = model_fns(make_model, scheme, bias_init)
         h.update(jax.jit(fns.init).lower(key, x).as_text().encode())
@@ -419,7 +424,7 @@ def _custom_model_key(make_model: Callable, schemes, bias_init, x1: np.ndarray) 
     return ("custom", h.hexdigest())
 
 
-def _check_schemes_fit(make_model: Callable, schemes, bias_init, x1: np.ndarray):
+def check_schemes_fit(make_model: Callable, schemes, bias_init, x1: np.ndarray):
     """Initializes every scheme's model abstractly (``jax.eval_shape``: nothing is computed or compiled), so a
     scheme that cannot serve one of the model's kernels (``dirac`` on a Dense kernel, ``identity`` on a conv)
     fails here with its name, before anything is compiled. Returns the model's :class:`jinit.adapters.ModelInfo`
@@ -429,14 +434,14 @@ def _check_schemes_fit(make_model: Callable, schemes, bias_init, x1: np.ndarray)
 
     x1 = jax.ShapeDtypeStruct(x1.shape, jnp.float32)
     key = jax.random.PRNGKey(0)
-    plan = adapters._plan(make_model)
+    plan = adapters.factory_kind(make_model)
 
     def shapes(kernel_init, bias, k, x):
         fns = adapters.model_fns(make_model, kernel_init, bias)
         return variables_init(fns)(k, x)
 
     for label, scheme in schemes:
-        if _is_lsuv(scheme) and plan.kind != "linen":
+        if is_lsuv(scheme) and plan.kind != "linen":
             raise ValueError(
                 f"scheme {label!r} needs a flax.linen model (LSUV rescales the outputs of linen layers); "
                 "this model is an NNX one"
@@ -459,9 +464,9 @@ def _check_schemes_fit(make_model: Callable, schemes, bias_init, x1: np.ndarray)
     return model_fns(make_model, schemes[0][1], bias_init, x1).info
 
 
-def _abstract_model(setup: _Setup):
+def abstract_model(inputs: Inputs):
     """The model of the sweep's first scheme (its :class:`jinit.adapters.ModelFns`), a one-example input and the
     shapes of its variables (``jax.eval_shape``: nothing is computed)."""
-    fns = model_fns(setup.make_model, setup.schemes[0][1], setup.bias_init)
-    x1 = jax.ShapeDtypeStruct((1,) + setup.x_train.shape[1:], jnp.float32)
+    fns = model_fns(inputs.make_model, inputs.schemes[0][1], inputs.bias_init)
+    x1 = jax.ShapeDtypeStruct((1,) + inputs.x_train.shape[1:], jnp.float32)
     return fns, x1, jax.eval_shape(variables_init(fns), jax.random.PRNGKey(0), x1)

@@ -1,5 +1,6 @@
-"""The layout of a sweep: memory estimates, the models per device (:func:`models_per_device`) and the chunk plan
-(:func:`chunk_plan`). The layout never changes a model's numbers (see :mod:`jinit.sweep`).
+"""Where a sweep's models train: memory estimates, the models per device (:func:`models_per_device`, part of a
+model's arithmetic) and the chunk plan (:func:`chunk_plan`, which never changes a model's numbers), and the CPU
+devices of this process (:func:`use_cpu_devices`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import jax
 import numpy as np
 
 from jinit import train as train_lib
-from jinit.sweep.config import SweepConfig, _check_int
-from jinit.sweep.setup import _abstract_model, _Setup, linen_module
+from jinit.sweep.config import SweepConfig, check_int
+from jinit.sweep.inputs import Inputs, abstract_model, linen_module
 
 _log = logging.getLogger("jinit.sweep")
 
@@ -29,18 +30,18 @@ def _param_and_opt_bytes(variables, tx) -> tuple[int, int]:
     return _tree_bytes(variables), _tree_bytes(jax.eval_shape(tx.init, params))
 
 
-def state_bytes_per_model(setup: _Setup, tx) -> int:
+def state_bytes_per_model(inputs: Inputs, tx) -> int:
     """Bytes one model's training step streams through memory: its parameters, gradients and optimizer state."""
-    p, opt = _param_and_opt_bytes(_abstract_model(setup)[2], tx)
+    p, opt = _param_and_opt_bytes(abstract_model(inputs)[2], tx)
     return 2 * p + opt
 
 
-def bytes_per_model(config: SweepConfig, setup: _Setup, tx) -> int:
+def bytes_per_model(config: SweepConfig, inputs: Inputs, tx) -> int:
     """Estimated device memory one model of the chunk needs (params, optimizer state, gradients, updates, the
     activations of a training batch kept for the backward pass, and of a test batch)."""
-    fns, x1, variables = _abstract_model(setup)
+    fns, x1, variables = abstract_model(inputs)
     p, opt = _param_and_opt_bytes(variables, tx)
-    module = linen_module(setup.make_model, setup.schemes[0][1], setup.bias_init)
+    module = linen_module(inputs.make_model, inputs.schemes[0][1], inputs.bias_init)
     if module is not None:
 
         def acts(v, x):
@@ -60,7 +61,7 @@ def bytes_per_model(config: SweepConfig, setup: _Setup, tx) -> int:
             if hasattr(v.aval, "shape")
             and not jax.dtypes.issubdtype(v.aval.dtype, jax.dtypes.prng_key)
         )
-    eval_bs = min(config.eval_batch_size, setup.x_test.shape[0])
+    eval_bs = min(config.eval_batch_size, inputs.x_test.shape[0])
     activations = per_example * (3 * config.batch_size + eval_bs)
     return int(3 * p + opt + activations + 4096)
 
@@ -87,7 +88,8 @@ def memory_budget(config: SweepConfig, device) -> int:
     return budget
 
 
-def _gb(n: int) -> str:
+def gigabytes(n: int) -> str:
+    """``n`` bytes as text (``"1.5 GB"``)."""
     return f"{n / 1e9:.3g} GB"
 
 
@@ -142,9 +144,7 @@ def host_memory_available() -> int | None:
     return min(found) if found else None
 
 
-def _check_grid_fits(
-    config: SweepConfig, n_schemes: int, steps_per_epoch: int, n_test: int
-) -> None:
+def check_grid_fits(config: SweepConfig, n_schemes: int, steps_per_epoch: int, n_test: int) -> None:
     """Refuses, before the grid is built, a grid whose results alone (curves, predictions, one row per model)
     need more host memory than this process can get."""
     n_models = n_schemes * config.seeds
@@ -156,7 +156,7 @@ def _check_grid_fits(
     if host is not None and need > host:
         raise ValueError(
             f"the grid of {n_models} models ({n_schemes} schemes x {config.seeds} seeds) needs about "
-            f"{_gb(need)} of host memory for its results alone, more than the {_gb(host)} this process can get; "
+            f"{gigabytes(need)} of host memory for its results alone, more than the {gigabytes(host)} this process can get; "
             "use fewer seeds or schemes"
         )
 
@@ -211,8 +211,8 @@ def models_per_device(
             "%d; a model's numbers now depend on that budget (pass --models-per-device / models_per_device to "
             "fix them)",
             fits,
-            _gb(per_model),
-            _gb(budget),
+            gigabytes(per_model),
+            gigabytes(budget),
             fits,
             k,
         )
@@ -266,7 +266,7 @@ def use_cpu_devices(n: int | None = None) -> int | None:
         except (AttributeError, OSError):
             cores = os.cpu_count() or 1
         n = min(cores, 8)
-    _check_int("n", n, minimum=1)
+    check_int("n", n, minimum=1)
     try:
         jax.config.update("jax_num_cpu_devices", int(n))
     except RuntimeError:  # the backends are up already
@@ -274,6 +274,6 @@ def use_cpu_devices(n: int | None = None) -> int | None:
     return int(n)
 
 
-def _chunk_index(c: int, csize: int, n_models: int) -> list[int]:
+def chunk_index(c: int, csize: int, n_models: int) -> list[int]:
     """The grid indices of the models of chunk ``c``."""
     return list(range(c * csize, min((c + 1) * csize, n_models)))

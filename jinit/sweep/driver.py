@@ -1,0 +1,206 @@
+"""The sweep's driver, :func:`run`: plan -> program -> trainer -> store -> assemble, in that order.
+
+Each stage is a module of its own (:mod:`jinit.sweep.plan`, :mod:`~jinit.sweep.program`,
+:mod:`~jinit.sweep.trainer`, :mod:`~jinit.sweep.store`, :mod:`~jinit.sweep.assemble`); the processes of a
+multi-process sweep are one object (:mod:`jinit.sweep.group`) whose single-process form does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jinit.results import SweepResult
+from jinit.sweep import group as group_lib
+from jinit.sweep import program as program_lib
+from jinit.sweep.assemble import assemble
+from jinit.sweep.config import SweepConfig
+from jinit.sweep.folder import check_writable
+from jinit.sweep.plan import fingerprint, make_plan
+from jinit.sweep.signals import SignalGuard, Status, SweepInterrupted
+from jinit.sweep.store import open_store, run_meta
+from jinit.sweep.trainer import ProgressBar, Trainer
+
+
+def _check_arguments(
+    checkpoint_every: Any, save_params: bool, out: Any, model: Any, make_model: Any
+) -> Any:
+    """The model factory (``model`` or its older name ``make_model``), after checking the arguments of :func:`run`
+    that the plan does not see."""
+    if model is not None and make_model is not None:
+        raise TypeError("pass the model factory once: model= (make_model= is its older name)")
+    if checkpoint_every is not None and (
+        isinstance(checkpoint_every, bool)
+        or not isinstance(checkpoint_every, int | float)
+        or not checkpoint_every >= 0
+    ):
+        raise ValueError(
+            f"checkpoint_every must be a number of seconds >= 0 or None, got {checkpoint_every!r}"
+        )
+    if save_params and out is None:
+        raise ValueError(
+            "save_params=True writes into the run folder: pass out= (jinit sweep --out)"
+        )
+    if out is not None:
+        check_writable(out)
+    return model if model is not None else make_model
+
+
+def _train(plan, store, group, trainer: Trainer, progress: bool):
+    """This process's chunks, read from the folder or trained and written as each finishes; returns every chunk's
+    arrays (all processes') and the variables the trainer kept."""
+    mine = group.chunks(plan.layout.n_chunks)
+    done = store.done(mine)
+    bar = ProgressBar(plan, len(mine), len(done)) if progress else None
+    trainer.callbacks += store.callbacks() + ([bar] if bar else [])
+    trained, kept = dict(done), []
+    try:
+        for c in (c for c in mine if c not in done):
+            result = trainer.train(c)
+            t = time.perf_counter()
+            store.save_chunk(c, result.arrays, result.variables)
+            trainer.seconds["finalize"] += time.perf_counter() - t
+            trained[c] = result.arrays
+            kept.append(result.variables)
+    finally:
+        trainer.close()
+        if bar is not None:
+            bar.close()
+    return store.gather(trained), kept
+
+
+def run(
+    config: SweepConfig | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+    model: Callable | None = None,
+    make_model: Callable | None = None,
+    keep_params: bool = False,
+    overwrite: bool = False,
+    checkpoint_every: float | None = 60.0,
+    max_devices: int | None = None,
+    optimizer: Any = None,
+    save_params: bool = False,
+    data: Any = None,
+    task: Any = None,
+    programs: program_lib.ProgramCache | None = None,
+) -> SweepResult:
+    """Trains every model of the grid and returns the results (see :mod:`jinit.sweep` and the README).
+
+    Args:
+      config: the sweep (default: ``SweepConfig()``, a quick sweep on ``digits``).
+      out: a run folder to write (resumable: rerun the same call after a crash to continue).
+      progress: show a tqdm progress bar (on stderr).
+      model: your own Flax model's factory (:func:`jinit.adapters.model_fns`); ``make_model`` is its older name.
+      keep_params: also return every model's final variables as ``result.params`` (not written to the folder).
+      overwrite: replace a different sweep found in ``out`` (only what jinit can show it wrote there), or train a
+        complete one again.
+      checkpoint_every: seconds between epoch checkpoints within a chunk (``0``: every epoch; ``None``: never).
+      max_devices: use at most this many of the local devices.
+      optimizer: your own optax optimizer, or a factory ``learning_rate -> GradientTransformation``.
+      save_params: write every model's final variables into ``out`` (``params/``; :func:`load` reads them).
+      data: your own :class:`jinit.data.Dataset` instead of ``config.dataset``.
+      task: a :class:`jinit.train.Task` or a task name (default: the dataset's).
+      programs: the :class:`jinit.sweep.program.ProgramCache` to take compiled programs from (default: the
+        process's, :func:`jinit.sweep.program.default_cache`).
+
+    Returns:
+      A :class:`SweepResult`; ``result.meta["timings"]`` says where the time went.
+
+    Raises:
+      ValueError, TypeError: a bad config or argument, before any data is loaded or anything compiled.
+      OSError: when ``out`` cannot be written.
+      jinit.sweep.lock.RunFolderInUse: another sweep is running in ``out``.
+      jinit.sweep.folder.RunFolderMismatch: ``out`` holds a different sweep and ``overwrite`` is False.
+      SweepInterrupted: on SIGINT (Ctrl-C) or SIGTERM; it says what was saved.
+    """
+    t0 = time.perf_counter()
+    status = Status(None if out is None else Path(out))
+    group = group_lib.SingleProcess()
+    try:
+        model = _check_arguments(checkpoint_every, save_params, out, model, make_model)
+        group = group_lib.current(out)
+        plan = make_plan(
+            config, model=model, data=data, task=task, optimizer=optimizer, max_devices=max_devices
+        )
+        program_lib.enable_persistent_cache()
+        programs = programs if programs is not None else program_lib.default_cache()
+        compiled_before = programs.compile_seconds
+        inits = programs.inits(plan)
+        scheme_keys = {label: p.key for label, p in inits.items()}
+        with SignalGuard() as guard:
+            store = open_store(
+                out,
+                plan,
+                fingerprint(plan, scheme_keys),
+                group=group,
+                guard=guard,
+                status=status,
+                meta=run_meta(plan, jax.local_devices(), group.count),
+                overwrite=overwrite,
+                save_params=save_params,
+                keep_params=keep_params,
+                checkpoint_every=checkpoint_every,
+            )
+            try:
+                if store.complete is not None:
+                    return store.complete
+                plan = store.plan
+                status.n_chunks, status.epochs = plan.layout.n_chunks, plan.config.epochs
+                devices = jax.local_devices()
+                program = programs.epoch(plan, devices[0].platform)
+                trainer = Trainer(
+                    plan, program, inits, devices, keep_variables=keep_params or save_params
+                )
+                setup = time.perf_counter() - t0
+                chunk_arrays, kept = _train(plan, store, group, trainer, progress)
+                t1 = time.perf_counter()
+                meta = _meta(
+                    store.meta, plan, trainer, programs.compile_seconds - compiled_before, status
+                )
+                result = assemble(plan, chunk_arrays, meta)
+                if keep_params and kept:
+                    result.params = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
+                t2 = time.perf_counter()
+                timings = {"setup": setup, **trainer.seconds, "assemble": t2 - t1}
+                meta.update(timings=timings, wall_seconds=t2 - t0)
+                store.finish(result)
+                timings["write"] = time.perf_counter() - t2
+                return result
+            finally:
+                store.close()
+    except KeyboardInterrupt as e:
+        group.fail(e)
+        raise SweepInterrupted(getattr(e, "signum", signal.SIGINT), status) from None
+    except BaseException as e:
+        group.fail(e)
+        raise
+
+
+def _meta(meta, plan, trainer, compile_seconds, status) -> dict[str, Any]:
+    """The run folder's ``meta`` at the end of a run: the opening's, the final layout, compile and train time."""
+    meta = dict(meta)
+    meta.update(
+        models_per_device=plan.layout.models_per_device,
+        chunk_size=plan.layout.chunk_size,
+        n_chunks=plan.layout.n_chunks,
+        device_count=min(len(jax.local_devices()), plan.layout.devices),
+        compile_seconds=compile_seconds,
+        train_seconds=trainer.seconds["train"],
+        chunks_reused=status.chunks_reused,
+        epochs_reused=trainer.epochs_reused,
+        inner_model_axis=trainer.program.inner_axis,
+    )
+    if (
+        trainer.program.memory
+    ):  # what XLA allocates for one chunk's epoch (per device; data included)
+        meta["epoch_program_bytes"] = trainer.program.memory
+    return meta

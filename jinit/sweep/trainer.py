@@ -1,0 +1,270 @@
+"""The chunk loop: trains one chunk of the grid at a time on every device at once, without any I/O.
+
+A chunk is ``chunk_size`` models in groups of ``models_per_device``; group ``g`` trains on device ``g % devices``
+with the same single-device program (:class:`jinit.sweep.program.EpochProgram`). Each device's epoch is run from a
+thread of its own, so the devices compute at the same time (dispatched from one thread, XLA:CPU ran them one after
+another: 2 CPU devices trained no faster than one). What happens around the epochs -- restoring a checkpoint,
+saving one, the progress bar, trackers -- are :class:`Callback` objects the driver passes in.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jinit import keys
+from jinit import train as train_lib
+from jinit.sweep import chunks, hyper
+from jinit.sweep.program import EpochProgram, InitProgram, initial_variables, state_variables
+
+
+class Resume(NamedTuple):
+    """Where a chunk restarts: after ``epoch`` epochs, from ``state`` (the leaves of the whole chunk's training
+    state, model axis first) with the flat ``logs`` of those epochs."""
+
+    epoch: int
+    state: list[Any]
+    logs: list[dict[str, Any]]
+
+
+class EpochEnd(NamedTuple):
+    """What a callback learns at the end of an epoch of a chunk.
+
+    Attributes:
+      chunk: the chunk's index.
+      models: the grid indices of its models (the padding copies of a last chunk are not among them).
+      epoch: the epochs the chunk has done (1 after its first).
+      epochs: the epochs of the sweep.
+      logs: the flat logs of the chunk's epochs so far (:func:`jinit.sweep.chunks.flat_logs`; numpy, a leading
+        model axis that includes the padding copies: the first ``len(models)`` rows are the models).
+      seconds: the training time of this epoch.
+      state: returns the leaves of the chunk's training state on the host (fetched from the devices when called).
+    """
+
+    chunk: int
+    models: list[int]
+    epoch: int
+    epochs: int
+    logs: list[dict[str, Any]]
+    seconds: float
+    state: Callable[[], list[np.ndarray]]
+
+
+class Callback:
+    """What the trainer calls around a chunk's epochs; every method is optional (a no-op here)."""
+
+    def resume(
+        self, chunk: int, models: list[int], template: list[jax.ShapeDtypeStruct]
+    ) -> Resume | None:
+        """A saved point to restart ``chunk`` from (``template``: the shapes of its state's leaves), or None."""
+        return None
+
+    def epoch_end(self, event: EpochEnd) -> None:
+        """Called after every epoch of a chunk (a resumed chunk's restored epochs are not called again)."""
+
+    def chunk_end(self, chunk: int, models: list[int], arrays: dict[str, np.ndarray]) -> None:
+        """Called when a chunk is trained, with its arrays (:func:`jinit.sweep.chunks.chunk_arrays`)."""
+
+
+class ChunkResult(NamedTuple):
+    """A trained chunk: its arrays and, when asked for, its models' final variables (numpy, model axis first)."""
+
+    arrays: dict[str, np.ndarray]
+    variables: Any
+
+
+def _concat(trees: Sequence[Any]) -> Any:
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *trees)
+
+
+class Trainer:
+    """Trains the chunks of a plan (:class:`jinit.sweep.plan.Plan`) on ``devices``.
+
+    Args:
+      plan: the sweep's plan.
+      program: its epoch program.
+      inits: its schemes' init programs.
+      devices: the local devices it trains on (at most ``plan.layout.devices`` are used).
+      callbacks: :class:`Callback` objects, called in order.
+      keep_variables: return each chunk's final variables too.
+    """
+
+    def __init__(
+        self,
+        plan: Any,
+        program: EpochProgram,
+        inits: dict[str, InitProgram],
+        devices: Sequence[Any],
+        *,
+        callbacks: Sequence[Callback] = (),
+        keep_variables: bool = False,
+    ):
+        self.plan, self.program, self.inits = plan, program, inits
+        self.devices = list(devices)[: plan.layout.devices]
+        self.callbacks = list(callbacks)
+        self.keep_variables = keep_variables
+        #: seconds spent initializing models, compiling, training and turning chunks into arrays
+        self.seconds = {"init": 0.0, "compile": 0.0, "train": 0.0, "finalize": 0.0}
+        self.epochs_reused = 0
+        inputs = plan.inputs
+        xt, yt, mask = train_lib.pad_test(inputs.x_test, inputs.y_test, plan.eval_batch_size)
+        host = (inputs.x_train, inputs.y_train, xt, yt, mask)
+        if inputs.x_val is not None:
+            host += train_lib.pad_test(inputs.x_val, inputs.y_val, plan.eval_batch_size)
+        self._data = {d: jax.device_put(host, d) for d in self.devices}  # once per device
+        self._pool = concurrent.futures.ThreadPoolExecutor(len(self.devices), "jinit-device")
+
+    def close(self) -> None:
+        """Lets the device threads go (an epoch still running ends in the background; its result is dropped)."""
+        interrupted = sys.exc_info()[1] is not None
+        self._pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+    def _groups(self, c: int, idx: list[int]) -> list[tuple[Any, Any, tuple]]:
+        """The chunk's groups: ``(device, training state, (data keys, dropout keys))`` of each, on its device."""
+        plan = self.plan
+        size, k = plan.layout.chunk_size, plan.layout.models_per_device
+        padded = idx + [idx[-1]] * (size - len(idx))
+        models = [plan.grid[i] for i in padded]
+        variables = initial_variables(plan, self.inits, models)
+        seeds = np.asarray([m.seed if plan.vary_data else 0 for m in models], np.uint32)
+        data_keys, dropout_keys = keys.stream_keys(
+            keys.root_key(plan.config.seed), seeds, shared=not plan.vary_data
+        )
+        groups = []
+        for g in range(size // k):
+            dev, part = self.devices[g % len(self.devices)], slice(g * k, (g + 1) * k)
+            stream = (
+                (data_keys[part], dropout_keys[part])
+                if plan.vary_data
+                else (data_keys, dropout_keys)
+            )
+            state = self.program.init_state(
+                jax.device_put(jax.tree.map(lambda a, p=part: a[p], variables), dev)
+            )
+            state = hyper.set_hyperparams(state, [m.hyper for m in models[part]], plan.hyper_names)
+            groups.append((dev, state, jax.device_put(stream, dev)))
+        return groups
+
+    def _resume(self, c: int, idx: list[int], groups: list) -> tuple[list, list, int]:
+        """The groups restored from a callback's saved point, its logs and its epoch (or as they were)."""
+        size, k = self.plan.layout.chunk_size, self.plan.layout.models_per_device
+        tree = jax.tree.structure(groups[0][1])
+        template = [
+            jax.ShapeDtypeStruct((size,) + x.shape[1:], x.dtype)
+            for x in jax.tree.leaves(groups[0][1])
+        ]
+        for cb in self.callbacks:
+            saved = cb.resume(c, idx, template)
+            if saved is None:
+                continue
+            groups = [
+                (
+                    dev,
+                    jax.device_put(
+                        jax.tree.unflatten(
+                            tree, [np.asarray(x)[i * k : (i + 1) * k] for x in saved.state]
+                        ),
+                        dev,
+                    ),
+                    stream,
+                )
+                for i, (dev, _, stream) in enumerate(groups)
+            ]
+            self.epochs_reused += saved.epoch
+            return groups, list(saved.logs), saved.epoch
+        return groups, [], 0
+
+    def _epoch(self, groups: list, epoch: int) -> tuple[list, dict[str, Any]]:
+        """One epoch of every group, each on its device from its own thread; returns the new groups and the
+        epoch's flat logs of the chunk (on the host)."""
+
+        def one(group):
+            dev, state, stream = group
+            state, logs = self.program(state, *stream, np.int32(epoch), *self._data[dev])
+            return (dev, state, stream), jax.device_get(logs)
+
+        done = [f.result() for f in [self._pool.submit(one, g) for g in groups]]
+        logs = _concat([chunks.flat_logs(ep) for _, ep in done])
+        return [g for g, _ in done], logs
+
+    def train(self, c: int) -> ChunkResult:
+        """Trains chunk ``c`` (restarting from a callback's saved point when there is one)."""
+        plan, t = self.plan, time.perf_counter()
+        idx = plan.chunk(c)
+        groups, logs, start = self._resume(c, idx, self._groups(c, idx))
+        jax.block_until_ready([st for _, st, _ in groups])
+        self.seconds["init"] += time.perf_counter() - t
+        for epoch in range(start, plan.config.epochs):
+            if epoch == start:  # every device's program, compiled at once (the shapes stay)
+                before = self.program.compile_seconds
+                self.program.compile(
+                    [(st, *stream, np.int32(epoch), *self._data[dev]) for dev, st, stream in groups]
+                )
+                self.seconds["compile"] += self.program.compile_seconds - before
+            t = time.perf_counter()
+            groups, ep = self._epoch(groups, epoch)
+            seconds = time.perf_counter() - t
+            self.seconds["train"] += seconds
+            logs.append(ep)
+
+            def state(groups=groups):
+                leaves = [jax.tree.leaves(jax.device_get(st)) for _, st, _ in groups]
+                return [np.concatenate(xs) for xs in zip(*leaves, strict=True)]
+
+            event = EpochEnd(c, idx, epoch + 1, plan.config.epochs, logs, seconds, state)
+            for cb in self.callbacks:
+                cb.epoch_end(event)
+        final = _concat(
+            jax.device_get([(state_variables(st), st.diverged_step) for _, st, _ in groups])
+        )
+        variables, diverged = final
+        arrays = chunks.chunk_arrays(idx, variables, diverged, logs, plan.inputs.x_test.shape[0])
+        for cb in self.callbacks:
+            cb.chunk_end(c, idx, arrays)
+        kept = jax.tree.map(lambda a: a[: len(idx)], variables) if self.keep_variables else None
+        return ChunkResult(arrays, kept)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar on stderr over the epochs of the chunks a process trains: redrawn live on a terminal or in
+    Jupyter; in a log file or a pipe (a batch job, CI), at most once a minute."""
+
+    def __init__(self, plan: Any, n_chunks: int, done: int):
+        from tqdm.auto import tqdm
+
+        live = sys.stderr.isatty() or "ipykernel" in sys.modules
+        quiet = {} if live else {"mininterval": 60.0, "maxinterval": 600.0, "ncols": 100}
+        epochs = plan.config.epochs
+        self.plan = plan
+        self._counted: dict[int, int] = {}
+        self.bar = tqdm(
+            total=n_chunks * epochs,
+            initial=done * epochs,
+            unit="epoch",
+            desc=f"sweep {plan.n_models} models",
+            file=sys.stderr,
+            dynamic_ncols=live,
+            **quiet,
+        )
+
+    def epoch_end(self, event: EpochEnd) -> None:
+        plan = self.plan
+        # a chunk restored from a checkpoint counts its restored epochs at its first epoch's end
+        self.bar.update(event.epoch - self._counted.get(event.chunk, 0))
+        self._counted[event.chunk] = event.epoch
+        rate = len(event.models) / max(event.seconds, 1e-9)
+        self.bar.set_postfix(
+            chunk=f"{event.chunk + 1}/{plan.layout.n_chunks}",
+            models_per_s=f"{rate:.3g}",
+            examples_per_s=f"{rate * plan.steps_per_epoch * plan.config.batch_size:.3g}",
+            refresh=False,
+        )
+
+    def close(self) -> None:
+        self.bar.close()
