@@ -72,6 +72,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import re
+import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -137,6 +138,12 @@ def _nnx():
     return nnx
 
 
+def _nnx_if_imported():
+    """``flax.nnx`` when something imported it, else None: an object can be an NNX module only when its class's
+    module was imported, so a linen model never pays for importing NNX (half a second)."""
+    return sys.modules.get("flax.nnx")
+
+
 def _name(obj: Any) -> str:
     return (
         getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
@@ -175,13 +182,13 @@ class FactoryKind(NamedTuple):
 
 def factory_kind(factory: Any) -> FactoryKind:
     """How to call ``factory``: its kind (as far as the signature tells) and whether it takes the init arguments."""
-    nn, nnx = _linen(), _nnx()
+    nn, nnx = _linen(), _nnx_if_imported()
     if isinstance(factory, nn.Module):
         raise TypeError(
             f"model: got the module instance {type(factory).__name__}(...); pass a factory, e.g. "
             f"lambda kernel_init, bias_init: {type(factory).__name__}(..., kernel_init=kernel_init)"
         )
-    if isinstance(factory, nnx.Module):
+    if nnx is not None and isinstance(factory, nnx.Module):
         raise TypeError(
             f"model: got the NNX module instance {type(factory).__name__}(...); pass a factory, e.g. "
             f"lambda kernel_init, bias_init, rngs: {type(factory).__name__}(..., rngs=rngs)"
@@ -191,7 +198,7 @@ def factory_kind(factory: Any) -> FactoryKind:
             f"model: expected a factory (kernel_init, bias_init) -> nn.Module or "
             f"(kernel_init, bias_init, rngs) -> nnx.Module, got {factory!r}"
         )
-    if isinstance(factory, type) and issubclass(factory, nnx.Module):
+    if nnx is not None and isinstance(factory, type) and issubclass(factory, nnx.Module):
         # A class is built with the init arguments only when its __init__ names them, as nnx.Linear does.
         init_sig = _signature(factory.__init__)
         named = init_sig is not None and {"kernel_init", "bias_init"} <= set(init_sig.parameters)

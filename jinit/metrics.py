@@ -1193,16 +1193,41 @@ def param_sha256(params: Any) -> str:
       True
     """
     h = hashlib.sha256()
-    leaves, _ = jax.tree_util.tree_flatten_with_path(params)
-    for path, leaf in leaves:
+    for header, arr in _hashed_leaves(params):
+        h.update(header)
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def _hashed_leaves(params: Any, stacked: bool = False) -> list[tuple[bytes, np.ndarray]]:
+    """Each leaf as (its key path, dtype and shape, as hashed; the little-endian array); with ``stacked``, the
+    shape is that of one model's leaf (without the leading model axis)."""
+    out = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         arr = np.asarray(leaf)
         if arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
-        h.update(jax.tree_util.keystr(path).encode())
-        h.update(str(arr.dtype).encode())
-        h.update(repr(tuple(arr.shape)).encode())
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
+        shape = tuple(arr.shape[1:] if stacked else arr.shape)
+        header = (
+            jax.tree_util.keystr(path).encode() + str(arr.dtype).encode() + repr(shape).encode()
+        )
+        out.append((header, arr))
+    return out
+
+
+def param_sha256s(stacked: Any) -> list[str]:
+    """:func:`param_sha256` of each model of a stacked parameter tree (every leaf with a leading model axis), in
+    one pass: ``param_sha256s(p)[i] == param_sha256(jax.tree.map(lambda a: a[i], p))``."""
+    leaves = _hashed_leaves(stacked, stacked=True)
+    n = leaves[0][1].shape[0] if leaves else 0
+    out = []
+    for i in range(n):
+        h = hashlib.sha256()
+        for header, arr in leaves:
+            h.update(header)
+            h.update(np.ascontiguousarray(arr[i]).tobytes())
+        out.append(h.hexdigest())
+    return out
 
 
 def _acc_column(models: pd.DataFrame) -> str | None:

@@ -86,7 +86,7 @@ def chunk_arrays(
     curves = [f for f in logs[0] if f not in inits and f != "predictions"]
     cat = {f: np.concatenate([np.asarray(ep[f]) for ep in logs], axis=1)[:n] for f in curves}
     preds = np.asarray(logs[-1]["predictions"])[:n, :n_test]
-    shas = [metrics.param_sha256(jax.tree.map(lambda a, i=i: a[i], params)) for i in range(n)]
+    shas = metrics.param_sha256s(jax.tree.map(lambda a: a[:n], params))
     out = {"model_index": np.asarray(idx, np.int64), "step": cat.pop("step").astype(np.int64)}
     out.update({f: v.astype(np.float32) for f, v in cat.items()})
     # the models at initialization, measured in epoch 0's program (NaN in later epochs' logs)

@@ -26,7 +26,7 @@ from jinit.sweep.folder import check_writable
 from jinit.sweep.plan import fingerprint, make_plan
 from jinit.sweep.signals import SignalGuard, Status, SweepInterrupted
 from jinit.sweep.store import open_store, run_meta
-from jinit.sweep.trainer import ProgressBar, Trainer
+from jinit.sweep.trainer import Collect, ProgressBar, Trainer
 
 
 def _check_arguments(
@@ -54,26 +54,23 @@ def _check_arguments(
 
 
 def _train(plan, store, group, trainer: Trainer, progress: bool):
-    """This process's chunks, read from the folder or trained and written as each finishes; returns every chunk's
-    arrays (all processes') and the variables the trainer kept."""
+    """This process's chunks, read from the folder or trained (each written as it is handed over); returns every
+    chunk's arrays (all processes') and the variables the trainer kept, in chunk order."""
     mine = group.chunks(plan.layout.n_chunks)
     done = store.done(mine)
+    collect = Collect(done)
     bar = ProgressBar(plan, len(mine), len(done)) if progress else None
-    trainer.callbacks += store.callbacks() + ([bar] if bar else [])
-    trained, kept = dict(done), []
+    trainer.callbacks += [*store.callbacks(), collect] + ([bar] if bar else [])
+    todo = [c for c in mine if c not in done]
     try:
-        for c in (c for c in mine if c not in done):
-            result = trainer.train(c)
-            t = time.perf_counter()
-            store.save_chunk(c, result.arrays, result.variables)
-            trainer.seconds["finalize"] += time.perf_counter() - t
-            trained[c] = result.arrays
-            kept.append(result.variables)
+        for i, c in enumerate(todo):
+            trainer.train(c, then=todo[i + 1] if i + 1 < len(todo) else None)
+        trainer.flush()
     finally:
         trainer.close()
         if bar is not None:
             bar.close()
-    return store.gather(trained), kept
+    return store.gather(collect.arrays), collect.variables
 
 
 def run(

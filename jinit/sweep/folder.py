@@ -208,6 +208,8 @@ def check_replaceable(folder: str | os.PathLike, names: Sequence[str]) -> None:
     folder = Path(folder)
     doc = read_config(folder) or {}
     bad = unowned(folder, names, doc)
+    if bad and (folder / bad[0]).is_symlink():
+        raise ValueError(link_message(folder / bad[0]))
     if bad:
         raise ValueError(
             f"{folder / bad[0]} is not a file jinit wrote there (its content is not what {folder}/config.json "

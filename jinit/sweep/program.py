@@ -52,10 +52,12 @@ MAX_CACHED_PROGRAMS = 16
 # program, and so the values, the same in every grid.
 INIT_BLOCK = 8
 
-# The init programs are compiled without LLVM optimizations: XLA's default build of an unrolled threefry takes
-# ~2 s per scheme on a laptop CPU, ~0.5 s this way. Their values can differ from a default-compiled ``module.init``
-# in the last bit (different floating-point contraction); they never differ between sweeps.
-_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+# The init programs are compiled with LLVM's first optimization level: XLA's default build of an unrolled threefry
+# took 0.67 s per scheme (digits MLP, 2-core CPU) and ran 0.13-0.6 ms per model; level 0 took 0.22 s and ran
+# 0.7-1.4 ms per model, which made initializing 2,052 models longer than training them for 2 epochs; level 1 takes
+# 0.33 s and runs 0.2-0.45 ms (experiments/results/benchmark/NOTES.md). A model's initial values depend on the
+# level in the last bit (floating-point contraction), never on the grid.
+_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
 def split_variables(variables) -> tuple[dict, dict]:
@@ -163,6 +165,14 @@ class EpochProgram:
         for sig, c in zip(todo, compiled, strict=True):
             self._compiled[sig] = c
             self.memory = self.memory or _memory_stats(c)
+
+    def executable(self, args: tuple) -> Any:
+        """The compiled executable for arguments like ``args`` (compiled now if it was not)."""
+        sig = _signature(args)
+        if sig not in self._compiled:
+            with self._lock:
+                self.compile([args])
+        return self._compiled[sig]
 
     def __call__(self, *args):
         sig = _signature(args)
@@ -342,6 +352,15 @@ def default_cache() -> ProgramCache:
     return _DEFAULT
 
 
+def _call_all(calls: Sequence[tuple[Callable, tuple]]) -> list[Any]:
+    """``fn(*args)`` of every call, on the host, from a thread per core: on a CPU, calls from several threads
+    compute at once (1.4x on 2 cores for 257 blocks of digits MLPs); each call's values are the same either way."""
+    if len(calls) == 1:
+        return [jax.device_get(calls[0][0](*calls[0][1]))]
+    with concurrent.futures.ThreadPoolExecutor(min(len(calls), os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda call: jax.device_get(call[0](*call[1])), calls))
+
+
 def initial_variables(plan, inits: dict[str, InitProgram], models: Sequence[Any]) -> Any:
     """The stacked initial variables (numpy, leading model axis, in the order of ``models``: grid rows of
     ``plan``), each kernel times its model's init scale."""
@@ -350,16 +369,19 @@ def initial_variables(plan, inits: dict[str, InitProgram], models: Sequence[Any]
     by_label: dict[str, list[int]] = {}
     for i, m in enumerate(models):
         by_label.setdefault(m.label, []).append(i)
-    blocks = []  # (positions in models, variables of a block)
+    calls = []  # (positions in models, the call that initializes them)
     for label, idx in by_label.items():
         program = inits[label]
         seeds = [models[i].seed if plan.vary_init else 0 for i in idx]
+        h = np.uint32(keys.stable_hash(label))
         for b in range(0, len(idx), INIT_BLOCK):
             part = seeds[b : b + INIT_BLOCK]
             padded = np.asarray(part + [part[-1]] * (INIT_BLOCK - len(part)), np.uint32)
-            h = np.uint32(keys.stable_hash(label))
-            blocks.append((idx[b : b + INIT_BLOCK], program.fn(root, h, padded, x, program.batch)))
-    got = jax.device_get([v for _, v in blocks])  # one transfer
+            calls.append(
+                (idx[b : b + INIT_BLOCK], (program.fn, (root, h, padded, x, program.batch)))
+            )
+    got = _call_all([call for _, call in calls])
+    blocks = [(i, None) for i, _ in calls]
     order = np.argsort(np.concatenate([np.asarray(i) for i, _ in blocks]), kind="stable")
     stacked = jax.tree.map(
         lambda *xs: np.concatenate([a[: len(i)] for a, (i, _) in zip(xs, blocks, strict=True)])[

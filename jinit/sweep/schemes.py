@@ -145,8 +145,16 @@ def resolve_scheme(spec: Any):
 
 def is_recorded_function(spec: Any) -> bool:
     """Whether ``spec`` is what ``config.json`` records of a :func:`jinit.scheme` function (``{"name": "scheme",
-    "label": ...}``): a label only, which names the scheme in a loaded run folder but cannot be trained again."""
-    return isinstance(spec, Mapping) and spec.get("name") == "scheme"
+    "label": ...}``), or of :func:`jinit.rules` that use one: a label, which names the scheme in a loaded run
+    folder but cannot be built again (training it needs the scheme itself)."""
+    if not isinstance(spec, Mapping):
+        return False
+    if spec.get("name") == "scheme":
+        return True
+    rules = spec.get("rules") if spec.get("name") == "rules" else None
+    return isinstance(rules, list) and any(
+        isinstance(r, list | tuple) and len(r) == 2 and is_recorded_function(r[1]) for r in rules
+    )
 
 
 def kernel_init_of(scheme: Any):

@@ -25,6 +25,7 @@ from jinit.sweep.checkpoints import CheckpointCallback
 from jinit.sweep.config import is_int
 from jinit.sweep.lock import acquire_lock
 from jinit.sweep.plan import Plan, describe_plan
+from jinit.sweep.trainer import Callback
 
 _log = logging.getLogger("jinit.sweep")
 
@@ -149,9 +150,6 @@ class MemoryStore:
     def callbacks(self) -> list[Any]:
         return []
 
-    def save_chunk(self, c: int, arrays: dict[str, np.ndarray], variables: Any) -> None:
-        pass
-
     def gather(self, trained: dict[int, dict[str, np.ndarray]]) -> dict[int, dict[str, np.ndarray]]:
         return trained
 
@@ -163,7 +161,7 @@ class MemoryStore:
 
 
 @dataclasses.dataclass
-class RunStore:
+class RunStore(Callback):
     """The store of a sweep with a run folder (see :func:`open_store`)."""
 
     plan: Plan
@@ -207,15 +205,18 @@ class RunStore:
         return out
 
     def callbacks(self) -> list[Any]:
-        """The epoch checkpoints (one process only, with ``checkpoint_every``)."""
+        """The trainer's callbacks of the folder: each trained chunk written (:meth:`chunk_end`) and, in a sweep of
+        one process with ``checkpoint_every``, the epoch checkpoints."""
         if self.checkpoint_every is None or not self.group.checkpoints:
-            return []
+            return [self]
         self._checkpoints = CheckpointCallback(
             self.out, self.fingerprint, self.checkpoint_every, self.guard, self.status
         )
-        return [self._checkpoints]
+        return [self._checkpoints, self]
 
-    def save_chunk(self, c: int, arrays: dict[str, np.ndarray], variables: Any) -> None:
+    def chunk_end(
+        self, c: int, models: list[int], arrays: dict[str, np.ndarray], variables: Any
+    ) -> None:
         """Writes a trained chunk (its parameters first: a chunk on disk has its parameters), then deletes its
         checkpoints; a signal waits until the files are complete."""
         with self.guard.critical():

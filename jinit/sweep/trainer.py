@@ -68,15 +68,12 @@ class Callback:
     def epoch_end(self, event: EpochEnd) -> None:
         """Called after every epoch of a chunk (a resumed chunk's restored epochs are not called again)."""
 
-    def chunk_end(self, chunk: int, models: list[int], arrays: dict[str, np.ndarray]) -> None:
-        """Called when a chunk is trained, with its arrays (:func:`jinit.sweep.chunks.chunk_arrays`)."""
-
-
-class ChunkResult(NamedTuple):
-    """A trained chunk: its arrays and, when asked for, its models' final variables (numpy, model axis first)."""
-
-    arrays: dict[str, np.ndarray]
-    variables: Any
+    def chunk_end(
+        self, chunk: int, models: list[int], arrays: dict[str, np.ndarray], variables: Any
+    ) -> None:
+        """Called when a chunk is trained, with its arrays (:func:`jinit.sweep.chunks.chunk_arrays`) and, when the
+        trainer keeps them, its models' final variables (numpy, model axis first; else None). A chunk is handed
+        over while the next one's first epoch computes (or at :meth:`Trainer.flush`)."""
 
 
 def _concat(trees: Sequence[Any]) -> Any:
@@ -118,12 +115,18 @@ class Trainer:
         if inputs.x_val is not None:
             host += train_lib.pad_test(inputs.x_val, inputs.y_val, plan.eval_batch_size)
         self._data = {d: jax.device_put(host, d) for d in self.devices}  # once per device
+        self._root = keys.root_key(plan.config.seed)
+        self._executables: dict[Any, Any] = {}  # device -> its compiled epoch
         self._pool = concurrent.futures.ThreadPoolExecutor(len(self.devices), "jinit-device")
+        self._prepare = concurrent.futures.ThreadPoolExecutor(1, "jinit-init")
+        self._next: tuple[int, concurrent.futures.Future] | None = None
+        self._done: tuple | None = None  # the last trained chunk, not yet handed to the callbacks
 
     def close(self) -> None:
-        """Lets the device threads go (an epoch still running ends in the background; its result is dropped)."""
+        """Lets the threads go (an epoch still running ends in the background; its result is dropped)."""
         interrupted = sys.exc_info()[1] is not None
         self._pool.shutdown(wait=not interrupted, cancel_futures=True)
+        self._prepare.shutdown(wait=not interrupted, cancel_futures=True)
 
     def _groups(self, c: int, idx: list[int]) -> list[tuple[Any, Any, tuple]]:
         """The chunk's groups: ``(device, training state, (data keys, dropout keys))`` of each, on its device."""
@@ -133,9 +136,7 @@ class Trainer:
         models = [plan.grid[i] for i in padded]
         variables = initial_variables(plan, self.inits, models)
         seeds = np.asarray([m.seed if plan.vary_data else 0 for m in models], np.uint32)
-        data_keys, dropout_keys = keys.stream_keys(
-            keys.root_key(plan.config.seed), seeds, shared=not plan.vary_data
-        )
+        data_keys, dropout_keys = keys.stream_keys(self._root, seeds, shared=not plan.vary_data)
         groups = []
         for g in range(size // k):
             dev, part = self.devices[g % len(self.devices)], slice(g * k, (g + 1) * k)
@@ -180,55 +181,105 @@ class Trainer:
             return groups, list(saved.logs), saved.epoch
         return groups, [], 0
 
-    def _epoch(self, groups: list, epoch: int) -> tuple[list, dict[str, Any]]:
-        """One epoch of every group, each on its device from its own thread; returns the new groups and the
-        epoch's flat logs of the chunk (on the host)."""
+    def _epoch(self, groups: list, epoch: int, flush: bool = False) -> tuple[list, dict[str, Any]]:
+        """One epoch of every group, each on its device from its own thread (with ``flush``, the previous chunk
+        is handed to the callbacks meanwhile); returns the new groups and the epoch's flat logs of the chunk."""
 
         def one(group):
             dev, state, stream = group
-            state, logs = self.program(state, *stream, np.int32(epoch), *self._data[dev])
+            state, logs = self._executables[dev](state, *stream, np.int32(epoch), *self._data[dev])
             return (dev, state, stream), jax.device_get(logs)
 
-        done = [f.result() for f in [self._pool.submit(one, g) for g in groups]]
+        futures = [self._pool.submit(one, g) for g in groups]
+        if flush:
+            self.flush()
+        done = [f.result() for f in futures]
         logs = _concat([chunks.flat_logs(ep) for _, ep in done])
         return [g for g, _ in done], logs
 
-    def train(self, c: int) -> ChunkResult:
-        """Trains chunk ``c`` (restarting from a callback's saved point when there is one)."""
-        plan, t = self.plan, time.perf_counter()
-        idx = plan.chunk(c)
-        groups, logs, start = self._resume(c, idx, self._groups(c, idx))
-        jax.block_until_ready([st for _, st, _ in groups])
+    def _compile(self, groups: list, epoch: int) -> None:
+        """Every device's executable of the epoch, compiled at once the first time (the shapes stay)."""
+        todo = [g for g in groups if g[0] not in self._executables]
+        if not todo:
+            return
+        before = self.program.compile_seconds
+        args = {dev: (st, *stream, np.int32(epoch), *self._data[dev]) for dev, st, stream in todo}
+        self.program.compile(list(args.values()))
+        self._executables.update({dev: self.program.executable(a) for dev, a in args.items()})
+        self.seconds["compile"] += self.program.compile_seconds - before
+
+    def _start(self, c: int) -> list:
+        """Chunk ``c``'s groups: prepared in the background while the previous chunk trained, or now."""
+        t = time.perf_counter()
+        if self._next is not None and self._next[0] == c:
+            groups = self._next[1].result()
+        else:
+            groups = self._groups(c, self.plan.chunk(c))
+        self._next = None
         self.seconds["init"] += time.perf_counter() - t
-        for epoch in range(start, plan.config.epochs):
-            if epoch == start:  # every device's program, compiled at once (the shapes stay)
-                before = self.program.compile_seconds
-                self.program.compile(
-                    [(st, *stream, np.int32(epoch), *self._data[dev]) for dev, st, stream in groups]
-                )
-                self.seconds["compile"] += self.program.compile_seconds - before
-            t = time.perf_counter()
-            groups, ep = self._epoch(groups, epoch)
-            seconds = time.perf_counter() - t
-            self.seconds["train"] += seconds
-            logs.append(ep)
+        return groups
 
-            def state(groups=groups):
-                leaves = [jax.tree.leaves(jax.device_get(st)) for _, st, _ in groups]
-                return [np.concatenate(xs) for xs in zip(*leaves, strict=True)]
-
-            event = EpochEnd(c, idx, epoch + 1, plan.config.epochs, logs, seconds, state)
-            for cb in self.callbacks:
-                cb.epoch_end(event)
-        final = _concat(
+    def flush(self) -> None:
+        """Hands the last trained chunk to the callbacks (:meth:`Callback.chunk_end`), if it was not yet."""
+        if self._done is None:
+            return
+        t = time.perf_counter()
+        c, idx, groups, logs = self._done
+        variables, diverged = _concat(
             jax.device_get([(state_variables(st), st.diverged_step) for _, st, _ in groups])
         )
-        variables, diverged = final
-        arrays = chunks.chunk_arrays(idx, variables, diverged, logs, plan.inputs.x_test.shape[0])
-        for cb in self.callbacks:
-            cb.chunk_end(c, idx, arrays)
+        arrays = chunks.chunk_arrays(
+            idx, variables, diverged, logs, self.plan.inputs.x_test.shape[0]
+        )
         kept = jax.tree.map(lambda a: a[: len(idx)], variables) if self.keep_variables else None
-        return ChunkResult(arrays, kept)
+        self._done = None  # handed over once: a callback that fails is not called again
+        for cb in self.callbacks:
+            cb.chunk_end(c, idx, arrays, kept)
+        self.seconds["finalize"] += time.perf_counter() - t
+
+    def train(self, c: int, then: int | None = None) -> None:
+        """Trains chunk ``c`` (restarting from a callback's saved point when there is one); the chunk before it is
+        handed to the callbacks while ``c``'s first epoch computes, and ``c`` itself at the next chunk or
+        :meth:`flush`. With ``then``, the models of chunk ``then`` are initialized in the background meanwhile."""
+        plan = self.plan
+        idx = plan.chunk(c)
+        try:
+            groups, logs, start = self._resume(c, idx, self._start(c))
+            if then is not None:
+                self._next = (then, self._prepare.submit(self._groups, then, plan.chunk(then)))
+            for epoch in range(start, plan.config.epochs):
+                self._compile(groups, epoch)
+                t = time.perf_counter()
+                groups, ep = self._epoch(groups, epoch, flush=epoch == start)
+                seconds = time.perf_counter() - t
+                self.seconds["train"] += seconds
+                logs.append(ep)
+
+                def state(groups=groups):
+                    leaves = [jax.tree.leaves(jax.device_get(st)) for _, st, _ in groups]
+                    return [np.concatenate(xs) for xs in zip(*leaves, strict=True)]
+
+                event = EpochEnd(c, idx, epoch + 1, plan.config.epochs, logs, seconds, state)
+                for cb in self.callbacks:
+                    cb.epoch_end(event)
+        except BaseException:
+            self.flush()  # a chunk that was trained is handed over, also when this one was interrupted
+            raise
+        self.flush()
+        self._done = (c, idx, groups, logs)
+
+
+class Collect(Callback):
+    """Keeps every chunk's arrays (``arrays[c]``) and, in chunk order, the variables the trainer kept."""
+
+    def __init__(self, arrays: dict[int, dict[str, np.ndarray]] | None = None):
+        self.arrays = dict(arrays or {})
+        self.variables: list[Any] = []
+
+    def chunk_end(self, chunk, models, arrays, variables) -> None:
+        self.arrays[chunk] = arrays
+        if variables is not None:
+            self.variables.append(variables)
 
 
 class ProgressBar(Callback):
