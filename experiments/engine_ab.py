@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import _common as C
-import numpy as np
 import pandas as pd
 
 NAME = "benchmark"

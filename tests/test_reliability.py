@@ -559,7 +559,7 @@ import signal, sys, time
 from jinit import sweep
 sweep.signals.SIGNAL_GRACE_SECONDS = 1.0
 
-def stuck(self, c):
+def stuck(self, c, then=None):
     # The main thread blocks in native code that never returns to Python (as when every XLA thread waits): here
     # every signal is blocked for it, so its Python handlers never run, and it sleeps.
     signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
