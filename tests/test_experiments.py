@@ -205,6 +205,7 @@ def test_init_table_pairwise_verdicts_on_known_numbers():
     )
 
 
+@pytest.mark.slow
 def test_init_table_smoke(tmp_path):
     out = _run("init_table", tmp_path / "init_table")
     text = _check_report(out, "single run (tutorial)", "Which single-run orderings survive")
@@ -246,6 +247,7 @@ def test_activation_matrix_rule_checks_on_known_numbers():
     assert "1 favour the rule, 1 go against it" in am.rule_paragraph(checks.reset_index())
 
 
+@pytest.mark.slow
 def test_activation_matrix_smoke_and_bad_flags(tmp_path):
     am = _load("activation_matrix")
     with pytest.raises(ValueError, match="NAME:LEARNING_RATE"):
@@ -264,6 +266,7 @@ def test_activation_matrix_smoke_and_bad_flags(tmp_path):
 # ------------------------------------------------------------------------------------------ variance_sources
 
 
+@pytest.mark.slow
 def test_variance_sources_smoke(tmp_path):
     out = _run("variance_sources", tmp_path / "vs")
     text = _check_report(out, "| init only |", "| data order only |", "| both |", "noise floor")
@@ -284,6 +287,7 @@ def _snapshot(folder: Path) -> dict[str, int]:
     return {str(f): f.stat().st_mtime_ns for f in folder.rglob("*")} if folder.exists() else {}
 
 
+@pytest.mark.slow
 def test_mnist1d_smoke_does_not_shadow_the_package(tmp_path, monkeypatch):
     # --smoke without --out writes to a scratch folder, never into the committed experiments/results/
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
@@ -302,6 +306,7 @@ def test_mnist1d_smoke_does_not_shadow_the_package(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------ depth
 
 
+@pytest.mark.slow
 def test_depth_smoke(tmp_path):
     out = _run("depth", tmp_path / "depth")
     text = _check_report(out, "## Signal propagation at init", "Steps to 80%")
@@ -392,6 +397,7 @@ def test_benchmark_goals_are_read_from_the_rows():
     assert goals["throughput flat or rising from N=1024 to N=8192"]["met"] is False  # 0.83x
 
 
+@pytest.mark.slow
 def test_benchmark_smoke(tmp_path):
     out = tmp_path / "bench"
     argv = ["--smoke", "--no-progress", "--out", str(out), "--ns", "1,2,4"]
@@ -461,6 +467,7 @@ def test_benchmark_merge_and_roofline():
     assert "roofline_flops_per_s" not in b.table(doc)
 
 
+@pytest.mark.slow
 def test_script_errors_are_one_line_with_exit_code_2(tmp_path):
     """Run as a process, a study's bad input is one line on stderr (no traceback) and exit code 2, like jinit."""
     import subprocess
@@ -517,6 +524,7 @@ def test_depth_residual_findings_on_known_numbers():
     assert "**rezero (no norm) trains at every depth: did not hold** (1 of 15 models failed" in text
 
 
+@pytest.mark.slow
 def test_depth_residual_smoke(tmp_path):
     out = _run("depth_residual", tmp_path / "dr")
     text = _check_new_report(out, "## Failures", "## Detectable differences", "| fixup (no norm) |")
@@ -539,6 +547,7 @@ def test_depth_residual_smoke(tmp_path):
         _load("depth_residual").main(["--smoke", "--out", str(tmp_path / "bad"), "--depths", "0"])
 
 
+@pytest.mark.slow
 def test_transformer_init_smoke(tmp_path):
     tr = _load("transformer_init")
     out = _run("transformer_init", tmp_path / "tr")
@@ -591,6 +600,7 @@ def test_mup_transfer_optimum_and_drift_on_known_numbers():
     assert "drifts with width under SP: held" in text and "-3 doublings" in text
 
 
+@pytest.mark.slow
 def test_mup_transfer_smoke(tmp_path):
     out = _run("mup_transfer", tmp_path / "mt")
     _check_new_report(out, "## Optimum per width", "## Drift of the optimum", "| muP |")

@@ -15,6 +15,8 @@ import textwrap
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the same models in several grids on 1, 2 and 4 devices, in processes
+
 SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -57,7 +59,6 @@ def _hashes(devices: int) -> dict:
     return json.loads(line[4:])
 
 
-@pytest.mark.slow
 def test_a_model_is_bit_identical_in_every_grid_chunk_size_and_device_count():
     merged: dict[str, dict[str, str]] = {}
     for devices in (1, 2, 4):

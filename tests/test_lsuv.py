@@ -55,6 +55,7 @@ def test_lsuv_rescues_a_vanishing_small_gaussian_init(activation, batch):
             np.testing.assert_array_equal(layer["bias"][s], variables["params"][name]["bias"][s])
 
 
+@pytest.mark.slow
 def test_lsuv_init_orthogonal_start_target_and_params_only(batch):
     make = models.factory("mlp", hidden=(WIDTH,) * DEPTH, activation="tanh")
     v = jax.jit(lambda k: propagation.lsuv_init(make, k, batch, target_std=0.5, tol=0.01))(
@@ -135,6 +136,7 @@ def test_lsuv_scheme_value_semantics():
             propagation.lsuv_scheme(bad)
 
 
+@pytest.mark.slow
 def test_lsuv_is_a_sweep_scheme_and_rescues_a_deep_tanh_mlp():
     from jinit import data, sweep
 

@@ -371,6 +371,7 @@ def _ratio(df, layer, stat, t=3):
     return g[WIDTHS[-1]] / g[WIDTHS[0]], g
 
 
+@pytest.mark.slow
 def test_coordinate_check_mup_is_width_stable_and_sp_is_not():
     """After 3 Adam steps at lr 1e-2 (fixed data and seeds), the last hidden pre-activation of an MLP grows with
     width under SP (measured from width 32 to 256: mean |x| x1.66, its change from init x4.1) and stays flat under

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every notebook, executed top to bottom
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 #: A cell that draws: pyplot, jinit.plots, a ``.plot(...)`` (propagation.plot, result.plot).

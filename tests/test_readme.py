@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every code block of the README and the docs
+
 REPO = Path(__file__).resolve().parents[1]
 # the real MNIST beside the checkout, as tests/conftest.py finds it
 REAL_MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"

@@ -288,6 +288,7 @@ for line in sys.stdin:
 
 
 @pytest.mark.parametrize("delay, trials", [(0.0, 200), (0.002, 50)], ids=["natural", "preempted"])
+@pytest.mark.slow
 def test_many_processes_taking_over_a_stale_lock_exactly_one_holds_it(tmp_path, delay, trials):
     n_procs = 6
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -454,6 +455,7 @@ _LIMITED = (
 )
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_an_orbax_checkpoint_is_one_line_and_the_sweep_resumes(tmp_path, capsys):
     """A file-size limit makes the first large orbax checkpoint fail, as a full disk does: orbax's absl ERROR
     logs, its threads' tracebacks and tensorstore's "Event loop is closed" tracebacks used to bury the error."""
@@ -572,6 +574,7 @@ sweep.run(sweep.SweepConfig(schemes=("zeros",), seeds=1, epochs=1, hidden=(8,), 
 """
 
 
+@pytest.mark.slow
 def test_sigterm_ends_a_sweep_stuck_in_native_code(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(

@@ -88,6 +88,7 @@ _CHILD = (
 @pytest.mark.parametrize(
     "sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name
 )
+@pytest.mark.slow
 def test_killed_sweep_resumes_to_identical_results(tmp_path, reference, capsys, sig):
     out = tmp_path / "run"
     argv = ["sweep", *ARGS, "--checkpoint-every", "0", "--out", str(out)]
@@ -276,6 +277,7 @@ _HOLDER = (
 )
 
 
+@pytest.mark.slow
 def test_second_sweep_on_a_locked_folder_is_refused_then_a_stale_lock_is_taken_over(
     tmp_path, reference, capsys
 ):

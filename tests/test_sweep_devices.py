@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import dataclasses
 import os
 import subprocess
@@ -12,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from jinit import sweep
+
+pytestmark = pytest.mark.slow  # sweeps in processes with 1 to 4 CPU devices
 
 CFG = sweep.SweepConfig(
     schemes=("he_normal", "normal(stddev=1e20)"),
