@@ -27,6 +27,19 @@ Layout conventions (Flax):
     no zero-size axis: a bias is initialized with ``zeros``/``constant``/``normal``/... or
     :func:`torch_default_bias`, never with a fan-based scheme.
 
+Ranges:
+    Hyperparameters are finite floats: ``normal(stddev=10**400)`` is a ValueError naming the value. A scheme whose
+    values could overflow float32 (jinit's, Flax's and every sweep's dtype) is refused when it is made:
+    ``normal(stddev=1e308)`` is a ValueError (it used to pass, then print numpy's RuntimeWarnings about the cast and
+    draw inf). Each call checks again for its dtype (``float16`` holds at most 65504) and shape (the
+    variance-scaling family's ``scale / n``), and refuses a shape of 2**63 bytes or more (JAX raised
+    ``NotImplementedError`` for random draws; XLA aborted the process for the others). The bound is what the draw
+    computes, in float64: ``|mean| + 9 stddev`` for a normal (:data:`NORMAL_DRAW_BOUND`: JAX's sampler never draws
+    beyond 5.42 standard deviations in float32, 8.29 in float64), ``|mean| + 2 stddev`` truncated,
+    ``max(|minval|, |maxval|, maxval - minval)`` uniform (JAX computes the difference in the dtype), ``|value|``,
+    ``gain`` for orthogonal, delta-orthogonal and identity, ``9 stddev`` sparse, and for variance scaling the
+    variance ``scale / n`` (3 times it for uniform, which JAX also casts) or 9 standard deviations.
+
 Catalogue (defaults in the factory signatures; aliases in brackets):
     ==========================  ====================================================
     zeros, ones, constant       constant arrays
