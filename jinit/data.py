@@ -149,6 +149,11 @@ MNIST1D_NUM_TEST = 1000
 
 TASKS = ("classification", "binary", "regression")
 
+#: The most classes a classification task may have: labels are int32.
+MAX_CLASSES = 2**31 - 1
+
+_log = logging.getLogger("jinit.data")
+
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
@@ -1001,7 +1006,12 @@ def _labels(y: np.ndarray, what: str, task: str) -> np.ndarray:
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        hint = " (one-hot labels: pass y.argmax(axis=1))" if y.ndim == 2 else ""
+        hint = (
+            " (2-D labels are taken as one-hot rows only when each row is a single 1 and zeros; for other "
+            "rows pass y.argmax(axis=1))"
+            if y.ndim == 2
+            else ""
+        )
         raise ValueError(
             f"{what} has shape {y.shape}; {task} labels are one integer per example, shape (n,){hint}"
         )
@@ -1018,6 +1028,141 @@ def _labels(y: np.ndarray, what: str, task: str) -> np.ndarray:
     if y.size and (y.min() < 0 or y.max() > np.iinfo(np.int32).max):
         raise ValueError(f"{what} holds labels below 0 or above 2**31 - 1; labels are 0, 1, 2, ...")
     return y.astype(np.int32)
+
+
+def _one_hot(y: np.ndarray) -> np.ndarray | None:
+    """The labels ``y.argmax(axis=1)`` when ``y`` is one-hot rows (2-D, at least 2 columns, every value 0 or 1,
+    exactly one 1 per row), else None."""
+    if y.ndim != 2 or y.shape[1] < 2 or not y.size:
+        return None
+    if not np.all((y == 0) | (y == 1)) or not np.all(np.count_nonzero(y, axis=1) == 1):
+        return None
+    return np.argmax(y, axis=1).astype(np.int32)
+
+
+def _class_like(ys: dict[str, np.ndarray]) -> tuple[int, int, int] | None:
+    """For float targets of one column that all are whole numbers from 0 or 1 on -- class labels stored as floats,
+    or numeric targets? -- their smallest and largest value and the number of distinct training values; None
+    for targets that are clearly continuous (a fraction, a negative value, a smallest value above 1) or not one
+    column."""
+    cols = [y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y for y in ys.values()]
+    if any(y.dtype.kind != "f" or y.ndim != 1 for y in cols):
+        return None
+    for y in cols:
+        if not np.all(np.isfinite(y)) or not np.array_equal(y, np.round(y)):
+            return None
+    lo, hi = min(float(y.min()) for y in cols), max(float(y.max()) for y in cols)
+    if lo not in (0.0, 1.0):
+        return None
+    return int(lo), int(hi), int(np.unique(cols[0]).size)
+
+
+def _infer_task(ys: dict[str, np.ndarray]) -> str:
+    """The task of ``from_arrays(..., task=None)``: ``regression`` for float targets that are clearly continuous,
+    ``classification`` for integer or bool labels and for one-hot rows (with a notice); whole-number float labels
+    are refused (classes or numbers: the caller says which)."""
+    y = ys["train"]
+    if _one_hot(y) is not None:
+        _log.warning(
+            "y_train holds one-hot rows (%d columns): trained as classification of the labels "
+            "y.argmax(axis=1); pass task='classification' to say so (no notice), or task='regression' to fit "
+            "%d targets",
+            y.shape[1],
+            y.shape[1],
+        )
+        return "classification"
+    if y.dtype.kind != "f":
+        return "classification"
+    like = _class_like(ys)
+    if like is not None:
+        lo, hi, distinct = like
+        raise ValueError(
+            f"y_train is {y.dtype} but every target is a whole number from {lo} to {hi} ({distinct} distinct "
+            f"values): class labels or numbers? pass task='classification' to train them as class labels, or "
+            "task='regression' to fit them as numbers"
+        )
+    return "regression"
+
+
+def _class_targets(
+    ys: dict[str, np.ndarray], task: str, num_classes: int | None
+) -> tuple[dict[str, np.ndarray], int]:
+    """The int32 labels of every split (one-hot rows become ``argmax`` labels) and the number of classes."""
+    out, widths = {}, {}
+    for split, y in ys.items():
+        labels = _one_hot(y)
+        if labels is None:
+            labels = _labels(y, f"y_{split}", task)
+        else:
+            widths[split] = y.shape[1]
+        out[f"y_{split}"] = labels
+    if widths:
+        first, width = next(iter(widths.items()))
+        for split, w in widths.items():
+            if w != width:
+                raise ValueError(
+                    f"y_{split} is one-hot with {w} columns but y_{first} with {width}; one-hot rows have "
+                    "one column per class in every split"
+                )
+        if num_classes is not None and num_classes != width:
+            raise ValueError(
+                f"y_{first} is one-hot with {width} columns but num_classes={num_classes}; one-hot rows have "
+                "one column per class"
+            )
+    top = max(int(y.max()) for y in out.values())
+    if task == "binary":
+        if num_classes is not None and num_classes != 2:
+            raise ValueError(f"num_classes={num_classes} but a binary task has 2 classes")
+        classes = 2
+    elif num_classes is None:
+        classes = max(top + 1, *widths.values()) if widths else top + 1
+        if classes < 2:
+            raise ValueError(
+                "the labels hold a single class (0); pass num_classes= if there are more"
+            )
+    else:
+        classes = int(num_classes)
+    for name, y in out.items():
+        wrong = int(np.count_nonzero(y >= classes))
+        if wrong:
+            valid = "0 or 1" if task == "binary" else f"0..{classes - 1}"
+            raise ValueError(
+                f"{name} holds {wrong} label(s) outside {valid} (the largest is {int(y.max())}; "
+                f"{task} with {classes} classes)"
+            )
+    return out, classes
+
+
+def _regression_targets(
+    ys: dict[str, np.ndarray], num_classes: int | None
+) -> tuple[dict[str, np.ndarray], int]:
+    """The float32 targets of every split and their number per example."""
+    out = {}
+    for split, y in ys.items():
+        if y.ndim > 2:
+            raise ValueError(
+                f"y_{split} has shape {y.shape}; regression targets are (n,) or (n, targets)"
+            )
+        with np.errstate(over="ignore"):
+            y = y.astype(np.float32)
+        bad = y.size - int(np.count_nonzero(np.isfinite(y)))
+        if bad:
+            raise ValueError(
+                f"y_{split} holds {bad} non-finite value(s) (NaN or inf, also after conversion "
+                f"to float32) in {y.size}"
+            )
+        if y.shape[1:] != ys["train"].shape[1:]:
+            raise ValueError(
+                f"y_{split} has targets of shape {y.shape[1:]} but y_train {ys['train'].shape[1:]}"
+            )
+        out[f"y_{split}"] = y
+    d = 1 if ys["train"].ndim == 1 else int(ys["train"].shape[1])
+    if num_classes is not None and num_classes != d:
+        raise ValueError(
+            f"num_classes={num_classes} but y_train has {d} regression target(s) per example "
+            f"(shape {ys['train'].shape}); for regression num_classes is the number of targets"
+        )
+    return out, d
 
 
 def _fingerprint(arrays: dict[str, np.ndarray | None], task: str, num_classes: int) -> str:
@@ -1059,17 +1204,22 @@ def from_arrays(
     Args:
       x_train: training inputs, ``(n_train, *input_shape)``.
       y_train: training targets: labels ``(n_train,)`` (a column ``(n_train, 1)`` is accepted for
-        labels), or regression targets ``(n_train,)`` / ``(n_train, d)``.
+        labels, and one-hot rows ``(n_train, num_classes)``: a single 1 and zeros in every row, taken as the
+        labels ``y.argmax(axis=1)``), or regression targets ``(n_train,)`` / ``(n_train, d)``.
       x_test: test inputs, ``(n_test, *input_shape)``.
       y_test: test targets, like ``y_train``.
       task: ``"classification"`` (softmax over ``num_classes`` outputs), ``"binary"`` (labels 0/1,
-        one output), ``"regression"``, or None to infer it from the training targets: integer or
-        bool targets -> ``"classification"`` (also with two classes: ``"binary"`` is only used when
-        asked for, since it needs a model with one output instead of two); float targets ->
-        ``"regression"`` (pass ``task="classification"`` for labels stored as floats).
+        one output), ``"regression"``, or None to infer it from the targets: integer or bool labels ->
+        ``"classification"`` (also with two classes: ``"binary"`` is only used when asked for, since it
+        needs a model with one output instead of two); one-hot rows (of any dtype, as Keras' ``to_categorical``
+        writes them) -> ``"classification"``, with a notice (a warning of the ``jinit.data`` logger) that
+        ``task="regression"`` fits them as numbers instead; float targets that are clearly continuous (a
+        fraction, a negative value, or whole numbers from 2 on, like counts of 25..346) -> ``"regression"``.
+        Float targets of one column whose values are all whole numbers from 0 or 1 on (class labels read
+        from a CSV file, or integer-valued numbers?) are refused: the error names both ``task=`` values.
       num_classes: for ``classification``, the number of classes (default: the largest label in
         any split plus one); for ``binary``, 2 if given; for ``regression``, the number of targets
-        ``d`` if given (1 for targets of shape ``(n,)``).
+        ``d`` if given (1 for targets of shape ``(n,)``). At most 2**31 - 1 (labels are int32).
       name: a name for the dataset (recorded in run folders and plot titles).
       x_val: validation inputs (optional; then ``y_val`` too). To hold validation data out of
         the training set instead, see :func:`split_validation`.
@@ -1085,8 +1235,9 @@ def from_arrays(
       ValueError: one line naming the array and saying what is wrong with its shape, dtype or
         values (the values themselves are never printed): a row count that differs between inputs
         and targets ("x_train has 100 rows but y_train 99"), input shapes that differ between
-        splits, an empty split, NaN or inf, labels below 0 or at least ``num_classes``, ``binary``
-        labels other than 0/1, an unknown task.
+        splits, an empty split or examples of 0 values, NaN or inf, labels below 0 or at least
+        ``num_classes``, ``binary`` labels other than 0/1, one-hot rows whose width is not ``num_classes``,
+        whole-number float labels without ``task=`` (see ``task``), an unknown task.
       TypeError: an array that is not numbers (strings, objects), or a missing one.
 
     Example:
@@ -1108,9 +1259,12 @@ def from_arrays(
     if num_classes is not None and (
         isinstance(num_classes, bool)
         or not isinstance(num_classes, (int, np.integer))
-        or num_classes < 1
+        or not 1 <= num_classes <= MAX_CLASSES
     ):
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        raise ValueError(
+            f"num_classes must be a positive integer of at most 2**31 - 1 (labels are int32), got "
+            f"{num_classes!r}"
+        )
 
     splits = [("train", x_train, y_train), ("test", x_test, y_test)]
     if x_val is not None:
@@ -1127,6 +1281,15 @@ def from_arrays(
                 f"x_{split} has shape {x.shape}: one number per example; inputs are (n, features) "
                 "(for a single feature pass x.reshape(-1, 1))"
             )
+        if 0 in x.shape[1:]:
+            raise ValueError(
+                f"x_{split} has shape {x.shape}: examples of 0 values; inputs need at least one feature"
+            )
+        if 0 in y.shape[1:]:
+            raise ValueError(
+                f"y_{split} has shape {y.shape}: no target per example; pass one label (n,) or targets "
+                "(n, d) with d >= 1"
+            )
         xs[split], ys[split] = x, y
     for split in xs:
         if xs[split].shape[1:] != xs["train"].shape[1:]:
@@ -1136,7 +1299,7 @@ def from_arrays(
             )
 
     if task is None:
-        task = "regression" if ys["train"].dtype.kind == "f" else "classification"
+        task = _infer_task(ys)
 
     out: dict[str, np.ndarray | None] = {"x_val": None, "y_val": None}
     for split, x in xs.items():
@@ -1149,58 +1312,11 @@ def from_arrays(
                 f"float32) in {x.size}"
             )
         out[f"x_{split}"] = x
-
     if task == "regression":
-        for split, y in ys.items():
-            if y.ndim > 2:
-                raise ValueError(
-                    f"y_{split} has shape {y.shape}; regression targets are (n,) or (n, targets)"
-                )
-            with np.errstate(over="ignore"):
-                y = y.astype(np.float32)
-            bad = y.size - int(np.count_nonzero(np.isfinite(y)))
-            if bad:
-                raise ValueError(
-                    f"y_{split} holds {bad} non-finite value(s) (NaN or inf, also after conversion "
-                    f"to float32) in {y.size}"
-                )
-            if y.shape[1:] != ys["train"].shape[1:]:
-                raise ValueError(
-                    f"y_{split} has targets of shape {y.shape[1:]} but y_train {ys['train'].shape[1:]}"
-                )
-            out[f"y_{split}"] = y
-        d = 1 if ys["train"].ndim == 1 else int(ys["train"].shape[1])
-        if num_classes is not None and num_classes != d:
-            raise ValueError(
-                f"num_classes={num_classes} but y_train has {d} regression target(s) per example "
-                f"(shape {ys['train'].shape}); for regression num_classes is the number of targets"
-            )
-        classes = d
+        targets, classes = _regression_targets(ys, num_classes)
     else:
-        for split, y in ys.items():
-            out[f"y_{split}"] = _labels(y, f"y_{split}", task)
-        top = max(int(out[f"y_{split}"].max()) for split in ys)
-        if task == "binary":
-            if num_classes is not None and num_classes != 2:
-                raise ValueError(f"num_classes={num_classes} but a binary task has 2 classes")
-            classes = 2
-        elif num_classes is None:
-            classes = top + 1
-            if classes < 2:
-                raise ValueError(
-                    "the labels hold a single class (0); pass num_classes= if there are more"
-                )
-        else:
-            classes = int(num_classes)
-        for split in ys:
-            y = out[f"y_{split}"]
-            wrong = int(np.count_nonzero(y >= classes))
-            if wrong:
-                valid = "0 or 1" if task == "binary" else f"0..{classes - 1}"
-                raise ValueError(
-                    f"y_{split} holds {wrong} label(s) outside {valid} (the largest is {int(y.max())}; "
-                    f"{task} with {classes} classes)"
-                )
+        targets, classes = _class_targets(ys, task, num_classes)
+    out.update(targets)
 
     ordered = {k: out[k] for k in ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val")}
     digest = _fingerprint(ordered, task, classes)

@@ -27,6 +27,19 @@ Layout conventions (Flax):
     no zero-size axis: a bias is initialized with ``zeros``/``constant``/``normal``/... or
     :func:`torch_default_bias`, never with a fan-based scheme.
 
+Ranges:
+    Hyperparameters are finite floats: ``normal(stddev=10**400)`` is a ValueError naming the value. A scheme whose
+    values could overflow float32 (jinit's, Flax's and every sweep's dtype) is refused when it is made:
+    ``normal(stddev=1e308)`` is a ValueError (it used to pass, then print numpy's RuntimeWarnings about the cast and
+    draw inf). Each call checks again for its dtype (``float16`` holds at most 65504) and shape (the
+    variance-scaling family's ``scale / n``), and refuses a shape of 2**63 bytes or more (JAX raised
+    ``NotImplementedError`` for random draws; XLA aborted the process for the others). The bound is what the draw
+    computes, in float64: ``|mean| + 9 stddev`` for a normal (:data:`NORMAL_DRAW_BOUND`: JAX's sampler never draws
+    beyond 5.42 standard deviations in float32, 8.29 in float64), ``|mean| + 2 stddev`` truncated,
+    ``max(|minval|, |maxval|, maxval - minval)`` uniform (JAX computes the difference in the dtype), ``|value|``,
+    ``gain`` for orthogonal, delta-orthogonal and identity, ``9 stddev`` sparse, and for variance scaling the
+    variance ``scale / n`` (3 times it for uniform, which JAX also casts) or 9 standard deviations.
+
 Catalogue (defaults in the factory signatures; aliases in brackets):
     ==========================  ====================================================
     zeros, ones, constant       constant arrays
@@ -113,6 +126,7 @@ import dataclasses
 import math
 import numbers
 import operator
+import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -140,10 +154,25 @@ _DEFAULT_AXES = {"in_axis": -2, "out_axis": -1, "batch_axis": ()}
 # --------------------------------------------------------------------------------------------
 
 
+def _number_text(value: Any) -> str:
+    """``repr(value)``, shortened for integers too long to read (``10**400`` -> ``1000...000 (401 digits)``)."""
+    text = repr(value)
+    if isinstance(value, numbers.Integral) and len(text) > 24:
+        sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
+        return f"{sign}{digits[:4]}...{digits[-3:]} ({len(digits)} digits)"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _real(scheme: str, param: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{scheme}: {param} must be a real number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int (or Fraction) beyond every float, e.g. 10**400
+        raise ValueError(
+            f"{scheme}: {param}={_number_text(value)} is out of range: it must be a finite float "
+            f"(at most {sys.float_info.max:.4g})"
+        ) from None
     if not math.isfinite(value):
         raise ValueError(f"{scheme}: {param} must be finite, got {value!r}")
     return value
@@ -206,6 +235,26 @@ def _shape(scheme: str, shape: Any) -> tuple[int, ...]:
 def _nonempty(scheme: str, shape: tuple[int, ...]) -> None:
     if any(d == 0 for d in shape):
         raise ValueError(f"{scheme}: shape {shape} has a zero-size axis")
+
+
+#: The most bytes one array may take. XLA computes an array's size in bytes as a signed 64-bit integer: a larger
+#: shape does not raise, it aborts the process ("overflow in static extent product"), so it is refused before.
+MAX_ARRAY_BYTES = 2**63 - 1
+
+#: No normal draw of JAX's sampler is further than this many standard deviations from the mean, in any dtype (its
+#: extreme is sqrt(2) erfinv of the uniform closest to -1: 5.42 in float32, 8.29 in float64, 3.49 in float16).
+NORMAL_DRAW_BOUND = 9.0
+
+
+def _check_size(scheme: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_ARRAY_BYTES or any(d > MAX_ARRAY_BYTES for d in shape):
+        size = f"about 2**{max(nbytes, *shape).bit_length() - 1} bytes"
+        raise ValueError(
+            f"{scheme}: shape {_number_text(shape)} of {dtype.name} would take {size}, more than an XLA "
+            "array can hold (2**63 - 1 bytes) and any device's memory; check the shape (a Dense kernel is "
+            "(in, out), a conv kernel (*spatial, in, out))"
+        )
 
 
 def _dtype(scheme: str, dtype: Any, *, real_only: bool = False) -> np.dtype:
@@ -334,14 +383,35 @@ class Initializer:
     _repr_hidden_defaults: ClassVar[dict[str, Any]] = {}
     # Whether complex dtypes are supported.
     _complex_ok: ClassVar[bool] = True
+    # The hyperparameters that set the magnitude of the values (named when they are out of range).
+    _scale_params: ClassVar[str] = "scale"
 
     def __call__(self, key, shape, dtype=None, out_sharding=None) -> jax.Array:
         shape = _shape(self.name, shape)
         dtype = _dtype(self.name, dtype, real_only=not self._complex_ok)
+        _check_size(self.name, shape, dtype)
+        self._check_range(shape, dtype)
         return self._init(key, shape, dtype, out_sharding)
 
     def _init(self, key, shape: tuple[int, ...], dtype: np.dtype, out_sharding) -> jax.Array:
         raise NotImplementedError
+
+    def _largest(self, shape: tuple[int, ...] | None) -> float:
+        """An upper bound on the magnitude of every value the draw computes (the values and the intermediate
+        scales JAX casts to the dtype), in float64; ``shape`` None for schemes whose bound has no shape."""
+        return 0.0
+
+    def _check_range(self, shape: tuple[int, ...] | None, dtype: np.dtype) -> None:
+        """Refuses a draw whose values could overflow ``dtype`` (they would be inf, with numpy's RuntimeWarnings
+        about the cast): one line naming the initializer, the dtype and the fix."""
+        limit = float(jnp.finfo(dtype).max)
+        if self._largest(shape) <= limit:
+            return
+        where = "" if shape is None else f" for shape {shape}"
+        raise ValueError(
+            f"{self!r} is out of range{where}: its values can exceed the largest finite {dtype.name} "
+            f"({limit:.4g}) and would be inf; use a smaller {self._scale_params}"
+        )
 
     def hyperparameters(self) -> dict[str, Any]:
         """The hyperparameters as a dict (field order), without the name."""
@@ -372,23 +442,34 @@ class _Ones(Initializer):
     def _init(self, key, shape, dtype, out_sharding):
         return jax_init.ones(key, shape, dtype, out_sharding=out_sharding)
 
+    def _largest(self, shape):
+        return 1.0
+
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class _Constant(Initializer):
     value: float
+    _scale_params: ClassVar[str] = "value"
 
     def _init(self, key, shape, dtype, out_sharding):
         return jax_init.constant(self.value)(key, shape, dtype, out_sharding=out_sharding)
+
+    def _largest(self, shape):
+        return abs(self.value)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class _Normal(Initializer):
     stddev: float
     mean: float
+    _scale_params: ClassVar[str] = "stddev or mean"
 
     def _init(self, key, shape, dtype, out_sharding):
         w = jax_init.normal(self.stddev)(key, shape, dtype, out_sharding=out_sharding)
         return w if self.mean == 0.0 else w + jnp.array(self.mean, dtype)
+
+    def _largest(self, shape):
+        return abs(self.mean) + NORMAL_DRAW_BOUND * self.stddev
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -396,10 +477,14 @@ class _TruncatedNormal(Initializer):
     stddev: float
     mean: float
     _complex_ok: ClassVar[bool] = False
+    _scale_params: ClassVar[str] = "stddev or mean"
 
     def _init(self, key, shape, dtype, out_sharding):
         w = jax_init.truncated_normal(self.stddev)(key, shape, dtype, out_sharding=out_sharding)
         return w if self.mean == 0.0 else w + jnp.array(self.mean, dtype)
+
+    def _largest(self, shape):
+        return abs(self.mean) + 2.0 * self.stddev
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -407,11 +492,15 @@ class _Uniform(Initializer):
     minval: float
     maxval: float
     _complex_ok: ClassVar[bool] = False
+    _scale_params: ClassVar[str] = "minval and maxval"
 
     def _init(self, key, shape, dtype, out_sharding):
         return jax.random.uniform(
             key, shape, dtype, self.minval, self.maxval, out_sharding=out_sharding
         )
+
+    def _largest(self, shape):  # jax.random.uniform computes maxval - minval in the dtype
+        return max(abs(self.minval), abs(self.maxval), self.maxval - self.minval)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -460,6 +549,13 @@ class _VarianceScaling(Initializer):
         """The variance ``E|w|^2`` of the weights for this shape: ``scale / n``."""
         return self.scale / self.denominator(shape)
 
+    def _largest(self, shape):
+        # JAX casts the variance (and 3 * variance for uniform) to the dtype, then draws at most 9 standard
+        # deviations from 0 (2 / 0.88 truncated, sqrt(3) uniform)
+        variance = self.variance(shape)
+        factor = 3.0 if self.distribution == "uniform" else 1.0
+        return max(factor * variance, NORMAL_DRAW_BOUND * math.sqrt(variance))
+
     def _init(self, key, shape, dtype, out_sharding):
         denominator = self.denominator(shape)  # validates the shape against the axes
         if self.distribution == "truncated_normal" and jnp.issubdtype(dtype, jnp.complexfloating):
@@ -492,6 +588,9 @@ class _TorchVarianceScaling(Initializer):
         """The variance of the weights for this shape: ``gain^2 / n``."""
         return self.as_variance_scaling().variance(shape)
 
+    def _largest(self, shape):
+        return self.as_variance_scaling()._largest(shape)
+
     def _init(self, key, shape, dtype, out_sharding):
         return self.as_variance_scaling()._init(key, shape, dtype, out_sharding)
 
@@ -511,6 +610,7 @@ class _Kaiming(_TorchVarianceScaling):
 @dataclasses.dataclass(frozen=True, repr=False)
 class _Xavier(_TorchVarianceScaling):
     gain: float
+    _scale_params: ClassVar[str] = "gain"
 
     def as_variance_scaling(self) -> _VarianceScaling:
         dist = self.name.rsplit("_", 1)[1]
@@ -531,6 +631,10 @@ def _qr_dtype(init, key, shape, dtype) -> jax.Array:
 class _Orthogonal(Initializer):
     gain: float
     column_axis: int
+    _scale_params: ClassVar[str] = "gain"
+
+    def _largest(self, shape):  # entries of an orthogonal matrix are at most 1 in magnitude
+        return self.gain
 
     def _init(self, key, shape, dtype, out_sharding):
         _no_sharding(self.name, out_sharding)
@@ -545,6 +649,10 @@ class _Orthogonal(Initializer):
 @dataclasses.dataclass(frozen=True, repr=False)
 class _DeltaOrthogonal(Initializer):
     gain: float
+    _scale_params: ClassVar[str] = "gain"
+
+    def _largest(self, shape):
+        return self.gain
 
     def _init(self, key, shape, dtype, out_sharding):
         _no_sharding(self.name, out_sharding)
@@ -565,6 +673,10 @@ class _DeltaOrthogonal(Initializer):
 @dataclasses.dataclass(frozen=True, repr=False)
 class _Identity(Initializer):
     gain: float
+    _scale_params: ClassVar[str] = "gain"
+
+    def _largest(self, shape):
+        return self.gain
 
     def _init(self, key, shape, dtype, out_sharding):
         _no_sharding(self.name, out_sharding)
@@ -608,6 +720,10 @@ class _Dirac(Initializer):
 class _Sparse(Initializer):
     sparsity: float
     stddev: float
+    _scale_params: ClassVar[str] = "stddev"
+
+    def _largest(self, shape):
+        return NORMAL_DRAW_BOUND * self.stddev
 
     def _init(self, key, shape, dtype, out_sharding):
         _no_sharding(self.name, out_sharding)
@@ -630,6 +746,13 @@ class _Sparse(Initializer):
 # --------------------------------------------------------------------------------------------
 # Factories.
 # --------------------------------------------------------------------------------------------
+
+
+def _float32_range(init: Initializer) -> Initializer:
+    """``init``, refused if its values could overflow float32 (jinit's, Flax's and every sweep's dtype): for the
+    schemes whose values are bounded without a shape, checked when they are made (``normal(stddev=1e308)``)."""
+    init._check_range(None, np.dtype(np.float32))
+    return init
 
 
 def zeros() -> Initializer:
@@ -674,7 +797,7 @@ def constant(value: float) -> Initializer:
       >>> jinit.constant(0.1)(jax.random.PRNGKey(0), (2,))
       Array([0.1, 0.1], dtype=float32)
     """
-    return _Constant("constant", _real("constant", "value", value))
+    return _float32_range(_Constant("constant", _real("constant", "value", value)))
 
 
 def normal(stddev: float = 0.05, mean: float = 0.0) -> Initializer:
@@ -695,8 +818,8 @@ def normal(stddev: float = 0.05, mean: float = 0.0) -> Initializer:
     Example:
       >>> w = jinit.normal(stddev=0.01)(jax.random.PRNGKey(0), (784, 128))
     """
-    return _Normal(
-        "normal", _nonnegative("normal", "stddev", stddev), _real("normal", "mean", mean)
+    return _float32_range(
+        _Normal("normal", _nonnegative("normal", "stddev", stddev), _real("normal", "mean", mean))
     )
 
 
@@ -719,7 +842,7 @@ def uniform(minval: float = -0.05, maxval: float = 0.05) -> Initializer:
     maxval = _real("uniform", "maxval", maxval)
     if not minval < maxval:
         raise ValueError(f"uniform: needs minval < maxval, got minval={minval}, maxval={maxval}")
-    return _Uniform("uniform", minval, maxval)
+    return _float32_range(_Uniform("uniform", minval, maxval))
 
 
 def truncated_normal(stddev: float = 0.05, mean: float = 0.0) -> Initializer:
@@ -737,10 +860,12 @@ def truncated_normal(stddev: float = 0.05, mean: float = 0.0) -> Initializer:
     Returns:
       An Initializer.
     """
-    return _TruncatedNormal(
-        "truncated_normal",
-        _nonnegative("truncated_normal", "stddev", stddev),
-        _real("truncated_normal", "mean", mean),
+    return _float32_range(
+        _TruncatedNormal(
+            "truncated_normal",
+            _nonnegative("truncated_normal", "stddev", stddev),
+            _real("truncated_normal", "mean", mean),
+        )
     )
 
 
@@ -988,10 +1113,12 @@ def orthogonal(gain: float = 1.0, column_axis: int = -1) -> Initializer:
       Saxe et al., 2014, "Exact solutions to the nonlinear dynamics of learning in deep linear
       neural networks", https://arxiv.org/abs/1312.6120.
     """
-    return _Orthogonal(
-        "orthogonal",
-        _positive("orthogonal", "gain", gain),
-        _int("orthogonal", "column_axis", column_axis),
+    return _float32_range(
+        _Orthogonal(
+            "orthogonal",
+            _positive("orthogonal", "gain", gain),
+            _int("orthogonal", "column_axis", column_axis),
+        )
     )
 
 
@@ -1014,7 +1141,9 @@ def delta_orthogonal(gain: float = 1.0) -> Initializer:
       Xiao et al., 2018, "Dynamical Isometry and a Mean Field Theory of CNNs",
       https://arxiv.org/abs/1806.05393.
     """
-    return _DeltaOrthogonal("delta_orthogonal", _positive("delta_orthogonal", "gain", gain))
+    return _float32_range(
+        _DeltaOrthogonal("delta_orthogonal", _positive("delta_orthogonal", "gain", gain))
+    )
 
 
 def identity(gain: float = 1.0) -> Initializer:
@@ -1034,7 +1163,7 @@ def identity(gain: float = 1.0) -> Initializer:
       Le et al., 2015, "A Simple Way to Initialize Recurrent Networks of Rectified Linear
       Units", https://arxiv.org/abs/1504.00941.
     """
-    return _Identity("identity", _positive("identity", "gain", gain))
+    return _float32_range(_Identity("identity", _positive("identity", "gain", gain)))
 
 
 def dirac(groups: int = 1) -> Initializer:
@@ -1089,7 +1218,7 @@ def sparse(sparsity: float, stddev: float = 0.01) -> Initializer:
     sparsity = _real("sparse", "sparsity", sparsity)
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparse: sparsity must be in [0, 1), got {sparsity}")
-    return _Sparse("sparse", sparsity, _nonnegative("sparse", "stddev", stddev))
+    return _float32_range(_Sparse("sparse", sparsity, _nonnegative("sparse", "stddev", stddev)))
 
 
 def torch_default(
@@ -1253,6 +1382,15 @@ def kaiming_uniform(
     return _kaiming("kaiming_uniform", a, mode, nonlinearity)
 
 
+def _xavier(name: str, gain: Any) -> Initializer:
+    gain = _positive(name, "gain", gain)
+    if not math.isfinite(gain * gain):
+        raise ValueError(
+            f"{name}: gain={gain!r} is out of range: gain^2 (the variance scale) must be a finite float"
+        )
+    return _Xavier(name, gain)
+
+
 def xavier_normal(gain: float = 1.0) -> Initializer:
     """torch ``xavier_normal_``: the untruncated normal ``N(0, gain^2 * 2 / (fan_in + fan_out))``.
 
@@ -1268,7 +1406,7 @@ def xavier_normal(gain: float = 1.0) -> Initializer:
     References:
       Glorot & Bengio, 2010, http://proceedings.mlr.press/v9/glorot10a.html; torch.nn.init.xavier_normal_.
     """
-    return _Xavier("xavier_normal", _positive("xavier_normal", "gain", gain))
+    return _xavier("xavier_normal", gain)
 
 
 def xavier_uniform(gain: float = 1.0) -> Initializer:
@@ -1285,7 +1423,7 @@ def xavier_uniform(gain: float = 1.0) -> Initializer:
     References:
       torch.nn.init.xavier_uniform_, https://pytorch.org/docs/stable/nn.init.html.
     """
-    return _Xavier("xavier_uniform", _positive("xavier_uniform", "gain", gain))
+    return _xavier("xavier_uniform", gain)
 
 
 # JAX / Keras spellings (the registry knows all of them; these are the importable ones).

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -444,6 +445,55 @@ def _scale_by_path(mults: Mapping[str, float]) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _check_mup_learning_rate(learning_rate: Any) -> None:
+    """``mup_optimizer``'s learning rate is a finite number > 0, a JAX array (a hyperparameter injected by
+    ``optax.inject_hyperparams``: a sweep's learning-rate axis) or a schedule ``step -> number``. An optax
+    transformation or an optimizer factory (``optax.adam``) in its place is one TypeError saying what to pass."""
+    from jinit.checks import describe, is_transformation
+
+    where = "mup_optimizer: learning_rate"
+    if isinstance(learning_rate, jax.Array):
+        return
+    if is_transformation(learning_rate):
+        raise TypeError(
+            f"{where} must be a number > 0 or an optax schedule, got {describe(learning_rate)}; "
+            "mup_optimizer is itself the optimizer (Adam with muP's per-layer "
+            "learning rates): pass its learning rate, and chain other transformations with it, "
+            "optax.chain(optax.clip_by_global_norm(1.0), mup_optimizer(...))"
+        )
+    if callable(learning_rate):  # a schedule: its learning rate at step 0 must be a number
+        name = getattr(learning_rate, "__name__", type(learning_rate).__name__)
+        try:
+            probe = learning_rate(0)
+        except Exception as e:  # noqa: BLE001 - any failure of the user's function
+            raise TypeError(
+                f"{where}: {name} is not a schedule step -> learning rate: {name}(0) raised "
+                f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            ) from None
+        if is_transformation(probe):
+            raise TypeError(
+                f"{where}: {name} is an optimizer factory ({name}(0) is an optax transformation), not a "
+                "schedule; mup_optimizer is itself the optimizer (Adam): pass a number or a schedule such as "
+                "optax.cosine_decay_schedule(1e-3, 1000)"
+            )
+        if jnp.ndim(probe) != 0 or not jnp.issubdtype(jnp.result_type(probe), jnp.number):
+            raise TypeError(
+                f"{where}: the schedule {name} returned {describe(probe, 60)} at step 0; a schedule returns "
+                "one number per step"
+            )
+        return
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
+        raise TypeError(
+            f"{where} must be a number > 0 or an optax schedule, got {describe(learning_rate)}"
+        )
+    try:
+        value = float(learning_rate)
+    except OverflowError:  # an int beyond every float, 10**400
+        value = math.inf
+    if not 0 < value < math.inf:
+        raise ValueError(f"{where} must be a finite number > 0, got {describe(learning_rate, 40)}")
+
+
 def mup_optimizer(
     learning_rate: float | optax.Schedule,
     params: Any,
@@ -476,10 +526,8 @@ def mup_optimizer(
     References:
       Yang et al. Tensor Programs V. arXiv:2203.03466, 2022, Table 3; ``mup/optim.py`` (``MuAdam``).
     """
+    _check_mup_learning_rate(learning_rate)
     mults = mup_multipliers(params, base_params)
-    if not callable(learning_rate) and not isinstance(learning_rate, jax.Array):
-        # a JAX array is a hyperparameter injected by optax.inject_hyperparams (a sweep's learning-rate axis)
-        _positive("mup_optimizer: learning_rate", learning_rate)
     steps = [optax.scale_by_adam(b1=b1, b2=b2, eps=eps)]
     if weight_decay:
         steps.append(optax.add_decayed_weights(weight_decay))

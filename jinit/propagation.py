@@ -493,6 +493,24 @@ def _layer_order(
     return unique
 
 
+def _linen_model(model: Any, where: str) -> None:
+    """LSUV finds a model's layers by running a flax.linen ``apply`` with ``capture_intermediates``: anything else
+    (a flax.nnx module, a function) is one TypeError naming it and the fix."""
+    if isinstance(model, nn.Module):
+        return
+    from flax import nnx
+
+    from jinit.checks import describe
+
+    if isinstance(model, nnx.Module):
+        raise TypeError(
+            f"{where}: {type(model).__name__} is a flax.nnx module; LSUV rescales the outputs of flax.linen "
+            "nn.Dense / nn.Conv layers (found with linen's capture_intermediates, which NNX modules have not): "
+            "write the model with flax.linen, or use another scheme for NNX models"
+        )
+    raise TypeError(f"{where}: model must be a flax.linen Module, got {describe(model)}")
+
+
 def lsuv(
     model: nn.Module,
     params: Any,
@@ -529,6 +547,8 @@ def lsuv(
     Raises:
       ValueError: for non-positive ``target_std`` / negative ``tol`` or ``max_iters``, or when the model has no
         Dense/Conv layer.
+      TypeError: a model that is not a flax.linen Module (a flax.nnx one: LSUV needs linen's
+        ``capture_intermediates``).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -541,6 +561,7 @@ def lsuv(
     References:
       Mishkin & Matas. All you need is a good init. ICLR 2016 (arXiv:1511.06422).
     """
+    _linen_model(model, "lsuv")
     if not float(target_std) > 0:
         raise ValueError(f"target_std must be > 0, got {target_std}")
     if not float(tol) >= 0:
@@ -632,7 +653,11 @@ def lsuv_init(
       init itself: its batched QR can hang XLA:CPU in jax 0.10 (the sweep initializes model by model for that
       reason).
     """
+    from flax import nnx
+
     kinit, binit = _registry.get(kernel_init), _registry.get(bias_init)
+    if isinstance(model, nnx.Module):  # callable, but a module, not a factory
+        _linen_model(model, "lsuv_init")
     if isinstance(model, nn.Module):
         fields = getattr(model, "__dataclass_fields__", {})
         if "kernel_init" in fields and "bias_init" in fields:
@@ -642,6 +667,7 @@ def lsuv_init(
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"make_model must return a flax.linen Module, got {type(model).__name__}"
+                " (LSUV needs linen's capture_intermediates)"
             )
     else:
         raise TypeError(

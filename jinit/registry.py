@@ -390,13 +390,28 @@ def _build(name: str, args: list[Any], kwargs: Mapping[str, Any]) -> Initializer
         raise TypeError(
             f"{canonical}: {e}; hyperparameters: {_defaults_text(factory, True)}"
         ) from None
+    if _ENTRIES[canonical].custom:
+        arguments = dict(signature.bind(*args, **kwargs).arguments)
+        return registered(canonical, arguments, _call_registered(canonical, factory, args, kwargs))
     try:
-        if _ENTRIES[canonical].custom:
-            arguments = dict(signature.bind(*args, **kwargs).arguments)
-            return registered(canonical, arguments, factory(*args, **kwargs))
         return factory(*args, **kwargs)
     except OverflowError as e:  # e.g. stddev=10**400, which no float holds
         raise ValueError(f"{canonical}: a hyperparameter is out of range ({e})") from None
+
+
+def _call_registered(name: str, factory: Callable[..., Any], args: list, kwargs: Mapping) -> Any:
+    """What the factory registered as ``name`` returns; any error of it becomes a ValueError of one line naming the
+    scheme, the call and the error (the factory's traceback is its ``__cause__``)."""
+    try:
+        return factory(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - the user's factory may raise anything
+        call = ", ".join([*(repr(a) for a in args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+        text = " ".join(str(e).split())
+        what = f"{type(e).__name__}: {text[:300]}" if text else type(e).__name__
+        raise ValueError(
+            f"the factory registered as {name!r} raised {what} when called as {name}({call}); fix the "
+            f"factory or its hyperparameters (jinit.register({name!r}, ..., overwrite=True) replaces it)"
+        ) from e
 
 
 #: The longest initializer spec string :func:`get` parses (a call with a few hyperparameters is ~60 characters).
@@ -487,7 +502,8 @@ def get(spec: str | Mapping[str, Any] | Initializer, **overrides: Any) -> Initia
       :class:`jinit.rules.Scheme` or :class:`jinit.rules.Rules`).
 
     Raises:
-      ValueError: unknown name (the message names the closest valid ones) or bad value.
+      ValueError: unknown name (the message names the closest valid ones) or bad value (also a value whose
+        draws would overflow float32); a registered factory that raises (the message names the call).
       TypeError: a spec of another type, or unknown hyperparameters.
 
     Example:

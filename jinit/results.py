@@ -83,6 +83,43 @@ AXIS_COLUMNS = ("learning_rate", "weight_decay", "init_scale")
 AXIS_DTYPES = dict.fromkeys(AXIS_COLUMNS, "float64")
 
 
+class NoParams:
+    """What :attr:`SweepResult.params` is when the sweep kept no parameters: falsy (``if result.params:`` tests
+    for them), and any use of it -- ``result.params["params"]``, iterating, ``len``, an attribute -- raises one
+    line saying how to get them (it was ``'NoneType' object is not subscriptable``)."""
+
+    MESSAGE = (
+        "this SweepResult holds no model parameters: run the sweep with keep_params=True to keep them in memory, "
+        "or with save_params=True and out= to write them to the run folder (jinit sweep --save-params; on a "
+        "folder written without them the same call trains it again) and read them with sweep.load(out).params"
+    )
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "NoParams()"
+
+    def __reduce__(self) -> str:  # pickled and copied as the one NO_PARAMS
+        return "NO_PARAMS"
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError(self.MESSAGE)
+
+    __getitem__ = __iter__ = __len__ = __contains__ = _refuse
+
+    def __getattr__(self, name: str) -> Any:  # only for attributes it does not have
+        if name.startswith(
+            "__"
+        ):  # protocols probed by copy, pickle, numpy: absent, as on any object
+            raise AttributeError(name)
+        raise AttributeError(f"{name!r}: {self.MESSAGE}")
+
+
+#: The :class:`NoParams` of every result without parameters.
+NO_PARAMS = NoParams()
+
+
 @dataclasses.dataclass
 class SweepResult:
     """The outcome of a sweep (what :func:`jinit.sweep.run` returns and :func:`jinit.sweep.load` reads back).
@@ -98,7 +135,8 @@ class SweepResult:
       path: the run folder, if it was written or read.
       params: final variables of every model (stacked on a leading model axis, grid order: row ``i`` is
         ``models`` row ``i``) when ``run(..., keep_params=True)``, or read back by :func:`jinit.sweep.load` from a
-        run folder written with ``save_params=True`` (``jinit sweep --save-params``); else None.
+        run folder written with ``save_params=True`` (``jinit sweep --save-params``); else :data:`NO_PARAMS`
+        (given or set as None), which is falsy and whose use raises a ValueError saying how to get them.
     """
 
     config: Any
@@ -110,6 +148,11 @@ class SweepResult:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     path: Path | None = None
     params: Any = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "params" and value is None:
+            value = NO_PARAMS
+        object.__setattr__(self, name, value)
 
     def summary(self, *, ci_method: str = "t", detect_difference: float = 0.01) -> pd.DataFrame:
         """One row per scheme (:func:`jinit.metrics.summarize`), best mean accuracy first.

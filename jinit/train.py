@@ -726,8 +726,12 @@ def make_train(
       * ``task``: the :class:`Task`.
 
     Raises:
-      TypeError: ``model`` neither a ModelFns nor a function (a Flax module itself names the fix); a bad task.
+      TypeError: ``model`` neither a ModelFns nor a function (a Flax module itself names the fix); a bad task;
+        an ``optimizer`` that is not an optax transformation (:func:`jinit.checks.check_optimizer`).
     """
+    from jinit.checks import check_optimizer
+
+    check_optimizer(optimizer, "make_train")
     n_head, head_len, _ = intervals(steps_per_epoch, eval_every)
     s = _Setup(
         _model_fns(model),
@@ -1110,6 +1114,9 @@ def train_plain(
     Returns:
       A :class:`PlainResult`.
     """
+    from jinit.checks import check_optimizer
+
+    check_optimizer(optimizer, "train_plain")
     steps_per_epoch = x_train.shape[0] // batch_size
     eval_batch_size = min(eval_batch_size, x_test.shape[0])
     trainer = make_train(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -211,6 +213,45 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, compile_counter
     assert not out.exists()
     if "a_file" in " ".join(extra):
         assert (tmp_path / "a_file").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    "spec, needle",
+    [
+        (
+            "normal(stddev=1e308)",
+            "bad scheme 'normal(stddev=1e308)': normal(stddev=1e+308, mean=0.0) is out of range: its values can "
+            "exceed the largest finite float32 (3.403e+38) and would be inf; use a smaller stddev or mean",
+        ),
+        (
+            "uniform(minval=-3e38, maxval=3e38)",  # maxval - minval overflows
+            "uniform(minval=-3e+38, maxval=3e+38) is out of range: its values can exceed the largest finite "
+            "float32 (3.403e+38) and would be inf; use a smaller minval and maxval",
+        ),
+        (
+            "he_normal(scale=1e308)",  # its bound needs the kernel's shape: checked on the model, before compiling
+            "he_normal(scale=1e+308, mode='fan_in', distribution='truncated_normal') is out of range for shape "
+            "(64, 16): its values can exceed the largest finite float32 (3.403e+38) and would be inf",
+        ),
+    ],
+    ids=["normal-1e308", "uniform-6e38", "he_normal-1e308"],
+)
+def test_a_scheme_whose_values_overflow_float32_is_one_line_without_warnings(
+    tmp_path, capsys, compile_counter, spec, needle
+):
+    """issue 24: --schemes 'normal(stddev=1e308)' printed numpy's RuntimeWarnings and trained inf weights."""
+    out = tmp_path / "run"
+    jax.random.PRNGKey(
+        0
+    )  # the checks' key: its seeding program may be compiled once per process, not here
+    before = compile_counter.count
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning of the cast would be an error here
+        assert cli.main(["sweep", *TINY, "--out", str(out), "--schemes", spec]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jinit sweep: error: ") and needle in err[0], err
+    assert captured.out == "" and compile_counter.count == before and not out.exists()
 
 
 @pytest.mark.parametrize(

@@ -179,10 +179,11 @@ SECRET = 7654.321  # a value the error messages must never print
         ),
         (dict(x_train=lambda a: a * 1e300), ValueError, "x_train holds .* non-finite .* float32"),
         (dict(y_train=lambda a: -a - 1), ValueError, "y_train holds labels below 0"),
-        (
-            dict(y_train=lambda a: np.eye(3)[a].astype(int)),
+        (  # 2-D labels that are not one-hot rows (one-hot rows are labels: see the issue 24 tests)
+            dict(y_train=lambda a: 2 * np.eye(3)[a].astype(int)),
             ValueError,
-            r"one-hot labels: pass y.argmax\(axis=1\)",
+            r"y_train has shape \(40, 3\); .*only when each row is a single 1 and zeros; for other rows pass "
+            r"y.argmax\(axis=1\)",
         ),
         (
             dict(x_train=lambda a: a.astype(str)),
@@ -205,7 +206,7 @@ SECRET = 7654.321  # a value the error messages must never print
         "nan",
         "overflow",
         "negative",
-        "onehot",
+        "not_onehot",
         "strings",
         "object",
         "none",
@@ -329,3 +330,133 @@ def test_the_repr_shows_sizes_not_arrays():
     )
     assert "num_train=36, num_val=4, num_test=12, source='arrays:sha256:" in text
     assert "7654" not in text and "array(" not in text
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Issue 24: labels that mean classes, and inputs that no model can take.
+
+
+def _ambiguous(lo, hi, distinct, dtype="float32"):
+    return (
+        f"y_train is {dtype} but every target is a whole number from {lo} to {hi} ({distinct} distinct values): "
+        "class labels or numbers? pass task='classification' to train them as class labels, or "
+        "task='regression' to fit them as numbers"
+    )
+
+
+def test_class_labels_stored_as_floats_are_never_regression_silently(caplog):
+    x_tr, y_tr, x_te, y_te = arrays(classes=5)  # labels 0..4, all present in the 40 training rows
+    f_tr, f_te = y_tr.astype("float32"), y_te.astype("float32")
+    with pytest.raises(ValueError) as e:
+        data.from_arrays(x_tr, f_tr, x_te, f_te)
+    assert str(e.value) == _ambiguous(0, 4, 5)
+    for y, lo, hi, distinct, dtype in (
+        (y_tr + 1.0, 1, 5, 5, "float64"),  # 1-based labels, float64 as a CSV reader gives them
+        (f_tr[:, None], 0, 4, 5, "float32"),  # a column
+        ((y_tr > 1).astype("float32"), 0, 1, 2, "float32"),  # 0/1 labels
+    ):
+        with pytest.raises(ValueError) as e:
+            data.from_arrays(x_tr, y, x_te, np.ones(len(x_te)))
+        assert str(e.value) == _ambiguous(lo, hi, distinct, dtype)
+    # asked for: the labels are classes (exactly the integer ones), or numbers
+    ds = data.from_arrays(x_tr, f_tr, x_te, f_te, task="classification")
+    assert (ds.task, ds.num_classes, ds.y_train.dtype) == ("classification", 5, np.int32)
+    np.testing.assert_array_equal(ds.y_train, y_tr)
+    assert (
+        ds.source == data.from_arrays(x_tr, y_tr, x_te, y_te).source
+    )  # the same data as int labels
+    reg = data.from_arrays(x_tr, f_tr, x_te, f_te, task="regression")
+    assert (reg.task, reg.num_classes, reg.y_train.dtype) == ("regression", 1, np.float32)
+    # clearly continuous float targets are regression, as before
+    for shift in (0.5, -2.0, 25.0):  # a fraction, negative values, whole numbers from 25 on
+        assert data.from_arrays(x_tr, f_tr + shift, x_te, f_te + shift).task == "regression"
+    # a fraction in y_test
+    assert data.from_arrays(x_tr, f_tr, x_te, f_te + 0.5).task == "regression"
+    assert not caplog.records
+
+
+def test_one_hot_rows_are_class_labels_with_a_notice(caplog):
+    x_tr, y_tr, x_te, y_te = arrays(classes=5)
+    eye = np.eye(6, dtype="float32")  # Keras' to_categorical(y, 6): class 5 has no example
+    with caplog.at_level("INFO", logger="jinit"):
+        ds = data.from_arrays(x_tr, eye[y_tr], x_te, eye[y_te])
+    assert (ds.task, ds.num_classes, ds.y_train.dtype, ds.y_test.dtype) == (
+        "classification",
+        6,
+        np.int32,
+        np.int32,
+    )
+    np.testing.assert_array_equal(ds.y_train, y_tr)
+    np.testing.assert_array_equal(ds.y_test, y_te)
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "jinit.data",
+            "WARNING",
+            "y_train holds one-hot rows (6 columns): trained as classification of the labels "
+            "y.argmax(axis=1); pass task='classification' to say so (no notice), or task='regression' to fit "
+            "6 targets",
+        )
+    ]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="jinit"):
+        asked = data.from_arrays(x_tr, eye[y_tr], x_te, eye[y_te], task="classification")
+        as_ints = data.from_arrays(
+            x_tr, eye[y_tr].astype(int), x_te, y_te, task="classification", num_classes=6
+        )
+    assert not caplog.records
+    assert (
+        asked.source
+        == as_ints.source
+        == ds.source
+        == data.from_arrays(x_tr, y_tr, x_te, y_te, num_classes=6).source
+    )
+    reg = data.from_arrays(x_tr, eye[y_tr], x_te, eye[y_te], task="regression")
+    assert (reg.task, reg.num_classes, reg.y_train.shape) == ("regression", 6, (40, 6))
+    binary = data.from_arrays(x_tr, np.eye(2)[y_tr % 2], x_te, y_te % 2, task="binary")
+    np.testing.assert_array_equal(binary.y_train, y_tr % 2)
+    with pytest.raises(
+        ValueError, match=r"^y_train is one-hot with 6 columns but num_classes=5; one-hot"
+    ):
+        data.from_arrays(x_tr, eye[y_tr], x_te, y_te, num_classes=5)
+    with pytest.raises(
+        ValueError, match=r"^y_test is one-hot with 5 columns but y_train with 6; one-hot"
+    ):
+        data.from_arrays(x_tr, eye[y_tr], x_te, np.eye(5)[y_te])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            dict(x_train=np.zeros((40, 0)), x_test=np.zeros((12, 0))),
+            r"x_train has shape (40, 0): examples of 0 values; inputs need at least one feature",
+        ),
+        (
+            dict(x_train=np.zeros((40, 3, 0)), x_test=np.zeros((12, 3, 0))),
+            r"x_train has shape (40, 3, 0): examples of 0 values; inputs need at least one feature",
+        ),
+        (
+            dict(y_train=np.zeros((40, 0)), y_test=np.zeros((12, 0))),
+            "y_train has shape (40, 0): no target per example; pass one label (n,) or targets (n, d) "
+            "with d >= 1",
+        ),
+        (
+            dict(num_classes=2**63),
+            "num_classes must be a positive integer of at most 2**31 - 1 (labels are int32), got "
+            "9223372036854775808",
+        ),
+        (
+            dict(num_classes=np.int64(2**31)),
+            "num_classes must be a positive integer of at most 2**31 - 1 (labels are int32), got "
+            "np.int64(2147483648)",
+        ),
+    ],
+    ids=["0_features", "0_channels", "0_targets", "2**63_classes", "2**31_classes"],
+)
+def test_inputs_no_model_can_take_are_one_value_error(change, message):
+    x_tr, y_tr, x_te, y_te = arrays()
+    given = {**dict(x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te), **change}
+    with pytest.raises(ValueError) as e:
+        data.from_arrays(**given)
+    assert str(e.value) == message
+    assert data.from_arrays(x_tr, y_tr, x_te, y_te, num_classes=2**31 - 1).num_classes == 2**31 - 1

@@ -1,6 +1,7 @@
 """Behaviour of every initializer: shapes/dtypes, distributions, parity with JAX, structure."""
 
 import math
+import warnings
 
 import flax.linen as nn
 import jax
@@ -693,3 +694,148 @@ def test_distribution_synonym_for_keras_spelling():
         distribution="normal"
     )
     assert jinit.he_normal(mode="FAN_OUT").mode == "fan_out"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Values out of range (issue 24): one ValueError naming the value and the fix, before any JAX work.
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize(
+    "thunk,match",
+    [
+        (
+            lambda: jinit.normal(stddev=10**400),
+            r"^normal: stddev=1000\.\.\.000 \(401 digits\) is out of",
+        ),
+        (
+            lambda: jinit.orthogonal(gain=10**400),
+            r"^orthogonal: gain=1000\.\.\.000 \(401 digits\) is out",
+        ),
+        (
+            lambda: jinit.he_normal(scale=-(10**400)),
+            r"^he_normal: scale=-1000\.\.\.000 \(401 digits\)",
+        ),
+        (
+            lambda: jinit.xavier_normal(gain=1e200),
+            r"^xavier_normal: gain=1e\+200 is out of range: gain\^2",
+        ),
+    ],
+    ids=["normal", "orthogonal", "he_normal", "xavier_gain_squared"],
+)
+def test_hyperparameters_beyond_every_float_are_a_value_error(thunk, match):
+    with pytest.raises(ValueError, match=match) as e:
+        thunk()
+    assert "\n" not in str(e.value) and "finite float" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "thunk",
+    [
+        # normal: |mean| + 9 stddev (JAX's sampler stays within 5.4 sd in float32)
+        lambda s: jinit.normal(stddev=s * F32_MAX / 9),
+        lambda s: jinit.normal(stddev=1e30, mean=s * (F32_MAX - 9e30)),
+        # truncated normal: |mean| + 2 stddev
+        lambda s: jinit.truncated_normal(stddev=s * F32_MAX / 2),
+        # uniform: maxval - minval is computed in the dtype
+        lambda s: jinit.uniform(-s * F32_MAX / 2, s * F32_MAX / 2),
+        lambda s: jinit.constant(s * F32_MAX),
+        lambda s: jinit.orthogonal(gain=s * F32_MAX),
+        lambda s: jinit.identity(gain=s * F32_MAX),
+        lambda s: jinit.sparse(0.5, stddev=s * F32_MAX / 9),
+    ],
+    ids=[
+        "normal",
+        "normal_mean",
+        "truncated_normal",
+        "uniform",
+        "constant",
+        "orthogonal",
+        "identity",
+        "sparse",
+    ],
+)
+def test_draws_that_could_overflow_float32_are_refused_when_made(thunk):
+    """At 0.999 of the bound the scheme is made (and draws finite float32 values); at 1.001 it is refused in one
+    line naming it and the fix, without numpy's RuntimeWarnings about the cast."""
+    init = thunk(0.999)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        w = np.asarray(init(KEY, (64, 64)))
+        assert np.isfinite(w).all() and np.abs(w).max() > 0
+        with pytest.raises(
+            ValueError,
+            match=r"is out of range: its values can exceed the largest finite float32 "
+            r"\(3\.403e\+38\) and would be inf; use a smaller",
+        ) as e:
+            thunk(1.001)
+    assert "\n" not in str(e.value) and str(e.value).startswith(init.name + "(")
+
+
+def test_normal_1e308_is_refused_where_the_spec_is_parsed():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(
+            ValueError,
+            match=r"^normal\(stddev=1e\+308, mean=0\.0\) is out of range: .*use a "
+            r"smaller stddev or mean$",
+        ):
+            jinit.get("normal(stddev=1e308)")
+
+
+def test_each_call_checks_its_dtype_and_shape():
+    """float16 holds at most 65504; a variance-scaling scheme's bound is scale / n of the shape it draws."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok = jinit.normal(stddev=7000.0)(KEY, (256, 256), jnp.float16)  # 9 * 7000 = 63000 < 65504
+        assert bool(jnp.isfinite(ok).all())
+        with pytest.raises(ValueError, match=r"largest finite float16 \(6\.55e\+04\)"):
+            jinit.normal(stddev=7300.0)(KEY, (2, 2), jnp.float16)
+        big = jinit.he_normal(scale=4e38)  # made: its bound depends on the shape
+        assert bool(jnp.isfinite(big(KEY, (4, 8))).all())  # Var = 4e38 / 4 = 1e38 fits float32
+        with pytest.raises(
+            ValueError,
+            match=r"^he_normal\(scale=4e\+38, mode='fan_in', distribution='truncated_normal'\) is out of "
+            r"range for shape \(1, 8\): .*use a smaller scale$",
+        ):
+            big(KEY, (1, 8))  # Var = 4e38: JAX casts it to float32 (inf)
+        # uniform: JAX also computes 3 * Var in the dtype
+        normal, uniform = (
+            jinit.variance_scaling(2e38, distribution=d) for d in ("normal", "uniform")
+        )
+        assert bool(jnp.isfinite(normal(KEY, (1, 8))).all())
+        with pytest.raises(
+            ValueError,
+            match=r"^variance_scaling\(scale=2e\+38, mode='fan_in', distribution="
+            r"'uniform'\) is out of range for shape \(1, 8\)",
+        ):
+            uniform(KEY, (1, 8))
+        with pytest.raises(
+            ValueError,
+            match=r"^xavier_uniform\(gain=2e\+19\) is out of range for shape "
+            r"\(2, 2\): .*use a smaller gain$",
+        ):
+            jinit.xavier_uniform(gain=2e19)(KEY, (2, 2))  # Var = 4e38 / 2, 3 Var = 6e38
+
+
+def test_a_shape_beyond_what_xla_can_hold_is_a_value_error():
+    """2**63 bytes or more: JAX raises NotImplementedError for random draws and XLA aborts the process for the
+    others; now one line naming the shape, before any JAX work."""
+    for init in (jinit.he_normal(), jinit.zeros(), jinit.normal(), jinit.orthogonal()):
+        with pytest.raises(
+            ValueError,
+            match=rf"^{init.name}: shape \(1099511627776, 1099511627776\) of "
+            r"float32 would take about 2\*\*82 bytes, more than an XLA array",
+        ):
+            init(KEY, (2**40, 2**40))
+    with pytest.raises(
+        ValueError, match=r"shape \(2305843009213693952,\) of float32 would take about 2\*\*63"
+    ):
+        jinit.zeros()(KEY, (2**61,))  # exactly 2**63 bytes
+    # one element less fits the limit (shapes only: nothing is allocated)
+    assert jax.eval_shape(lambda k: jinit.zeros()(k, (2**61 - 1,)), KEY).shape == (2**61 - 1,)
+    with pytest.raises(
+        ValueError, match=r"shape \(1073741824, 1073741824, 2\) of float32 would take about 2\*\*63"
+    ):
+        jinit.normal()(KEY, (2**30, 2**30, 2))

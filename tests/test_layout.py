@@ -15,7 +15,9 @@ import textwrap
 
 import pytest
 
-pytestmark = pytest.mark.slow  # the same models in several grids on 1, 2 and 4 devices, in processes
+pytestmark = (
+    pytest.mark.slow
+)  # the same models in several grids on 1, 2 and 4 devices, in processes
 
 SCRIPT = textwrap.dedent(
     """

@@ -111,6 +111,34 @@ def test_lsuv_validates_arguments(batch):
     assert jinit.lsuv is propagation.lsuv
 
 
+def test_lsuv_on_an_nnx_module_is_one_type_error_naming_the_fix(batch):
+    """issue 24: it was AttributeError: 'M' object has no attribute 'apply'."""
+    from flax import nnx
+
+    class M(nnx.Module):
+        def __init__(self, rngs):
+            self.fc = nnx.Linear(8, 8, rngs=rngs)
+
+        def __call__(self, x):
+            return self.fc(x)
+
+    m = M(nnx.Rngs(0))
+    message = (
+        "{}: M is a flax.nnx module; LSUV rescales the outputs of flax.linen nn.Dense / nn.Conv layers (found "
+        "with linen's capture_intermediates, which NNX modules have not): write the model with flax.linen, or "
+        "use another scheme for NNX models"
+    )
+    with pytest.raises(TypeError) as e:
+        jinit.lsuv(m, nnx.state(m, nnx.Param), batch[:, :8])
+    assert str(e.value) == message.format("lsuv")
+    with pytest.raises(TypeError) as e:
+        propagation.lsuv_init(m, jax.random.key(0), batch[:, :8])
+    assert str(e.value) == message.format("lsuv_init")
+    with pytest.raises(TypeError) as e:
+        jinit.lsuv(models.deep_mlp(2, 8).apply, {}, batch[:, :8])
+    assert str(e.value).startswith("lsuv: model must be a flax.linen Module, got the function ")
+
+
 # ------------------------------------------------------------------------------------------ LSUV as a sweep scheme
 
 

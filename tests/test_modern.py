@@ -361,6 +361,83 @@ def test_mup_optimizer_scales_adam_updates_per_layer():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), upd_i, upd)
 
 
+@pytest.mark.parametrize(
+    "lr,error,message",
+    [
+        (
+            optax.adam,
+            TypeError,
+            "mup_optimizer: learning_rate: adam is an optimizer factory (adam(0) is an optax transformation), "
+            "not a schedule; mup_optimizer is itself the optimizer (Adam): pass a number or a schedule such as "
+            "optax.cosine_decay_schedule(1e-3, 1000)",
+        ),
+        (
+            optax.adam(1e-3),
+            TypeError,
+            f"mup_optimizer: learning_rate must be a number > 0 or an optax schedule, got an optax "
+            f"{type(optax.adam(1e-3)).__name__}; mup_optimizer is itself the optimizer (Adam with muP's "
+            "per-layer learning rates): pass its learning rate, and chain other transformations with it, "
+            "optax.chain(optax.clip_by_global_norm(1.0), mup_optimizer(...))",
+        ),
+        (
+            lambda step: jnp.ones(3) * 1e-3,
+            TypeError,
+            "mup_optimizer: learning_rate: the schedule <lambda> returned Array([0.001, 0.001, 0.001], "
+            "dtype=float32) (ArrayImpl) at step 0; a schedule returns one number per step",
+        ),
+        (
+            lambda: 1e-3,
+            TypeError,
+            "mup_optimizer: learning_rate: <lambda> is not a schedule step -> learning rate: <lambda>(0) "
+            "raised TypeError: <lambda>() takes 0 positional arguments but 1 was given",
+        ),
+        (
+            10**400,
+            ValueError,
+            "mup_optimizer: learning_rate must be a finite number > 0, got "
+            "1000000000000000000000000000000000000... (int)",
+        ),
+        (
+            float("inf"),
+            ValueError,
+            "mup_optimizer: learning_rate must be a finite number > 0, got inf (float)",
+        ),
+        (0, ValueError, "mup_optimizer: learning_rate must be a finite number > 0, got 0 (int)"),
+        (
+            "1e-3",
+            TypeError,
+            "mup_optimizer: learning_rate must be a number > 0 or an optax schedule, got '1e-3' (str)",
+        ),
+    ],
+    ids=[
+        "factory",
+        "transformation",
+        "vector_schedule",
+        "not_a_schedule",
+        "10**400",
+        "inf",
+        "0",
+        "str",
+    ],
+)
+def test_mup_optimizer_refuses_what_is_not_a_learning_rate_in_one_line(lr, error, message):
+    params = {"dense": {"kernel": jnp.ones((4, 8))}}
+    with pytest.raises(error) as e:
+        jinit.mup_optimizer(lr, params, params)
+    assert str(e.value) == message
+
+
+def test_mup_optimizer_takes_a_schedule_and_numpy_numbers():
+    params = {"dense": {"kernel": jnp.ones((4, 8))}}
+    grads = {"dense": {"kernel": jnp.full((4, 8), 0.5)}}
+    ref = optax.adam(1e-3)
+    expected, _ = ref.update(grads, ref.init(params), params)
+    for lr in (optax.constant_schedule(1e-3), np.float32(1e-3), 1e-3):
+        tx = jinit.mup_optimizer(lr, params, params)  # at the base width: Adam
+        upd, _ = tx.update(grads, tx.init(params), params)
+        np.testing.assert_allclose(upd["dense"]["kernel"], expected["dense"]["kernel"], rtol=1e-6)
+
+
 # ------------------------------------------------------------------------------------------------- coordinate check
 
 WIDTHS = (32, 64, 128, 256)

@@ -44,7 +44,7 @@ def test_save_params_round_trip(saved):
     files = sorted(p.name for p in (out / "params").iterdir())
     assert files and all(f.endswith(".npz") for f in files)
     back = sweep.load(out)
-    assert back.params is not None
+    assert back.params and back.params is not results.NO_PARAMS
     # the very arrays the sweep trained (keep_params), in models.csv order...
     for a, b in zip(jax.tree.leaves(back.params), jax.tree.leaves(result.params), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -62,20 +62,56 @@ def test_save_params_round_trip(saved):
     np.testing.assert_array_equal(np.argmax(logits, -1), back.predictions[i])
 
 
+def test_params_of_a_result_without_them_say_how_to_get_them():
+    """issue 24: ``result.params["params"]`` without keep_params was ``'NoneType' object is not subscriptable``."""
+    import pandas as pd
+
+    r = results.SweepResult(CFG, pd.DataFrame(), pd.DataFrame(), np.zeros((0, 0)), np.zeros(0), 10)
+    assert r.params is results.NO_PARAMS and not r.params and repr(r.params) == "NoParams()"
+    message = (
+        "this SweepResult holds no model parameters: run the sweep with keep_params=True to keep them in "
+        "memory, or with save_params=True and out= to write them to the run folder (jinit sweep "
+        "--save-params; on a folder written without them the same call trains it again) and read them with "
+        "sweep.load(out).params"
+    )
+    for use in (
+        lambda p: p["params"],
+        lambda p: jax.tree.map(lambda a: a[3], p),  # one model's variables, as the README shows
+        lambda p: list(p),
+        lambda p: len(p),
+        lambda p: "params" in p,
+    ):
+        with pytest.raises(ValueError) as e:
+            use(r.params)
+        assert str(e.value) == message
+    with pytest.raises(AttributeError) as e:
+        r.params.keys()
+    assert str(e.value) == f"'keys': {message}"
+    # a value like None: kept by dataclasses.replace and copies, set by assigning None
+    assert dataclasses.replace(r, num_classes=3).params is results.NO_PARAMS
+    r.params = {"params": {"w": np.ones((2, 3))}}
+    assert r.params["params"]["w"].shape == (2, 3)
+    r.params = None
+    assert r.params is results.NO_PARAMS
+
+
 def test_without_save_params_load_has_no_params(tmp_path):
     cfg = sweep.SweepConfig(
         schemes=("he_normal",), seeds=2, epochs=1, hidden=(8,), train_size=128, test_size=64
     )
     sweep.run(cfg, out=tmp_path / "r", progress=False)
-    assert sweep.load(tmp_path / "r").params is None
+    missing = sweep.load(tmp_path / "r").params
+    assert missing is results.NO_PARAMS and not missing
+    with pytest.raises(
+        ValueError, match=r"^this SweepResult holds no model parameters: run the sweep with "
+    ):
+        missing["params"]
     with pytest.raises(ValueError, match="out="):
         sweep.run(cfg, progress=False, save_params=True)
     # asking for them on the complete folder trains it again (bitwise the same models) to save them
     again = sweep.run(cfg, out=tmp_path / "r", progress=False, save_params=True)
     back = sweep.load(tmp_path / "r")
-    assert back.params is not None and list(back.models["param_sha256"]) == list(
-        again.models["param_sha256"]
-    )
+    assert back.params and list(back.models["param_sha256"]) == list(again.models["param_sha256"])
 
 
 def test_cli_save_params(tmp_path, capsys):

@@ -245,6 +245,30 @@ def test_register_get_catalog_and_overwrite(clean_registry):
     assert jinit.get("jax_he").fn is not s.fn
 
 
+def test_a_registered_factory_that_raises_is_one_value_error_naming_the_call(clean_registry):
+    """issue 24: a ZeroDivisionError of the user's factory used to escape jinit.get."""
+
+    def broken(scale=1.0):
+        return jinit.variance_scaling(scale=scale / 0)
+
+    jinit.register("broken", broken)
+    for spec, call in (("broken", "broken()"), ("broken(scale=2.0)", "broken(scale=2.0)")):
+        with pytest.raises(ValueError) as e:
+            jinit.get(spec)
+        assert str(e.value) == (
+            "the factory registered as 'broken' raised ZeroDivisionError: float division by zero when called "
+            f"as {call}; fix the factory or its hyperparameters (jinit.register('broken', ..., overwrite=True) "
+            "replaces it)"
+        )
+        assert isinstance(e.value.__cause__, ZeroDivisionError)  # the factory's traceback is kept
+    # a factory raising a multi-line error: still one line
+    jinit.register("loud", lambda: (_ for _ in ()).throw(RuntimeError("first\nsecond")))
+    with pytest.raises(
+        ValueError, match=r"raised RuntimeError: first second when called as loud\(\);"
+    ):
+        jinit.get("loud")
+
+
 def test_registered_rules_scheme_through_the_cli(clean_registry, tmp_path, capsys):
     jinit.register("last_zero", lambda: jinit.rules(LAST_ZERO))
     out = tmp_path / "run"

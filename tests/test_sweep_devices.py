@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 import dataclasses
 import os
 import subprocess
@@ -12,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from jinit import sweep
 

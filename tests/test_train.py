@@ -121,3 +121,65 @@ def test_divergence_marks_first_nonfinite_step(toy):
     assert int(state.diverged_step) == 1
     state, _ = step(state, x[16:32], y[16:32])
     assert int(state.diverged_step) == 1 and int(state.step) == 2  # the first step is kept
+
+
+# issue 24: an optimizer that is not an optax transformation is one TypeError naming it and the fix (it was
+# AttributeError: 'int' object has no attribute 'init', when the training state was built)
+ADAM_TYPE = type(optax.adam(1e-3)).__name__
+BAD_OPTIMIZERS = [
+    (5, "5 (int)"),
+    (
+        optax.adam,
+        "the function adam; call adam(...) to get the transformation, e.g. optax.adam(1e-3)",
+    ),
+    (
+        (optax.adam(1e-3), 5),
+        f"(an optax {ADAM_TYPE}, 5) (tuple); its item 1 is 5 (int), not a transformation: combine "
+        "transformations with optax.chain(a, b, ...), every part one",
+    ),
+    (
+        [optax.clip(1.0), optax.adam(1e-3)],
+        f"[an optax {type(optax.clip(1.0)).__name__}, an optax {ADAM_TYPE}] (list); combine them into one "
+        "with optax.chain(*transformations)",
+    ),
+    (
+        "adam",
+        "'adam' (str); for a named optimizer pass jinit.train.make_optimizer('adam', learning_rate)",
+    ),
+    (None, "None (NoneType)"),
+]
+
+
+@pytest.mark.parametrize(
+    "bad,got", BAD_OPTIMIZERS, ids=["int", "factory", "tuple", "list", "name", "none"]
+)
+def test_an_optimizer_that_is_not_a_transformation_is_one_type_error(toy, bad, got):
+    x, y, xt, yt = toy
+    model = models.MLP(hidden=(8,), num_classes=3)
+    params = model.init(jax.random.PRNGKey(0), x[:1])
+    for where, call in (
+        (
+            "make_train",
+            lambda: train.make_train(model.apply, bad, batch_size=16, steps_per_epoch=4),
+        ),
+        (
+            "train_plain",
+            lambda: train.train_plain(
+                model.apply,
+                params,
+                bad,
+                x,
+                y,
+                xt,
+                yt,
+                batch_size=16,
+                epochs=1,
+                data_key=jax.random.PRNGKey(0),
+            ),
+        ),
+    ):
+        with pytest.raises(TypeError) as e:
+            call()
+        assert str(e.value) == (
+            f"{where}: optimizer must be an optax.GradientTransformation such as optax.adam(1e-3), got {got}"
+        )
