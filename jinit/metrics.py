@@ -614,7 +614,9 @@ def _rank_p(xa: np.ndarray, xb: np.ndarray, paired: bool) -> float:
         return float("nan")
 
 
-def compare(a: Any, b: Any, *, paired: bool = False, level: float = 0.95) -> Comparison:
+def compare(
+    a: Any, b: Any, *, paired: bool = False, level: float = 0.95, resolution: float | None = None
+) -> Comparison:
     """Compares two schemes' per-seed results (e.g. final accuracies): A minus B.
 
     Unpaired (the default): Welch's t-test (unequal variances), the Welch-Satterthwaite t-interval of the
@@ -631,6 +633,9 @@ def compare(a: Any, b: Any, *, paired: bool = False, level: float = 0.95) -> Com
       paired: ``True`` pairs by seed (Series) or by position (arrays of equal length); ``False`` (default) never
         pairs.
       level: confidence level of the interval.
+      resolution: the metric's step (``1 / n_test`` for an accuracy): each standard deviation (of A and of B, or
+        of the paired differences) is taken as at least one step (see :func:`mean_ci`), so that random schemes
+        whose runs happen to agree get no zero-width interval and no p of 0. None: no floor.
 
     Returns:
       A :class:`Comparison`; fields are NaN where there are too few values (fewer than 2 per group).
@@ -650,6 +655,7 @@ def compare(a: Any, b: Any, *, paired: bool = False, level: float = 0.95) -> Com
       ('paired t-test', 0.067, 0.6667, 0.8333333333333334)
     """
     level = _check_level(level)
+    floor = _check_resolution(resolution)
     xa, ia = _seeded(a, "a")
     xb, ib = _seeded(b, "b")
     paired = bool(paired)
@@ -670,19 +676,21 @@ def compare(a: Any, b: Any, *, paired: bool = False, level: float = 0.95) -> Com
         return Comparison(nan, nan, nan, nan, nan, paired, na, nb, test, nan, rank_test)
     p_gt = _p_outperform(xa, xb)
     p_rank = _rank_p(xa, xb, paired)
-    win = matched_win_rate(xa, xb) if paired else nan
+    # unpaired: the field's default NaN object, so that equal comparisons compare equal (nan != nan)
+    win = matched_win_rate(xa, xb) if paired else Comparison._field_defaults["matched_win_rate"]
     if paired:
         d = xa - xb
         diff = float(d.mean())
         if na < 2:
             return Comparison(diff, nan, nan, nan, p_gt, True, na, nb, test, p_rank, rank_test, win)
-        se = float(d.std(ddof=1) / np.sqrt(na))
+        se = float(max(d.std(ddof=1), floor) / np.sqrt(na))
         df = na - 1
     else:
         diff = float(xa.mean() - xb.mean())
         if na < 2 or nb < 2:
             return Comparison(diff, nan, nan, nan, p_gt, False, na, nb, test, p_rank, rank_test)
-        se, df = _welch_se_df(xa.var(ddof=1), xb.var(ddof=1), na, nb)
+        va, vb = (max(float(x.var(ddof=1)), floor * floor) for x in (xa, xb))
+        se, df = _welch_se_df(va, vb, na, nb)
     # The same t statistic and two-sided p-value as scipy.stats.ttest_rel / ttest_ind(equal_var=False).
     p = float(2 * stats.t.sf(abs(diff) / se, df)) if se > 0 else float(diff == 0)
     half = float(stats.t.ppf(0.5 + level / 2, df) * se)

@@ -282,8 +282,8 @@ def _metric_comparison(result, a: str, b: str) -> str:
         [
             f"{a} vs {b} (final test {metric}, {better} is better, {r.n_a} vs {r.n_b} seeds, {why}):",
             f"  difference of means (A - B): {r.diff:+.4g}, 95% CI [{r.ci_low:+.4g}, {r.ci_high:+.4g}]",
-            f"  {r.test}: p = {r.p_value:.3g}, two-sided ({verdict} at 5%); {r.rank_test}: p = {r.p_rank:.3g}, "
-            "two-sided",
+            f"  {r.test}: p = {r.p_value:.3g} (two-sided: {verdict} at 5%); {r.rank_test}: p = "
+            f"{r.p_rank:.3g} (two-sided)",
             f"  what was replicated: {rep.replicated}; {rep.note}",
         ]
     )
@@ -318,8 +318,8 @@ def comparison(result, a: str, b: str) -> str:
             f"{a} vs {b} (final accuracy, {r.n_a} vs {r.n_b} non-diverged seeds, vary={vary!r}, {why}):",
             f"  difference of means (A - B): {100 * r.diff:+.2f} points, "
             f"95% CI [{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]",
-            f"  {r.test}: p = {r.p_value:.3g}, two-sided ({verdict} at 5%); {r.rank_test}: p = {r.p_rank:.3g}, "
-            "two-sided",
+            f"  {r.test}: p = {r.p_value:.3g} (two-sided: {verdict} at 5%); {r.rank_test}: p = "
+            f"{r.p_rank:.3g} (two-sided)",
             f"  P(A > B) over all pairs of runs (rliable's probability of improvement): {poi.mean:.2f}, 95% CI "
             f"[{poi.low:.2f}, {poi.high:.2f}] (stratified bootstrap){matched}",
             f"  smallest difference detectable with 80% power at these seeds: {100 * mdd:.2f} points; "
