@@ -138,9 +138,8 @@ def test_random_scheme_with_equal_accuracies_gets_no_zero_width_interval():
         (same[0] - half, same[0] + half)
     )
     assert np.isnan(o["acc_iqm_ci95_low"])  # the bootstrap has nothing to resample: not estimable
-    assert o["acc_std"] == pytest.approx(
-        0.0, abs=1e-12
-    )  # as measured; printed as below one example
+    # as measured; printed as below one example
+    assert o["acc_std"] == pytest.approx(0.0, abs=1e-12)
     assert o["mdd_vs_best"] > 1 / 360  # not the 0.0 that two spreads of zero would claim
     z = s.loc["zeros"]
     assert z["deterministic"] and not z["ci_floored"] and np.isnan(z["acc_ci95_low"])
@@ -174,9 +173,8 @@ def test_cli_prints_the_one_sided_p_of_the_verdict():
     r = _result({"best": best, "other": other}, "init")
     table = r.summary()
     row = table.set_index("scheme").loc["other"]
-    assert (
-        row["p_vs_best"] > 0.05 and row["p_best_set"] < 0.05
-    )  # the case the audit found (0.073 vs worse)
+    # the case the audit found (0.073 vs worse)
+    assert row["p_vs_best"] > 0.05 and row["p_best_set"] < 0.05
     text = report.versus_best_table(table)
     header, _, line = text.splitlines()[:3]
     assert "1-sided" in header

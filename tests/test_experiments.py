@@ -661,13 +661,11 @@ def test_mup_transfer_verdict_is_the_transfer_test_not_the_bootstrap():
     df, _ = mt.optimum_table(runs)
     t = mt.transfer_test(runs, df, "sp")
     assert (t["lr_narrow"], t["wide"]) == (16e-3, 64)
-    assert (
-        not t["in_wide_set"] and t["cost"] > 0.1
-    )  # 16e-3 is clearly worse at the wide width: drift held
+    # 16e-3 is clearly worse at the wide width: drift held
+    assert not t["in_wide_set"] and t["cost"] > 0.1
     assert "under SP: held" in mt.transfer_text(t)
-    narrow[:, 3] = (
-        0.25  # now the narrow optimum is 8e-3, which the wide width cannot tell from its best
-    )
+    # now the narrow optimum is 8e-3, which the wide width cannot tell from its best
+    narrow[:, 3] = 0.25
     runs[("sp", 8)] = _losses_run(lrs, narrow)
     df, _ = mt.optimum_table(runs)
     t = mt.transfer_test(runs, df, "sp")

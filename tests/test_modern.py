@@ -304,9 +304,8 @@ def test_mup_init_variances():
     _assert_std(p["embed"]["embedding"], 0.02)
     _assert_std(p["block_0"]["attn"]["qkv"]["kernel"], 0.02 * math.sqrt(base / 128))
     _assert_std(p["block_0"]["mlp"]["proj"]["kernel"], 0.02 * math.sqrt(base / 512))
-    _assert_std(
-        p["head"]["kernel"], 0.02 * base / 128
-    )  # readout: std x base / fan_in (mup.init.normal_)
+    # readout: std x base / fan_in (mup.init.normal_)
+    _assert_std(p["head"]["kernel"], 0.02 * base / 128)
     with pytest.raises(ValueError, match="base_width must be an integer >= 1, got 0"):
         jinit.mup(0)
 
