@@ -213,7 +213,10 @@ def transfer_test(runs: dict, df: pd.DataFrame, param: str, alpha: float = 0.05)
             mean = np.where(finite, L.mean(axis=0), np.inf)
         mean[j_w] = np.inf
         ref = int(np.argmin(mean))
-    cost = metrics.compare(L[:, j_n], L[:, j_w], paired=True) if finite[j_n] else None
+    # the same learning rate is the same models: a cost of exactly 0, no interval to estimate
+    cost = (
+        metrics.compare(L[:, j_n], L[:, j_w], paired=True) if finite[j_n] and j_n != j_w else None
+    )
     mdd = metrics.min_detectable_difference(
         L[:, j_n if j_n != j_w else ref], L[:, j_w], paired=True, alpha=level, two_sided=False
     )
@@ -225,9 +228,10 @@ def transfer_test(runs: dict, df: pd.DataFrame, param: str, alpha: float = 0.05)
         "lr_wide": lr_w,
         "in_wide_set": in_set,
         "p_set": p_set,
-        "cost": cost.diff if cost is not None else np.inf,
-        "cost_ci_low": cost.ci_low if cost is not None else np.inf,
-        "cost_ci_high": cost.ci_high if cost is not None else np.inf,
+        "cost": cost.diff if cost is not None else (0.0 if j_n == j_w else np.inf),
+        "cost_ci_low": cost.ci_low if cost is not None else np.nan,
+        "cost_ci_high": cost.ci_high if cost is not None else np.nan,
+        "runner_up": float(lrs[ref]) if ref != j_w else np.nan,
         "mdd": mdd,
         "k": k,
         "seeds": int(L.shape[0]),
@@ -238,14 +242,22 @@ def transfer_text(t: dict) -> str:
     """The verdict of :func:`transfer_test`, in words: SP's drift held / not resolved, muP's transfer."""
     where = (
         f"the narrow optimum ({t['lr_narrow']:.3g}, width {t['narrow']}) at width {t['wide']}, against that "
-        f"width's best ({t['lr_wide']:.3g}): loss cost {t['cost']:+.4g}"
+        f"width's best ({t['lr_wide']:.3g}): "
         + (
-            f" [{t['cost_ci_low']:+.4g}, {t['cost_ci_high']:+.4g}] (paired by seed, 95% t-interval)"
+            f"loss cost {t['cost']:+.4g} [{t['cost_ci_low']:+.4g}, {t['cost_ci_high']:+.4g}] (paired by seed, 95% "
+            "t-interval)"
             if np.isfinite(t["cost_ci_low"])
-            else ""
+            else "the same learning rate, so the same models (cost 0 by construction)"
+            if t["lr_narrow"] == t["lr_wide"]
+            else f"loss cost {t['cost']:+.4g} (diverged at the wide width)"
         )
         + f"; one-sided Bonferroni p over {t['k'] - 1} learning rates p_set = {t['p_set']:.2g}; at {t['seeds']} "
         f"seeds that test detects a cost of {t['mdd']:.3g} with 80% power"
+        + (
+            f" (against the runner-up, {t['runner_up']:.3g}: the resolution of this width's optimum)"
+            if np.isfinite(t.get("runner_up", np.nan))
+            else ""
+        )
     )
     if t["param"] == "sp":
         if not t["in_wide_set"]:
@@ -261,7 +273,8 @@ def transfer_text(t: dict) -> str:
     if t["in_wide_set"]:
         return (
             f"**The optimum transfers under muP: not rejected** (the narrow optimum is in the wide width's 95% "
-            f"confidence set for the best; this rules out costs above the detectable one, not all costs): {where}."
+            f"confidence set for the best; not evidence of no cost: a cost below the detectable one could be "
+            f"missed): {where}."
         )
     return (
         f"**The optimum transfers under muP: did not hold** (the narrow optimum is outside the wide width's 95% "
@@ -389,7 +402,7 @@ def report(runs: dict, out: Path, command: str, args) -> Path:
     dview = pd.DataFrame(drifts.values()).assign(param=lambda d: d["param"].map(TEXT))
     tview = pd.DataFrame(transfers.values()).assign(param=lambda d: d["param"].map(TEXT))[
         ["param", "narrow", "wide", "lr_narrow", "lr_wide", "cost", "cost_ci_low", "cost_ci_high"]
-        + ["p_set", "in_wide_set", "mdd", "seeds"]
+        + ["p_set", "in_wide_set", "mdd", "runner_up", "seeds"]
     ]
     sections = [
         "Does the best learning rate move when the network gets wider? Claim (Yang et al. 2022, figure 1): "
