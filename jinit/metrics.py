@@ -5,7 +5,8 @@ predictions, tidy learning curves), so it runs the same on a finished run folder
 
 Building blocks (each usable on its own):
 
-* :func:`mean_ci` -- mean and confidence interval over seeds (Student t, or percentile bootstrap);
+* :func:`mean_ci` -- mean and confidence interval over seeds (Student t, or percentile bootstrap), never of zero
+  width for a discrete metric given its ``resolution``;
 * :func:`iqm`, :func:`iqm_ci` -- interquartile mean with a stratified bootstrap interval (rliable's convention);
 * :func:`churn` -- mean pairwise disagreement between models' test predictions;
 * :func:`noise_floor` -- the accuracy standard deviation that independent per-example errors alone produce
@@ -17,7 +18,10 @@ Building blocks (each usable on its own):
   only when asked), rank-test p-value and P(A > B); :func:`paired_seeds` says when a sweep's seeds are paired
   (``vary="data"``/``"both"``, never under the default ``vary="init"``), :func:`runs_share_seeds` when two sweeps'
   seeds are (they differ only in hyperparameters);
-* :func:`probability_of_improvement` -- P(A > B) with a stratified bootstrap interval;
+* :func:`replication` -- what a sweep's seeds replicate, and so whether its comparisons are about schemes
+  (``vary="init"``/``"both"``) or about one init draw per scheme (``vary="data"``);
+* :func:`probability_of_improvement` -- P(A > B) over all pairs of runs (rliable's definition, in every design)
+  with a stratified bootstrap interval; :func:`matched_win_rate` -- the fraction of matched seeds A wins;
 * :func:`best_set` -- the schemes not distinguishable from the best: a confidence set that accounts for picking the
   best from the same data and for the number of comparisons;
 * :func:`min_detectable_difference`, :func:`seeds_needed` -- what a comparison could detect at 80% power, and
@@ -652,7 +656,7 @@ def compare(
       >>> import pandas as pd
       >>> r = compare(pd.Series([0.9, 0.8, 0.7]), pd.Series([0.8, 0.7, 0.7]), paired=True)
       >>> r.test, round(r.diff, 3), round(r.p_a_gt_b, 4), r.matched_win_rate
-      ('paired t-test', 0.067, 0.6667, 0.8333333333333334)
+      ('paired t-test', 0.067, 0.7222, 0.8333333333333334)
     """
     level = _check_level(level)
     floor = _check_resolution(resolution)
