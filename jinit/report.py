@@ -41,8 +41,9 @@ def summary_tables(table: pd.DataFrame, *, target: bool) -> tuple[str, str]:
     gave the same model; ``floor`` when a random scheme's seeds spread less than one test example and the interval
     takes one example as its standard deviation), interquartile mean, min/max, diverged models and failure rate;
     ``*`` marks the rows not distinguishable from the best (the 95% confidence set for the best scheme, or init
-    draw under ``vary="data"``: the ``verdict_about`` column). The second is convergence and agreement between seeds: steps (and epochs) to
-    ``target_accuracy`` (when set), the area under the training-loss curve, churn and the churn / error ratio.
+    draw under ``vary="data"``: the ``verdict_about`` column). The second is convergence and agreement between
+    seeds: steps (and epochs) to ``target_accuracy`` (when set), the area under the training-loss curve, churn and
+    the churn / error ratio.
     :func:`versus_best_table` gives the comparisons with the best.
     """
 
@@ -231,6 +232,16 @@ def summary(result) -> str:
             "all pairs of runs; mdd = smallest gap detectable with 80% power at these seeds, and seeds_for_1pt = "
             "seeds per scheme to detect 1 point, both by that test)",
             versus_best_table(table),
+        ]
+    from jinit import metrics
+
+    axes = metrics.axis_columns(table)
+    if axes:
+        lines += [
+            "",
+            f"axes ({', '.join(axes)}): the values of one scheme share each seed's init draw and batches, so they "
+            "replicate the same randomness and are paired by seed (jinit.metrics.compare_axis_values); the table "
+            "above compares every row with the best unpaired, which is conservative",
         ]
     det = group_names(table)[table["deterministic"].to_numpy(bool)].tolist()
     if det:

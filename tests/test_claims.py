@@ -72,6 +72,15 @@ def test_vary_data_compares_init_draws_not_schemes():
         metrics.replication("seed")
 
 
+def test_the_report_says_what_an_axis_replicates():
+    r = _result({"a": [0.9, 0.95, 0.92, 0.93], "b": [0.8, 0.85, 0.82, 0.83]}, "init")
+    assert "axes (" not in report.summary(r)
+    r.models["learning_rate"] = [1e-3, 1e-3, 1e-2, 1e-2] * 2
+    r.models["seed"] = [0, 1, 0, 1] * 2
+    text = report.summary(r)
+    assert "axes (learning_rate): the values of one scheme share each seed's init draw" in text
+
+
 def test_summarize_without_vary_keeps_scheme_verdicts():
     models, preds, y = _run({"a": [0.9, 0.95], "b": [0.8, 0.85]})
     s = metrics.summarize(pd.DataFrame(), models, preds, y, num_classes=10, paired=True)
