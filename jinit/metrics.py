@@ -5,7 +5,8 @@ predictions, tidy learning curves), so it runs the same on a finished run folder
 
 Building blocks (each usable on its own):
 
-* :func:`mean_ci` -- mean and confidence interval over seeds (Student t, or percentile bootstrap);
+* :func:`mean_ci` -- mean and confidence interval over seeds (Student t, or percentile bootstrap), never of zero
+  width for a discrete metric given its ``resolution``;
 * :func:`iqm`, :func:`iqm_ci` -- interquartile mean with a stratified bootstrap interval (rliable's convention);
 * :func:`churn` -- mean pairwise disagreement between models' test predictions;
 * :func:`noise_floor` -- the accuracy standard deviation that independent per-example errors alone produce
@@ -17,7 +18,10 @@ Building blocks (each usable on its own):
   only when asked), rank-test p-value and P(A > B); :func:`paired_seeds` says when a sweep's seeds are paired
   (``vary="data"``/``"both"``, never under the default ``vary="init"``), :func:`runs_share_seeds` when two sweeps'
   seeds are (they differ only in hyperparameters);
-* :func:`probability_of_improvement` -- P(A > B) with a stratified bootstrap interval;
+* :func:`replication` -- what a sweep's seeds replicate, and so whether its comparisons are about schemes
+  (``vary="init"``/``"both"``) or about one init draw per scheme (``vary="data"``);
+* :func:`probability_of_improvement` -- P(A > B) over all pairs of runs (rliable's definition, in every design)
+  with a stratified bootstrap interval; :func:`matched_win_rate` -- the fraction of matched seeds A wins;
 * :func:`best_set` -- the schemes not distinguishable from the best: a confidence set that accounts for picking the
   best from the same data and for the number of comparisons;
 * :func:`min_detectable_difference`, :func:`seeds_needed` -- what a comparison could detect at 80% power, and
@@ -66,6 +70,7 @@ __all__ = [
     "compare",
     "compare_schemes",
     "compare_runs",
+    "matched_win_rate",
     "HYPERPARAMETER_FIELDS",
     "runs_share_seeds",
     "scheme_accuracies",
@@ -82,6 +87,8 @@ __all__ = [
     "min_detectable_difference",
     "paired_seeds",
     "probability_of_improvement",
+    "Replication",
+    "replication",
     "seeds_needed",
 ]
 
@@ -99,13 +106,20 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "acc_std": "sample standard deviation (ddof=1) of the final test accuracy (NaN when fewer than 2)",
     "acc_median": "median final test accuracy",
     "acc_ci95_low": "lower end of the 95% confidence interval of acc_mean: Student t by default, percentile "
-    "bootstrap with ci_method='bootstrap' (NaN when n < 2 or deterministic)",
+    "bootstrap with ci_method='bootstrap' (NaN when n < 2 or deterministic; never of zero width for a random "
+    "scheme: see ci_floored)",
     "acc_ci95_high": "upper end of that 95% confidence interval of acc_mean (NaN when n < 2 or deterministic)",
     "acc_iqm": "interquartile mean of the final test accuracy (mean of the middle 50% of seeds; Agarwal et al. "
     "2021)",
     "acc_iqm_ci95_low": "lower end of the 95% percentile-bootstrap interval of acc_iqm (NaN when n < 2 or "
     "deterministic)",
     "acc_iqm_ci95_high": "upper end of that interval",
+    "acc_resolution": "the step of the metric: 1 / n_test for an accuracy (one test example); NaN for a "
+    "continuous metric",
+    "ci_floored": "True when the seeds of a random (not deterministic) scheme spread less than acc_resolution "
+    "(e.g. 5 different models with the same test accuracy): the t-interval then takes one step as the standard "
+    "deviation, and a bootstrap interval of zero width is NaN (not estimable at n seeds), since equal "
+    "discrete values do not show that the scheme has no spread",
     "acc_min": "lowest final test accuracy",
     "acc_max": "highest final test accuracy",
     "diverged_count": "number of models whose training diverged (non-finite loss); excluded from acc_*",
@@ -137,15 +151,23 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "p_rank_vs_best": "two-sided p-value of the rank test against the best: Mann-Whitney U (unpaired) or "
     "Wilcoxon signed-rank (paired)",
     "poi_vs_best": "probability of improvement P(this scheme's run > the best scheme's run), ties counting "
-    "one half, over all pairs of seeds (unpaired) or matched seeds (paired); Agarwal et al. 2021",
-    "poi_ci95_low": "lower end of its 95% stratified-bootstrap interval (2,000 resamples)",
+    "one half, over all pairs of runs in every design (rliable's definition; Agarwal et al. 2021)",
+    "poi_ci95_low": "lower end of its 95% stratified-bootstrap interval (2,000 resamples; matched seeds resampled "
+    "together when paired)",
     "poi_ci95_high": "upper end of that interval",
-    "p_best_set": "Bonferroni-adjusted p-value that some other scheme is better (metrics.best_set)",
-    "in_best_set": "True when the scheme is not distinguishable from the best at this number of seeds: it is "
-    "in the 95% confidence set for the best scheme, which accounts for the best being picked from the same "
-    "data and for the k - 1 comparisons (not a tie: see mdd_vs_best)",
+    "p_best_set": "one-sided p-value that some other scheme is better, Bonferroni-adjusted over the k - 1 "
+    "comparisons (metrics.best_set); in_best_set is p_best_set >= alpha",
+    "in_best_set": "True when the row is not distinguishable from the best at this number of seeds: it is "
+    "in the 95% confidence set for the best, which accounts for the best being picked from the same "
+    "data and for the k - 1 comparisons (not a tie: see mdd_vs_best). A set of schemes when verdict_about is "
+    "'scheme'; of init draws when it is 'init draw' (vary='data')",
+    "verdict_about": "what the comparisons with the best are about, from what the seeds replicated "
+    "(metrics.replication): 'scheme' when the seeds replicate each scheme's init draw (vary='init'/'both'); "
+    "'init draw' under vary='data', where every seed of a scheme starts from the same weights, so each scheme "
+    "is one init draw and no verdict about the scheme follows",
     "mdd_vs_best": "minimum detectable difference: the smallest accuracy gap below the best that the test "
-    "behind in_best_set would detect with 80% power, given the two schemes' observed spreads and seeds",
+    "behind in_best_set would detect with 80% power, given the two schemes' observed spreads (each at least "
+    "acc_resolution) and seeds",
     "seeds_to_detect": "seeds per scheme at which that test would detect a gap of detect_difference (default "
     "1 point) to the best with 80% power, given the observed spreads (NaN when there is no spread)",
 }
@@ -167,8 +189,9 @@ class Comparison(NamedTuple):
       ci_low: lower end of the confidence interval of ``diff``.
       ci_high: upper end of the confidence interval of ``diff``.
       p_value: two-sided p-value (paired t-test when paired, Welch's t-test otherwise).
-      p_a_gt_b: probability that A outperforms B: the fraction of seed pairs with A > B (ties count
-        one half); over matched seeds when paired, over all pairs otherwise.
+      p_a_gt_b: the probability of improvement P(A > B) as rliable defines it: the fraction of all ``n_a x n_b``
+        pairs of runs with A > B, ties counting one half (the Mann-Whitney U statistic over ``n_a n_b``), in every
+        design, paired or not.
       paired: whether the seeds were paired.
       n_a: number of A values used.
       n_b: number of B values used.
@@ -176,6 +199,9 @@ class Comparison(NamedTuple):
       p_rank: two-sided p-value of the rank test (Mann-Whitney U unpaired, Wilcoxon signed-rank paired), which
         does not assume normal accuracies (NaN when it cannot be computed).
       rank_test: the name of that rank test.
+      matched_win_rate: paired only: the fraction of matched seeds with A > B, ties counting one half
+        (:func:`matched_win_rate`; NaN when unpaired). Not rliable's probability of improvement: it pairs runs
+        that share a seed's randomness and ignores the other pairs.
     """
 
     diff: float
@@ -189,6 +215,7 @@ class Comparison(NamedTuple):
     test: str = ""
     p_rank: float = float("nan")
     rank_test: str = ""
+    matched_win_rate: float = float("nan")
 
 
 def _as_1d(x: Any, name: str) -> np.ndarray:
@@ -212,8 +239,15 @@ def mean_ci(
     *,
     n_boot: int = 10_000,
     seed: int = 0,
+    resolution: float | None = None,
 ) -> CI:
     """Mean of ``x`` and a confidence interval of that mean.
+
+    With ``resolution`` (the step of a discrete metric: ``1 / n_test`` for an accuracy), the interval never has
+    zero width for values that come from different models: the t-interval takes the standard deviation as at
+    least one step, and a bootstrap interval of zero width is NaN (not estimable at this number of values). ``n`` runs whose accuracies happen to be equal do not show that a scheme has no spread: a true
+    standard deviation of one step gives ``n = 5`` equal values with probability ~1% (half a step: ~10%), so
+    one step is a conservative floor.
 
     Args:
       x: one value per seed (NaNs are dropped).
@@ -222,6 +256,7 @@ def mean_ci(
         the percentile bootstrap of the mean (``n_boot`` resamples drawn with ``numpy.random.default_rng(seed)``).
       n_boot: number of bootstrap resamples.
       seed: seed of the bootstrap resampling (the result is deterministic given it).
+      resolution: the metric's step (see above); None (default) for a continuous metric: no floor.
 
     Returns:
       ``CI(mean, low, high)``; the interval is NaN when fewer than 2 values remain, the mean is NaN when none do.
@@ -244,15 +279,29 @@ def mean_ci(
     m = float(a.mean())
     if n < 2:
         return CI(m, float("nan"), float("nan"))
+    floor = _check_resolution(resolution)
     if method == "t":
-        half = float(stats.t.ppf(0.5 + level / 2, n - 1) * a.std(ddof=1) / np.sqrt(n))
+        sd = max(float(a.std(ddof=1)), floor)
+        half = float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n))
         return CI(m, m - half, m + half)
     if int(n_boot) < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     rng = np.random.default_rng(seed)
     means = a[rng.integers(0, n, size=(int(n_boot), n))].mean(axis=1)
     low, high = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2])
+    if floor and high == low:
+        return CI(m, float("nan"), float("nan"))  # not estimable: no resample differs
     return CI(m, float(low), float(high))
+
+
+def _check_resolution(resolution: float | None) -> float:
+    """The standard-deviation floor of a metric with this step: 0.0 for None (a continuous metric)."""
+    if resolution is None:
+        return 0.0
+    r = float(resolution)
+    if not (np.isfinite(r) and r > 0):
+        raise ValueError(f"resolution must be a positive number or None, got {resolution!r}")
+    return r
 
 
 def churn(predictions: np.ndarray) -> float:
@@ -382,12 +431,56 @@ def auc(values: np.ndarray, x: np.ndarray | None = None, *, normalize: bool = Tr
     return area / span
 
 
-def _p_outperform(a: np.ndarray, b: np.ndarray, paired: bool) -> float:
-    if paired:
-        gt, eq = a > b, a == b
-    else:
-        gt, eq = a[:, None] > b[None, :], a[:, None] == b[None, :]
+def _p_outperform(a: np.ndarray, b: np.ndarray) -> float:
+    """P(A > B) + P(A = B) / 2 over all pairs of runs (rliable's probability of improvement, one task)."""
+    gt, eq = a[:, None] > b[None, :], a[:, None] == b[None, :]
     return float(np.mean(gt + 0.5 * eq))
+
+
+def matched_win_rate(a: Any, b: Any) -> float:
+    """The fraction of matched runs on which A beats B, ties counting one half.
+
+    Runs are matched by position (arrays of equal length) or by seed (Series); use it only where run ``i`` of A and
+    of B share randomness (a seed's data order under ``vary="data"``/``"both"``, a seed's init across the values of
+    a hyperparameter). It is **not** rliable's probability of improvement, which compares all pairs of runs
+    (:func:`probability_of_improvement`): with ``n`` seeds it rests on ``n`` pairs instead of ``n^2``, and answers
+    "how often does A win on the same seed", not "how likely is a run of A to beat a run of B".
+
+    Args:
+      a: values of A (1-D array, or Series indexed by seed).
+      b: values of B, likewise (the same length, or the same seeds).
+
+    Returns:
+      The rate in [0, 1]; NaN when no run is matched.
+
+    Raises:
+      ValueError: for arrays of different lengths or Series with different seeds.
+
+    Example:
+      >>> matched_win_rate([3.0, 1.0, 2.0], [1.0, 2.0, 2.0])  # win, loss, tie
+      0.5
+    """
+    xa, xb = _matched(a, b)
+    if xa.size == 0:
+        return float("nan")
+    return float(np.mean((xa > xb) + 0.5 * (xa == xb)))
+
+
+def _matched(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A's and B's values on the runs both have (by seed for two Series, by position for arrays), NaN dropped."""
+    if isinstance(a, pd.Series) and isinstance(b, pd.Series):
+        a, b = a.dropna(), b.dropna()
+        if set(a.index) != set(b.index):
+            raise ValueError(
+                f"matched runs need the same seeds; only in a: {sorted(set(a.index) - set(b.index))}, "
+                f"only in b: {sorted(set(b.index) - set(a.index))}"
+            )
+        return a.to_numpy(np.float64), b.reindex(a.index).to_numpy(np.float64)
+    xa, xb = _as_1d(a, "a"), _as_1d(b, "b")
+    if xa.shape != xb.shape:
+        raise ValueError(f"matched runs need equal lengths, got {xa.size} and {xb.size}")
+    ok = ~(np.isnan(xa) | np.isnan(xb))
+    return xa[ok], xb[ok]
 
 
 def _seeded(x: Any, name: str) -> tuple[np.ndarray, pd.Index | None]:
@@ -431,6 +524,81 @@ def paired_seeds(vary: str) -> bool:
     return vary != "init"
 
 
+class Replication(NamedTuple):
+    """What the seeds of a sweep replicate, and so what its comparisons may claim (:func:`replication`).
+
+    Attributes:
+      vary: the sweep's ``vary``.
+      replicated: what differs between two seeds of one scheme, in words.
+      verdicts_about: ``"scheme"`` when each scheme's init draw is replicated; ``"init draw"`` when every seed of
+        a scheme starts from the same weights (``vary="data"``): a comparison is then one of those draws.
+      paired: whether seed ``s`` of two schemes shares randomness (:func:`paired_seeds`).
+      note: one line saying what may be claimed and why.
+    """
+
+    vary: str
+    replicated: str
+    verdicts_about: str
+    paired: bool
+    note: str
+
+
+def replication(vary: str) -> Replication:
+    """What a sweep's seeds replicate, and so what its comparisons are about.
+
+    The rule: a verdict about a scheme needs replicated draws of that scheme. Under ``vary="init"`` (the default)
+    and ``"both"`` each seed draws the scheme's initial weights anew, so comparisons are about schemes. Under
+    ``vary="data"`` every seed of a scheme starts from the SAME weights (one init draw per scheme) and only the
+    batch order changes: a difference between two schemes is then a difference between two draws, which another
+    draw of the same scheme may not repeat (four labels of one distribution, 10 seeds: 5 of 12 such verdicts
+    left a scheme out of the "best" set). The comparisons of such a sweep are reported as comparisons of init
+    draws, never as verdicts about schemes. The same holds for any axis: the values of a hyperparameter within
+    one scheme share each seed's init draw and batches, so they are compared paired, and their verdicts are
+    about the values at the replicated randomness.
+
+    Args:
+      vary: the sweep's ``vary``: ``"init"``, ``"data"`` or ``"both"``.
+
+    Returns:
+      A :class:`Replication`.
+
+    Raises:
+      ValueError: for another value.
+
+    Example:
+      >>> replication("data").verdicts_about
+      'init draw'
+    """
+    paired = paired_seeds(vary)
+    if vary == "init":
+        return Replication(
+            vary,
+            "the init draw (every model sees the same batches)",
+            "scheme",
+            paired,
+            "seeds replicate each scheme's init draw, so the comparisons are about schemes; seed s of two "
+            "schemes shares nothing, so they are unpaired",
+        )
+    if vary == "data":
+        return Replication(
+            vary,
+            "the data order only (every seed of a scheme starts from the same weights)",
+            "init draw",
+            paired,
+            "vary='data': each scheme is ONE init draw and the seeds replicate only the data order, so these "
+            "compare init draws, not schemes (another draw of a scheme may rank elsewhere); vary the init "
+            "(vary='init' or 'both') for verdicts about schemes",
+        )
+    return Replication(
+        vary,
+        "the init draw and the data order",
+        "scheme",
+        paired,
+        "seeds replicate each scheme's init draw and the data order, so the comparisons are about schemes; seed "
+        "s fixes the data order of every scheme, so they are paired by seed",
+    )
+
+
 def _rank_p(xa: np.ndarray, xb: np.ndarray, paired: bool) -> float:
     """Two-sided p of Mann-Whitney U (unpaired) or Wilcoxon signed-rank (paired); NaN when undefined."""
     import warnings
@@ -450,15 +618,18 @@ def _rank_p(xa: np.ndarray, xb: np.ndarray, paired: bool) -> float:
         return float("nan")
 
 
-def compare(a: Any, b: Any, *, paired: bool = False, level: float = 0.95) -> Comparison:
+def compare(
+    a: Any, b: Any, *, paired: bool = False, level: float = 0.95, resolution: float | None = None
+) -> Comparison:
     """Compares two schemes' per-seed results (e.g. final accuracies): A minus B.
 
     Unpaired (the default): Welch's t-test (unequal variances), the Welch-Satterthwaite t-interval of the
-    difference of means, the Mann-Whitney U test, and P(A > B) over all ``n_a x n_b`` pairs. Paired: the paired
-    t-test and t-interval of the per-seed differences, the Wilcoxon signed-rank test, and P(A > B) over matched
-    seeds. Pair only when seed ``s`` of A and of B really share randomness (see :func:`paired_seeds`): under the
-    sweep's default ``vary="init"`` they do not. When the standard error is exactly zero the p-value is 1 for
-    equal means and 0 otherwise. NaN values (e.g. diverged runs) are dropped. ``Comparison.test`` names the test.
+    difference of means and the Mann-Whitney U test. Paired: the paired t-test and t-interval of the per-seed
+    differences, the Wilcoxon signed-rank test, and the matched-seed win rate (:func:`matched_win_rate`). In both,
+    ``p_a_gt_b`` is rliable's probability of improvement, over all ``n_a x n_b`` pairs of runs. Pair only when
+    seed ``s`` of A and of B really share randomness (see :func:`paired_seeds`): under the sweep's default
+    ``vary="init"`` they do not. When the standard error is exactly zero the p-value is 1 for equal means and 0
+    otherwise. NaN values (e.g. diverged runs) are dropped. ``Comparison.test`` names the test.
 
     Args:
       a: values of scheme A: a 1-D array, or a ``pd.Series`` indexed by seed.
@@ -466,6 +637,9 @@ def compare(a: Any, b: Any, *, paired: bool = False, level: float = 0.95) -> Com
       paired: ``True`` pairs by seed (Series) or by position (arrays of equal length); ``False`` (default) never
         pairs.
       level: confidence level of the interval.
+      resolution: the metric's step (``1 / n_test`` for an accuracy): each standard deviation (of A and of B, or
+        of the paired differences) is taken as at least one step (see :func:`mean_ci`), so that random schemes
+        whose runs happen to agree get no zero-width interval and no p of 0. None: no floor.
 
     Returns:
       A :class:`Comparison`; fields are NaN where there are too few values (fewer than 2 per group).
@@ -481,10 +655,11 @@ def compare(a: Any, b: Any, *, paired: bool = False, level: float = 0.95) -> Com
     Example:
       >>> import pandas as pd
       >>> r = compare(pd.Series([0.9, 0.8, 0.7]), pd.Series([0.8, 0.7, 0.7]), paired=True)
-      >>> r.test, round(r.diff, 3), r.p_a_gt_b
-      ('paired t-test', 0.067, 0.8333333333333334)
+      >>> r.test, round(r.diff, 3), round(r.p_a_gt_b, 4), r.matched_win_rate
+      ('paired t-test', 0.067, 0.7222, 0.8333333333333334)
     """
     level = _check_level(level)
+    floor = _check_resolution(resolution)
     xa, ia = _seeded(a, "a")
     xb, ib = _seeded(b, "b")
     paired = bool(paired)
@@ -503,25 +678,28 @@ def compare(a: Any, b: Any, *, paired: bool = False, level: float = 0.95) -> Com
     test, rank_test = (PAIRED_T, WILCOXON) if paired else (WELCH, MANN_WHITNEY)
     if na == 0 or nb == 0:
         return Comparison(nan, nan, nan, nan, nan, paired, na, nb, test, nan, rank_test)
-    p_gt = _p_outperform(xa, xb, paired)
+    p_gt = _p_outperform(xa, xb)
     p_rank = _rank_p(xa, xb, paired)
+    # unpaired: the field's default NaN object, so that equal comparisons compare equal (nan != nan)
+    win = matched_win_rate(xa, xb) if paired else Comparison._field_defaults["matched_win_rate"]
     if paired:
         d = xa - xb
         diff = float(d.mean())
         if na < 2:
-            return Comparison(diff, nan, nan, nan, p_gt, True, na, nb, test, p_rank, rank_test)
-        se = float(d.std(ddof=1) / np.sqrt(na))
+            return Comparison(diff, nan, nan, nan, p_gt, True, na, nb, test, p_rank, rank_test, win)
+        se = float(max(d.std(ddof=1), floor) / np.sqrt(na))
         df = na - 1
     else:
         diff = float(xa.mean() - xb.mean())
         if na < 2 or nb < 2:
             return Comparison(diff, nan, nan, nan, p_gt, False, na, nb, test, p_rank, rank_test)
-        se, df = _welch_se_df(xa.var(ddof=1), xb.var(ddof=1), na, nb)
+        va, vb = (max(float(x.var(ddof=1)), floor * floor) for x in (xa, xb))
+        se, df = _welch_se_df(va, vb, na, nb)
     # The same t statistic and two-sided p-value as scipy.stats.ttest_rel / ttest_ind(equal_var=False).
     p = float(2 * stats.t.sf(abs(diff) / se, df)) if se > 0 else float(diff == 0)
     half = float(stats.t.ppf(0.5 + level / 2, df) * se)
     return Comparison(
-        diff, diff - half, diff + half, p, p_gt, paired, na, nb, test, p_rank, rank_test
+        diff, diff - half, diff + half, p, p_gt, paired, na, nb, test, p_rank, rank_test, win
     )
 
 
@@ -734,16 +912,17 @@ def _nct_sf(c: float, df: float, nc: float) -> float:
 
 
 def _se_df(
-    a: np.ndarray, b: np.ndarray, paired: bool, n: float | None = None
+    a: np.ndarray, b: np.ndarray, paired: bool, n: float | None = None, floor: float = 0.0
 ) -> tuple[float, float]:
-    """Standard error and degrees of freedom of the difference of means, from the observed spreads, with the
-    observed sizes or ``n`` seeds per scheme."""
+    """Standard error and degrees of freedom of the difference of means, from the observed spreads (each standard
+    deviation at least ``floor``), with the observed sizes or ``n`` seeds per scheme."""
     if paired:
-        sd = float(np.std(a - b, ddof=1))
+        sd = max(float(np.std(a - b, ddof=1)), floor)
         m = a.size if n is None else n
         return sd / np.sqrt(m), float(m - 1)
     na, nb = (a.size, b.size) if n is None else (n, n)
-    return _welch_se_df(float(np.var(a, ddof=1)), float(np.var(b, ddof=1)), na, nb)
+    va, vb = (max(float(np.var(x, ddof=1)), floor * floor) for x in (a, b))
+    return _welch_se_df(va, vb, na, nb)
 
 
 def _power_inputs(a: Any, b: Any, paired: bool) -> tuple[np.ndarray, np.ndarray] | None:
@@ -778,6 +957,7 @@ def min_detectable_difference(
     alpha: float = 0.05,
     power: float = 0.8,
     two_sided: bool = True,
+    resolution: float | None = None,
 ) -> float:
     """The smallest true difference of means that the t-test of :func:`compare` would detect with probability
     ``power``, given the spreads and numbers of seeds observed in ``a`` and ``b``.
@@ -793,9 +973,13 @@ def min_detectable_difference(
       alpha: the test's level.
       power: the probability of detecting the difference.
       two_sided: two-sided test (else one-sided at ``alpha``).
+      resolution: the metric's step (``1 / n_test`` for an accuracy): every standard deviation is taken as at
+        least one step (see :func:`mean_ci`), so that runs that happen to agree do not claim a zero detectable
+        difference.
 
     Returns:
-      The difference, in the units of ``a`` (NaN with fewer than 2 values per group, 0.0 when neither varies).
+      The difference, in the units of ``a`` (NaN with fewer than 2 values per group; 0.0 when neither varies and
+      no ``resolution`` is given: only right for deterministic schemes).
 
     References:
       Cohen. Statistical power analysis for the behavioral sciences. 2nd ed., 1988.
@@ -804,7 +988,7 @@ def min_detectable_difference(
     xs = _power_inputs(a, b, paired)
     if xs is None:
         return float("nan")
-    se, df = _se_df(*xs, paired)
+    se, df = _se_df(*xs, paired, floor=_check_resolution(resolution))
     return _solve_mdd(se, df, alpha, power, two_sided)
 
 
@@ -835,6 +1019,7 @@ def seeds_needed(
     power: float = 0.8,
     two_sided: bool = True,
     max_seeds: int = 100_000,
+    resolution: float | None = None,
 ) -> float:
     """The number of seeds per scheme at which the t-test of :func:`compare` detects a true difference of means
     ``difference`` with probability ``power``, taking the spreads observed in ``a`` and ``b`` as the true ones.
@@ -848,6 +1033,8 @@ def seeds_needed(
       power: the probability of detecting the difference.
       two_sided: two-sided test (else one-sided at ``alpha``).
       max_seeds: search limit; ``inf`` is returned beyond it.
+      resolution: the metric's step: every standard deviation at least one step (see
+        :func:`min_detectable_difference`).
 
     Returns:
       The smallest number of seeds per scheme (a whole number, at least 2), ``inf`` beyond ``max_seeds``, NaN when
@@ -864,11 +1051,12 @@ def seeds_needed(
     xs = _power_inputs(a, b, paired)
     if xs is None:
         return float("nan")
-    if _se_df(*xs, paired, n=2)[0] == 0:
+    floor = _check_resolution(resolution)
+    if _se_df(*xs, paired, n=2, floor=floor)[0] == 0:
         return float("nan")
 
     def ok(n: int) -> bool:
-        se, df = _se_df(*xs, paired, n=n)
+        se, df = _se_df(*xs, paired, n=n, floor=floor)
         return _t_power(diff, se, df, alpha, two_sided) >= power
 
     lo, hi = 1, 2
@@ -1041,11 +1229,9 @@ def iqm_ci(scores: Any, level: float = 0.95, *, n_boot: int = 10_000, seed: int 
     return _boot_ci(point, stats.trim_mean(resampled, 0.25, axis=1), level)
 
 
-def _poi(x: np.ndarray, y: np.ndarray, paired: bool) -> np.ndarray:
-    """P(X > Y) + P(X = Y) / 2 per task, for x ``[..., runs, tasks]`` and y likewise: over matched runs when
-    paired, else over all pairs, from midranks (the Mann-Whitney U statistic / (n_x n_y)) in O(n log n)."""
-    if paired:
-        return np.mean((x > y) + 0.5 * (x == y), axis=-2)
+def _poi(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """P(X > Y) + P(X = Y) / 2 per task, for x ``[..., runs, tasks]`` and y likewise, over all pairs of runs, from
+    midranks (the Mann-Whitney U statistic / (n_x n_y)) in O(n log n)."""
     nx, ny = x.shape[-2], y.shape[-2]
     ranks = stats.rankdata(np.concatenate([x, y], axis=-2), axis=-2)
     u = ranks[..., :nx, :].sum(axis=-2) - nx * (nx + 1) / 2
@@ -1064,13 +1250,16 @@ def probability_of_improvement(
     """Probability that a run of X beats a run of Y, with a stratified bootstrap interval (rliable's convention).
 
     Per task, ``P(X > Y) + P(X = Y) / 2`` over all pairs of runs (the Mann-Whitney U statistic divided by
-    ``n_x n_y``), or over matched runs when ``paired``; averaged over tasks. The interval resamples runs within
-    each task: X's and Y's independently when unpaired, the matched pairs together when paired.
+    ``n_x n_y``), averaged over tasks: rliable's definition, in every design. ``paired`` changes only the interval:
+    it resamples runs within each task, X's and Y's independently when unpaired, the matched pairs together when
+    paired (so the interval keeps what the pairs share). The fraction of matched runs that X wins is another
+    quantity, :func:`matched_win_rate`.
 
     Args:
       x: ``[runs]`` or ``[runs, tasks]`` scores of X.
       y: likewise for Y (same tasks; same runs when ``paired``).
-      paired: runs of X and Y with the same index share randomness (see :func:`paired_seeds`).
+      paired: runs of X and Y with the same index share randomness (see :func:`paired_seeds`): resample them
+        together. The point estimate is over all pairs either way.
       level: confidence level.
       n_boot: bootstrap resamples.
       seed: seed of ``numpy.random.default_rng``.
@@ -1094,7 +1283,7 @@ def probability_of_improvement(
     nan = float("nan")
     if a.shape[0] == 0 or b.shape[0] == 0:
         return CI(nan, nan, nan)
-    point = float(np.mean(_poi(a, b, paired)))
+    point = float(np.mean(_poi(a, b)))
     if a.shape[0] < 2 or b.shape[0] < 2:
         return CI(point, nan, nan)
     rng = np.random.default_rng(seed)
@@ -1107,7 +1296,7 @@ def probability_of_improvement(
         ib = ia if paired else rng.integers(0, b.shape[0], size=(m, b.shape[0], b.shape[1]))
         ra = np.take_along_axis(a[None], ia, axis=1)
         rb = np.take_along_axis(b[None], ib, axis=1)
-        boots[s : s + m] = _poi(ra, rb, paired).mean(axis=-1)
+        boots[s : s + m] = _poi(ra, rb).mean(axis=-1)
     return _boot_ci(point, boots, level)
 
 
@@ -1251,6 +1440,7 @@ def summarize(
     alpha: float = 0.05,
     metric: str = "accuracy",
     higher_is_better: bool = True,
+    vary: str | None = None,
 ) -> pd.DataFrame:
     """One row per scheme of accuracy, convergence, agreement and noise statistics (``summary.csv``).
 
@@ -1278,7 +1468,10 @@ def summarize(
       ci_method: how ``acc_ci95_low`` / ``acc_ci95_high`` are computed: ``"t"`` (Student-t interval, the
         default) or ``"bootstrap"`` (percentile bootstrap of the mean, deterministic; see :func:`mean_ci`).
       paired: whether seed ``s`` of different schemes shares randomness (``paired_seeds(config.vary)``; False
-        under the default ``vary="init"``).
+        under the default ``vary="init"``); ignored when ``vary`` is given.
+      vary: the sweep's ``vary`` (:func:`replication`): it decides ``paired`` and ``verdict_about``: under
+        ``"data"`` each scheme is one init draw, so the comparisons with the best (``in_best_set``, ...) are of
+        init draws, not schemes. None: ``verdict_about`` is ``"scheme"`` and ``paired`` is used as given.
       detect_difference: the accuracy gap (fraction) for the ``seeds_to_detect`` column.
       alpha: level of the confidence set for the best (``1 - alpha`` coverage).
       metric: the metric summarized instead of the accuracy, for a task that is not classification (the
@@ -1300,6 +1493,10 @@ def summarize(
     """
     if not 0.0 < float(alpha) < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    about = "scheme"
+    if vary is not None:
+        rep = replication(vary)
+        paired, about = rep.paired, rep.verdicts_about
     other = metric != "accuracy" or not higher_is_better  # not the accuracy of class predictions
     sign = 1.0 if higher_is_better else -1.0
     if not 0.0 < float(detect_difference) <= (math.inf if other else 1.0):
@@ -1360,6 +1557,8 @@ def summarize(
         fail = failures(preds, y, diverged_all)
     shas = models["param_sha256"].to_numpy() if "param_sha256" in models.columns else None
     nan = float("nan")
+    # an accuracy over n_test examples moves in steps of one example; a continuous metric has no step
+    resolution = None if other or preds.shape[1] == 0 else 1.0 / preds.shape[1]
 
     rows = []
     per_scheme_acc: dict[Any, pd.Series] = {}
@@ -1369,10 +1568,16 @@ def summarize(
         seeds = models["seed"].to_numpy()[ok]
         per_scheme_acc[scheme] = pd.Series(acc, index=seeds)
         deterministic = bool(ok.size >= 2 and shas is not None and len(set(shas[ok])) == 1)
-        ci = mean_ci(acc, method=ci_method)
+        floored = bool(
+            not deterministic and acc.size >= 2 and resolution and acc.std(ddof=1) < resolution
+        )
+        ci = mean_ci(acc, method=ci_method, resolution=None if deterministic else resolution)
         iq = iqm_ci(acc) if acc.size else CI(nan, nan, nan)
+        if deterministic or (floored and not iq.high > iq.low):
+            # one model; or a random scheme whose bootstrap interval has zero width: not estimable
+            iq = CI(iq.mean, nan, nan)
         if deterministic:
-            ci, iq = CI(ci.mean, nan, nan), CI(iq.mean, nan, nan)
+            ci = CI(ci.mean, nan, nan)
         n = len(idx)
         row: dict[str, Any] = {
             "scheme": scheme,
@@ -1386,6 +1591,8 @@ def summarize(
             "acc_iqm": iq.mean,
             "acc_iqm_ci95_low": iq.low,
             "acc_iqm_ci95_high": iq.high,
+            "acc_resolution": resolution if resolution else nan,
+            "ci_floored": floored,
             "acc_min": float(acc.min()) if acc.size else nan,
             "acc_max": float(acc.max()) if acc.size else nan,
             "diverged_count": int(diverged_all[idx].sum()),
@@ -1424,7 +1631,8 @@ def summarize(
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     out = out.sort_values("acc_mean", ascending=False, na_position="last", kind="stable")
     out = out.reset_index(drop=True)
-    out = out.join(_versus_best(out, per_scheme_acc, paired, detect_difference, alpha))
+    out = out.join(_versus_best(out, per_scheme_acc, paired, detect_difference, alpha, resolution))
+    out["verdict_about"] = about
     out = out[list(SUMMARY_COLUMNS)]
     if other:
         out = _metric_summary(out, metric, sign)
@@ -1455,6 +1663,7 @@ def _versus_best(
     paired: bool,
     detect_difference: float,
     alpha: float,
+    resolution: float | None = None,
 ) -> pd.DataFrame:
     """The comparison-with-the-best columns of :func:`summarize`, one row per row of ``out``."""
     nan = float("nan")
@@ -1506,7 +1715,13 @@ def _versus_best(
         cols["poi_vs_best"].append(poi.mean)
         cols["poi_ci95_low"].append(poi.low)
         cols["poi_ci95_high"].append(poi.high)
-        kw = dict(paired=paired, alpha=level_one_sided, power=0.8, two_sided=False)
+        kw = dict(
+            paired=paired,
+            alpha=level_one_sided,
+            power=0.8,
+            two_sided=False,
+            resolution=resolution,
+        )
         cols["mdd_vs_best"].append(min_detectable_difference(b, a, **kw))
         cols["seeds_to_detect"].append(seeds_needed(b, a, detect_difference, **kw))
     res = pd.DataFrame(cols, index=out.index)

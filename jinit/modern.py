@@ -130,7 +130,9 @@ def zero_gamma(branch_layers: int = 2, base: Any = "he_normal") -> Rules:
 
 def skipinit(base: Any = "he_normal") -> Rules:
     """SkipInit: a learnable scalar multiplier on every residual branch, initialized at 0 (the block starts as the
-    identity), in a network with batch normalization; the kernels are drawn by ``base``.
+    identity); the kernels are drawn by ``base``. De & Smith (2020) propose it for residual networks **without**
+    normalization: the zero gate does what batch normalization does at init (it biases each block towards the
+    identity), so that deep unnormalized ResNets train (they add a bias and dropout, not a norm layer).
 
     Args:
       base: initializer of every kernel (default He normal).
@@ -306,9 +308,12 @@ def mup(
     - input layers (``inputs``: fan-in fixed, fan-out the width): SP's init, unchanged;
     - hidden layers (both fans grow with width): ``Var = scale / fan_in`` (SP's fan-in init already is muP);
       with a constant ``std`` instead, ``mup.init.normal_``: ``Var = std^2 * base_width / fan_in``;
-    - the readout (``readout``: fan-in the width, fan-out fixed): SP's variance times ``base_width / fan_in``, i.e.
-      ``scale * base_width / fan_in^2`` (``std^2 * base_width / fan_in`` with ``std``), or zero with
-      ``readout_zero`` (``MuReadout(readout_zero_init=True)``);
+    - the readout (``readout``: fan-in the width, fan-out fixed): with the fan-in init, SP's variance times
+      ``base_width / fan_in``, i.e. ``scale * base_width / fan_in^2`` (``MuReadout`` rescales the weight by
+      ``sqrt(width_mult)`` and divides its input by ``width_mult``); with a constant ``std``, the standard deviation
+      ``std * base_width / fan_in`` (``mup.init.normal_`` draws a readout weight, one infinite dimension, at ``std``
+      whatever the width, and ``MuReadout`` divides its input by ``width_mult = fan_in / base_width``), i.e.
+      ``Var = std^2 * (base_width / fan_in)^2``; or zero with ``readout_zero`` (``MuReadout(readout_zero_init=True)``);
     - biases, norms, gates: left as the model builds them.
 
     ``mup.MuReadout`` multiplies the readout's input by ``1 / width_mult`` in the forward pass and rescales its
@@ -344,8 +349,10 @@ def mup(
 
     def readout_init(key, shape, dtype=jnp.float32):
         fan_in = _init.compute_fans(shape)[0]
-        var = (std * std if std is not None else scale / fan_in) * base / fan_in
-        return math.sqrt(var) * jax.random.normal(key, shape, dtype)
+        if std is not None:
+            # mup.init.normal_ draws std at any width; MuReadout divides the input by fan_in / base
+            return std * (base / fan_in) * jax.random.normal(key, shape, dtype)
+        return math.sqrt(scale / fan_in * base / fan_in) * jax.random.normal(key, shape, dtype)
 
     def hidden_init(key, shape, dtype=jnp.float32):
         fan_in = _init.compute_fans(shape)[0]

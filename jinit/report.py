@@ -36,18 +36,28 @@ def group_names(table: pd.DataFrame) -> pd.Series:
 def summary_tables(table: pd.DataFrame, *, target: bool) -> tuple[str, str]:
     """The two tables of a sweep's summary (:func:`jinit.metrics.summarize`), as text.
 
-    The first is the final test accuracy over seeds (percent): mean, std beside the test-set noise floor, median,
-    95% CI (``deterministic`` for a scheme whose seeds all gave the same model), interquartile mean, min/max,
-    diverged models and failure rate; ``*`` marks the schemes not distinguishable from the best (the 95%
-    confidence set for the best). The second is convergence and agreement between seeds: steps (and epochs) to
-    ``target_accuracy`` (when set), the area under the training-loss curve, churn and the churn / error ratio.
+    The first is the final test accuracy over seeds (percent): mean, std beside the test-set noise floor (``<``
+    one test example when the seeds spread less), median, 95% CI (``deterministic`` for a scheme whose seeds all
+    gave the same model; ``floor`` when a random scheme's seeds spread less than one test example and the interval
+    takes one example as its standard deviation), interquartile mean, min/max, diverged models and failure rate;
+    ``*`` marks the rows not distinguishable from the best (the 95% confidence set for the best scheme, or init
+    draw under ``vary="data"``: the ``verdict_about`` column). The second is convergence and agreement between
+    seeds: steps (and epochs) to ``target_accuracy`` (when set), the area under the training-loss curve, churn and
+    the churn / error ratio.
     :func:`versus_best_table` gives the comparisons with the best.
     """
 
     def ci(row):
         if row["deterministic"]:
             return "deterministic"
-        return f"[{_pct(row['acc_ci95_low'])}, {_pct(row['acc_ci95_high'])}]"
+        text = f"[{_pct(row['acc_ci95_low'])}, {_pct(row['acc_ci95_high'])}]"
+        return text + " floor" if row.get("ci_floored", False) else text
+
+    def std(row):
+        res = row.get("acc_resolution", float("nan"))
+        if row.get("ci_floored", False) and pd.notna(res):
+            return f"<{_pct(res)}"  # less than one test example: not a measured zero spread
+        return _pct(row["acc_std"])
 
     acc = pd.DataFrame(
         {
@@ -55,7 +65,7 @@ def summary_tables(table: pd.DataFrame, *, target: bool) -> tuple[str, str]:
             "scheme": group_names(table),
             "n": table["n"],
             "acc%_mean": table["acc_mean"].map(_pct),
-            "std": table["acc_std"].map(_pct),
+            "std": [std(r) for _, r in table.iterrows()],
             "noise_floor": table["noise_floor"].map(_pct),
             "median": table["acc_median"].map(_pct),
             "ci95": [ci(r) for _, r in table.iterrows()],
@@ -92,9 +102,11 @@ def _verdicts(table: pd.DataFrame) -> list[str]:
 
 def versus_best_table(table: pd.DataFrame) -> str:
     """Each scheme against the best one (the first row of :func:`jinit.metrics.summarize`), as text: the verdict
-    of the 95% confidence set for the best, the test used and its p-value, the rank test's p-value, the
-    probability of improvement P(scheme > best) with its 95% interval, the smallest gap the seeds could detect
-    (80% power) and the seeds per scheme needed to detect a 1-point gap."""
+    of the 95% confidence set for the best beside the p-value that decides it (``p_set``: one-sided,
+    Bonferroni-adjusted over the k - 1 comparisons; ``worse`` exactly when it is below 0.05), the test used, the
+    probability of improvement P(scheme > best) over all pairs of runs with its 95% interval, the smallest gap the
+    seeds could detect (80% power) and the seeds per scheme needed to detect a 1-point gap. The two-sided,
+    uncorrected ``p_vs_best`` and the rank test's p are in ``summary.csv``, not beside the one-sided verdict."""
 
     def poi(row):
         if pd.isna(row["poi_vs_best"]):
@@ -107,9 +119,8 @@ def versus_best_table(table: pd.DataFrame) -> str:
         {
             "scheme": group_names(table),
             "vs_best": _verdicts(table),
+            "p_set(1-sided,adj)": table["p_best_set"].map(_num(".2g")),
             "test": table["test_vs_best"].replace("", "-"),
-            "p_vs_best": table["p_vs_best"].map(_num(".2g")),
-            "p_rank": table["p_rank_vs_best"].map(_num(".2g")),
             "P(>best) [95% CI]": [poi(r) for _, r in table.iterrows()],
             "mdd%": (100 * table["mdd_vs_best"]).map(_num(".2f")),
             "seeds_for_1pt": table["seeds_to_detect"].map(_num(".0f")),
@@ -151,9 +162,10 @@ def _metric_summary(result) -> str:
         means = ok.groupby("scheme")[c].mean()
         cols[f"{c[len('final_') :]}_mean"] = table["scheme"].map(means).map(num)
     cols["diverged"] = table["diverged_count"]
+    unit = _unit(table)
     lines = [
         f"final test {metric} over seeds ({better} is better; * = not distinguishable from the best at "
-        f"{_seeds(table)} seeds: the 95% confidence set for the best scheme)",
+        f"{_seeds(table)} seeds: the 95% confidence set for the best {unit})",
         pd.DataFrame(cols).to_string(index=False),
     ]
     if len(table) > 1:
@@ -161,18 +173,33 @@ def _metric_summary(result) -> str:
             {
                 "scheme": table["scheme"],
                 "vs_best": _verdicts(table),
+                "p_set(1-sided,adj)": table["p_best_set"].map(num),
                 "test": table["test_vs_best"].replace("", "-"),
-                "p_vs_best": table["p_vs_best"].map(num),
                 f"mdd ({metric})": table["mdd_vs_best"].map(num),
             }
         )
         lines += [
             "",
-            f"versus the best (worse = outside the 95% confidence set for the best; mdd = smallest gap in "
-            f"{metric} detectable with 80% power at these seeds)",
+            f"versus the best ({_replication(result).note}; worse = outside the 95% confidence set for the best "
+            f"{unit}: p_set, the one-sided p that another row is better, Bonferroni-adjusted, is below 0.05; mdd "
+            f"= smallest gap in {metric} detectable with 80% power at these seeds)",
             out.to_string(index=False),
         ]
     return "\n".join(lines)
+
+
+def _replication(result) -> Any:
+    """What the sweep's seeds replicated (:func:`jinit.metrics.replication` of its ``vary``)."""
+    from jinit import metrics
+
+    return metrics.replication(getattr(result.config, "vary", "init"))
+
+
+def _unit(table: pd.DataFrame) -> str:
+    """``scheme``, or ``init draw`` when the summary compares one init draw per scheme (``vary="data"``)."""
+    if "verdict_about" in table.columns and len(table):
+        return str(table["verdict_about"].iloc[0])
+    return "scheme"
 
 
 def summary(result) -> str:
@@ -187,27 +214,34 @@ def summary(result) -> str:
     title = "convergence and agreement between seeds"
     if target is not None:
         title += f" (target accuracy {100 * target:g}%)"
+    unit = _unit(table)
     lines = [
         f"final test accuracy over seeds (%; * = not distinguishable from the best at {_seeds(table)} seeds: "
-        "the 95% confidence set for the best scheme)",
+        f"the 95% confidence set for the best {unit})",
         accuracy,
         "",
         title,
         convergence,
     ]
     if len(table) > 1:
-        vary = getattr(result.config, "vary", "init")
-        why = (
-            "seeds are not paired: under vary='init' seed s of two schemes shares nothing"
-            if vary == "init"
-            else f"seeds are paired: under vary={vary!r} seed s fixes the data order of every scheme"
-        )
         lines += [
             "",
-            f"versus the best ({why}; worse = outside the 95% confidence set for the best, Bonferroni over "
-            f"{len(table) - 1} one-sided tests; mdd = smallest gap detectable with 80% power at these seeds, and "
-            "seeds_for_1pt = seeds per scheme to detect 1 point, both by that test)",
+            f"versus the best ({_replication(result).note}; worse = outside the 95% confidence set for the best "
+            f"{unit}: p_set, the one-sided p that another row is better, Bonferroni-adjusted over "
+            f"{len(table) - 1} comparisons, is below 0.05; P(>best) = rliable's probability of improvement, over "
+            "all pairs of runs; mdd = smallest gap detectable with 80% power at these seeds, and seeds_for_1pt = "
+            "seeds per scheme to detect 1 point, both by that test)",
             versus_best_table(table),
+        ]
+    from jinit import metrics
+
+    axes = metrics.axis_columns(table)
+    if axes:
+        lines += [
+            "",
+            f"axes ({', '.join(axes)}): the values of one scheme share each seed's init draw and batches, so they "
+            "replicate the same randomness and are paired by seed (jinit.metrics.compare_axis_values); the table "
+            "above compares every row with the best unpaired, which is conservative",
         ]
     det = group_names(table)[table["deterministic"].to_numpy(bool)].tolist()
     if det:
@@ -215,6 +249,19 @@ def summary(result) -> str:
             "",
             f"deterministic ({', '.join(map(str, det))}): every seed gave the same model (same param_sha256), "
             "so there is one result, not a tight interval; its value depends on the rounding path (device, layout)",
+        ]
+    floored = (
+        group_names(table)[table["ci_floored"].to_numpy(bool)].tolist()
+        if "ci_floored" in table
+        else []
+    )
+    if floored:
+        res = 100 * float(table["acc_resolution"].iloc[0])
+        lines += [
+            "",
+            f"floor ({', '.join(map(str, floored))}): different models whose accuracies spread less than one test "
+            f"example ({res:.2f} points); the 95% CI takes one example as the standard deviation, since equal "
+            "discrete values do not show a zero spread",
         ]
     return "\n".join(lines)
 
@@ -239,13 +286,16 @@ def _metric_comparison(result, a: str, b: str) -> str:
     r = result.compare(a, b)
     metric = result.metric
     why = "paired by seed" if r.paired else "unpaired: seed s of A and of B share nothing"
+    rep = _replication(result)
     better = "higher" if result.higher_is_better else "lower"
     verdict = "significant" if r.p_value < 0.05 else "not distinguishable"
     return "\n".join(
         [
             f"{a} vs {b} (final test {metric}, {better} is better, {r.n_a} vs {r.n_b} seeds, {why}):",
             f"  difference of means (A - B): {r.diff:+.4g}, 95% CI [{r.ci_low:+.4g}, {r.ci_high:+.4g}]",
-            f"  {r.test}: p = {r.p_value:.3g} ({verdict} at 5%); {r.rank_test}: p = {r.p_rank:.3g}",
+            f"  {r.test}: p = {r.p_value:.3g} (two-sided: {verdict} at 5%); {r.rank_test}: p = "
+            f"{r.p_rank:.3g} (two-sided)",
+            f"  what was replicated: {rep.replicated}; {rep.note}",
         ]
     )
 
@@ -259,6 +309,7 @@ def comparison(result, a: str, b: str) -> str:
 
     models, vary = result.models, result.config.vary
     r = metrics.compare_schemes(models, a, b, vary=vary)
+    rep = metrics.replication(vary)
     why = "paired by seed" if r.paired else "unpaired: seed s of A and of B share nothing"
     verdict = "significant" if r.p_value < 0.05 else "not distinguishable"
     xa, xb = metrics.scheme_accuracies(models, a), metrics.scheme_accuracies(models, b)
@@ -266,7 +317,11 @@ def comparison(result, a: str, b: str) -> str:
         common = xa.index.intersection(xb.index)
         xa, xb = xa.loc[common], xb.loc[common]
     poi = metrics.probability_of_improvement(xa.to_numpy(), xb.to_numpy(), paired=r.paired)
-    pairs = "matched seeds" if r.paired else "all pairs of seeds"
+    matched = (
+        f"; on matched seeds A wins {r.matched_win_rate:.2f} (ties 1/2: the matched-seed win rate, not P(A > B))"
+        if r.paired
+        else ""
+    )
     mdd = metrics.min_detectable_difference(xa, xb, paired=r.paired)
     need = metrics.seeds_needed(xa, xb, 0.01, paired=r.paired)
     return "\n".join(
@@ -274,11 +329,13 @@ def comparison(result, a: str, b: str) -> str:
             f"{a} vs {b} (final accuracy, {r.n_a} vs {r.n_b} non-diverged seeds, vary={vary!r}, {why}):",
             f"  difference of means (A - B): {100 * r.diff:+.2f} points, "
             f"95% CI [{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]",
-            f"  {r.test}: p = {r.p_value:.3g} ({verdict} at 5%); {r.rank_test}: p = {r.p_rank:.3g}",
-            f"  P(A > B) over {pairs}: {poi.mean:.2f}, 95% CI [{poi.low:.2f}, {poi.high:.2f}] "
-            "(stratified bootstrap)",
+            f"  {r.test}: p = {r.p_value:.3g} (two-sided: {verdict} at 5%); {r.rank_test}: p = "
+            f"{r.p_rank:.3g} (two-sided)",
+            f"  P(A > B) over all pairs of runs (rliable's probability of improvement): {poi.mean:.2f}, 95% CI "
+            f"[{poi.low:.2f}, {poi.high:.2f}] (stratified bootstrap){matched}",
             f"  smallest difference detectable with 80% power at these seeds: {100 * mdd:.2f} points; "
             f"seeds per scheme to detect 1 point: {need:.0f}",
+            f"  what was replicated: {rep.replicated}; {rep.note}",
         ]
     )
 

@@ -159,7 +159,10 @@ class SweepResult:
 
         Schemes are compared with the best unpaired (Welch) under ``vary="init"``, where seed ``s`` of two schemes
         shares nothing, and paired by seed under ``vary="data"`` / ``"both"`` (:func:`jinit.metrics.paired_seeds`);
-        the ``test_vs_best`` column says which.
+        the ``test_vs_best`` column says which. What the seeds replicated decides what the comparisons are about
+        (:attr:`replication`, the ``verdict_about`` column): schemes under ``vary="init"`` / ``"both"``; under
+        ``vary="data"`` every seed of a scheme starts from the same weights, so the rows compare one init draw
+        per scheme and are no verdict about the schemes.
 
         A sweep with hyperparameter axes (``learning_rate``, ``weight_decay``, ``init_scale`` of several values) has
         one row per (scheme, axis values), with those columns after ``scheme``; every group is compared with the
@@ -197,7 +200,7 @@ class SweepResult:
             num_classes=self.num_classes,
             target_accuracy=getattr(self.config, "target_accuracy", None) if not task else None,
             ci_method=ci_method,
-            paired=metrics.paired_seeds(getattr(self.config, "vary", "init")),
+            vary=getattr(self.config, "vary", "init"),
             detect_difference=detect_difference,
             **task,
         )
@@ -237,6 +240,15 @@ class SweepResult:
         )
 
     @property
+    def replication(self) -> Any:
+        """What this sweep's seeds replicate and so what its comparisons are about: a
+        :class:`jinit.metrics.Replication` of the config's ``vary`` (``verdicts_about`` is ``"scheme"``, or
+        ``"init draw"`` under ``vary="data"``; ``note`` says why)."""
+        from jinit import metrics
+
+        return metrics.replication(getattr(self.config, "vary", "init"))
+
+    @property
     def task_name(self) -> str:
         """The task the models were trained for (``meta["task"]["name"]``): ``classification`` (also for run
         folders written before tasks existed), ``binary``, ``regression`` or ``custom``."""
@@ -272,7 +284,8 @@ class SweepResult:
           **kwargs: ``paired`` (overrides ``vary``), ``level`` (see :func:`jinit.metrics.compare_schemes`).
 
         Returns:
-          A :class:`jinit.metrics.Comparison`.
+          A :class:`jinit.metrics.Comparison`. Under ``vary="data"`` it compares the two schemes' single init draws
+          (:attr:`replication`), not the schemes.
 
         Raises:
           ValueError: for a scheme not in this sweep (naming the sweep's schemes).
@@ -340,8 +353,9 @@ class SweepResult:
             "acc_max",
             "diverged_count",
             "failure_rate",
-            "p_vs_best",
-            "tied_with_best",
+            "p_best_set",
+            "in_best_set",
+            "verdict_about",
         ]
         table = self.summary()
         metric = self.metric
@@ -353,7 +367,7 @@ class SweepResult:
         units = "accuracies are fractions" if metric == "accuracy" else f"final test {metric}"
         return (
             f"<div><p>{head}</p>{table.to_html(index=False, float_format=lambda v: f'{v:.4f}')}"
-            f"<p>{units}; <code>.summary()</code> has every column, <code>.compare(a, b)"
+            f"<p>{units}; {html.escape(self.replication.note)}; <code>.summary()</code> has every column, <code>.compare(a, b)"
             "</code> tests two schemes, <code>.plot()</code> draws the curves</p></div>"
         )
 

@@ -58,7 +58,14 @@ def test_sweep_then_report(tmp_path, capsys):
     for name in ("accuracy_curves.png", "final_accuracy.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The report shows the reproducibility and convergence measures beside the accuracy.
-    for column in ("noise_floor", "median", "failure_rate", "p_vs_best", "train_loss_auc", "churn"):
+    for column in (
+        "noise_floor",
+        "median",
+        "failure_rate",
+        "p_set(1-sided,adj)",
+        "train_loss_auc",
+        "churn",
+    ):
         assert column in printed, column
     summary = sweep.load(out).summary()
     best = summary.iloc[0]
@@ -70,19 +77,20 @@ def test_sweep_then_report(tmp_path, capsys):
     assert "deterministic (zeros)" in printed
     zeros_line = next(line for line in printed.splitlines() if " zeros " in line)  # accuracy table
     assert "deterministic" in zeros_line
-    assert "versus the best (seeds are not paired" in printed and "Welch's t-test" in printed
+    assert "versus the best (seeds replicate each scheme's init draw" in printed
+    assert "unpaired" in printed and "Welch's t-test" in printed
 
     assert cli.main(["report", str(out), "--compare", "he_normal", "zeros"]) == 0
     printed = capsys.readouterr().out
     assert "he_normal vs zeros" in printed and "unpaired" in printed
     assert "Welch's t-test: p = " in printed and "Mann-Whitney U: p = " in printed
-    assert "P(A > B) over all pairs of seeds: 1.00" in printed
+    assert "P(A > B) over all pairs of runs (rliable's probability of improvement): 1.00" in printed
     assert "seeds per scheme to detect 1 point" in printed
     # the verdict follows the p-value, and the report says how large a gap the seeds could have seen
     line = next(x for x in printed.splitlines() if x.strip().startswith("Welch's t-test: p = "))
     p = float(line.split("p = ")[1].split()[0])
-    assert ("(not distinguishable at 5%)" in line) == (p >= 0.05)
-    assert ("(significant at 5%)" in line) == (p < 0.05)
+    assert ("(two-sided: not distinguishable at 5%)" in line) == (p >= 0.05)
+    assert ("(two-sided: significant at 5%)" in line) == (p < 0.05)
     assert "smallest difference detectable with 80% power at these seeds: " in printed
     # An unknown scheme is one line and exit code 2, before anything is printed.
     assert cli.main(["report", str(out), "--compare", "he_normal", "glorot"]) == 2

@@ -149,7 +149,10 @@ def test_compare_paired_matches_scipy_only_when_asked():
     assert r.p_value == pytest.approx(stats.ttest_rel(a.to_numpy(), b.to_numpy()).pvalue)
     assert r.p_rank == pytest.approx(stats.wilcoxon(a.to_numpy() - b.to_numpy()).pvalue)
     assert r.diff == pytest.approx(np.mean(a.to_numpy() - b.to_numpy()))
-    assert r.p_a_gt_b == 1.0  # A beats B on every seed
+    assert r.matched_win_rate == 1.0  # A beats B on every seed
+    # P(A > B) is rliable's, over all 16 pairs of runs: the Mann-Whitney U statistic / (4 x 4)
+    u = stats.mannwhitneyu(a.to_numpy(), b.to_numpy()).statistic
+    assert r.p_a_gt_b == pytest.approx(u / 16) and r.p_a_gt_b == pytest.approx(0.71875)
     # Pairing follows seeds, not positions.
     shuffled = metrics.compare(a, b.iloc[::-1], paired=True)
     assert shuffled.p_value == pytest.approx(r.p_value) and shuffled.paired
@@ -163,9 +166,12 @@ def test_compare_paired_matches_scipy_only_when_asked():
 def test_compare_probability_of_outperforming_hand_values():
     # Unpaired: pairs (3>1, 3>2, 3=3, 1<..): a=[3,1], b=[1,2,3] -> (1+1+.5 + .5+0+0) / 6
     assert metrics.compare([3.0, 1.0], [1.0, 2.0, 3.0]).p_a_gt_b == pytest.approx(3 / 6)
-    # Paired by position: 3>1, 1<2, 2=2 -> (1 + 0 + .5) / 3
+    # Paired by position: matched seeds 3>1, 1<2, 2=2 -> (1 + 0 + .5) / 3 is the matched-seed win rate; P(A > B)
+    # stays over all 9 pairs: 3 beats all three, 1 ties one, 2 beats one and ties two -> (3 + .5 + 2) / 9
     r = metrics.compare([3.0, 1.0, 2.0], [1.0, 2.0, 2.0], paired=True)
-    assert r.paired and r.p_a_gt_b == pytest.approx(0.5)
+    assert r.paired and r.matched_win_rate == pytest.approx(0.5)
+    assert r.p_a_gt_b == pytest.approx(5.5 / 9)
+    assert np.isnan(metrics.compare([3.0, 1.0], [1.0, 2.0, 3.0]).matched_win_rate)
 
 
 def test_compare_zero_variance_and_errors():
@@ -424,7 +430,9 @@ def test_compare_schemes_pairs_by_seed_and_drops_diverged():
     assert r.paired and r.diff == pytest.approx(
         (0.1 + 0.1 + 0.0) / 3
     )  # seed 0: .9-.8, 1: .8-.7, 2: .7-.7
-    assert r.p_a_gt_b == pytest.approx((1 + 1 + 0.5) / 3)
+    assert r.matched_win_rate == pytest.approx((1 + 1 + 0.5) / 3)
+    # all pairs: .9 beats 3, .8 beats 2 ties 1, .7 ties 2
+    assert r.p_a_gt_b == pytest.approx(6.5 / 9)
     m.loc[5, "diverged"] = True  # b loses seed 0 -> paired on seeds 1 and 2
     r = metrics.compare_schemes(m, "a", "b", vary="both")
     assert r.paired and (r.n_a, r.n_b) == (2, 2) and r.diff == pytest.approx(0.05)
@@ -691,9 +699,10 @@ def test_iqm_ci_is_a_stratified_bootstrap():
 def test_probability_of_improvement_hand_values_and_interval():
     # Pairs of (x, y): 3>1, 3>2, 3=3 (half), 1=1 (half), 1<2, 1<3 -> (1 + 1 + .5 + .5) / 6
     assert metrics.probability_of_improvement([3.0, 1.0], [1.0, 2.0, 3.0]).mean == 0.5
-    # Paired: matched runs only: 3>1, 1<2, 2=2 -> (1 + 0 + .5) / 3
+    # Paired: still all pairs (rliable's definition); pairing only resamples matched runs together
     r = metrics.probability_of_improvement([3.0, 1.0, 2.0], [1.0, 2.0, 2.0], paired=True)
-    assert r.mean == pytest.approx(0.5)
+    assert r.mean == pytest.approx(5.5 / 9)
+    assert metrics.matched_win_rate([3.0, 1.0, 2.0], [1.0, 2.0, 2.0]) == pytest.approx(0.5)
     # Tasks are averaged: task 1 X always wins (1), task 2 never (0).
     two = metrics.probability_of_improvement([[2.0, 0.0], [3.0, 0.0]], [[1.0, 5.0], [0.0, 6.0]])
     assert two.mean == 0.5 and (two.low, two.high) == (0.5, 0.5)  # no resample changes who wins

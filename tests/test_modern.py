@@ -304,9 +304,51 @@ def test_mup_init_variances():
     _assert_std(p["embed"]["embedding"], 0.02)
     _assert_std(p["block_0"]["attn"]["qkv"]["kernel"], 0.02 * math.sqrt(base / 128))
     _assert_std(p["block_0"]["mlp"]["proj"]["kernel"], 0.02 * math.sqrt(base / 512))
-    _assert_std(p["head"]["kernel"], 0.02 * math.sqrt(base / 128))
+    # readout: std x base / fan_in (mup.init.normal_)
+    _assert_std(p["head"]["kernel"], 0.02 * base / 128)
     with pytest.raises(ValueError, match="base_width must be an integer >= 1, got 0"):
         jinit.mup(0)
+
+
+#: What microsoft/mup 1.0.0 (torch 2.14.1, CPU) draws for an MLP 64 -> w -> w -> MuReadout(w, 512) with base width 64
+#: (delta 128) after ``set_base_shapes``, every weight re-drawn by ``mup.init.normal_(p, std=0.02)``, torch seed 0:
+#: {width: (input std, hidden std, readout weight std * output_mult / width_mult)}. The readout's effective std is
+#: what its function sees: ``MuReadout.forward`` divides its input by ``width_mult`` (4 at 256, 16 at 1024), so it
+#: falls as base / fan_in, while the hidden one falls as sqrt(base / fan_in). The script:
+#:   net = Net(w); set_base_shapes(net, Net(64), delta=Net(128))
+#:   for name, p in net.named_parameters(): mup.init.normal_(p, std=0.02) if name.endswith("weight") else None
+#:   r = net.readout; r.weight.std().item() * r.output_mult / r.width_mult()
+MUP_1_0_0_STD_0_02 = {
+    64: (0.019895, 0.019845, 0.020032),
+    256: (0.020147, 0.010011, 0.004990),
+    1024: (0.020034, 0.004994, 0.001250),
+}
+
+
+def test_mup_constant_std_matches_the_mup_package():
+    """jinit.mup(base, std=0.02) draws what ``mup.init.normal_`` + ``MuReadout`` give the function, per layer."""
+    rules = jinit.mup(64, std=0.02, readout="Dense_2/kernel", inputs=("Dense_0/kernel",))
+    for width, expected in MUP_1_0_0_STD_0_02.items():
+        p = _params(rules, models.MLP(hidden=(width, width), num_classes=512), jnp.zeros((2, 64)))
+        for layer, mup_std in zip(("Dense_0", "Dense_1", "Dense_2"), expected, strict=True):
+            k = np.asarray(p[layer]["kernel"])
+            n_mup = k.size  # the same shapes in torch: the package's sample has as many draws
+            se = math.sqrt(
+                (k.std() / math.sqrt(2 * k.size)) ** 2 + (mup_std / math.sqrt(2 * n_mup)) ** 2
+            )
+            assert abs(k.std() - mup_std) < 5 * se, (width, layer, k.std(), mup_std)
+    # the ratios to the base width that the audit measured on the package: x0.25 at 4x, x0.0625 at 16x
+    assert MUP_1_0_0_STD_0_02[256][2] / MUP_1_0_0_STD_0_02[64][2] == pytest.approx(0.25, rel=0.02)
+    assert MUP_1_0_0_STD_0_02[1024][2] / MUP_1_0_0_STD_0_02[64][2] == pytest.approx(
+        0.0625, rel=0.02
+    )
+
+
+def test_skipinit_docstring_cites_the_setting_of_de_and_smith():
+    """De & Smith (2020) propose SkipInit for residual networks WITHOUT normalization (as a replacement for it)."""
+    doc = " ".join(jinit.skipinit.__doc__.split())
+    assert "without** normalization" in doc
+    assert "with batch normalization" not in doc
 
 
 def _shapes(model, x):
