@@ -86,12 +86,15 @@ from jinit.sweep.program import (
 )
 from jinit.sweep.schemes import applicable_schemes, resolve_schemes, schemes_left_out_of_all
 from jinit.sweep.signals import SIGNAL_GRACE_SECONDS, SweepInterrupted
+from jinit.sweep.trainer import Callback, EpochEnd
 
 __all__ = [
     "ACCELERATOR_MODELS_PER_DEVICE",
     "CPU_STATE_BYTES_PER_DEVICE",
+    "Callback",
     "DEFAULT_SCHEMES",
     "DeterminismReport",
+    "EpochEnd",
     "INIT_BLOCK",
     "MAX_CACHED_PROGRAMS",
     "MAX_MODELS_PER_DEVICE",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from jinit.sweep.folder import check_writable
 from jinit.sweep.plan import fingerprint, make_plan
 from jinit.sweep.signals import SignalGuard, Status, SweepInterrupted
 from jinit.sweep.store import open_store, run_meta
-from jinit.sweep.trainer import Collect, ProgressBar, Trainer
+from jinit.sweep.trainer import Callback, Collect, ProgressBar, Trainer
 
 
 def _check_arguments(
@@ -53,19 +53,23 @@ def _check_arguments(
     return model if model is not None else make_model
 
 
-def _train(plan, store, group, trainer: Trainer, progress: bool):
+def _train(plan, store, group, trainer: Trainer, progress: bool, callbacks: Sequence[Callback]):
     """This process's chunks, read from the folder or trained (each written as it is handed over); returns every
     chunk's arrays (all processes') and the variables the trainer kept, in chunk order."""
     mine = group.chunks(plan.layout.n_chunks)
     done = store.done(mine)
     collect = Collect(done)
     bar = ProgressBar(plan, len(mine), len(done)) if progress else None
-    trainer.callbacks += [*store.callbacks(), collect] + ([bar] if bar else [])
+    trainer.callbacks += [*store.callbacks(), collect, *callbacks] + ([bar] if bar else [])
     todo = [c for c in mine if c not in done]
+    for cb in trainer.callbacks:
+        cb.sweep_start(plan)
     try:
         for i, c in enumerate(todo):
             trainer.train(c, then=todo[i + 1] if i + 1 < len(todo) else None)
         trainer.flush()
+        for cb in trainer.callbacks:
+            cb.sweep_end()
     finally:
         trainer.close()
         if bar is not None:
@@ -89,6 +93,7 @@ def run(
     data: Any = None,
     task: Any = None,
     programs: program_lib.ProgramCache | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> SweepResult:
     """Trains every model of the grid and returns the results (see :mod:`jinit.sweep` and the README).
 
@@ -108,6 +113,8 @@ def run(
       task: a :class:`jinit.train.Task` or a task name (default: the dataset's).
       programs: the :class:`jinit.sweep.program.ProgramCache` to take compiled programs from (default: the
         process's, :func:`jinit.sweep.program.default_cache`).
+      callbacks: your own :class:`jinit.sweep.trainer.Callback` objects, called as the models train (chunks read
+        back from a run folder are not trained again, so not seen).
 
     Returns:
       A :class:`SweepResult`; ``result.meta["timings"]`` says where the time went.
@@ -158,7 +165,7 @@ def run(
                     plan, program, inits, devices, keep_variables=keep_params or save_params
                 )
                 setup = time.perf_counter() - t0
-                chunk_arrays, kept = _train(plan, store, group, trainer, progress)
+                chunk_arrays, kept = _train(plan, store, group, trainer, progress, callbacks)
                 t1 = time.perf_counter()
                 meta = _meta(
                     store.meta, plan, trainer, programs.compile_seconds - compiled_before, status

@@ -57,7 +57,18 @@ class EpochEnd(NamedTuple):
 
 
 class Callback:
-    """What the trainer calls around a chunk's epochs; every method is optional (a no-op here)."""
+    """What the trainer calls around a chunk's epochs; every method is optional (a no-op here).
+
+    Pass your own to :func:`jinit.sweep.run` (``callbacks=[...]``) to watch a sweep as it trains: a model of the
+    grid is ``plan.grid[i]`` (:class:`jinit.sweep.plan.GridModel`: scheme label, seed number, hyperparameter
+    values) for ``i`` in an event's ``models``.
+    """
+
+    def sweep_start(self, plan: Any) -> None:
+        """Called once before the first chunk trains, with the sweep's :class:`jinit.sweep.plan.Plan`."""
+
+    def sweep_end(self) -> None:
+        """Called once after the last chunk was handed over (not when the sweep stops with an error)."""
 
     def resume(
         self, chunk: int, models: list[int], template: list[jax.ShapeDtypeStruct]
