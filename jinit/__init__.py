@@ -4,61 +4,89 @@ The public namespace is flat, in the style of optax: every initializer factory, 
 (`get`, `names`, `register`), the per-layer `rules`, the labelled `scheme` and the helpers are
 re-exported here; the larger pieces live in submodules
 (`jinit.adapters`, `jinit.data`, `jinit.models`, `jinit.sweep`, `jinit.metrics`, `jinit.propagation`, ...).
+
+The names are loaded on first use (PEP 562), so ``import jinit`` and the command line start without JAX: the
+``jinit`` command checks what the process may use (the address-space limit) before it imports JAX.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from jinit import adapters as adapters
-from jinit.initializers import Initializer as Initializer
-from jinit.initializers import compute_fans as compute_fans
-from jinit.initializers import constant as constant
-from jinit.initializers import delta_orthogonal as delta_orthogonal
-from jinit.initializers import dirac as dirac
-from jinit.initializers import eye as eye
-from jinit.initializers import flax_default as flax_default
-from jinit.initializers import gain as gain
-from jinit.initializers import glorot_normal as glorot_normal
-from jinit.initializers import glorot_uniform as glorot_uniform
-from jinit.initializers import he_normal as he_normal
-from jinit.initializers import he_uniform as he_uniform
-from jinit.initializers import identity as identity
-from jinit.initializers import kaiming_normal as kaiming_normal
-from jinit.initializers import kaiming_uniform as kaiming_uniform
-from jinit.initializers import keras_default as keras_default
-from jinit.initializers import keras_key as keras_key
-from jinit.initializers import lecun_normal as lecun_normal
-from jinit.initializers import lecun_uniform as lecun_uniform
-from jinit.initializers import normal as normal
-from jinit.initializers import ones as ones
-from jinit.initializers import orthogonal as orthogonal
-from jinit.initializers import random_normal as random_normal
-from jinit.initializers import random_uniform as random_uniform
-from jinit.initializers import sparse as sparse
-from jinit.initializers import torch_default as torch_default
-from jinit.initializers import torch_default_bias as torch_default_bias
-from jinit.initializers import truncated_normal as truncated_normal
-from jinit.initializers import uniform as uniform
-from jinit.initializers import variance_scaling as variance_scaling
-from jinit.initializers import xavier_normal as xavier_normal
-from jinit.initializers import xavier_uniform as xavier_uniform
-from jinit.initializers import zeros as zeros
-from jinit.labelled import Scheme as Scheme
-from jinit.modern import deepnet as deepnet
-from jinit.modern import deepnet_constants as deepnet_constants
-from jinit.modern import fixup as fixup
-from jinit.modern import gpt2 as gpt2
-from jinit.modern import mup as mup
-from jinit.modern import mup_multipliers as mup_multipliers
-from jinit.modern import mup_optimizer as mup_optimizer
-from jinit.modern import rezero as rezero
-from jinit.modern import skipinit as skipinit
-from jinit.modern import zero_gamma as zero_gamma
-from jinit.propagation import coordinate_check as coordinate_check
-from jinit.propagation import lsuv as lsuv
-from jinit.registry import catalog as catalog
-from jinit.registry import get as get
-from jinit.registry import names as names
-from jinit.registry import register as register
-from jinit.rules import Rules as Rules
-from jinit.rules import rules as rules
-from jinit.rules import scheme as scheme
+#: name -> (module, attribute in it; None: the module itself)
+_EXPORTS: dict[str, tuple[str, str | None]] = {
+    "Initializer": ("jinit.initializers", "Initializer"),
+    "Rules": ("jinit.rules", "Rules"),
+    "Scheme": ("jinit.labelled", "Scheme"),
+    "adapters": ("jinit.adapters", None),
+    "catalog": ("jinit.registry", "catalog"),
+    "compute_fans": ("jinit.initializers", "compute_fans"),
+    "constant": ("jinit.initializers", "constant"),
+    "coordinate_check": ("jinit.propagation", "coordinate_check"),
+    "deepnet": ("jinit.modern", "deepnet"),
+    "deepnet_constants": ("jinit.modern", "deepnet_constants"),
+    "delta_orthogonal": ("jinit.initializers", "delta_orthogonal"),
+    "dirac": ("jinit.initializers", "dirac"),
+    "eye": ("jinit.initializers", "eye"),
+    "fixup": ("jinit.modern", "fixup"),
+    "flax_default": ("jinit.initializers", "flax_default"),
+    "gain": ("jinit.initializers", "gain"),
+    "get": ("jinit.registry", "get"),
+    "glorot_normal": ("jinit.initializers", "glorot_normal"),
+    "glorot_uniform": ("jinit.initializers", "glorot_uniform"),
+    "gpt2": ("jinit.modern", "gpt2"),
+    "he_normal": ("jinit.initializers", "he_normal"),
+    "he_uniform": ("jinit.initializers", "he_uniform"),
+    "identity": ("jinit.initializers", "identity"),
+    "kaiming_normal": ("jinit.initializers", "kaiming_normal"),
+    "kaiming_uniform": ("jinit.initializers", "kaiming_uniform"),
+    "keras_default": ("jinit.initializers", "keras_default"),
+    "keras_key": ("jinit.initializers", "keras_key"),
+    "lecun_normal": ("jinit.initializers", "lecun_normal"),
+    "lecun_uniform": ("jinit.initializers", "lecun_uniform"),
+    "lsuv": ("jinit.propagation", "lsuv"),
+    "mup": ("jinit.modern", "mup"),
+    "mup_multipliers": ("jinit.modern", "mup_multipliers"),
+    "mup_optimizer": ("jinit.modern", "mup_optimizer"),
+    "names": ("jinit.registry", "names"),
+    "normal": ("jinit.initializers", "normal"),
+    "ones": ("jinit.initializers", "ones"),
+    "orthogonal": ("jinit.initializers", "orthogonal"),
+    "random_normal": ("jinit.initializers", "random_normal"),
+    "random_uniform": ("jinit.initializers", "random_uniform"),
+    "register": ("jinit.registry", "register"),
+    "rezero": ("jinit.modern", "rezero"),
+    "rules": ("jinit.rules", "rules"),
+    "scheme": ("jinit.rules", "scheme"),
+    "skipinit": ("jinit.modern", "skipinit"),
+    "sparse": ("jinit.initializers", "sparse"),
+    "torch_default": ("jinit.initializers", "torch_default"),
+    "torch_default_bias": ("jinit.initializers", "torch_default_bias"),
+    "truncated_normal": ("jinit.initializers", "truncated_normal"),
+    "uniform": ("jinit.initializers", "uniform"),
+    "variance_scaling": ("jinit.initializers", "variance_scaling"),
+    "xavier_normal": ("jinit.initializers", "xavier_normal"),
+    "xavier_uniform": ("jinit.initializers", "xavier_uniform"),
+    "zero_gamma": ("jinit.modern", "zero_gamma"),
+    "zeros": ("jinit.initializers", "zeros"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'jinit' has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    value = importlib.import_module(module)
+    if attribute is not None:
+        value = getattr(value, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

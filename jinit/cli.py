@@ -16,8 +16,7 @@ import logging
 import os
 import sys
 
-from jinit import __version__, files
-from jinit.sweep import folder as folder_lib
+from jinit import __version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -370,9 +369,9 @@ def _add_distributed_flags(p) -> None:
     )
 
 
-def _join_distributed(args) -> None:
+def _join_distributed(args) -> float | None:
     """Joins a multi-process run when asked (flags, JAX_COORDINATOR_ADDRESS, a launcher JAX detects); before
-    anything starts JAX's backends."""
+    anything starts JAX's backends. Returns JAX's heartbeat timeout in seconds when it joined one, else None."""
     import math
 
     from jinit import distributed
@@ -408,9 +407,9 @@ def _join_distributed(args) -> None:
             raise ValueError(
                 "--distributed off cannot be combined with --coordinator, --num-processes or --process-id"
             )
-        return
+        return None
     if args.distributed == "auto" and not asked and distributed.launch_detected() is None:
-        return
+        return None
     distributed.initialize(
         args.coordinator,
         ints.get("--num-processes"),
@@ -419,6 +418,31 @@ def _join_distributed(args) -> None:
         heartbeat_timeout=seconds.get("--heartbeat-timeout"),
         exit_prefix="jinit sweep",
     )
+    return seconds.get("--heartbeat-timeout", distributed.DEFAULT_HEARTBEAT_TIMEOUT)
+
+
+def _watch_peers(args, out, heartbeat_timeout: float):
+    """In a multi-process run: when another process stops (killed, its host lost), end this one with one line
+    that names it and says how to resume, before JAX's coordination service aborts it (exit code 1; the chunks
+    written so far stay in the run folder)."""
+    import jax
+
+    from jinit import distributed
+
+    count = jax.process_count()
+
+    def stopped(pid: int) -> None:
+        who = "the coordinator, process 0," if pid == 0 else f"process {pid}"
+        print(
+            f"jinit sweep: error: {who} of {count} stopped answering (killed, or its host lost); the chunks written "
+            f"so far are kept in {out}: to resume, run the same command in every process again: "
+            f"{_resume_command(args, out)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(1)
+
+    return distributed.PeerWatch(stopped, grace=max(1.0, heartbeat_timeout / 2)).start()
 
 
 def _checkpoint_every(text: str | None) -> float | None:
@@ -500,7 +524,7 @@ def _run_sweep(args) -> int:
 
         train.make_task(args.task)
     checkpoint_every = _checkpoint_every(args.checkpoint_every)
-    _join_distributed(args)
+    heartbeat_timeout = _join_distributed(args)
     if args.check_determinism:
         return _run_check_determinism(config)
     out = args.out
@@ -513,6 +537,7 @@ def _run_sweep(args) -> int:
             out, i = Path("runs") / f"{stamp}-{i}", i + 1
     from jinit import report, sweep
 
+    watch = None if heartbeat_timeout is None else _watch_peers(args, out, heartbeat_timeout)
     try:
         result = sweep.run(
             config,
@@ -527,6 +552,9 @@ def _run_sweep(args) -> int:
         print(f"jinit sweep: {e}", file=sys.stderr)
         print(f"jinit sweep: to resume, run: {_resume_command(args, out)}", file=sys.stderr)
         raise
+    finally:
+        if watch is not None:
+            watch.done()
     print(report.run_line(result))
     print(report.summary(result))
     print(f"run folder: {out}  (plots: jinit report {out})")
@@ -572,6 +600,7 @@ def _add_report(sub) -> None:
 
 def _run_report(args) -> int:
     from jinit import plots, report, sweep
+    from jinit.sweep import folder as folder_lib
 
     result = sweep.load(args.run)
     if getattr(args, "compare", None):  # unknown names fail here, before anything is printed
@@ -642,7 +671,8 @@ def _run_propagate(args) -> int:
 
     import pandas as pd
 
-    from jinit import propagation
+    from jinit import files, propagation
+    from jinit.sweep import folder as folder_lib
 
     # Everything that can be checked without computing is checked first (one line, exit 2).
     if args.every is not None and args.every < 1:
@@ -728,6 +758,28 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+#: The address space (``ulimit -v``) below which a ``jinit`` command does not start: JAX, XLA's CPU client and its
+#: threads reserve about 2 GB of it; under that the process dies in native code (SIGABRT, SIGSEGV) or hangs.
+MIN_ADDRESS_SPACE = 2 << 30
+
+
+def _check_address_space() -> None:
+    """A ValueError (one line, exit 2) when the address-space limit is below :data:`MIN_ADDRESS_SPACE`; checked
+    before JAX is imported, so nothing has started or been written."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError):
+        return
+    if soft != resource.RLIM_INFINITY and soft < MIN_ADDRESS_SPACE:
+        raise ValueError(
+            f"the address-space limit (ulimit -v) is {soft // 2**20} MiB, below the "
+            f"{MIN_ADDRESS_SPACE // 2**20} MiB JAX and XLA's CPU threads need to start; raise it (ulimit -v "
+            f"{MIN_ADDRESS_SPACE // 1024} or more) or remove it"
+        )
+
+
 def _one_line(e: BaseException | str) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) <= 2000 else text[:2000] + " ..."
@@ -745,6 +797,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
+    try:  # before JAX is imported: nothing has started or been written
+        _check_address_space()
+    except ValueError as e:
+        print(f"jinit {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
     if argv is None and args.command in ("sweep", "propagate"):
         # The process: on a CPU, one JAX device per core trains the model axis on every core at once
         # (jinit.sweep.use_cpu_devices; JAX_NUM_CPU_DEVICES overrides). Not done for an in-process call, which
@@ -774,17 +831,33 @@ def main(argv: list[str] | None = None) -> int:
     sys.excepthook = lambda *exc: logger.debug("background error: %s", exc[1])
     sys.stderr = _MainThreadOnly(stderr)
     try:
-        return int(args.func(args) or 0)
+        if args.command != "sweep":
+            return int(args.func(args) or 0)
+        # SIGINT / SIGTERM from now on end the command with one line and 130 / 143 (inside the sweep, with what
+        # was saved and how to resume)
+        from jinit.sweep.signals import SignalGuard
+
+        with SignalGuard():
+            return int(args.func(args) or 0)
     except KeyboardInterrupt as e:
-        code = getattr(e, "exit_code", 128 + int(getattr(e, "signum", 2)))
+        signum = int(getattr(e, "signum", 2))
+        code = getattr(e, "exit_code", 128 + signum)
         if not hasattr(e, "exit_code"):
-            print("jinit: interrupted", file=sys.stderr)
+            import signal
+
+            try:
+                name = signal.Signals(signum).name
+            except ValueError:
+                name = f"signal {signum}"
+            print(
+                f"jinit {args.command}: interrupted by {name}: nothing was saved", file=sys.stderr
+            )
         if argv is None:  # the process: do not wait for the computation still running on the device
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
         return code
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, ImportError, MemoryError) as e:
         print(f"jinit {args.command}: error: {_one_line(e)}", file=sys.stderr)
         if argv is None:
             _exit_now(2)

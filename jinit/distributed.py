@@ -36,6 +36,9 @@ import jax
 DEFAULT_TIMEOUT = 300.0
 """Seconds :func:`initialize` waits for the coordinator and all processes (JAX's own default)."""
 
+DEFAULT_HEARTBEAT_TIMEOUT = 100.0
+"""Seconds of silence after which JAX's coordination service declares a process dead (JAX's default)."""
+
 # the timeout given to initialize(): also the default wait of a SweepGroup
 _timeout = DEFAULT_TIMEOUT
 
@@ -226,6 +229,80 @@ def initialize(
     finally:
         if watchdog is not None:
             watchdog.cancel()
+
+
+class PeerWatch:
+    """Notices a process of the run that stopped (killed, its host lost) before JAX's coordination service does,
+    so that the others end with one line instead of JAX's abort.
+
+    Every process increments its own counter in the coordination service's key-value store every ``every``
+    seconds; a process whose counter has not moved for ``grace`` seconds (and that did not say it is done) has
+    stopped: ``on_stopped(pid)`` is called once, from the watching thread (it should end the process). A lost
+    coordinator (process 0) is reported the same way. Choose ``grace`` below JAX's ``heartbeat_timeout_seconds``:
+    after that JAX aborts every process itself.
+
+    Args:
+      on_stopped: called with the index of the process that stopped.
+      grace: seconds of silence after which a process has stopped.
+      every: seconds between two increments (and checks).
+    """
+
+    def __init__(self, on_stopped, *, grace: float, every: float = 0.5):
+        from jax._src import distributed as jax_distributed
+
+        self.client = jax_distributed.global_state.client
+        self.pid, self.count = jax.process_index(), jax.process_count()
+        self.on_stopped, self.grace, self.every = on_stopped, float(grace), float(every)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="jinit-peer-watch", daemon=True)
+
+    def start(self) -> PeerWatch:
+        self._thread.start()
+        return self
+
+    def done(self) -> None:
+        """Says this process ends normally (the others do not take its silence for a failure), and stops."""
+        self._stop.set()
+        try:
+            self.client.key_value_set(f"jinit/done/{self.pid}", "1", allow_overwrite=True)
+        except Exception:  # noqa: BLE001 - the coordinator may be gone already
+            pass
+
+    def _silent_since(self, seen: dict[int, tuple[str | None, float]]) -> int | None:
+        """Updates ``seen`` (each peer's last counter and when it moved); the first peer silent too long."""
+        now = time.monotonic()
+        for p in range(self.count):
+            if p == self.pid or self._get(f"jinit/done/{p}") is not None:
+                continue
+            value = self._get(f"jinit/alive/{p}")
+            last, since = seen.get(p, (None, now))
+            if value != last:
+                seen[p] = (value, now)
+            elif now - since > self.grace:
+                return p
+        return None
+
+    def _get(self, key: str) -> str | None:
+        try:
+            return self.client.key_value_try_get(key)
+        except Exception as e:  # noqa: BLE001 - NOT_FOUND is how the client says "not yet"
+            if "NOT_FOUND" in str(e) or "not found" in str(e).lower():
+                return None
+            raise
+
+    def _watch(self) -> None:
+        seen: dict[int, tuple[str | None, float]] = {}
+        try:
+            while not self._stop.is_set():
+                self.client.key_value_increment(f"jinit/alive/{self.pid}", 1)
+                stopped = self._silent_since(seen)
+                if stopped is not None and not self._stop.is_set():
+                    self.on_stopped(stopped)
+                    return
+                self._stop.wait(self.every)
+        except Exception:  # noqa: BLE001 - the coordination service is gone: process 0 stopped
+            if not self._stop.is_set():
+                self.on_stopped(0)
 
 
 def _unreachable(address: str, seconds: float = 2.0) -> str | None:

@@ -1426,6 +1426,115 @@ def _acc_column(models: pd.DataFrame) -> str | None:
     return None
 
 
+def _check_summary_inputs(
+    curves, models, predictions, y_test, other, metric, num_classes, target_accuracy, ci_method,
+    detect_difference,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """:func:`summarize`'s checks of its tables and arguments; returns the predictions and labels as arrays."""
+    if not 0.0 < float(detect_difference) <= (math.inf if other else 1.0):
+        raise ValueError(f"detect_difference is an accuracy gap in (0, 1], got {detect_difference}")
+    if ci_method not in _CI_METHODS:
+        raise ValueError(f"unknown ci_method {ci_method!r}; valid: {', '.join(_CI_METHODS)}")
+    need = {"scheme", "seed", "diverged"}
+    missing = need - set(models.columns)
+    if missing:
+        raise ValueError(
+            f"models table lacks column(s) {sorted(missing)}; has {list(models.columns)}"
+        )
+    if other and f"final_{metric}" not in models.columns:
+        raise ValueError(
+            f"models table lacks the column final_{metric} of the metric {metric!r}; has {list(models.columns)}"
+        )
+    if not other and int(num_classes) < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if target_accuracy is not None and not 0.0 <= float(target_accuracy) <= 1.0:
+        raise ValueError(f"target_accuracy is a fraction in [0, 1], got {target_accuracy}")
+    preds = np.asarray(predictions)
+    y = np.asarray(y_test)
+    if other:
+        if preds.ndim < 2 or preds.shape[0] != len(models) or y.shape[0] != preds.shape[1]:
+            raise ValueError(
+                f"predictions must be [models={len(models)}, n_test, ...] and y_test [n_test, ...]; got "
+                f"{preds.shape} and {y.shape}"
+            )
+    elif preds.ndim != 2 or preds.shape[0] != len(models) or y.shape != (preds.shape[1],):
+        raise ValueError(
+            f"predictions must be [models={len(models)}, n_test] and y_test [n_test]; got {preds.shape} and {y.shape}"
+        )
+    if len(curves):
+        cmissing = {"scheme", "seed", "step", "epoch", "train_loss"} | (
+            set() if other else {"test_accuracy"}
+        )
+        cmissing -= set(curves.columns)
+        if cmissing:
+            raise ValueError(
+                f"curves table lacks column(s) {sorted(cmissing)}; has {list(curves.columns)}"
+            )
+
+    return preds, y
+
+
+def _scheme_row(
+    scheme, idx, ok, acc_all, diverged_all, fail, shas, resolution, ci_method
+) -> dict[str, Any]:
+    """:func:`summarize`'s accuracy and failure columns of one scheme (``idx``: its rows; ``ok``: those that did
+    not diverge)."""
+    nan = float("nan")
+    acc = acc_all[ok]
+    deterministic = bool(ok.size >= 2 and shas is not None and len(set(shas[ok])) == 1)
+    floored = bool(
+        not deterministic and acc.size >= 2 and resolution and acc.std(ddof=1) < resolution
+    )
+    ci = mean_ci(acc, method=ci_method, resolution=None if deterministic else resolution)
+    iq = iqm_ci(acc) if acc.size else CI(nan, nan, nan)
+    if deterministic or (floored and not iq.high > iq.low):
+        # one model; or a random scheme whose bootstrap interval has zero width: not estimable
+        iq = CI(iq.mean, nan, nan)
+    if deterministic:
+        ci = CI(ci.mean, nan, nan)
+    return {
+        "scheme": scheme,
+        "n": len(idx),
+        "deterministic": deterministic,
+        "acc_mean": ci.mean,
+        "acc_std": float(acc.std(ddof=1)) if acc.size > 1 else nan,
+        "acc_median": float(np.median(acc)) if acc.size else nan,
+        "acc_ci95_low": ci.low,
+        "acc_ci95_high": ci.high,
+        "acc_iqm": iq.mean,
+        "acc_iqm_ci95_low": iq.low,
+        "acc_iqm_ci95_high": iq.high,
+        "acc_resolution": resolution if resolution else nan,
+        "ci_floored": floored,
+        "acc_min": float(acc.min()) if acc.size else nan,
+        "acc_max": float(acc.max()) if acc.size else nan,
+        "diverged_count": int(diverged_all[idx].sum()),
+        "collapsed_count": int(fail["collapsed"].to_numpy()[ok].sum()),
+        "not_above_majority_count": int(fail["not_above_majority"].to_numpy()[ok].sum()),
+        "failure_rate": float(fail["failed"].to_numpy()[idx].mean()),
+    }
+
+
+def _agreement(
+    preds: np.ndarray | None, correct: np.ndarray | None, row: dict[str, Any]
+) -> dict[str, float]:
+    """:func:`summarize`'s columns that need class predictions (churn, noise floor), of one scheme's
+    non-diverged models; NaN for a metric that is not the accuracy of class predictions (``preds`` None)."""
+    nan = float("nan")
+    if preds is None:
+        cols = ("collapsed_count", "not_above_majority_count", "churn", "churn_error_ratio")
+        return dict.fromkeys((*cols, "noise_floor", "noise_floor_ratio"), nan)
+    c = churn(preds)
+    err = 1.0 - row["acc_mean"]
+    nf = noise_floor(correct)
+    return {
+        "churn": c,
+        "churn_error_ratio": c / err if err > 0 else nan,
+        "noise_floor": nf,
+        "noise_floor_ratio": row["acc_std"] / nf if nf > 0 else nan,
+    }
+
+
 def summarize(
     curves: pd.DataFrame,
     models: pd.DataFrame,
@@ -1499,45 +1608,10 @@ def summarize(
         paired, about = rep.paired, rep.verdicts_about
     other = metric != "accuracy" or not higher_is_better  # not the accuracy of class predictions
     sign = 1.0 if higher_is_better else -1.0
-    if not 0.0 < float(detect_difference) <= (math.inf if other else 1.0):
-        raise ValueError(f"detect_difference is an accuracy gap in (0, 1], got {detect_difference}")
-    if ci_method not in _CI_METHODS:
-        raise ValueError(f"unknown ci_method {ci_method!r}; valid: {', '.join(_CI_METHODS)}")
-    need = {"scheme", "seed", "diverged"}
-    missing = need - set(models.columns)
-    if missing:
-        raise ValueError(
-            f"models table lacks column(s) {sorted(missing)}; has {list(models.columns)}"
-        )
-    if other and f"final_{metric}" not in models.columns:
-        raise ValueError(
-            f"models table lacks the column final_{metric} of the metric {metric!r}; has {list(models.columns)}"
-        )
-    if not other and int(num_classes) < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    if target_accuracy is not None and not 0.0 <= float(target_accuracy) <= 1.0:
-        raise ValueError(f"target_accuracy is a fraction in [0, 1], got {target_accuracy}")
-    preds = np.asarray(predictions)
-    y = np.asarray(y_test)
-    if other:
-        if preds.ndim < 2 or preds.shape[0] != len(models) or y.shape[0] != preds.shape[1]:
-            raise ValueError(
-                f"predictions must be [models={len(models)}, n_test, ...] and y_test [n_test, ...]; got "
-                f"{preds.shape} and {y.shape}"
-            )
-    elif preds.ndim != 2 or preds.shape[0] != len(models) or y.shape != (preds.shape[1],):
-        raise ValueError(
-            f"predictions must be [models={len(models)}, n_test] and y_test [n_test]; got {preds.shape} and {y.shape}"
-        )
-    if len(curves):
-        cmissing = {"scheme", "seed", "step", "epoch", "train_loss"} | (
-            set() if other else {"test_accuracy"}
-        )
-        cmissing -= set(curves.columns)
-        if cmissing:
-            raise ValueError(
-                f"curves table lacks column(s) {sorted(cmissing)}; has {list(curves.columns)}"
-            )
+    preds, y = _check_summary_inputs(
+        curves, models, predictions, y_test, other, metric, num_classes, target_accuracy, ci_method,
+        detect_difference,
+    )  # fmt: skip
 
     models = models.reset_index(drop=True)
     if other:  # the metric, negated when lower is better: the best is the highest below
@@ -1556,7 +1630,6 @@ def summarize(
     else:
         fail = failures(preds, y, diverged_all)
     shas = models["param_sha256"].to_numpy() if "param_sha256" in models.columns else None
-    nan = float("nan")
     # an accuracy over n_test examples moves in steps of one example; a continuous metric has no step
     resolution = None if other or preds.shape[1] == 0 else 1.0 / preds.shape[1]
 
@@ -1564,66 +1637,13 @@ def summarize(
     per_scheme_acc: dict[Any, pd.Series] = {}
     for scheme, idx in models.groupby("scheme", sort=False).indices.items():
         ok = idx[~diverged_all[idx]]
-        acc = acc_all[ok]
-        seeds = models["seed"].to_numpy()[ok]
-        per_scheme_acc[scheme] = pd.Series(acc, index=seeds)
-        deterministic = bool(ok.size >= 2 and shas is not None and len(set(shas[ok])) == 1)
-        floored = bool(
-            not deterministic and acc.size >= 2 and resolution and acc.std(ddof=1) < resolution
-        )
-        ci = mean_ci(acc, method=ci_method, resolution=None if deterministic else resolution)
-        iq = iqm_ci(acc) if acc.size else CI(nan, nan, nan)
-        if deterministic or (floored and not iq.high > iq.low):
-            # one model; or a random scheme whose bootstrap interval has zero width: not estimable
-            iq = CI(iq.mean, nan, nan)
-        if deterministic:
-            ci = CI(ci.mean, nan, nan)
-        n = len(idx)
-        row: dict[str, Any] = {
-            "scheme": scheme,
-            "n": n,
-            "deterministic": deterministic,
-            "acc_mean": ci.mean,
-            "acc_std": float(acc.std(ddof=1)) if acc.size > 1 else nan,
-            "acc_median": float(np.median(acc)) if acc.size else nan,
-            "acc_ci95_low": ci.low,
-            "acc_ci95_high": ci.high,
-            "acc_iqm": iq.mean,
-            "acc_iqm_ci95_low": iq.low,
-            "acc_iqm_ci95_high": iq.high,
-            "acc_resolution": resolution if resolution else nan,
-            "ci_floored": floored,
-            "acc_min": float(acc.min()) if acc.size else nan,
-            "acc_max": float(acc.max()) if acc.size else nan,
-            "diverged_count": int(diverged_all[idx].sum()),
-            "collapsed_count": int(fail["collapsed"].to_numpy()[ok].sum()),
-            "not_above_majority_count": int(fail["not_above_majority"].to_numpy()[ok].sum()),
-            "failure_rate": float(fail["failed"].to_numpy()[idx].mean()),
-        }
+        per_scheme_acc[scheme] = pd.Series(acc_all[ok], index=models["seed"].to_numpy()[ok])
+        row = _scheme_row(scheme, idx, ok, acc_all, diverged_all, fail, shas, resolution, ci_method)
+        seeds = set(models["seed"].to_numpy()[ok])
         row.update(
-            _convergence(
-                curves, scheme, models["seed"].to_numpy()[idx], set(seeds), target_accuracy
-            )
+            _convergence(curves, scheme, models["seed"].to_numpy()[idx], seeds, target_accuracy)
         )
-        if other:  # these need class predictions
-            for col in (
-                "collapsed_count",
-                "not_above_majority_count",
-                "churn",
-                "churn_error_ratio",
-                "noise_floor",
-                "noise_floor_ratio",
-            ):
-                row[col] = nan
-            rows.append(row)
-            continue
-        c = churn(preds[ok])
-        err = 1.0 - ci.mean
-        row["churn"] = c
-        row["churn_error_ratio"] = c / err if err > 0 else nan
-        nf = noise_floor(correct[ok])
-        row["noise_floor"] = nf
-        row["noise_floor_ratio"] = row["acc_std"] / nf if nf > 0 else nan
+        row.update(_agreement(None if other else preds[ok], None if other else correct[ok], row))
         rows.append(row)
 
     out = pd.DataFrame(rows)

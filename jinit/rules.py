@@ -43,6 +43,8 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import inspect
+import sys
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -468,3 +470,15 @@ def sweep_init(spec: Rules, init: Callable, root: jax.Array, s: Any, key: jax.Ar
     return _replace_params(
         variables, spec.apply(variables["params"], lambda path: keys.path_key(root, path, s))
     )
+
+
+class _RulesModule(types.ModuleType):
+    """This module, callable as :func:`rules`: ``jinit.rules`` is the function ``rules`` in jinit's namespace,
+    and where the import system has put this module there instead (it does when the module is first imported),
+    calling it still calls :func:`rules` (Python's supported way to customize a module object)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Rules:
+        return rules(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _RulesModule

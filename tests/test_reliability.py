@@ -701,3 +701,84 @@ def test_a_linked_table_is_never_replaced(tmp_path, finished, capsys):
     assert cli.main(["report", str(run)]) == 2
     assert "is a symbolic link" in capsys.readouterr().err
     assert mine.read_bytes() == b"my figure" and (run / "accuracy_curves.png").is_symlink()
+
+
+_SIGNALLED = r"""
+import os, signal, sys
+from jinit import cli
+from jinit.sweep import driver, store
+where = sys.argv[1]
+if where == "plan":  # while the sweep is planned (the data loaded, the model checked)
+    real_plan = driver.make_plan
+    def make_plan(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_plan(*args, **kwargs)
+    driver.make_plan = make_plan
+else:  # while the run folder's chunk files are read back (the resume scan)
+    real_done = store.RunStore.done
+    def done(self, mine):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_done(self, mine)
+    store.RunStore.done = done
+sys.argv = ["jinit", *sys.argv[2:]]
+sys.exit(cli.main())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["plan", "resume-scan"])
+def test_sigterm_while_starting_or_reading_the_folder_is_one_line_and_143(
+    tmp_path, finished, where
+):
+    """The README promises 143 and what was saved whenever a sweep is interrupted: also while it starts (planning)
+    and while it reads a run folder back; the folder stays as it was (resumable)."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out, symlinks=True)
+    _as_killed(out)  # a running sweep: its chunk files are read back
+    before = snapshot(out)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIGNALLED, where, "sweep", *ARGS, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_NUM_CPU_DEVICES": "1"},
+    )
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert err[0].startswith("jinit sweep: interrupted by SIGTERM"), err
+    assert err[-1].startswith("jinit sweep: to resume, run: jinit sweep"), err
+    assert len(err) == 2, err
+    assert not (out / "lock").exists()
+    after = snapshot(out)
+    assert {k: v for k, v in after.items() if k != "config.json"} == {
+        k: v for k, v in before.items() if k != "config.json"
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limit_kb", [300_000, 1_000_000])
+def test_an_address_space_too_small_for_jax_is_one_line_and_exit_2(tmp_path, finished, limit_kb):
+    """Under ``ulimit -v`` below what JAX needs, the process used to die in native code (std::bad_alloc,
+    SIGSEGV) or print a traceback ending in jaxlib's ImportError: now one line, exit 2, before JAX is imported,
+    and the run folder stays as it was."""
+    import resource
+
+    out = tmp_path / "run"
+    shutil.copytree(finished, out, symlinks=True)
+    before = snapshot(out)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (limit_kb * 1024, limit_kb * 1024))
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.argv[0] = 'jinit'; from jinit.cli import main; sys.exit(main())",
+         "sweep", *ARGS, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,
+    )  # fmt: skip
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr[-3000:]
+    assert err[0].startswith("jinit sweep: error: the address-space limit (ulimit -v) is"), err
+    assert snapshot(out) == before

@@ -66,6 +66,38 @@ def _max_abs_diff(a, b) -> float:
     return worst
 
 
+def _alone(sub: SweepConfig, params: Any, make_model: Any, optimizer: Any) -> tuple[list, float]:
+    """The models of ``sub`` (grid order), and the largest difference between their final variables
+    ``params`` (stacked) and those of each model trained alone by :func:`jinit.train.train_plain`."""
+    plan = make_plan(sub, model=make_model, optimizer=optimizer)
+    inits = ProgramCache().inits(plan)
+    inputs = plan.inputs
+    models, worst = [], 0.0
+    for k, m in enumerate(plan.grid):
+        variables = jax.tree.map(lambda a: a[0], initial_variables(plan, inits, [m]))
+        keys = model_keys(sub.seed, m.label, m.seed, sub.vary)
+        trained, model_state = split_variables(variables)
+        alone = train_lib.train_plain(
+            model_fns(inputs.make_model, m.scheme, inputs.bias_init),
+            trained,
+            plan.tx,
+            inputs.x_train,
+            inputs.y_train,
+            inputs.x_test,
+            inputs.y_test,
+            batch_size=sub.batch_size,
+            epochs=sub.epochs,
+            data_key=keys.data,
+            dropout_key=keys.dropout,
+            eval_batch_size=sub.eval_batch_size,
+            model_state=model_state,
+        )
+        vmapped = jax.tree.map(lambda a, k=k: a[k], params)
+        worst = max(worst, _max_abs_diff(vmapped, state_variables(alone.state)))
+        models.append((m.label, m.seed))
+    return models, worst
+
+
 def check_determinism(
     config: SweepConfig | None = None,
     *,
@@ -155,32 +187,7 @@ def check_determinism(
         f"{third.meta['chunk_size']}, {third.meta['device_count']} device(s)",
     )
 
-    plan = make_plan(sub, model=make_model, optimizer=optimizer)
-    inits = ProgramCache().inits(plan)
-    inputs = plan.inputs
-    models, worst = [], 0.0
-    for k, m in enumerate(plan.grid):
-        variables = jax.tree.map(lambda a: a[0], initial_variables(plan, inits, [m]))
-        keys = model_keys(sub.seed, m.label, m.seed, sub.vary)
-        trained, model_state = split_variables(variables)
-        alone = train_lib.train_plain(
-            model_fns(inputs.make_model, m.scheme, inputs.bias_init),
-            trained,
-            plan.tx,
-            inputs.x_train,
-            inputs.y_train,
-            inputs.x_test,
-            inputs.y_test,
-            batch_size=sub.batch_size,
-            epochs=sub.epochs,
-            data_key=keys.data,
-            dropout_key=keys.dropout,
-            eval_batch_size=sub.eval_batch_size,
-            model_state=model_state,
-        )
-        vmapped = jax.tree.map(lambda a, k=k: a[k], first.params)
-        worst = max(worst, _max_abs_diff(vmapped, state_variables(alone.state)))
-        models.append((m.label, m.seed))
+    models, worst = _alone(sub, first.params, make_model, optimizer)
     return DeterminismReport(
         models=tuple(models),
         bitwise_identical=sha1 == sha2,

@@ -130,21 +130,26 @@ def run(
     status = Status(None if out is None else Path(out))
     group = group_lib.SingleProcess()
     try:
-        model = _check_arguments(checkpoint_every, save_params, out, model, make_model)
-        group = group_lib.current(out)
-        plan = make_plan(
-            config, model=model, data=data, task=task, optimizer=optimizer, max_devices=max_devices
-        )
-        program_lib.enable_persistent_cache()
-        programs = programs if programs is not None else program_lib.default_cache()
-        compiled_before = programs.compile_seconds
-        inits = programs.inits(plan)
-        scheme_keys = {label: p.key for label, p in inits.items()}
+        # from the very start: a signal while planning or reading the run folder is reported as well
         with SignalGuard() as guard:
+            model = _check_arguments(checkpoint_every, save_params, out, model, make_model)
+            group = group_lib.current(out)
+            plan = make_plan(
+                config,
+                model=model,
+                data=data,
+                task=task,
+                optimizer=optimizer,
+                max_devices=max_devices,
+            )
+            program_lib.enable_persistent_cache()
+            programs = programs if programs is not None else program_lib.default_cache()
+            before = programs.compile_seconds
+            inits = programs.inits(plan)
             store = open_store(
                 out,
                 plan,
-                fingerprint(plan, scheme_keys),
+                fingerprint(plan, {label: p.key for label, p in inits.items()}),
                 group=group,
                 guard=guard,
                 status=status,
@@ -157,28 +162,22 @@ def run(
             try:
                 if store.complete is not None:
                     return store.complete
-                plan = store.plan
-                status.n_chunks, status.epochs = plan.layout.n_chunks, plan.config.epochs
-                devices = jax.local_devices()
-                program = programs.epoch(plan, devices[0].platform)
+                status.n_chunks, status.epochs = (
+                    store.plan.layout.n_chunks,
+                    store.plan.config.epochs,
+                )
+                init_compile = programs.compile_seconds - before
                 trainer = Trainer(
-                    plan, program, inits, devices, keep_variables=keep_params or save_params
+                    store.plan,
+                    programs.epoch(store.plan, jax.local_devices()[0].platform),
+                    inits,
+                    jax.local_devices(),
+                    keep_variables=keep_params or save_params,
                 )
-                setup = time.perf_counter() - t0
-                chunk_arrays, kept = _train(plan, store, group, trainer, progress, callbacks)
-                t1 = time.perf_counter()
-                meta = _meta(
-                    store.meta, plan, trainer, programs.compile_seconds - compiled_before, status
-                )
-                result = assemble(plan, chunk_arrays, meta)
-                if keep_params and kept:
-                    result.params = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
-                t2 = time.perf_counter()
-                timings = {"setup": setup, **trainer.seconds, "assemble": t2 - t1}
-                meta.update(timings=timings, wall_seconds=t2 - t0)
-                store.finish(result)
-                timings["write"] = time.perf_counter() - t2
-                return result
+                trainer.seconds["compile"] = init_compile
+                trainer.seconds["setup"] = time.perf_counter() - t0 - init_compile
+                arrays, kept = _train(store.plan, store, group, trainer, progress, callbacks)
+                return _finish(store, trainer, arrays, kept if keep_params else [], status, t0)
             finally:
                 store.close()
     except KeyboardInterrupt as e:
@@ -187,6 +186,23 @@ def run(
     except BaseException as e:
         group.fail(e)
         raise
+
+
+def _finish(store, trainer: Trainer, arrays, kept, status, t0: float) -> SweepResult:
+    """The result from every chunk's arrays, its ``meta`` (with where the time went), written by the store."""
+    t = time.perf_counter()
+    plan = store.plan
+    meta = _meta(store.meta, plan, trainer, trainer.seconds["compile"], status)
+    result = assemble(plan, arrays, meta)
+    if kept:
+        result.params = jax.tree.map(lambda *xs: np.concatenate(xs), *kept)
+    timings = dict(trainer.seconds)
+    timings["assemble"] = time.perf_counter() - t
+    meta.update(timings=timings, wall_seconds=time.perf_counter() - t0)
+    t = time.perf_counter()
+    store.finish(result)
+    timings["write"] = time.perf_counter() - t
+    return result
 
 
 def _meta(meta, plan, trainer, compile_seconds, status) -> dict[str, Any]:

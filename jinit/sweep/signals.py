@@ -92,14 +92,22 @@ class SignalGuard:
     progress, it prints why and ends the process with 128 + the signal number, as the signal's default action
     would have. Every file on disk is then complete or a temporary file, which the next sweep removes."""
 
+    #: The guard whose handlers are installed (a guard entered inside it, e.g. ``jinit sweep``'s around
+    #: :func:`jinit.sweep.run`'s, shares its critical sections).
+    _active: SignalGuard | None = None
+
     def __init__(self):
         self._depth = 0
         self._pending: int | None = None
         self._previous: dict[int, Any] = {}
         self._handled = 0
         self._wakeup: tuple[int, int] | None = None
+        self._outer: SignalGuard | None = None
 
     def __enter__(self) -> SignalGuard:
+        if SignalGuard._active is not None:  # nested: the outer guard's handlers act
+            self._outer = SignalGuard._active
+            return self
         if threading.current_thread() is threading.main_thread():
             for sig, default in (
                 (signal.SIGINT, signal.default_int_handler),
@@ -110,9 +118,16 @@ class SignalGuard:
                     signal.signal(sig, self._handle)
             if signal.SIGTERM in self._previous:
                 self._start_watchdog()
+            if self._previous:
+                SignalGuard._active = self
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._outer is not None:
+            self._outer = None
+            return
+        if SignalGuard._active is self:
+            SignalGuard._active = None
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
@@ -177,6 +192,10 @@ class SignalGuard:
     def critical(self, *, complete: bool = False):
         """A section that signals do not interrupt; with ``complete``, the work is done when it ends without an
         error, so a signal that arrived meanwhile is reported as a notice instead of interrupting."""
+        if self._outer is not None:
+            with self._outer.critical(complete=complete):
+                yield
+            return
         self._depth += 1
         ok = False
         try:

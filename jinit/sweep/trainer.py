@@ -117,8 +117,9 @@ class Trainer:
         self.devices = list(devices)[: plan.layout.devices]
         self.callbacks = list(callbacks)
         self.keep_variables = keep_variables
-        #: seconds spent initializing models, compiling, training and turning chunks into arrays
-        self.seconds = {"init": 0.0, "compile": 0.0, "train": 0.0, "finalize": 0.0}
+        #: seconds spent initializing models, compiling, training and turning chunks into arrays (the driver adds
+        #: its own: setup)
+        self.seconds = {"setup": 0.0, "compile": 0.0, "init": 0.0, "train": 0.0, "finalize": 0.0}
         self.epochs_reused = 0
         inputs = plan.inputs
         xt, yt, mask = train_lib.pad_test(inputs.x_test, inputs.y_test, plan.eval_batch_size)
