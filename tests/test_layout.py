@@ -78,3 +78,60 @@ def test_a_model_is_bit_identical_in_every_grid_chunk_size_and_device_count():
     assert shared >= 7
     # and the models are not all the same model
     assert len({next(iter(v.values())) for v in merged.values()}) == len(merged)
+
+
+LARGE_BATCH = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from jinit import data, sweep
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4096, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 4096).astype(np.int32)
+    ds = data.from_arrays(x, y, x[:500], y[:500], num_classes=10, name="synthetic784")
+    common = dict(epochs=1, hidden=(128, 64), models_per_device=2)
+    grids = {
+        "a": dict(schemes=("he_normal",), seeds=2, batch_size=2048),
+        "b": dict(schemes=("lecun_normal", "he_normal"), seeds=3, batch_size=2048, max_models_per_chunk=2),
+        "c": dict(schemes=("he_normal",), seeds=2, batch_size=512),
+        "d": dict(schemes=("glorot_uniform", "he_normal"), seeds=2, batch_size=512),
+    }
+    out = {"_threads": None}
+    for name, g in grids.items():
+        r = sweep.run(sweep.SweepConfig(**common, **g), data=ds, progress=False)
+        out["_threads"] = r.meta["cpu_threads"]
+        for scheme, seed, sha in zip(r.models["scheme"], r.models["seed"], r.models["param_sha256"]):
+            out.setdefault(f"{g['batch_size']}/{scheme}/{seed}", {})[name] = sha
+    print("JSON" + json.dumps(out))
+    """
+)
+
+
+def _large_batch(devices: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+    env.update(JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "-c", LARGE_BATCH], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("JSON"))[4:])
+
+
+def test_large_batches_and_a_realistic_width_are_bit_identical_up_to_one_device_per_core():
+    """Batch 512 and 2048 of a 784-128-64-10 MLP: XLA:CPU splits a weight gradient's sum over the batch among the
+    threads it computes with, which are the cores this process may use (or the CPU devices, when there are
+    more). So the contract holds for any number of devices up to the cores (what `jinit sweep` and
+    `jinit.sweep.use_cpu_devices` choose), in any grid; `meta["cpu_threads"]` records the number."""
+    cores = len(os.sched_getaffinity(0))
+    merged: dict[str, dict[str, str]] = {}
+    for devices in range(1, min(cores, 4) + 1):
+        got = _large_batch(devices)
+        assert got.pop("_threads") == cores
+        for key, by_run in got.items():
+            merged.setdefault(key, {}).update({f"{k}@{devices}": v for k, v in by_run.items()})
+    for key, by_run in merged.items():
+        assert len(set(by_run.values())) == 1, (key, by_run)
+    assert sum(len(v) > 1 for v in merged.values()) >= 4
+    # more devices than cores: XLA computes with that many threads, which the run folder records (outside the
+    # contract: the last bits of a large-batch model may differ)
+    assert _large_batch(cores + 2).pop("_threads") == cores + 2
