@@ -524,7 +524,7 @@ def _complex_truncated_normal(key, shape, dtype) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class _VarianceScaling(Initializer):
+class VarianceScaling(Initializer):
     scale: float
     mode: str
     distribution: str
@@ -576,11 +576,11 @@ class _VarianceScaling(Initializer):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class _TorchVarianceScaling(Initializer):
+class TorchVarianceScaling(Initializer):
     """torch.nn.init's ``kaiming_*_`` / ``xavier_*_``: a variance-scaling draw with torch's hyperparameters
     (the distribution is the name's suffix: ``normal`` is untruncated, as in torch)."""
 
-    def as_variance_scaling(self) -> _VarianceScaling:
+    def as_variance_scaling(self) -> VarianceScaling:
         """The same draw as a :func:`variance_scaling` value (``scale = gain^2``)."""
         raise NotImplementedError
 
@@ -596,23 +596,23 @@ class _TorchVarianceScaling(Initializer):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class _Kaiming(_TorchVarianceScaling):
+class _Kaiming(TorchVarianceScaling):
     a: float
     mode: str
     nonlinearity: str
 
-    def as_variance_scaling(self) -> _VarianceScaling:
+    def as_variance_scaling(self) -> VarianceScaling:
         scale = _gain_squared(self.nonlinearity, self.a)
         dist = self.name.rsplit("_", 1)[1]
         return _variance_scaling(self.name, scale, self.mode, dist, -2, -1, ())
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class _Xavier(_TorchVarianceScaling):
+class _Xavier(TorchVarianceScaling):
     gain: float
     _scale_params: ClassVar[str] = "gain"
 
-    def as_variance_scaling(self) -> _VarianceScaling:
+    def as_variance_scaling(self) -> VarianceScaling:
         dist = self.name.rsplit("_", 1)[1]
         return _variance_scaling(self.name, self.gain**2, "fan_avg", dist, -2, -1, ())
 
@@ -871,8 +871,8 @@ def truncated_normal(stddev: float = 0.05, mean: float = 0.0) -> Initializer:
 
 def _variance_scaling(
     name, scale, mode, distribution, in_axis, out_axis, batch_axis
-) -> _VarianceScaling:
-    return _VarianceScaling(
+) -> VarianceScaling:
+    return VarianceScaling(
         name,
         _positive(name, "scale", scale),
         _choice(name, "mode", mode, MODES),

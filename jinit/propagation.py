@@ -800,7 +800,7 @@ def lsuv_scheme(spec: Any = "lsuv", **overrides: Any) -> LSUVScheme:
     if isinstance(spec, Mapping):
         kwargs = {k: v for k, v in spec.items() if k != "name"}
     else:
-        _, args, kwargs = _registry._parse_call(spec)
+        _, args, kwargs = _registry.parse_call(spec)
         if args:
             raise TypeError(f"lsuv takes keyword hyperparameters only, got {spec!r}")
     kwargs = {**kwargs, **overrides}

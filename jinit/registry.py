@@ -287,9 +287,9 @@ def distribution_key(init: Initializer) -> tuple:
         init, Initializer
     ):  # a registered custom scheme or rules: only equal to itself
         return ("custom", repr(init))
-    if isinstance(init, _init._TorchVarianceScaling):
+    if isinstance(init, _init.TorchVarianceScaling):
         init = init.as_variance_scaling()
-    if isinstance(init, _init._VarianceScaling):
+    if isinstance(init, _init.VarianceScaling):
         hp = init.hyperparameters()
         return ("variance_scaling", *(repr(hp[k]) for k in sorted(hp)))
     return (type(init).__name__, *(f"{k}={v!r}" for k, v in init.hyperparameters().items()))
@@ -337,7 +337,7 @@ def canonical_name(name: str) -> str:
     raise ValueError(f"unknown initializer {name!r}; {hint}valid names: {', '.join(names())}")
 
 
-def _parse_call(spec: str) -> tuple[str, list[Any], dict[str, Any]]:
+def parse_call(spec: str) -> tuple[str, list[Any], dict[str, Any]]:
     """Parses ``"name"`` or ``"name(arg, key=literal, ...)"`` without evaluating anything."""
     text = spec.strip()
     if "(" not in text:
@@ -528,7 +528,7 @@ def get(spec: str | Mapping[str, Any] | Initializer, **overrides: Any) -> Initia
                 f"initializer spec {spec[:40]!r}... is {len(spec)} characters long; at most "
                 f"{MAX_SPEC_LENGTH} are parsed"
             )
-        name, args, kwargs = _parse_call(spec)
+        name, args, kwargs = parse_call(spec)
         return _build(name, args, {**kwargs, **overrides})
     raise TypeError(
         f"expected an initializer name, config dict or jinit Initializer, got {spec!r} "
