@@ -231,6 +231,16 @@ def initialize(
             watchdog.cancel()
 
 
+def _try_get(client, key: str) -> str | None:
+    """The value of ``key`` in the coordination service's key-value store, or None while it is not set."""
+    try:
+        return client.key_value_try_get(key)
+    except Exception as e:  # noqa: BLE001 - NOT_FOUND is how the client says "not yet"
+        if "NOT_FOUND" in str(e) or "not found" in str(e).lower():
+            return None
+        raise
+
+
 class PeerWatch:
     """Notices a process of the run that stopped (killed, its host lost) before JAX's coordination service does,
     so that the others end with one line instead of JAX's abort.
@@ -283,12 +293,7 @@ class PeerWatch:
         return None
 
     def _get(self, key: str) -> str | None:
-        try:
-            return self.client.key_value_try_get(key)
-        except Exception as e:  # noqa: BLE001 - NOT_FOUND is how the client says "not yet"
-            if "NOT_FOUND" in str(e) or "not found" in str(e).lower():
-                return None
-            raise
+        return _try_get(self.client, key)
 
     def _watch(self) -> None:
         seen: dict[int, tuple[str | None, float]] = {}
@@ -399,10 +404,8 @@ class SweepGroup:
 
     def _try_get(self, key: str) -> str | None:
         try:
-            return self.client.key_value_try_get(key)
-        except Exception as e:  # noqa: BLE001 - NOT_FOUND is how the client says "not yet"
-            if "NOT_FOUND" in str(e) or "not found" in str(e).lower():
-                return None
+            return _try_get(self.client, key)
+        except Exception as e:  # noqa: BLE001 - the coordinator is gone
             raise ProcessGroupError(
                 f"lost the coordinator of the multi-process run: {_one_line(e)}"
             ) from None
