@@ -34,6 +34,41 @@ def mnist_dir() -> Path:
     return REAL_MNIST_DIR
 
 
+#: The tiny sweep many tests run or read back: 2 schemes x 2 seeds of a 64-16-10 MLP on digits, 1 epoch, 2 chunks
+#: of 2 models; TINY_ARGS are its `jinit sweep` flags.
+TINY_ARGS = [
+    "--schemes", "zeros,he_normal", "--seeds", "2", "--epochs", "1", "--hidden", "16",
+    "--train-size", "256", "--test-size", "128", "--max-models-per-chunk", "2", "--models-per-device", "2",
+    "--no-progress",
+]  # fmt: skip
+
+
+def tiny_config():
+    from jinit import sweep
+
+    return sweep.SweepConfig(
+        schemes=("zeros", "he_normal"),
+        seeds=2,
+        epochs=1,
+        hidden=(16,),
+        train_size=256,
+        test_size=128,
+        max_models_per_chunk=2,
+        models_per_device=2,
+    )
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """A complete run folder of :func:`tiny_config`, made once per test session (per xdist worker): tests copy it
+    before they change anything in it."""
+    from jinit import sweep
+
+    out = tmp_path_factory.mktemp("finished") / "run"
+    sweep.run(tiny_config(), out=out, progress=False)
+    return out
+
+
 class CompileCounter:
     """Counts the executables XLA makes: backend compilations (jax.monitoring's backend-compile event) and loads
     from JAX's persistent compilation cache (its cache-hit event), which take the place of a compilation."""

@@ -22,27 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_ARGS, tiny_config
 
 from jinit import cli, sweep
 from jinit import files as files_lib
 from jinit.sweep import folder as folder_lib
 from jinit.sweep import lock as lock_lib
 
-CFG = sweep.SweepConfig(
-    schemes=("zeros", "he_normal"),
-    seeds=2,
-    epochs=1,
-    hidden=(16,),
-    train_size=256,
-    test_size=128,
-    max_models_per_chunk=2,
-    models_per_device=2,
-)  # 4 models, 2 chunks of 2
-ARGS = [
-    "--schemes", "zeros,he_normal", "--seeds", "2", "--epochs", "1", "--hidden", "16",
-    "--train-size", "256", "--test-size", "128", "--max-models-per-chunk", "2", "--models-per-device", "2",
-    "--no-progress",
-]  # fmt: skip
+CFG = tiny_config()  # 4 models, 2 chunks of 2
+ARGS = TINY_ARGS
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -89,11 +77,10 @@ def _one_error_line(capsys, needle: str) -> str:
 # 1. Links: never write or delete through a link jinit did not create.
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("finished") / "run"
-    sweep.run(CFG, out=out, progress=False)
-    return out
+@pytest.fixture
+def finished(finished_run) -> Path:
+    """The session's complete run folder (conftest.py), read only: tests copy it before they change it."""
+    return finished_run
 
 
 @pytest.mark.parametrize("where", ["checkpoints", "checkpoints/00000", "chunks"])

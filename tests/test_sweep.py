@@ -751,3 +751,43 @@ def test_resuming_with_another_optimizer_is_refused(tmp_path):
     assert (tmp_path / "run" / "models.csv").stat().st_mtime_ns == stamp
     with pytest.raises(folder_lib.RunFolderMismatch, match="fingerprint"):
         sweep.run(cfg, out=tmp_path / "run", progress=False, optimizer=optax.sgd(0.2))
+
+
+_CACHED = r"""
+import json, sys, jax
+hits = []
+jax.monitoring.register_event_listener(lambda event, **kw: hits.append(event))
+from jinit import sweep
+cfg = sweep.SweepConfig(schemes=("he_normal", "zeros"), seeds=2, epochs=1, hidden=(8,), train_size=128, test_size=64)
+r = sweep.run(cfg, progress=False)
+print(json.dumps({"hits": hits.count("/jax/compilation_cache/cache_hits"),
+                  "sha": list(r.models["param_sha256"])}))
+"""
+
+
+@pytest.mark.slow
+def test_a_second_process_loads_the_compiled_programs_from_the_persistent_cache(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def run(**env):
+        proc = subprocess.run(
+            [sys.executable, "-c", _CACHED], capture_output=True, text=True, timeout=300,
+            env={**os.environ, "JINIT_CACHE_DIR": str(tmp_path / "cache"), "JAX_NUM_CPU_DEVICES": "1", **env},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    first, second = run(), run()
+    cached = list((tmp_path / "cache" / "xla").iterdir())
+    assert len(cached) >= 3  # the epoch and both schemes' init programs, at least
+    assert first["hits"] == 0 and second["hits"] >= 3  # loaded, not compiled
+    assert second["sha"] == first["sha"]  # the same executables: the same models, bit for bit
+    off = run(JINIT_COMPILATION_CACHE="off", JINIT_CACHE_DIR=str(tmp_path / "other"))
+    assert (
+        off["hits"] == 0
+        and not (tmp_path / "other" / "xla").exists()
+        and off["sha"] == first["sha"]
+    )
