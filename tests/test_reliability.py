@@ -769,3 +769,88 @@ def test_an_address_space_too_small_for_jax_is_one_line_and_exit_2(tmp_path, fin
     assert proc.returncode == 2 and len(err) == 1, proc.stderr[-3000:]
     assert err[0].startswith("jinit sweep: error: the address-space limit (ulimit -v) is"), err
     assert snapshot(out) == before
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Issue 24: a scheme's meaning is part of the fingerprint; files that only look like jinit's are never deleted.
+
+
+def _first_chunk_only(out: Path) -> None:
+    """As if the sweep had been killed after its first chunk."""
+    for p in sorted((out / "chunks").iterdir())[1:]:
+        p.unlink()
+    _as_killed(out)
+
+
+@pytest.mark.parametrize("how", ["scheme", "register"])
+def test_resuming_with_a_scheme_that_draws_otherwise_under_the_same_label_is_refused(
+    tmp_path, monkeypatch, how
+):
+    import jinit
+    from jinit import registry
+
+    monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
+    monkeypatch.setattr(registry, "_LOOKUP", dict(registry._LOOKUP))
+
+    def config(stddev):
+        if how == "scheme":
+            spec = jinit.scheme(jinit.normal(stddev=stddev), label="mine")
+        else:
+            jinit.register("mine", lambda: jinit.normal(stddev=stddev), overwrite=True)
+            spec = "mine"
+        return dataclasses.replace(CFG, schemes=(spec,), seeds=4)
+
+    out = tmp_path / "run"
+    sweep.run(config(0.1), out=out, progress=False)
+    _first_chunk_only(out)
+    before = snapshot(out)
+    with pytest.raises(
+        folder_lib.RunFolderMismatch, match="same config but different data, schemes or model"
+    ):
+        sweep.run(config(100.0), out=out, progress=False)
+    assert snapshot(out) == before
+    # the same scheme again resumes
+    r = sweep.run(config(0.1), out=out, progress=False)
+    assert r.meta["chunks_reused"] == 1
+
+
+def _user_files(folder: Path) -> list[Path]:
+    """Files a user keeps in a folder, named like jinit's."""
+    made = [
+        folder / "checkpoints" / "id",
+        folder / ".trash-chunks-0123abcd" / "x",
+        folder / ".config.json.abc.tmp",
+        folder / "chunks" / "id",
+        folder / "params" / "id",
+    ]
+    for p in made:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("mine")
+    return made
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_copied_config_json_never_makes_user_files_jinits(tmp_path, finished, capsys, overwrite):
+    """A folder of the user's files with a copy of a real run's config.json: jinit deletes nothing of them, with or
+    without --overwrite, and replaces no table it did not write (their SHA-256 is not the one recorded)."""
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((finished / "config.json").read_bytes())
+    mine = _user_files(folder)
+    for name in ("results.csv", "models.csv", "summary.csv", "predictions.npz"):
+        (folder / name).write_text("my own table")
+    before = snapshot(folder)
+    code = cli.main(["sweep", *ARGS, "--out", str(folder), *(["--overwrite"] if overwrite else [])])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "is not a file" in err[0], err
+    assert snapshot(folder) == before
+    assert all(p.read_text() == "mine" for p in mine)
+
+
+def test_overwrite_deletes_only_what_the_old_sweep_wrote(tmp_path, finished):
+    folder = tmp_path / "run"
+    shutil.copytree(finished, folder, symlinks=True)
+    mine = _user_files(folder)
+    sweep.run(dataclasses.replace(CFG, seeds=3), out=folder, progress=False, overwrite=True)
+    assert all(p.read_text() == "mine" for p in mine)
+    assert json.loads((folder / "config.json").read_text())["config"]["seeds"] == 3
