@@ -144,6 +144,31 @@ def measure(
     return rows
 
 
+def scan_models_per_device(
+    values: list[int], rounds: int, data_dir: str | None, scratch: Path
+) -> list[dict]:
+    """This tree's throughput at each models-per-device value (2 devices): the MNIST MLP at batch 128 and 32
+    (64 models, 1 epoch) and the digits MLP (256 models, 2 epochs), the values interleaved in each round."""
+    mnist = workloads(False, data_dir)[0]["config"]
+    cases = [
+        ("mnist64 b128", mnist),
+        ("mnist64 b32", {**mnist, "batch_size": 32, "train_size": 15000}),
+        ("digits256", {"seeds": 29, "epochs": 2}),
+    ]
+    rows = []
+    for r in range(rounds):
+        for name, cfg in cases:
+            for k in values if r % 2 == 0 else values[::-1]:
+                work = {"name": name, "devices": 2, "config": {**cfg, "models_per_device": k}}
+                got = one(C.REPO_ROOT, work, scratch / f"cache-scan-{name}-{k}")
+                rows.append({"workload": name, "models_per_device": k, "round": r, **got})
+                print(
+                    f"{name} k={k} round {r}: {got['model_epochs_per_second']:.3g} model-epochs/s",
+                    flush=True,
+                )
+    return rows
+
+
 def second_process(tree: Path, scratch: Path) -> dict[str, float]:
     """Compile seconds of the default sweep in a first and a second process sharing one compilation cache."""
     cache = scratch / "cache-second-process"
@@ -190,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     p = C.parser("engine_ab", __doc__.split("\n\n")[0])
     p.add_argument("--baseline", default="c8c3a9a", help="the commit to compare with (git rev)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    p.add_argument(
+        "--scan-models-per-device",
+        default=None,
+        metavar="K,K,...",
+        help="also measure this tree at these models per device (how the default is chosen)",
+    )
     args = p.parse_args(argv)
     out = C.out_dir(args, NAME)
     with tempfile.TemporaryDirectory(prefix="jinit-ab-") as tmp:
@@ -200,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             trees, 1 if args.smoke else args.rounds, workloads(args.smoke, args.data_dir), scratch
         )
         compile_times = second_process(C.REPO_ROOT, scratch)
+        scan = []
+        if args.scan_models_per_device:
+            values = [int(v) for v in args.scan_models_per_device.split(",")]
+            scan = scan_models_per_device(values, args.rounds, args.data_dir, scratch)
     import jax
 
     doc = {
@@ -211,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "ratios": ratios(rows, "new", "baseline"),
         "second_process_compile_seconds": compile_times,
+        "models_per_device_scan": scan,
     }
     name = f"engine_ab_{doc['platform']}.json"
     C.files.write_json(out / name, doc)
@@ -226,6 +262,16 @@ def main(argv: list[str] | None = None) -> int:
         f"| second process compile / first | {compile_times['second']:.2f} s / {compile_times['first']:.2f} s "
         f"= {compile_times['second'] / max(compile_times['first'], 1e-9):.2f} |",
     ]
+    if scan:
+        df = pd.DataFrame(scan).groupby(["workload", "models_per_device"])[
+            "model_epochs_per_second"
+        ]
+        md += [
+            "",
+            "Models per device (this tree, 2 devices), model-epochs/s, mean over rounds:",
+            "",
+        ]
+        md += [C.md_table(df.agg(["mean", "min", "max"]).reset_index())]
     C.files.write_text(out / "engine_ab.md", "\n".join(md) + "\n")
     print("\n".join(md))
     print(f"wrote {out / name} and {out / 'engine_ab.md'}")
