@@ -282,15 +282,19 @@ class Trainer:
 
 
 class Collect(Callback):
-    """Keeps every chunk's arrays (``arrays[c]``) and, in chunk order, the variables the trainer kept."""
+    """Keeps every chunk's arrays (``arrays[c]``) and, with ``keep``, in chunk order, the variables the trainer
+    handed over."""
 
-    def __init__(self, arrays: dict[int, dict[str, np.ndarray]] | None = None):
+    def __init__(
+        self, arrays: dict[int, dict[str, np.ndarray]] | None = None, *, keep: bool = False
+    ):
         self.arrays = dict(arrays or {})
+        self.keep = keep
         self.variables: list[Any] = []
 
     def chunk_end(self, chunk, models, arrays, variables) -> None:
         self.arrays[chunk] = arrays
-        if variables is not None:
+        if self.keep and variables is not None:
             self.variables.append(variables)
 
 
