@@ -3,12 +3,14 @@
 The public namespace is flat, in the style of optax: every initializer factory, the registry
 (`get`, `names`, `register`), the per-layer `rules`, the labelled `scheme` and the helpers are
 re-exported here; the larger pieces live in submodules
-(`jinit.adapters`, `jinit.data`, `jinit.models`, `jinit.sweep`, `jinit.metrics`, `jinit.propagation`, ...).
+(`jinit.adapters`, `jinit.data`, `jinit.models`, `jinit.sweep`, `jinit.metrics`, `jinit.propagation`,
+`jinit.transfer`, ...).
 """
 
 __version__ = "0.1.0"
 
 from jinit import adapters as adapters
+from jinit import transfer as transfer
 from jinit.initializers import Initializer as Initializer
 from jinit.initializers import compute_fans as compute_fans
 from jinit.initializers import constant as constant
@@ -49,6 +51,7 @@ from jinit.modern import gpt2 as gpt2
 from jinit.modern import mup as mup
 from jinit.modern import mup_multipliers as mup_multipliers
 from jinit.modern import mup_optimizer as mup_optimizer
+from jinit.modern import per_layer_adam as per_layer_adam
 from jinit.modern import rezero as rezero
 from jinit.modern import skipinit as skipinit
 from jinit.modern import zero_gamma as zero_gamma
