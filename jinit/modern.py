@@ -538,5 +538,27 @@ def per_layer_adam(
     steps = [optax.scale_by_adam(b1=b1, b2=b2, eps=eps)]
     if weight_decay:
         steps.append(optax.add_decayed_weights(weight_decay))
-    steps += [_scale_by_path(mults), optax.scale_by_learning_rate(learning_rate)]
+    steps += [_scale_by_table(mults), optax.scale_by_learning_rate(learning_rate)]
     return optax.chain(*steps)
+
+
+def _scale_by_table(mults: Mapping[str, float]) -> optax.GradientTransformation:
+    """Each update times its path's multiplier (:func:`per_layer_adam`'s step; a missing path is named)."""
+
+    def init_fn(params):
+        del params
+        return ScaleByTreeState()
+
+    def update_fn(updates, state, params=None):
+        del params
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
+        missing = [_path_str(p) for p, _ in leaves if _path_str(p) not in mults]
+        if missing:
+            raise ValueError(
+                f"per_layer_adam: no multiplier for parameter(s) {', '.join(missing[:4])}; the table has "
+                f"{', '.join(list(mults)[:4])}{' ...' if len(mults) > 4 else ''}"
+            )
+        out = [u * mults[_path_str(p)] for p, u in leaves]
+        return jax.tree_util.tree_unflatten(treedef, out), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
