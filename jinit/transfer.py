@@ -85,10 +85,12 @@ __all__ = [
     "Verdict",
     "analyze",
     "check",
+    "depth_multipliers",
     "depth_mup",
     "expanded_percentiles",
     "layout",
     "mup",
+    "optimizer_factory",
     "parabolic_optimum",
     "parameterization",
     "sp",
@@ -612,7 +614,7 @@ def _seeds_needed(slope: float, low: float, high: float, tolerance: float, n: in
     margin = abs(abs(slope) - tolerance)
     if not np.isfinite(half) or margin == 0:
         return float("inf")
-    return float(max(MIN_SEEDS, math.ceil(n * (half / margin) ** 2)))
+    return float(max(MIN_SEEDS, math.ceil(n * (half / margin) ** 2 - 1e-9)))  # 32.000000001 is 32
 
 
 def _edge_text(edges: Sequence[tuple[Any, str, float]], axis: str) -> str:
@@ -961,9 +963,12 @@ def _on_params(tx: optax.GradientTransformation) -> optax.GradientTransformation
     return optax.GradientTransformation(init, update)
 
 
-def _optimizer(
+def optimizer_factory(
     param: Parameterization, lay: Layout
 ) -> Callable[[Any], optax.GradientTransformation]:
+    """The optimizer :func:`check` gives the sweep for one shape: ``learning_rate -> param.optimizer(lay)(lr)``
+    applied to the ``params`` collection of the variables dict the sweep's optimizer is handed, so that the
+    parameterization's per-layer tables are keyed by the rules' paths (``Dense_0/kernel``)."""
     make = param.optimizer(lay)
 
     def factory(learning_rate):  # one argument: the learning rate the sweep's axis injects
@@ -992,7 +997,7 @@ def _train(make_model, lay: Layout, plan: _Plan, kw: dict, out: Path | None):
     return sweep.run(
         config,
         model=_factory(make_model, lay, plan.param),
-        optimizer=_optimizer(plan.param, lay),
+        optimizer=optimizer_factory(plan.param, lay),
         data=None if plan.data_name else plan.data,
         task=kw["task"],
         out=None if out is None else out / _folder(lay.width, lay.depth),
