@@ -699,12 +699,9 @@ def test_lr_sensitivity_smoke(tmp_path):
     _check_new_report(out, "## LR sensitivity per init", "| gpt2 |", "| normal(0.02) |")
     tab = pd.read_csv(out / "sensitivity.csv")
     assert len(tab) == 4 and set(tab["qk_norm"]) == {True, False}
-    on = sweep.load(out / "run_qk_on")
-    assert (
-        "q_norm" in str(on.meta["model"])
-        or on.meta["model"]["param_count"]
-        > sweep.load(out / "run_qk_off").meta["model"]["param_count"]
-    )
+    on, off = sweep.load(out / "run_qk_on"), sweep.load(out / "run_qk_off")
+    # qk-layernorm adds a scale and a bias of d_head = 8 values for queries and keys in each of the 2 blocks
+    assert on.meta["model"]["param_count"] - off.meta["model"]["param_count"] == 2 * 2 * 2 * 8
     # the table's sensitivities are jinit.metrics.lr_sensitivity_summary's on the same curves
     summ = metrics.lr_sensitivity_summary(on.curves, loss="val_loss")
     np.testing.assert_allclose(
