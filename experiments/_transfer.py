@@ -56,9 +56,21 @@ def findings(results: dict, expected: dict[str, str], axis: str, text: dict[str,
         same = v.verdict == expected[name]
         if not same:
             differ.append(f"{text[name]} ({v.verdict}, expected {expected[name]})")
+        moves = v.ci_low > 0 or v.ci_high < 0
+        if v.verdict == "drifts":
+            zero = ""
+        elif moves and v.verdict == "transfers":
+            zero = " The interval excludes 0: the optimum does move, by less than the band."
+        elif moves:
+            zero = (
+                f" The interval excludes 0: the optimum does move with the {axis}; whether by more than "
+                f"±{v.tolerance:g} per doubling is not settled."
+            )
+        else:
+            zero = " The interval contains 0."
         out.append(
             f"**{text[name]}: {v.verdict}** (expected: {expected[name]}; "
-            f"{'as expected' if same else 'the data say otherwise'}). {v.reason}."
+            f"{'as expected' if same else 'the data say otherwise'}). {v.reason}.{zero}"
         )
     if differ:
         out.insert(

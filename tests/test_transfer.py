@@ -354,9 +354,17 @@ def test_check_end_to_end_writes_its_folder_and_resumes(tmp_path):
 def test_check_along_depth_with_depth_mup():
     result = transfer.check(
         _resmlp, widths=(16,), depths=(1, 4), learning_rates=(1e-3, 1e-2, 1e-1), parameterization="depth_mup",
-        seeds=2, epochs=1, train_size=128, n_boot=200, progress=False, coords=False,
+        seeds=2, epochs=1, train_size=128, n_boot=200, progress=False, coords=False, metric="train_loss",
+        val_fraction=None,
     )  # fmt: skip
     assert list(result.verdict) == ["depth"] and list(result.optima["depth"]) == [1, 4]
+    # the optimum on the last epoch's training loss; the sensitivity falls back to the test loss (no validation)
+    last = (
+        result.runs[(16, 4)].curves.sort_values("step").groupby(["learning_rate", "seed"]).tail(1)
+    )
+    rows = result.losses[result.losses["depth"] == 4].merge(last, on=["learning_rate", "seed"])
+    np.testing.assert_allclose(rows["loss"], rows["train_loss"])
+    assert result.optima["lr_sensitivity"].notna().all()
     assert result.verdict["depth"].verdict == "inconclusive" and len(result.losses) == 2 * 3 * 2
 
 
