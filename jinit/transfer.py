@@ -1535,8 +1535,16 @@ def _report(res: TransferResult, figure: str | None) -> str:
         for r in o.itertuples()
     ]
     view["diverged"] = o["diverged"]
-    parts = ["\n".join(head), "## Slopes\n\n" + _md(res.slope.drop(columns=["parameterization"])),
-             "## Optimum per shape\n\n" + _md(view)]  # fmt: skip
+    slopes = pd.DataFrame(
+        [
+            {"axis": v.axis, "slope": f"{v.slope:+.3f}", "95% CI": f"[{v.ci_low:+.3f}, {v.ci_high:+.3f}]",
+             "per doubling": f"x{2**v.slope:.3g} [x{2**v.ci_low:.3g}, x{2**v.ci_high:.3g}]",
+             "verdict": v.verdict, "band": f"±{v.tolerance:g}", "seeds": v.seeds,
+             "seeds needed": "-" if not np.isfinite(v.seeds_needed) else f"{v.seeds_needed:.0f}"}
+            for v in res.verdict.values()
+        ]
+    )  # fmt: skip
+    parts = ["\n".join(head), "## Slopes\n\n" + _md(slopes), "## Optimum per shape\n\n" + _md(view)]
     growth = res.coord_growth()
     if not growth.empty:
         parts.append(
