@@ -1333,12 +1333,18 @@ class TransferResult:
 
     def coord_growth(self) -> pd.DataFrame:
         """How much each layer's change after the last coordinate-check step grows from the smallest to the largest
-        size (``delta`` and ``l1``, mean over seeds; 1 = flat): the proxy. Empty without coordinates."""
+        size (``delta`` and ``l1``, mean over seeds; 1 = flat): the proxy, for the layers every size has. Empty
+        without coordinates."""
         if self.coords is None or self.coords.empty:
             return pd.DataFrame(columns=["axis", "layer", "delta_growth", "l1_growth"])
         c = self.coords[self.coords["t"] == self.coords["t"].max()]
         rows = []
         for (axis, layer), g in c.groupby(["axis", "layer"], sort=False):
+            sizes = c[c["axis"] == axis]["size"]
+            if set(g["size"]) != set(
+                sizes
+            ):  # a layer the smaller networks do not have (a deeper block)
+                continue
             m = g.groupby("size")[["delta", "l1"]].mean().sort_index()
             ratio = m.iloc[-1] / m.iloc[0]
             rows.append({"axis": axis, "layer": layer, "sizes": f"{m.index[0]} -> {m.index[-1]}",

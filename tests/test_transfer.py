@@ -392,3 +392,20 @@ def test_data_loaded_for_the_shapes_is_the_sweeps():
     ds = data.load("digits")
     lay = transfer.layout(_mlp, 64, base_width=32, x=ds.x_train[:1])
     assert lay.params["Dense_0"]["kernel"].shape == (64, 64)
+
+
+def test_coord_growth_compares_the_layers_every_size_has():
+    rows = [
+        ("depth", 2, 0, 3, "stem_out", 1.0, 0.5),
+        ("depth", 8, 0, 3, "stem_out", 2.0, 2.0),
+        ("depth", 2, 0, 3, "output", 1.0, 1.0),
+        ("depth", 8, 0, 3, "output", 3.0, 4.0),
+        ("depth", 8, 0, 3, "block_7_out", 9.0, 9.0),  # only the deeper network has it: not compared
+        ("depth", 2, 0, 0, "output", 5.0, 0.0),  # t = 0: not the last step
+    ]
+    coords = pd.DataFrame(rows, columns=["axis", "size", "seed", "t", "layer", "l1", "delta"])
+    res = transfer.TransferResult("x", None, None, {}, coords, {}, None, {})
+    g = res.coord_growth().set_index("layer")
+    assert list(g.index) == ["stem_out", "output"]
+    assert g.loc["stem_out", "delta_growth"] == 4.0 and g.loc["output", "l1_growth"] == 3.0
+    assert g.loc["output", "sizes"] == "2 -> 8"
