@@ -157,18 +157,15 @@ def optima_table(results: dict, text: dict[str, str], axis: str) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def coords_table(results: dict, text: dict[str, str]) -> pd.DataFrame:
-    """The coordinate check beside the outcome: each parameterization's growth of the output's and the last
-    hidden layer's change after 3 steps, from the smallest to the largest size."""
+def coords_table(results: dict, text: dict[str, str], layers: tuple[str, ...]) -> pd.DataFrame:
+    """The coordinate check beside the outcome: each parameterization's growth of the change of ``layers`` (those
+    every size has) after 3 steps, from the smallest to the largest size."""
     rows = []
     for name, res in results.items():
         g = res.coord_growth()
-        if g.empty:
-            continue
-        layers = list(g["layer"])
-        hidden = [layer for layer in layers if layer != "output"]
-        pick = ["output"] + ([hidden[-1]] if hidden else [])
-        for layer in pick:
+        for layer in layers:
+            if g.empty or layer not in set(g["layer"]):
+                continue
             r = g[g["layer"] == layer].iloc[0]
             rows.append(
                 {
@@ -181,3 +178,19 @@ def coords_table(results: dict, text: dict[str, str]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def sensitivity_lines(results: dict, text: dict[str, str], axis: str) -> list[str]:
+    """Per parameterization, the learning-rate sensitivity at the smallest and the largest size (mean over seeds,
+    95% t interval): whether the loss curve's basin keeps its shape as the size grows (a description, no test)."""
+    out = []
+    for name, res in results.items():
+        o = res.optima.sort_values(axis)
+        a, b = o.iloc[0], o.iloc[-1]
+        out.append(
+            f"{text[name]}: learning-rate sensitivity {a['lr_sensitivity']:.3f} [{a['lr_sensitivity_ci_low']:.3f}, "
+            f"{a['lr_sensitivity_ci_high']:.3f}] at {axis} {a[axis]}, {b['lr_sensitivity']:.3f} "
+            f"[{b['lr_sensitivity_ci_low']:.3f}, {b['lr_sensitivity_ci_high']:.3f}] at {axis} {b[axis]}"
+            + "."
+        )
+    return out

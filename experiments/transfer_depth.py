@@ -96,7 +96,7 @@ def report(results: dict, out, command: str, args) -> str:
     )
     setup += (
         "\n\nTensor Programs VI derives Depth-muP for blocks of one layer without normalization; the LayerNorm "
-        "here keeps SP trainable at depth 32 (without it SP's residual stream doubles its variance per block "
+        "here keeps SP trainable at depth 32 (without it, in theory, SP's residual stream doubles its variance per block "
         "under He init), so the comparison is about the optimum, not about SP diverging. `--norm none` runs the "
         "unnormalized network."
     )
@@ -111,7 +111,10 @@ def report(results: dict, out, command: str, args) -> str:
         "Bordelon et al. 2023): under SP it drifts with depth; under Depth-muP it transfers.",
         "## Setup\n\n" + setup,
         "## What held and what did not\n\n"
-        + "\n\n".join(f"- {f}" for f in T.findings(results, EXPECTED, "depth", TEXT)),
+        + "\n\n".join(f"- {f}" for f in T.findings(results, EXPECTED, "depth", TEXT))
+        + "\n\nHow robust each is to the learning rate, at the two ends (Wortsman et al.'s sensitivity on the "
+        "validation loss; lower is more robust):\n\n"
+        + "\n".join(f"- {line}" for line in T.sensitivity_lines(results, TEXT, "depth")),
         "## Slope of the optimum (log2 learning rate per doubling of the depth)\n\n"
         + C.md_table(T.slope_table(results, TEXT, "depth")),
         "## Optimum per depth\n\n"
@@ -120,9 +123,12 @@ def report(results: dict, out, command: str, args) -> str:
         "seed, Bonferroni). `lr sensitivity`: Wortsman et al.'s mean excess validation loss over the grid "
         "(diverged runs count as the initial loss), mean over seeds with a 95% t interval.",
         "## The coordinate check beside the outcome\n\n"
-        + C.md_table(T.coords_table(results, TEXT))
+        + C.md_table(
+            T.coords_table(results, TEXT, ("output", "stem_out", "block_0_out", "block_1_out"))
+        )
         + "\n\nGrowth of the mean |change| of a layer's output after 3 Adam steps from the shallowest to the "
-        "deepest network (at each parameterization's best learning rate at the base depth).",
+        "deepest network (at each parameterization's best learning rate at the base depth); the layers every depth "
+        "has (the stem, the first two blocks, the logits).",
         f"## Figures\n\n![{fig}]({fig})\n\nPer parameterization: "
         + ", ".join(f"[{TEXT[p]}]({p}/report.md) ([figure]({p}/transfer.png))" for p in results),
         f"## Reproduce\n\n```bash\n{command}\n```",

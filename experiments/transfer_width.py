@@ -127,7 +127,10 @@ def report(results: dict, out, command: str, args) -> str:
         "2024): SP and a muP with an unscaled readout drift; muP and SP with per-layer learning rates transfer.",
         "## Setup\n\n" + setup,
         "## What held and what did not\n\n"
-        + "\n\n".join(f"- {f}" for f in T.findings(results, EXPECTED, "width", TEXT)),
+        + "\n\n".join(f"- {f}" for f in T.findings(results, EXPECTED, "width", TEXT))
+        + "\n\nHow robust each is to the learning rate, at the two ends (Wortsman et al.'s sensitivity on the "
+        "validation loss; lower is more robust):\n\n"
+        + "\n".join(f"- {line}" for line in T.sensitivity_lines(results, TEXT, "width")),
         "## Slope of the optimum (log2 learning rate per doubling of the width)\n\n"
         + C.md_table(T.slope_table(results, TEXT, "width")),
         "## Optimum per width\n\n"
@@ -136,7 +139,7 @@ def report(results: dict, out, command: str, args) -> str:
         "by seed, Bonferroni). `lr sensitivity`: Wortsman et al.'s mean excess validation loss over the grid "
         "(diverged runs count as the initial loss), mean over seeds with a 95% t interval.",
         "## The coordinate check beside the outcome\n\n"
-        + C.md_table(T.coords_table(results, TEXT))
+        + C.md_table(T.coords_table(results, TEXT, ("output", "pre_1")))
         + "\n\nGrowth of the mean |change| of the layer's output after 3 Adam steps (at each parameterization's "
         "best learning rate at the base width) from the narrowest to the widest width: ~x1 is what muP's "
         "coordinate check asks for.",

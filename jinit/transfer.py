@@ -1485,7 +1485,8 @@ def _plot_coords(ax: Any, res: TransferResult, axis: str) -> None:
     if c.empty:
         ax.set_axis_off()
         return
-    layers = list(dict.fromkeys(c["layer"]))
+    every = c.groupby("layer", sort=False)["size"].nunique() == c["size"].nunique()
+    layers = [layer for layer in dict.fromkeys(c["layer"]) if every[layer]]  # those every size has
     if len(layers) > 4:
         layers = [layers[0], layers[len(layers) // 2], layers[-2], layers[-1]]
     for layer in layers:
