@@ -115,65 +115,81 @@ def learning_rates(args) -> tuple[float, ...]:
     return tuple(float(args.lr_min * 10 ** (i / 2)) for i in range(k + 1))
 
 
+#: A seed "solves" associative recall when its validation accuracy reaches this at some learning rate.
+SOLVED = 0.9
+
+
 def per_seed(res) -> pd.DataFrame:
-    """One row per (scheme, seed): its lr sensitivity on the validation loss, and the best learning rate."""
+    """One row per (scheme, seed): its lr sensitivity on the validation loss, its best learning rate and best
+    final validation loss, whether it solved the task at some learning rate, and how many learning rates ended at
+    or above the initial loss (or diverged)."""
     c = res.curves.sort_values("step", kind="stable")
     rows = []
     for (scheme, seed), g in c.groupby(["scheme", "seed"], sort=False):
-        first = (
-            g.groupby("learning_rate").head(1).set_index("learning_rate")["val_loss"].sort_index()
-        )
+        first = g.groupby("learning_rate").head(1).set_index("learning_rate").sort_index()
         last = g.groupby("learning_rate").tail(1).set_index("learning_rate").sort_index()
         final = last["val_loss"].where(~last["diverged"].astype(bool))
+        init = first["val_loss"]
         rows.append(
             {
                 "scheme": short(str(scheme)),
                 "seed": int(seed),
-                "lr_sensitivity": metrics.lr_sensitivity(final.to_numpy(), first.to_numpy()),
+                "lr_sensitivity": metrics.lr_sensitivity(final.to_numpy(), init.to_numpy()),
                 "best_lr": float(final.idxmin()) if final.notna().any() else np.nan,
+                "best_loss": float(final.min()),
+                "solved": bool((last["val_accuracy"] >= SOLVED).any()),
+                "above_init": int((~(final < init)).sum()),
+                "n_lrs": int(len(final)),
                 "diverged": int(last["diverged"].astype(bool).sum()),
             }
         )
     return pd.DataFrame(rows)
 
 
+def _paired(seeds: dict, scheme: str, column: str):
+    on, off = (
+        seeds[q][seeds[q]["scheme"] == scheme].set_index("seed")[column]
+        for q in ("qk_on", "qk_off")
+    )
+    return metrics.compare(on, off, paired=True), metrics.min_detectable_difference(
+        on, off, paired=True
+    )
+
+
 def table(runs: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per scheme and qk setting: the sensitivity (mean, 95% CI over seeds); and per scheme the paired difference
-    qk on - off with its CI, p, Holm's verdict, and the smallest difference these seeds would detect."""
+    """Per scheme and qk setting: the sensitivity and the best loss (means, 95% CIs over seeds), seeds that solve
+    the task, runs ending at or above their initial loss; per scheme the paired differences qk on - off of the
+    sensitivity (with p, Holm's verdict and the smallest difference these seeds would detect) and of the best
+    loss."""
     seeds = {qk: per_seed(res) for qk, res in runs.items()}
     rows, diffs = [], []
     for qk, df in seeds.items():
-        summ = metrics.lr_sensitivity_summary(runs[qk].curves, loss="val_loss")
         for scheme, g in df.groupby("scheme", sort=False):
-            ci = metrics.mean_ci(g["lr_sensitivity"].to_numpy())
-            s = summ[summ["scheme"].map(lambda v: short(str(v))) == scheme].iloc[0]
-            assert (
-                abs(s["lr_sensitivity"] - ci.mean) < 1e-9
-            )  # the library's summary is the same number
+            ci, best = (
+                metrics.mean_ci(g["lr_sensitivity"].to_numpy()),
+                metrics.mean_ci(g["best_loss"].to_numpy()),
+            )
             rows.append({"scheme": scheme, "qk_norm": qk == "qk_on", "lr_sensitivity": ci.mean,
                          "ci_low": ci.low, "ci_high": ci.high, "n": len(g),
-                         "median_best_lr": float(g["best_lr"].median()),
+                         "best_loss": best.mean, "best_loss_ci_low": best.low, "best_loss_ci_high": best.high,
+                         "solved": int(g["solved"].sum()), "above_init": int(g["above_init"].sum()),
+                         "runs": int(g["n_lrs"].sum()), "median_best_lr": float(g["best_lr"].median()),
                          "diverged_models": int(g["diverged"].sum())})  # fmt: skip
-    if set(seeds) == set(QK):
-        for scheme in seeds["qk_on"]["scheme"].unique():
-            on = seeds["qk_on"][seeds["qk_on"]["scheme"] == scheme].set_index("seed")[
-                "lr_sensitivity"
-            ]
-            off = seeds["qk_off"][seeds["qk_off"]["scheme"] == scheme].set_index("seed")[
-                "lr_sensitivity"
-            ]
-            r = metrics.compare(on, off, paired=True)
-            mdd = metrics.min_detectable_difference(on, off, paired=True)
-            diffs.append({"scheme": scheme, "diff": r.diff, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                          "p": r.p_value, "p_rank": r.p_rank, "p_on_lower": 1.0 - r.p_a_gt_b, "mdd": mdd,
-                          "n": r.n_a})  # fmt: skip
-        d = pd.DataFrame(diffs)
-        d["holm_significant"] = C.holm(d["p"].to_numpy())
-        return pd.DataFrame(rows), d
-    return pd.DataFrame(rows), pd.DataFrame()
+    if set(seeds) != set(QK):
+        return pd.DataFrame(rows), pd.DataFrame()
+    for scheme in seeds["qk_on"]["scheme"].unique():
+        r, mdd = _paired(seeds, scheme, "lr_sensitivity")
+        b, _ = _paired(seeds, scheme, "best_loss")
+        diffs.append({"scheme": scheme, "diff": r.diff, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                      "p": r.p_value, "p_rank": r.p_rank, "p_on_lower": 1.0 - r.p_a_gt_b, "mdd": mdd,
+                      "n": r.n_a, "best_diff": b.diff, "best_ci_low": b.ci_low, "best_ci_high": b.ci_high,
+                      "best_p": b.p_value})  # fmt: skip
+    d = pd.DataFrame(diffs)
+    d["holm_significant"] = C.holm(d["p"].to_numpy())
+    return pd.DataFrame(rows), d
 
 
-def findings(diffs: pd.DataFrame) -> list[str]:
+def findings(diffs: pd.DataFrame, tab: pd.DataFrame | None = None) -> list[str]:
     out = []
     for r in diffs.itertuples():
         ci = f"{r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
@@ -186,11 +202,36 @@ def findings(diffs: pd.DataFrame) -> list[str]:
                 "not resolved at these seeds (not a tie: a difference smaller than "
                 f"{r.mdd:.3f} would go undetected with 80% power)"
             )
-        out.append(
+        line = (
             f"**{r.scheme}: {verdict}.** qk on - off = {ci} (paired by seed, n = {r.n}, p = {r.p:.2g}, "
             f"Wilcoxon p = {r.p_rank:.2g}; Holm over the {len(diffs)} schemes); P(on lower) = {r.p_on_lower:.2f}."
         )
+        if tab is not None and hasattr(r, "best_diff"):
+            line += " " + _context(r, tab)
+        out.append(line)
     return out
+
+
+def _context(r, tab: pd.DataFrame) -> str:
+    """What the best loss, the solved seeds and the runs above their initial loss say beside the sensitivity."""
+    t = tab[tab["scheme"] == r.scheme].set_index("qk_norm")
+    on, off = t.loc[True], t.loc[False]
+    text = (
+        f"Beside it: the best validation loss (each seed's minimum over the grid) is {on['best_loss']:.3f} with "
+        f"qk-layernorm and {off['best_loss']:.3f} without (paired difference {r.best_diff:+.3f} "
+        f"[{r.best_ci_low:+.3f}, {r.best_ci_high:+.3f}]); seeds that solve the task (validation accuracy >= "
+        f"{SOLVED:.0%} at some learning rate): {on['solved']} of {on['n']} with, {off['solved']} of {off['n']} "
+        f"without; runs that end at or above their initial loss: {on['above_init']} of {on['runs']} with, "
+        f"{off['above_init']} of {off['runs']} without."
+    )
+    if r.ci_low > 0 and r.best_ci_high < 0:
+        text += (
+            " The higher sensitivity comes with a lower best loss: the sensitivity is measured from each run's own "
+            "best, so runs that learn the task at a few learning rates and not at the others score as sensitive. "
+            "Here qk-layernorm changes what the model reaches, not only how robust it is, so this is not the "
+            "comparison of equally good optima that Wortsman et al. made."
+        )
+    return text
 
 
 def figure(runs: dict):
@@ -262,23 +303,30 @@ def report(runs: dict, out: Path, command: str, args) -> Path:
                 f"{r.lr_sensitivity:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
                 for r in tab.itertuples()
             ],
+            "best val loss [95% CI]": [
+                f"{r.best_loss:.3f} [{r.best_loss_ci_low:.3f}, {r.best_loss_ci_high:.3f}]"
+                for r in tab.itertuples()
+            ],
             "median best lr": tab["median_best_lr"].map(lambda v: f"{v:.3g}"),
+            "seeds solving the task": [f"{r.solved} / {r.n}" for r in tab.itertuples()],
+            "runs ending >= init loss": [f"{r.above_init} / {r.runs}" for r in tab.itertuples()],
             "diverged models": tab["diverged_models"],
-            "seeds": tab["n"],
         }
     )
     sections = [
         "Does qk-layernorm lower the learning-rate sensitivity of a small transformer (Wortsman et al. 2023), "
         "with intervals?",
         "## Setup\n\n" + setup,
-        "## What held and what did not\n\n" + "\n\n".join(f"- {f}" for f in findings(diffs))
+        "## What held and what did not\n\n" + "\n\n".join(f"- {f}" for f in findings(diffs, tab))
         if not diffs.empty
         else "",
         "## LR sensitivity per init and qk setting\n\n"
         + C.md_table(view)
         + "\n\nLR sensitivity: per seed, the mean over the grid of min(final validation loss, loss at init) - the "
         "seed's best final loss (a diverged run counts as its loss at init), then the mean over seeds with a 95% t "
-        "interval (`jinit.metrics.lr_sensitivity`, `lr_sensitivity_summary`).",
+        "interval (`jinit.metrics.lr_sensitivity`, `lr_sensitivity_summary`). Best val loss: each seed's minimum "
+        f"final validation loss over the grid. A seed solves the task when its validation accuracy reaches "
+        f"{SOLVED:.0%} at some learning rate (chance: 2 / vocab).",
         f"## Figure\n\n![{fig}]({fig})",
         f"## Reproduce\n\n```bash\n{command}\n```",
         "References: Wortsman et al. Small-scale proxies for large-scale Transformer training instabilities. "

@@ -722,3 +722,20 @@ def test_lr_sensitivity_findings_on_known_numbers():
     text = ls.findings(diffs)
     assert text[0].startswith("**gpt2: holds: qk-layernorm lowers the learning-rate sensitivity.**")
     assert "not resolved at these seeds (not a tie: a difference smaller than 0.090" in text[1]
+    # raised sensitivity with a lower best loss: the report says the two go together, and why
+    diffs = diffs.iloc[:1].assign(diff=0.4, ci_low=0.1, ci_high=0.7, best_diff=-0.5, best_ci_low=-0.8,
+                                  best_ci_high=-0.2, best_p=0.01)  # fmt: skip
+    tab = pd.DataFrame(
+        [
+            dict(scheme="gpt2", qk_norm=True, best_loss=0.7, solved=5, n=8, above_init=3, runs=72),
+            dict(scheme="gpt2", qk_norm=False, best_loss=1.4, solved=0, n=8, above_init=0, runs=72),
+        ]
+    )
+    line = ls.findings(diffs, tab)[0]
+    assert line.startswith("**gpt2: reversed: qk-layernorm raises the learning-rate sensitivity.**")
+    assert (
+        "0.700 with qk-layernorm and 1.400 without (paired difference -0.500 [-0.800, -0.200])"
+        in line
+    )
+    assert "5 of 8 with, 0 of 8 without" in line and "3 of 72 with, 0 of 72 without" in line
+    assert "The higher sensitivity comes with a lower best loss" in line
