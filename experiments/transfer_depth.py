@@ -52,6 +52,8 @@ def learning_rates(args) -> tuple[float, ...]:
 
 
 def run(args, param: str, out) -> transfer.TransferResult:
+    if args.report_only:  # the folders as they are (transfer.load): nothing is trained
+        return transfer.load(out / param)
     return transfer.check(
         model(None if args.norm == "none" else args.norm),
         widths=(args.width,),

@@ -74,6 +74,8 @@ def learning_rates(args) -> tuple[float, ...]:
 
 
 def run(args, param: str, out) -> transfer.TransferResult:
+    if args.report_only:  # the folders as they are (transfer.load): nothing is trained
+        return transfer.load(out / param)
     spec = broken_mup() if param == "mup_readout_unscaled" else param
     return transfer.check(
         make_model,

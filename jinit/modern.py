@@ -549,16 +549,19 @@ def _scale_by_table(mults: Mapping[str, float]) -> optax.GradientTransformation:
         del params
         return ScaleByTreeState()
 
+    from jinit.rules import param_paths  # the rules' '/'-joined paths, leaf by leaf
+
     def update_fn(updates, state, params=None):
         del params
-        leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
-        missing = [_path_str(p) for p, _ in leaves if _path_str(p) not in mults]
+        leaves, treedef = jax.tree_util.tree_flatten(updates)
+        paths = param_paths(updates)
+        missing = [p for p in paths if p not in mults]
         if missing:
             raise ValueError(
                 f"per_layer_adam: no multiplier for parameter(s) {', '.join(missing[:4])}; the table has "
                 f"{', '.join(list(mults)[:4])}{' ...' if len(mults) > 4 else ''}"
             )
-        out = [u * mults[_path_str(p)] for p, u in leaves]
+        out = [u * mults[p] for p, u in zip(paths, leaves, strict=True)]
         return jax.tree_util.tree_unflatten(treedef, out), state
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -89,6 +89,7 @@ __all__ = [
     "depth_mup",
     "expanded_percentiles",
     "layout",
+    "load",
     "mup",
     "optimizer_factory",
     "parabolic_optimum",
@@ -1218,7 +1219,7 @@ def check(
     kw = dict(seeds=seeds, seed=seed, epochs=epochs, batch_size=batch_size, vary=vary,
               train_size=train_size, task=task, progress=progress, overwrite=overwrite)  # fmt: skip
     runs = {sh: _train(make_model, layouts[sh], plan, kw, out_path) for sh in plan.shapes}
-    result = _result(runs, plan, metric, tolerance, n_boot, seed)
+    result = _result(runs, _settings(plan, metric, tolerance, n_boot, seed))
     if coords and _classification(runs):
         base = result.optima.iloc[0]
         lr = float(base["best_lr"]) if np.isfinite(base["best_lr"]) else float(np.median(plan.lrs))
@@ -1226,7 +1227,7 @@ def check(
         result.settings["coord_lr"] = lr
     result.settings.update(
         optimizer=optimizer, epochs=int(epochs), batch_size=int(batch_size), vary=vary,
-        train_size=train_size, seed=int(seed), wall_seconds=time.perf_counter() - t0,
+        train_size=train_size, wall_seconds=time.perf_counter() - t0,
     )  # fmt: skip
     if out_path is not None:
         result.save(out_path)
@@ -1238,43 +1239,94 @@ def _classification(runs: dict) -> bool:
     return not isinstance(task, dict) or task.get("name", "classification") == "classification"
 
 
-def _result(runs: dict, plan: _Plan, metric: str, tolerance: float, n_boot: int, seed: int):
-    """Analyzes the sweeps of every shape into a :class:`TransferResult` (without coordinates)."""
-    shapes = plan.shapes
-    tidy = {sh: _tidy_losses(runs[sh], metric) for sh in shapes}
-    losses = np.stack([_matrix(tidy[sh], "loss") for sh in shapes])
-    sizes = {"width": [w for w, _ in shapes]}
-    if plan.depths:
-        sizes["depth"] = [d for _, d in shapes]
-    optima, slope, verdicts = analyze(
-        losses, np.log2(plan.lrs), sizes, tolerance=tolerance, n_boot=n_boot, seed=seed
-    )
-    extras = pd.DataFrame([_shape_extras(runs[sh], tidy[sh]) for sh in shapes])
-    optima = pd.concat([optima, extras], axis=1)
-    optima.insert(0, "parameterization", plan.param.name)
-    slope.insert(0, "parameterization", plan.param.name)
-    long = pd.concat(
-        [
-            t.assign(width=sh[0], **({"depth": sh[1]} if plan.depths else {}))
-            for sh, t in tidy.items()
-        ],
-        ignore_index=True,
-    )
-    settings = {
+def _settings(plan: _Plan, metric: str, tolerance: float, n_boot: int, seed: int) -> dict:
+    """What :func:`check` was asked, as ``settings.json`` keeps it (and :func:`load` reads it back)."""
+    return {
         "parameterization": plan.param.name,
         "widths": list(plan.widths),
         "depths": list(plan.depths) if plan.depths else None,
         "learning_rates": list(plan.lrs),
-        "seeds": int(losses.shape[1]),
         "metric": metric,
         "tolerance": float(tolerance),
         "data": plan.data_name or getattr(plan.data, "name", "data"),
         "val_fraction": plan.val_fraction,
+        "n_boot": int(n_boot),
+        "seed": int(seed),
+    }
+
+
+def _shapes_of(settings: dict) -> list[tuple[int, int | None]]:
+    return [(w, d) for w in settings["widths"] for d in (settings["depths"] or (None,))]
+
+
+def _result(runs: dict, settings: dict) -> TransferResult:
+    """Analyzes the sweeps of every shape into a :class:`TransferResult` (without coordinates)."""
+    shapes, metric, name = _shapes_of(settings), settings["metric"], settings["parameterization"]
+    tidy = {sh: _tidy_losses(runs[sh], metric) for sh in shapes}
+    losses = np.stack([_matrix(tidy[sh], "loss") for sh in shapes])
+    sizes = {"width": [w for w, _ in shapes]}
+    if settings["depths"]:
+        sizes["depth"] = [d for _, d in shapes]
+    optima, slope, verdicts = analyze(
+        losses, np.log2(settings["learning_rates"]), sizes, tolerance=settings["tolerance"],
+        n_boot=settings["n_boot"], seed=settings["seed"],
+    )  # fmt: skip
+    extras = pd.DataFrame([_shape_extras(runs[sh], tidy[sh]) for sh in shapes])
+    optima = pd.concat([optima, extras], axis=1)
+    optima.insert(0, "parameterization", name)
+    slope.insert(0, "parameterization", name)
+    long = pd.concat(
+        [
+            t.assign(width=sh[0], **({"depth": sh[1]} if settings["depths"] else {}))
+            for sh, t in tidy.items()
+        ],
+        ignore_index=True,
+    )
+    meta = runs[shapes[0]].meta
+    facts = {
+        "seeds": int(losses.shape[1]),
         "n_models": int(sum(len(r.models) for r in runs.values())),
         "sweep_seconds": float(sum(float(r.meta.get("wall_seconds", 0.0)) for r in runs.values())),
-        "device": f"{runs[shapes[0]].meta.get('device_count', '?')} x {runs[shapes[0]].meta.get('device_kind', '?')}",
+        "device": f"{meta.get('device_count', '?')} x {meta.get('device_kind', '?')}",
     }
-    return TransferResult(plan.param.name, optima, slope, verdicts, None, runs, long, settings)
+    return TransferResult(name, optima, slope, verdicts, None, runs, long, {**settings, **facts})
+
+
+def load(folder: str | Path) -> TransferResult:
+    """Reads back the folder a :func:`check` with ``out=`` wrote, training nothing.
+
+    The run folder of every shape is read with :func:`jinit.sweep.load` (its tables), the statistics are computed
+    again from them with the settings of ``settings.json`` (the same numbers: the bootstrap is seeded), and the
+    coordinate check is read from ``coords.csv``. The model and the data are not needed.
+
+    Raises:
+      ValueError: ``folder`` has no ``settings.json`` or misses a shape's run folder.
+    """
+    folder = Path(folder)
+    if not (folder / "settings.json").is_file():
+        raise ValueError(
+            f"{folder} holds no transfer check (no settings.json): run transfer.check(out=...) first"
+        )
+    settings = {
+        "n_boot": 4000,
+        "seed": 0,
+        **files.read_json(folder / "settings.json"),
+    }  # check's defaults
+    missing = [_folder(*sh) for sh in _shapes_of(settings) if not (folder / _folder(*sh)).is_dir()]
+    if missing:
+        raise ValueError(
+            f"{folder} misses the run folder(s) {', '.join(missing)}: rerun the check to finish it"
+        )
+    runs = {sh: sweep.load(folder / _folder(*sh)) for sh in _shapes_of(settings)}
+    result = _result(runs, settings)
+    result.settings = {
+        **settings,
+        **{k: v for k, v in result.settings.items() if k not in settings},
+    }
+    if (folder / "coords.csv").is_file():
+        result.coords = pd.read_csv(folder / "coords.csv")
+    result.path = folder
+    return result
 
 
 # ---------------------------------------------------------------------------------------------- the result

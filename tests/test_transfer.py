@@ -348,6 +348,13 @@ def test_check_end_to_end_writes_its_folder_and_resumes(tmp_path):
     assert time.perf_counter() - t0 < 60
     pd.testing.assert_frame_equal(again.losses, result.losses)
     assert again.coords is None
+    back = transfer.load(
+        tmp_path / "t"
+    )  # the folder alone: the same statistics, the saved coordinates
+    pd.testing.assert_frame_equal(back.optima, result.optima)
+    assert back.verdict == result.verdict and len(back.coords) == len(result.coords)
+    with pytest.raises(ValueError, match="holds no transfer check"):
+        transfer.load(tmp_path)
 
 
 @pytest.mark.slow  # ~20 s: two residual depths under depth_mup
