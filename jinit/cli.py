@@ -760,20 +760,10 @@ def _add_transfer(sub) -> None:
 
 
 def _run_transfer(args) -> int:
-    from pathlib import Path
-
     import pandas as pd
 
     from jinit import models, transfer
 
-    if (
-        Path(sys.argv[0]).name == "jinit"
-    ):  # the process: one JAX device per core (a no-op once JAX started)
-        from jinit.plots import use_file_backend
-        from jinit.sweep import use_cpu_devices
-
-        use_cpu_devices()
-        use_file_backend()
     widths = _parse_flag(
         "--widths", "ints", args.widths or ("16,32,64" if args.smoke else "32,64,128,256")
     )
@@ -916,14 +906,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"jinit {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    if argv is None and args.command in ("sweep", "propagate"):
+    if argv is None and args.command in ("sweep", "propagate", "transfer"):
         # The process: on a CPU, one JAX device per core trains the model axis on every core at once
         # (jinit.sweep.use_cpu_devices; JAX_NUM_CPU_DEVICES overrides). Not done for an in-process call, which
         # must not change the devices of the program that called it.
         from jinit.sweep import use_cpu_devices
 
         use_cpu_devices()
-    if argv is None and args.command in ("report", "propagate"):
+    if argv is None and args.command in ("report", "propagate", "transfer"):
         # The process only writes figures to files: no window, no display needed (an in-process call, e.g. from
         # a notebook, keeps its backend).
         from jinit.plots import use_file_backend
@@ -945,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.excepthook = lambda *exc: logger.debug("background error: %s", exc[1])
     sys.stderr = _MainThreadOnly(stderr)
     try:
-        if args.command != "sweep":
+        if args.command not in ("sweep", "transfer"):
             return int(args.func(args) or 0)
         # SIGINT / SIGTERM from now on end the command with one line and 130 / 143 (inside the sweep, with what
         # was saved and how to resume)
@@ -956,7 +946,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         signum = int(getattr(e, "signum", 2))
         code = getattr(e, "exit_code", 128 + signum)
-        if not hasattr(e, "exit_code"):
+        if (
+            hasattr(e, "exit_code") and args.command == "transfer"
+        ):  # the sweep of one shape was interrupted
+            again = (
+                "; the same command continues from it"
+                if getattr(e, "path", None) is not None
+                else ""
+            )
+            print(f"jinit transfer: {e}{again}", file=sys.stderr)
+        elif not hasattr(e, "exit_code"):
             import signal
 
             try:
