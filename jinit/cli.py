@@ -180,6 +180,20 @@ _SWEEP_FLAGS = (
         "floats",
         "multiplier on every kernel's initial values, or comma-separated values (an axis); default 1",
     ),
+    (
+        "--compute-dtype",
+        "compute_dtype",
+        "strs",
+        "dtype of the activations and matmuls: float32 (default) or bfloat16 (parameters stay float32), or "
+        "float32,bfloat16: a precision dimension, one compiled program per value",
+    ),
+    (
+        "--state-dtype",
+        "state_dtype",
+        "strs",
+        "dtype the optimizer's moments are stored in: float32 (default) or bfloat16, or float32,bfloat16 (a "
+        "precision dimension)",
+    ),
     ("--vary", "vary", str, "what changes with the seed: init (default), data, both"),
     ("--eval-every", "eval_every", int, "also evaluate every N steps within each epoch"),
     ("--target-accuracy", "target_accuracy", float, "accuracy (fraction) for steps-to-target"),
@@ -240,6 +254,11 @@ def _parse_flag(flag: str, kind, text: str):
     if kind is str:
         return text
     try:
+        if kind == "strs":  # one value, or a precision dimension
+            items = [t.strip() for t in text.split(",")]
+            if not all(items):
+                raise ValueError
+            return items[0] if len(items) == 1 else tuple(items)
         if kind == "ints":
             items = [t.strip() for t in text.split(",")]
             if not all(items):
@@ -263,6 +282,7 @@ def _parse_flag(flag: str, kind, text: str):
     except ValueError:
         want = {
             "ints": "comma-separated integers",
+            "strs": "comma-separated names",
             "floats": "comma-separated numbers" if "," in text else "a number",
             "bytes": "a size such as 2GiB or 500MB (below 2**63 bytes)",
             int: "an integer",

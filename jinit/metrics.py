@@ -806,6 +806,8 @@ HYPERPARAMETER_FIELDS = (
     "learning_rate",
     "weight_decay",
     "init_scale",
+    "compute_dtype",
+    "state_dtype",
     "optimizer",
     "activation",
     "epochs",
@@ -1800,14 +1802,23 @@ def _convergence(
     return out
 
 
-#: The columns of the hyperparameter axes of a sweep (:mod:`jinit.sweep.axes`), present in ``models.csv`` and
+#: The columns of the hyperparameter axes of a sweep (:mod:`jinit.sweep.hyper`), present in ``models.csv`` and
 #: ``results.csv`` when the axis has more than one value.
 AXIS_COLUMNS = ("learning_rate", "weight_decay", "init_scale")
 
+#: The columns of its precision dimensions (:mod:`jinit.sweep.precision`; dtype names), present when swept.
+PRECISION_COLUMNS = ("compute_dtype", "state_dtype")
+
 
 def axis_columns(table: pd.DataFrame) -> list[str]:
-    """The hyperparameter-axis columns (:data:`AXIS_COLUMNS`) of a models or curves table, in grid order."""
-    return [c for c in AXIS_COLUMNS if c in table.columns]
+    """The columns of the swept dimensions of a models or curves table, in grid order: the hyperparameter axes
+    (:data:`AXIS_COLUMNS`), then the precision dimensions (:data:`PRECISION_COLUMNS`)."""
+    return [c for c in AXIS_COLUMNS + PRECISION_COLUMNS if c in table.columns]
+
+
+def axis_value_text(v: Any) -> str:
+    """An axis value as the tables and labels write it: ``0.001``, ``bfloat16``."""
+    return v if isinstance(v, str) else f"{float(v):g}"
 
 
 def _ok_rows(models: pd.DataFrame, col: str) -> np.ndarray:
@@ -1833,7 +1844,8 @@ def compare_axis_values(
 
     Models that differ only in an axis value share their initial weights (before the init scale) and their
     batches (the values do not enter the keys), so the comparison is **paired by seed**, over the seeds that
-    did not diverge at either value.
+    did not diverge at either value. A precision dimension is an axis here too (``axis="compute_dtype"``,
+    ``a="bfloat16"``, ``b="float32"``): the precisions of a model share its initial weights and batches.
 
     Raises:
       ValueError: for a missing scheme, axis or value, or other axes with several values in the scheme.
@@ -1854,7 +1866,10 @@ def compare_axis_values(
         )
     series = []
     for v in (a, b):
-        rows = sub[np.isclose(sub[axis].to_numpy(np.float64), float(v), rtol=1e-12, atol=0.0)]
+        if axis in PRECISION_COLUMNS:
+            rows = sub[sub[axis].astype(str) == str(v)]
+        else:
+            rows = sub[np.isclose(sub[axis].to_numpy(np.float64), float(v), rtol=1e-12, atol=0.0)]
         if not len(rows):
             raise ValueError(
                 f"{axis}={v!r} is not in this run; its values: {sorted(sub[axis].unique())}"

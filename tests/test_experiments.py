@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -465,6 +466,117 @@ def test_benchmark_merge_and_roofline():
         "cpu"  # a CPU sweep keeps its chunks' state in cache: no DRAM roofline
     )
     assert "roofline_flops_per_s" not in b.table(doc)
+
+
+def test_benchmark_roofline_per_precision():
+    """A bfloat16-state row's roofline uses its own state traffic (moments at 2 bytes): half the bytes of float32
+    state per step double the memory-bound FLOP/s; its goal is its share of that roofline; the float32 goals read
+    the float32 rows only."""
+    b = _load("benchmark")
+    rows = [
+        {
+            **_row("jinit", 1024, 32, 50.0),
+            "precision": prec,
+            "flops_per_model_epoch": 1e9,
+            "peak_flops_per_s": 1e12,
+            "flops_per_s": 50 * 1e9,
+            "state_bytes_per_model_step": traffic,
+        }
+        for prec, traffic in (("float32", 1e6), ("bf16_state", 5e5))
+    ]
+    doc = {**_bench_doc(rows, "gpu"), "n_train": 320}
+    doc |= {"memory_bandwidth": {"bytes_per_s": 1e9}, "state_bytes_per_model_step": 1e6}
+    t = b.table(doc).set_index("precision")
+    assert t.loc["float32", "roofline_flops_per_s"] == pytest.approx(1e11)
+    assert t.loc["bf16_state", "roofline_flops_per_s"] == pytest.approx(2e11)
+    assert t.loc["bf16_state", "fraction_of_roofline"] == pytest.approx(0.25)
+    goals = {g["goal"]: g for g in b.goals(doc)}
+    g = goals["jinit bf16_state >= 85% of its memory roofline (N=1024, batch 32)"]
+    assert g["measured"] == "25.0%" and g["met"] is False
+    assert not any("float32 >=" in k for k in goals)
+    # a JSON from before the precision rows reads as float32
+    old = {**doc, "rows": [{k: v for k, v in rows[0].items() if k != "precision"}]}
+    assert list(b.table(old)["precision"]) == ["float32"]
+
+
+@pytest.mark.slow
+def test_benchmark_precisions_smoke(tmp_path):
+    """The precision benchmark's code path on CPU: jinit at float32, bf16 state and bf16 compute+state, each with
+    its own FLOPs, XLA bytes and state traffic (the GPU numbers are measured on a GPU)."""
+    import json
+
+    out = tmp_path / "bench"
+    argv = ["--smoke", "--no-progress", "--out", str(out), "--ns", "2", "--methods", "jinit"]
+    argv += ["--precisions", "float32,bf16_state,bf16_compute_state"]
+    assert _load("benchmark").main(argv) == 0
+    doc = json.loads((out / "benchmark_cpu.json").read_text())
+    rows = {r["precision"]: r for r in doc["rows"]}
+    assert set(rows) == {"float32", "bf16_state", "bf16_compute_state"}
+    for r in rows.values():
+        assert r["model_epochs_per_s"] > 0 and r["xla_bytes_per_model_step"] > 0
+    # Adam's two moments at 2 bytes instead of 4, read and written once: 2 x 2 x 2 bytes per parameter less
+    n_params = 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10
+    saved = (
+        rows["float32"]["state_bytes_per_model_step"]
+        - rows["bf16_state"]["state_bytes_per_model_step"]
+    )
+    assert saved == 8 * n_params
+    assert (
+        rows["bf16_compute_state"]["peak_flops_per_s"] == doc["matmul_peak_bfloat16"]["flops_per_s"]
+    )
+    assert "| bf16_state |" in (out / "report.md").read_text()
+    with pytest.raises(ValueError, match="unknown precision"):
+        _load("benchmark").main([*argv[:-1], "float16"])
+
+
+# ------------------------------------------------------------------------------------------ precision
+
+
+def test_precision_statistics_on_known_numbers():
+    p = _load("precision")
+    # Pitman-Morgan: y = 2x (paired, perfectly correlated) has 4x the variance: x + y and x - y correlate
+    x = np.array([0.1, 0.4, 0.2, 0.9, 0.5, 0.7])
+    assert p.pitman_morgan(x, 2 * x) < 1e-6
+    assert np.isnan(p.pitman_morgan(x, x))  # x - y does not vary
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 200), rng.normal(0, 1, 200)
+    assert p.pitman_morgan(a, b) > 0.05
+    # McNemar's exact test: 6 seeds fail at A only, none at B only: p = 2 * 0.5**6
+    fa = pd.Series([True] * 6 + [False] * 2)
+    fb = pd.Series([False] * 8)
+    assert p.mcnemar_exact(fa, fb) == pytest.approx(2 * 0.5**6)
+    assert p.mcnemar_exact(fb, fb) == 1.0
+    lo, hi = p.clopper_pearson(0, 8)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 8))
+
+
+@pytest.mark.slow
+def test_precision_smoke(tmp_path):
+    out = _run("precision", tmp_path / "precision")
+    text = _check_new_report(
+        out,
+        "## mlp: accuracy per precision",
+        "## resmlp: each bfloat16 precision against float32",
+        "## tanh10: each bfloat16 precision against float32",
+        "## Cost on this machine",
+        "## On a GPU",
+    )
+    assert "bf16 compute+state" in text and "Pitman-Morgan" in text
+    r = sweep.load(out / "run_mlp")
+    # one sweep per network: 3 schemes x 4 precisions x 2 seeds
+    assert len(r.models) == 3 * 4 * 2
+    assert set(zip(r.models["compute_dtype"], r.models["state_dtype"], strict=True)) == set(
+        _load("precision").ARMS
+    )
+    res = sweep.load(out / "run_resmlp")
+    assert res.meta["custom_model"] and res.meta["model"]["name"] == "ResidualMLP"
+    seconds = json.loads((out / "arm_seconds.json").read_text())
+    assert set(seconds) == {"mlp", "resmlp", "tanh10"}
+    assert set(seconds["mlp"]["seconds"]) == set(_load("precision").ARMS.values())
+    # --report-only rebuilds the report from the run folders, training nothing
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("run_*/models.csv")}
+    assert _load("precision").main(["--smoke", "--out", str(out), "--report-only"]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("run_*/models.csv")} == before
 
 
 @pytest.mark.slow

@@ -171,7 +171,7 @@ def run(
                 init_compile = programs.compile_seconds - before
                 trainer = Trainer(
                     store.plan,
-                    programs.epoch(store.plan, jax.local_devices()[0].platform),
+                    programs.epochs(store.plan, jax.local_devices()[0].platform),  # per precision
                     inits,
                     jax.local_devices(),
                     keep_variables=keep_params or save_params,
@@ -227,4 +227,8 @@ def _meta(meta, plan, trainer, compile_seconds, status) -> dict[str, Any]:
         trainer.program.memory
     ):  # what XLA allocates for one chunk's epoch (per device; data included)
         meta["epoch_program_bytes"] = trainer.program.memory
+    if len(trainer.programs) > 1:  # each precision's program (jinit.sweep.precision)
+        meta["epoch_program_bytes_by_precision"] = {
+            p.label: prog.memory for p, prog in trainer.programs.items() if prog.memory
+        }
     return meta
