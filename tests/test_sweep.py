@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any
 
 import flax.linen as nn
@@ -331,7 +332,9 @@ def test_chunking_does_not_change_results(base, monkeypatch):
     """Chunks of 2 (3 chunks) vs one chunk of 6 trained as three groups of 2 on one device (as a sweep resumed
     on fewer devices does): the same models, bit for bit (every model is computed by the same program of
     ``models_per_device`` models)."""
-    monkeypatch.setattr(sweep.layout, "chunk_plan", lambda n, k, devices, cap=None: (3 * k, 1))
+    monkeypatch.setattr(
+        sweep.layout, "chunk_plan", lambda n, k, devices, cap=None, streams=1: (3 * k, 1)
+    )
     r = sweep.run(
         dataclasses.replace(BASE, max_models_per_chunk=None), progress=False, keep_params=True
     )
@@ -454,6 +457,38 @@ def test_chunk_plan_uses_as_many_devices_as_the_grid_needs():
         for devices in (1, 2, 3, 4):
             size, used = sweep.chunk_plan(n, 3, devices)
             assert size == 3 * used and 1 <= used <= devices and used * 3 < n + 3
+    # streams: groups a device trains at once (CPU cores per CPU device); devices are filled first
+    assert sweep.chunk_plan(1000, 4, 1, streams=2) == (8, 1)
+    assert sweep.chunk_plan(1000, 4, 2, streams=2) == (16, 2)
+    assert sweep.chunk_plan(5, 4, 1, streams=2) == (8, 1)
+    assert sweep.chunk_plan(3, 4, 1, streams=2) == (4, 1)
+    assert sweep.chunk_plan(1000, 4, 1, 4, streams=2) == (4, 1)
+
+
+def test_streams_per_device_only_on_cpu_and_within_the_budget():
+    class Accelerator:
+        platform = "gpu"
+
+    cpu = jax.devices("cpu")[0]
+    assert sweep.layout.streams_per_device(Accelerator(), 1, 1 << 30) == 1
+    assert sweep.layout.streams_per_device(cpu, 1 << 30, 1 << 30) == 1  # one group fills the budget
+    cores = len(os.sched_getaffinity(0))
+    n_cpu = len(jax.devices("cpu"))
+    assert sweep.layout.streams_per_device(cpu, 1, 1 << 30) == max(1, cores // n_cpu)
+
+
+def test_streams_do_not_change_results(monkeypatch):
+    """Two groups trained at once on one device, or one after the other: the same models, bit for bit."""
+    cfg = dataclasses.replace(BASE, max_models_per_chunk=None, models_per_device=2)
+    got = {}
+    for streams in (1, 3):
+        monkeypatch.setattr(sweep.layout, "streams_per_device", lambda *a, s=streams: s)
+        r = sweep.run(cfg, progress=False, keep_params=True, max_devices=1)
+        assert r.meta["streams_per_device"] == streams
+        assert r.meta["chunk_size"] == 2 * min(streams, -(-r.meta["n_models"] // 2))
+        got[streams] = r
+    for a, b in zip(jax.tree.leaves(got[1].params), jax.tree.leaves(got[3].params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_models_per_device_depends_on_the_model_and_device_kind_only():

@@ -220,21 +220,43 @@ def models_per_device(
 
 
 def chunk_plan(
-    n_models: int, per_device: int, n_devices: int, max_models_per_chunk: int | None = None
+    n_models: int,
+    per_device: int,
+    n_devices: int,
+    max_models_per_chunk: int | None = None,
+    streams: int = 1,
 ) -> tuple[int, int]:
     """The chunk size and the number of devices a sweep uses.
 
-    A chunk is ``per_device x devices`` models: as many devices as the grid needs (``ceil(n_models /
-    per_device)``, at most ``n_devices``), fewer when ``max_models_per_chunk`` asks for smaller chunks (never
-    fewer than one device's ``per_device`` models). Only the layout depends on this, never a model's numbers.
+    A chunk is ``per_device x devices x streams`` models: as many groups of ``per_device`` models as the grid needs
+    (``ceil(n_models / per_device)``), at most ``streams`` per device (:func:`streams_per_device`) on at most
+    ``n_devices`` devices, fewer when ``max_models_per_chunk`` asks for smaller chunks (never fewer than one group).
+    Only the layout depends on this, never a model's numbers.
 
     Returns:
       ``(chunk_size, devices_used)``.
     """
-    used = max(1, min(n_devices, math.ceil(n_models / per_device)))
+    groups = max(1, min(n_devices * max(1, streams), math.ceil(n_models / per_device)))
     if max_models_per_chunk:
-        used = max(1, min(used, max_models_per_chunk // per_device))
-    return per_device * used, used
+        groups = max(1, min(groups, max_models_per_chunk // per_device))
+    return per_device * groups, min(n_devices, groups)
+
+
+def streams_per_device(device, group_bytes: int, budget: int) -> int:
+    """How many groups of models one device trains at the same time: on a CPU device, the cores each CPU device
+    has (a group's small matmuls leave cores idle, and XLA:CPU runs two executions of one device at once), as long
+    as the groups fit the device's memory budget; on an accelerator 1. The executions are the same programs on the
+    same inputs, so this changes the speed only, never a model's bits. Measured on a 2-core CPU with one CPU device
+    (MNIST MLP, 64 models, batch 128): 2.41 -> 2.67 model-epochs/s with 2 streams (the machine otherwise loaded).
+    """
+    if getattr(device, "platform", None) != "cpu":
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    n_cpu = max(1, sum(d.platform == "cpu" for d in jax.local_devices(backend="cpu")))
+    return max(1, min(cores // n_cpu, budget // max(1, group_bytes)))
 
 
 def use_cpu_devices(n: int | None = None) -> int | None:

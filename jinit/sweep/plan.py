@@ -65,8 +65,8 @@ class Training(NamedTuple):
 
 class Layout(NamedTuple):
     """Where the models train: every compiled program trains ``models_per_device`` models on one device (part of
-    a model's arithmetic); a chunk is ``chunk_size`` models, ``chunk_size // models_per_device`` groups, each on its
-    own device (at most ``devices`` of this process)."""
+    a model's arithmetic); a chunk is ``chunk_size`` models, ``chunk_size // models_per_device`` groups, group ``g``
+    on device ``g % devices`` (at most ``devices`` of this process), ``streams`` of them at once per device."""
 
     models_per_device: int
     chunk_size: int
@@ -78,6 +78,7 @@ class Layout(NamedTuple):
     bytes_by_precision: tuple[
         int, ...
     ] = ()  # each precision's estimate, in the order of Plan.trainings
+    streams: int = 1  # groups one device trains at the same time (layout.streams_per_device)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,11 +239,14 @@ def _layout(
         budget=budget - data_bytes,
     )
     n_blocks = len(trainings)
+    streams = layout.streams_per_device(devices[0], k * per_model, budget - data_bytes)
     size, used = layout.chunk_plan(
-        n_models // n_blocks, k, len(devices), config.max_models_per_chunk
+        n_models // n_blocks, k, len(devices), config.max_models_per_chunk, streams
     )
     n_chunks = precision.n_chunks(n_models, n_blocks, size)
-    return Layout(k, size, n_chunks, used, devices[0].platform, per_model, budget, by_precision)
+    return Layout(
+        k, size, n_chunks, used, devices[0].platform, per_model, budget, by_precision, streams
+    )
 
 
 def make_plan(
@@ -360,6 +364,7 @@ def describe_plan(plan: Plan) -> dict[str, Any]:
         "models_per_device": lay.models_per_device,
         "chunk_size": lay.chunk_size,
         "n_chunks": lay.n_chunks,
+        "streams_per_device": lay.streams,
         "bytes_per_model_estimate": lay.bytes_per_model,
         "custom_model": plan.custom_model,
         "model": None if inputs.model_info is None else inputs.model_info._asdict(),

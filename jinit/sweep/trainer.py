@@ -2,9 +2,10 @@
 
 A chunk is ``chunk_size`` models in groups of ``models_per_device``; group ``g`` trains on device ``g % devices``
 with the same single-device program (:class:`jinit.sweep.program.EpochProgram`: the program of the chunk's
-precision; a chunk holds one precision, :mod:`jinit.sweep.precision`). Each device's epoch is run from a
+precision; a chunk holds one precision, :mod:`jinit.sweep.precision`). Each group's epoch is run from a
 thread of its own, so the devices compute at the same time (dispatched from one thread, XLA:CPU ran them one after
-another: 2 CPU devices trained no faster than one). What happens around the epochs -- restoring a checkpoint,
+another: 2 CPU devices trained no faster than one), and on a CPU device with several cores several groups of that
+device too (``layout.streams``: :func:`jinit.sweep.layout.streams_per_device`). What happens around the epochs -- restoring a checkpoint,
 saving one, the progress bar, trackers -- are :class:`Callback` objects the driver passes in.
 """
 
@@ -135,7 +136,8 @@ class Trainer:
         self._data = {d: jax.device_put(host, d) for d in self.devices}  # once per device
         self._root = keys.root_key(plan.config.seed)
         self._executables: dict[Any, Any] = {}  # (precision, device) -> its compiled epoch
-        self._pool = concurrent.futures.ThreadPoolExecutor(len(self.devices), "jinit-device")
+        streams = len(self.devices) * plan.layout.streams  # groups trained at the same time
+        self._pool = concurrent.futures.ThreadPoolExecutor(streams, "jinit-device")
         self._prepare = concurrent.futures.ThreadPoolExecutor(1, "jinit-init")
         self._next: tuple[int, concurrent.futures.Future] | None = None
         self._done: tuple | None = None  # the last trained chunk, not yet handed to the callbacks
