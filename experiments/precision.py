@@ -16,7 +16,7 @@ the 95% confidence set for the best scheme; per scheme, the paired difference of
 spreads for paired samples (Holm); the ranking: schemes whose order is resolved in opposite directions in two
 precisions (Welch, both 95% intervals excluding zero).
 
-Writes ``run_<network>/`` (one run folder per network), ``arm_seconds.json``, ``report.md`` and PNG figures under
+Writes ``run_<network>/`` (one run folder per network), ``report.md`` and PNG figures under
 ``experiments/results/precision/``.
 
 Usage::
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from jinit import files, metrics, models, sweep
+from jinit import metrics, models, sweep
 
 NAME = "precision"
 BOTH = ("float32", "bfloat16")
@@ -114,38 +114,12 @@ def configs(args) -> dict[str, tuple[sweep.SweepConfig, object]]:
     return {k: v for k, v in out.items() if k in args.networks}
 
 
-class ArmSeconds(sweep.Callback):
-    """Training seconds and model-epochs of each precision (a chunk holds one), for the cost table."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-        self.model_epochs: dict[str, int] = {}
-
-    def sweep_start(self, plan) -> None:
-        self.plan = plan
-
-    def epoch_end(self, event) -> None:
-        label = ARMS[tuple(self.plan.chunk_precision(event.chunk))]
-        self.seconds[label] = self.seconds.get(label, 0.0) + event.seconds
-        self.model_epochs[label] = self.model_epochs.get(label, 0) + len(event.models)
-
-
-def run_all(args, out: Path) -> tuple[dict[str, sweep.SweepResult], dict]:
-    runs, seconds = {}, {}
-    path = out / "arm_seconds.json"
-    if path.is_file():
-        seconds = files.read_json(path)
+def run_all(args, out: Path) -> dict[str, sweep.SweepResult]:
+    runs = {}
     for net, (cfg, model) in configs(args).items():
-        timer = ArmSeconds()
-        kw = {} if args.report_only else {"callbacks": [timer]}
-        if model is not None:
-            kw["model"] = model
+        kw = {} if model is None else {"model": model}
         runs[net] = C.run_or_load(cfg, out / f"run_{net}", args, **kw)
-        if timer.seconds:  # trained now (a run read back keeps the seconds written when it trained)
-            seconds[net] = {"seconds": timer.seconds, "model_epochs": timer.model_epochs}
-    if not args.report_only:
-        files.write_json(path, seconds)
-    return runs, seconds
+    return runs
 
 
 # ------------------------------------------------------------------------------------------------ statistics
@@ -385,7 +359,9 @@ def findings(net: str, result, df: pd.DataFrame) -> list[str]:
         spread = [r["scheme"] for _, r in g.iterrows() if r["spread_holm"]]
         fail = [r["scheme"] for _, r in g.iterrows() if r["mcnemar_p"] < 0.05]
         rev = reversals(result, arm)
-        mdd = g["mdd"][np.isfinite(g["mdd"])]
+        mdd = g["mdd"][
+            np.isfinite(g["mdd"]) & ~g["deterministic"].astype(bool)
+        ]  # not zeros' one model
         parts = [
             f"**{arm}** ({net}, {seeds} seeds): "
             + (
@@ -420,24 +396,21 @@ def findings(net: str, result, df: pd.DataFrame) -> list[str]:
     return out
 
 
-def cost_table(runs: dict, seconds: dict) -> pd.DataFrame:
+def cost_table(runs: dict) -> pd.DataFrame:
     rows = []
     for net, r in runs.items():
         est = r.meta.get("bytes_per_model_by_precision", {})
         xla = r.meta.get("epoch_program_bytes_by_precision", {})
-        s = seconds.get(net, {})
         for (c, st), arm in ARMS.items():
             key = f"compute={c},state={st}"
-            sec, me = s.get("seconds", {}).get(arm), s.get("model_epochs", {}).get(arm)
             rows.append(
                 {
                     "network": net,
                     "precision": arm,
                     "bytes/model (estimate)": est.get(key, float("nan")),
                     "XLA arguments / temp (bytes, one program)": (
-                        f"{xla[key]['argument']} / {xla[key]['temp']}" if key in xla else "-"
+                        f"{xla[key]['argument']:,} / {xla[key]['temp']:,}" if key in xla else "-"
                     ),
-                    "model-epochs/s (this CPU)": (me / sec) if sec else float("nan"),
                 }
             )
     return pd.DataFrame(rows)
@@ -512,7 +485,7 @@ GPU_COMMAND = (
 )
 
 
-def report(runs: dict, seconds: dict, out: Path, command: str, args) -> Path:
+def report(runs: dict, out: Path, command: str, args) -> Path:
     sections = [
         "Does the ranking of initialization schemes measured in float32 hold in bfloat16, which schemes lose "
         "accuracy or fail, and is the spread over seeds larger? Every claim below is a computed test on the "
@@ -544,17 +517,14 @@ def report(runs: dict, seconds: dict, out: Path, command: str, args) -> Path:
     sections += [
         "## Cost on this machine\n\n"
         + C.md_table(
-            cost_table(runs, seconds),
-            {
-                "bytes/model (estimate)": lambda v: "-" if not np.isfinite(v) else f"{int(v):,}",
-                "model-epochs/s (this CPU)": lambda v: "-" if not np.isfinite(v) else f"{v:.2f}",
-            },
+            cost_table(runs),
+            {"bytes/model (estimate)": lambda v: "-" if not np.isfinite(v) else f"{int(v):,}"},
         )
         + "\n\n`bytes/model`: the layout's estimate (`meta['bytes_per_model_by_precision']`: parameters, "
-        "gradients, optimizer state, activations); XLA's figures are one program's (`k` models and the data). On "
-        "this CPU bfloat16 is not faster (XLA:CPU converts around its float32 kernels); what bfloat16 buys is "
-        "memory, and on a GPU bandwidth: `experiments/benchmark.py --precision` measures it "
-        "(`experiments/results/benchmark/NOTES.md`).",
+        "gradients, optimizer state, activations); XLA's figures are one program's (`k` models and the data), "
+        "recorded by the process that compiled it (`-`: compiled by an earlier start of a resumed sweep). Speed is "
+        "not measured here (these sweeps share the machine with other work): `experiments/benchmark.py "
+        "--precisions` measures each precision's throughput interleaved (`experiments/results/benchmark/NOTES.md`).",
         "## On a GPU\n\nThe classic sizes (all of MNIST, 20 seeds, 10 epochs, batch 32, the CS231n width of 500):"
         f"\n\n```bash\n{GPU_COMMAND}\n```",
         f"## Reproduce\n\n```bash\n{command}\n```",
@@ -582,8 +552,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"unknown network(s) {unknown}; valid: {', '.join(NETWORKS)}")
     out = C.out_dir(args, NAME)
     t = C.Timer()
-    runs, seconds = run_all(args, out)
-    path = report(runs, seconds, out, C.command_line(argv, NAME), args)
+    runs = run_all(args, out)
+    path = report(runs, out, C.command_line(argv, NAME), args)
     print(f"wrote {path} ({t.seconds / 60:.1f} min)")
     return 0
 
