@@ -313,6 +313,20 @@ def _add_sweep(sub) -> None:
         help="checkpoint the training state of the running chunk at an epoch boundary at most every that "
         "many seconds (default 60; 0: every epoch; 'never': whole chunks only)",
     )
+    p.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="write one TensorBoard run per model into DIR (DIR/<scheme>/<axis values>/seed_<s>/: the curves of "
+        "results.csv at every evaluation point, the config; pip install 'jinit[tensorboard]')",
+    )
+    p.add_argument(
+        "--wandb",
+        default=None,
+        metavar="PROJECT",
+        help="log one Weights & Biases run per model into PROJECT, grouped by the run folder's name and by "
+        "scheme (pip install 'jinit[wandb]'; WANDB_MODE=offline writes the runs locally for wandb sync)",
+    )
     _add_distributed_flags(p)
     p.add_argument(
         "--check-determinism",
@@ -464,6 +478,9 @@ def _resume_command(args, out) -> str:
     argv += ["--out", str(out)]
     if args.checkpoint_every is not None:
         argv += ["--checkpoint-every", args.checkpoint_every]
+    for flag in ("tensorboard", "wandb"):
+        if getattr(args, flag, None) is not None:
+            argv += ["--" + flag, getattr(args, flag)]
     for flag in (
         "coordinator",
         "num_processes",
@@ -522,6 +539,8 @@ def _run_sweep(args) -> int:
             checkpoint_every=checkpoint_every,
             save_params=args.save_params,
             task=getattr(args, "task", None),
+            tensorboard=getattr(args, "tensorboard", None),
+            wandb=getattr(args, "wandb", None),
         )
     except sweep.SweepInterrupted as e:
         print(f"jinit sweep: {e}", file=sys.stderr)

@@ -20,6 +20,7 @@ import numpy as np
 from jinit.results import SweepResult
 from jinit.sweep import group as group_lib
 from jinit.sweep import program as program_lib
+from jinit.sweep import trackers
 from jinit.sweep.assemble import assemble
 from jinit.sweep.config import SweepConfig
 from jinit.sweep.folder import check_writable
@@ -94,6 +95,8 @@ def run(
     task: Any = None,
     programs: program_lib.ProgramCache | None = None,
     callbacks: Sequence[Callback] = (),
+    tensorboard: str | os.PathLike | None = None,
+    wandb: str | dict | None = None,
 ) -> SweepResult:
     """Trains every model of the grid and returns the results (see :mod:`jinit.sweep` and the README).
 
@@ -115,6 +118,8 @@ def run(
         process's, :func:`jinit.sweep.program.default_cache`).
       callbacks: your own :class:`jinit.sweep.trainer.Callback` objects, called as the models train (chunks read
         back from a run folder are not trained again, so not seen).
+      tensorboard: a folder: one TensorBoard run per model in it (:class:`jinit.sweep.trackers.TensorBoard`).
+      wandb: a W&B project, or a dict of :class:`jinit.sweep.trackers.WandB`'s arguments: one W&B run per model.
 
     Returns:
       A :class:`SweepResult`; ``result.meta["timings"]`` says where the time went.
@@ -131,6 +136,8 @@ def run(
     group = group_lib.SingleProcess()
     try:
         model = _check_arguments(checkpoint_every, save_params, out, model, make_model)
+        group_name = None if out is None else Path(out).resolve().name
+        callbacks = [*callbacks, *trackers.from_arguments(tensorboard, wandb, group_name)]
         group = group_lib.current(out)
         plan = make_plan(
             config, model=model, data=data, task=task, optimizer=optimizer, max_devices=max_devices
