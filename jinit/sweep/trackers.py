@@ -304,15 +304,36 @@ def _hparams(run: ModelRun) -> dict[str, Any]:
     return out
 
 
+class _EventFile:
+    """One TensorBoard run's event file, written synchronously (the tracker's thread is the background)."""
+
+    def __init__(self, folder: Path, flush_secs: float):
+        from tensorboardX.event_file_writer import EventsWriter
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.writer = EventsWriter(str(folder / "events"))
+        self.flush_secs = flush_secs
+        self.flushed = time.monotonic()
+
+    def write(self, summary: Any, step: int) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+
+        self.writer.write_event(Event(wall_time=time.time(), step=step, summary=summary))
+        if time.monotonic() - self.flushed > self.flush_secs:
+            self.writer.flush()
+            self.flushed = time.monotonic()
+
+
 class TensorBoard(Tracker):
     """One TensorBoard run per model under ``logdir``: ``logdir/<scheme>/<axis values>/seed_<s>/`` (see
-    :class:`ModelRun`), with the scalars of every evaluation point, the model's config as text (``config``) and
-    its hyperparameters for the HParams dashboard. Written by ``tensorboardX`` (no TensorFlow needed:
-    ``pip install 'jinit[tensorboard]'``); read by ``tensorboard --logdir DIR``.
+    :class:`ModelRun`), with the scalars of every evaluation point (one event per point), the model's config as
+    text (``config``) and its hyperparameters for the HParams dashboard. The event files are written with
+    ``tensorboardX``'s event writer (no TensorFlow needed: ``pip install 'jinit[tensorboard]'``); read them with
+    ``tensorboard --logdir DIR``.
 
     Args:
       logdir: the folder of the runs.
-      flush_secs: how often each run's events reach the disk while it trains (and when it finishes).
+      flush_secs: how often a run's events reach the disk while it trains (and when it finishes).
       group: see :class:`Tracker`.
     """
 
@@ -327,27 +348,24 @@ class TensorBoard(Tracker):
         self.flush_secs = flush_secs
 
     def start(self, run: ModelRun) -> Any:
-        from tensorboardX import SummaryWriter
-        from tensorboardX.summary import hparams
+        from tensorboardX.summary import hparams, text
 
-        writer = SummaryWriter(str(self.logdir / run.name), flush_secs=max(1, int(self.flush_secs)))
-        writer.add_text(
-            "config", "```\n" + json.dumps(run.config, indent=1, sort_keys=True) + "\n```", 0
-        )
+        events = _EventFile(self.logdir / run.name, self.flush_secs)
+        config = json.dumps(run.config, indent=1, sort_keys=True)
+        events.write(text("config", "```\n" + config + "\n```"), 0)
         metrics = [t for t in (tag(c) for c in self._sources) if not t.startswith("train/")]
         for summary in hparams(_hparams(run), dict.fromkeys(metrics, 0.0)):
-            writer.file_writer.add_summary(summary)
-        return writer
+            events.write(summary, 0)
+        return events
 
     def log(self, handle: Any, record: Record) -> None:
         from tensorboardX.proto.summary_pb2 import Summary
 
-        # one event per point with all its scalars (a third of the time of one add_scalar per scalar)
         values = [Summary.Value(tag=k, simple_value=v) for k, v in record.scalars.items()]
-        handle.file_writer.add_summary(Summary(value=values), record.step)
+        handle.write(Summary(value=values), record.step)
 
     def finish(self, handle: Any) -> None:
-        handle.close()
+        handle.writer.close()
 
 
 class WandB(Tracker):
