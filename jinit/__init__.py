@@ -3,12 +3,13 @@
 The public namespace is flat, in the style of optax: every initializer factory, the registry
 (`get`, `names`, `register`), the per-layer `rules`, the labelled `scheme` and the helpers are
 re-exported here; the larger pieces live in submodules
-(`jinit.adapters`, `jinit.data`, `jinit.models`, `jinit.sweep`, `jinit.metrics`, `jinit.propagation`, ...).
+(`jinit.adapters`, `jinit.equinox`, `jinit.data`, `jinit.models`, `jinit.sweep`, `jinit.metrics`, `jinit.propagation`, ...).
 """
 
 __version__ = "0.1.0"
 
 from jinit import adapters as adapters
+from jinit.equinox import apply_scheme as apply_scheme
 from jinit.initializers import Initializer as Initializer
 from jinit.initializers import compute_fans as compute_fans
 from jinit.initializers import constant as constant

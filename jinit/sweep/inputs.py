@@ -371,10 +371,15 @@ def make_optimizer(config: SweepConfig, optimizer: Any, inputs: Inputs):
 
 
 def model_fns(make_model: Callable, scheme: Any, bias_init: Any, x: Any = None):
-    """The :class:`jinit.adapters.ModelFns` of the model ``make_model`` builds with ``scheme``'s kernel init."""
+    """The :class:`jinit.adapters.ModelFns` of the model ``make_model`` builds with ``scheme``'s kernel init (an
+    Equinox model under a rules scheme keeps its own values where no rule matches: no kernel init)."""
     from jinit import adapters
+    from jinit.rules import Rules
 
-    return adapters.model_fns(make_model, kernel_init_of(scheme), bias_init, x=x)
+    kernel_init = kernel_init_of(scheme)
+    if isinstance(scheme, Rules) and adapters.factory_kind(make_model).kind == "equinox":
+        kernel_init = None
+    return adapters.model_fns(make_model, kernel_init, bias_init, x=x)
 
 
 def variables_init(fns) -> Callable:
@@ -444,7 +449,7 @@ def check_schemes_fit(make_model: Callable, schemes, bias_init, x1: np.ndarray):
         if is_lsuv(scheme) and plan.kind != "linen":
             raise ValueError(
                 f"scheme {label!r} needs a flax.linen model (LSUV rescales the outputs of linen layers); "
-                "this model is an NNX one"
+                f"this model is {'an NNX' if plan.kind == 'nnx' else 'an Equinox'} one"
             )
         # rules schemes: their patterns and the shapes their initializers serve
         if check_fit(shapes, label, scheme, bias_init, x1, no_init_args=plan.no_init_args):
