@@ -3,8 +3,10 @@ interleaved in one run on one machine, each sweep in a fresh process.
 
 The trackers write from a background thread of their own (:mod:`jinit.sweep.trackers`), so what they cost the
 devices is the CPU time that thread takes from them; what they cost the whole ``sweep.run`` also includes waiting,
-at the end, for the last runs to be written and closed. Both are reported: model-epochs per second of training
-(``meta["train_seconds"]``) and of the whole call (wall).
+at the end, for the last runs to be written and closed. Reported: model-epochs per second of training
+(``meta["train_seconds"]``) and of the whole call (wall), and the CPU seconds of the tracker's thread
+(``Tracker.cpu_seconds``) as a share of the process's CPU seconds: on a shared machine the rates vary by more than
+the trackers cost, the CPU share does not (a W&B run also works in its ``wandb-core`` process, not counted).
 
 Workloads (CPU):
 
@@ -18,7 +20,7 @@ Each round runs every variant of a workload in a rotated order. Results: ``track
 
 Usage::
 
-    python experiments/tracker_cost.py                       # 3 rounds of both workloads
+    python experiments/tracker_cost.py                       # 5 rounds of both workloads
     python experiments/tracker_cost.py --smoke --out /tmp/tc  # seconds
 """
 
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import _common as C
+import numpy as np
 import pandas as pd
 
 NAME = "benchmark"
@@ -42,13 +45,16 @@ VARIANTS = ("none", "tensorboard", "wandb")
 _ONE = r"""
 import json, os, sys, time
 from jinit import sweep
+from jinit.sweep import trackers
 cfg, kw = sweep.SweepConfig(**json.loads(sys.argv[1])), json.loads(sys.argv[2])
-t0 = time.perf_counter()
-r = sweep.run(cfg, progress=False, **kw)
-wall = time.perf_counter() - t0
+made = trackers.from_arguments(kw.get("tensorboard"), kw.get("wandb"), "tracker-cost")
+t0, c0 = time.perf_counter(), time.process_time()
+r = sweep.run(cfg, progress=False, callbacks=made)
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 m = r.meta
 print(json.dumps({"n_models": m["n_models"], "epochs": cfg.epochs, "train_seconds": m["train_seconds"],
-                  "wall_seconds": wall, "compile_seconds": m["compile_seconds"]}))
+                  "wall_seconds": wall, "compile_seconds": m["compile_seconds"], "cpu_seconds": cpu,
+                  "tracker_cpu_seconds": sum(t.cpu_seconds for t in made)}))
 """
 
 
@@ -123,16 +129,19 @@ def table(rows: list[dict]) -> pd.DataFrame:
         rec = {"workload": w, "tracker": v}
         for rate, label in (("train_rate", "training"), ("wall_rate", "whole run")):
             values = g[rate].to_numpy()
-            ratio = values.mean() / base[rate].mean()
+            ratio = np.median(values) / np.median(base[rate].to_numpy())
             rec[f"{label} model-epochs/s"] = " / ".join(f"{x:.3g}" for x in values)
-            rec[f"{label} vs none"] = f"{100 * (ratio - 1):+.1f}%"
+            rec[f"{label}: median vs none"] = f"{100 * (ratio - 1):+.1f}%"
+        rec["tracker CPU s"] = " / ".join(f"{x:.2f}" for x in g["tracker_cpu_seconds"])
+        share = g["tracker_cpu_seconds"] / g["cpu_seconds"]
+        rec["of the process's CPU"] = " / ".join(f"{100 * x:.2f}%" for x in share)
         out.append(rec)
     return pd.DataFrame(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = C.parser("tracker_cost", __doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     args = p.parse_args(argv)
     out = C.out_dir(args, NAME)
     with tempfile.TemporaryDirectory(prefix="jinit-tracker-cost-") as tmp:
@@ -145,14 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         "command": C.command_line(argv, "tracker_cost"),
         "device_kind": jax.devices()[0].device_kind,
         "cores": len(os.sched_getaffinity(0)),
-        "load_average": os.getloadavg(),
+        "load_average": os.getloadavg(),  # at the end of the run
         "rows": rows,
     }
     C.files.write_json(out / "tracker_cost.json", doc)
     md = [
         f"Trackers vs none, {doc['cores']} cores ({doc['device_kind']}), 2 CPU devices, each sweep in a fresh "
-        "process; model-epochs/s of training and of the whole `sweep.run` (each round), and the mean's change "
-        "against no tracker.",
+        "process; model-epochs/s of training and of the whole `sweep.run` (each round), the medians' change "
+        "against no tracker, and the CPU seconds of the tracker's thread over the process's (each round). "
+        f"Load average during the run: {doc['load_average'][0]:.1f}.",
         "",
         C.md_table(table(rows)),
     ]

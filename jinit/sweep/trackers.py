@@ -199,6 +199,8 @@ class Tracker(Callback):
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        #: CPU seconds the tracker's thread spent turning logs into records and writing them
+        self.cpu_seconds = 0.0
 
     # -- what a tracker defines ------------------------------------------------------------------------------
 
@@ -261,10 +263,12 @@ class Tracker(Callback):
             if self._error is not None:
                 continue  # after a failure: drain, the sweep stops at its next callback
             fn, args = item
+            t = time.thread_time()
             try:
                 fn(*args)
             except BaseException as e:  # noqa: BLE001 - handed to the sweep's thread
                 self._error = e
+            self.cpu_seconds += time.thread_time() - t
 
     def _write(self, models: list[int], logs: dict[str, Any], first: bool) -> None:
         for i, recs in zip(models, records(self._sources, logs, self._steps, first), strict=False):
