@@ -45,6 +45,8 @@ def test_notebook_runs_top_to_bottom_and_shows_every_figure(path, tmp_path, monk
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         f"{path.name} is committed with outputs; strip them"
     )
+    # the cell that installs jinit in Colab does nothing here: skipped (test_colab_badge_and_install_cell)
+    nb.cells = [c for c in nb.cells if "colab" not in c.get("metadata", {}).get("tags", [])]
     client = nbclient.NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
@@ -82,3 +84,46 @@ def test_importing_jinit_leaves_the_matplotlib_backend_alone():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "svg"
+
+
+def _repository() -> str:
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    return tomllib.loads(pyproject.read_text())["project"]["urls"]["Repository"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_colab_badge_and_install_cell(path):
+    """Each notebook opens in Colab from its badge (the repository of pyproject.toml, this notebook's path) and
+    its first code cell installs jinit there, and only there."""
+    import json
+
+    cells = json.loads(path.read_text())["cells"]
+    repo = _repository()
+    slug = repo.removeprefix("https://github.com/")
+    badge = (
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"(https://colab.research.google.com/github/{slug}/blob/main/notebooks/{path.name})"
+    )
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith(badge)
+    install = cells[1]
+    assert install["cell_type"] == "code" and install["metadata"].get("tags") == ["colab"]
+    source = "".join(install["source"])
+    assert (
+        'if "google.colab" in sys.modules and importlib.util.find_spec("jinit") is None:' in source
+    )
+    assert f'"jinit @ git+{repo}"' in source
+    assert sum("colab" in c.get("metadata", {}).get("tags", []) for c in cells) == 1
+    # run outside Colab, the cell does nothing (no pip)
+    namespace: dict = {}
+    calls = []
+    import subprocess as sp
+
+    real = sp.check_call
+    sp.check_call = lambda *a, **k: calls.append(a)
+    try:
+        exec(compile(source, path.name, "exec"), namespace)
+    finally:
+        sp.check_call = real
+    assert calls == []

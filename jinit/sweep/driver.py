@@ -24,6 +24,7 @@ from jinit.sweep import trackers
 from jinit.sweep.assemble import assemble
 from jinit.sweep.config import SweepConfig
 from jinit.sweep.folder import check_writable
+from jinit.sweep.inputs import model_argument
 from jinit.sweep.plan import fingerprint, make_plan
 from jinit.sweep.signals import SignalGuard, Status, SweepInterrupted
 from jinit.sweep.store import open_store, run_meta
@@ -31,12 +32,21 @@ from jinit.sweep.trainer import Callback, Collect, ProgressBar, Trainer
 
 
 def _check_arguments(
-    checkpoint_every: Any, save_params: bool, out: Any, model: Any, make_model: Any
+    checkpoint_every: Any, save_params: Any, keep_params: Any, out: Any, model: Any, make_model: Any
 ) -> Any:
-    """The model factory (``model`` or its older name ``make_model``), after checking the arguments of :func:`run`
-    that the plan does not see."""
-    if model is not None and make_model is not None:
-        raise TypeError("pass the model factory once: model= (make_model= is its older name)")
+    """The model factory (``model`` or its deprecated older name ``make_model``), after checking the arguments of
+    :func:`run` that the plan does not see."""
+    model = model_argument(model, make_model, stacklevel=4)
+    for name, flag, other in (
+        ("keep_params", keep_params, "save_params=True writes them into the run folder out="),
+        ("save_params", save_params, "keep_params=True returns them in memory, result.params"),
+    ):
+        if not isinstance(flag, bool):
+            raise TypeError(
+                f"{name} must be True or False, got {flag!r}; "
+                + ("the run folder is out=; " if isinstance(flag, str | os.PathLike) else "")
+                + other
+            )
     if checkpoint_every is not None and (
         isinstance(checkpoint_every, bool)
         or not isinstance(checkpoint_every, int | float)
@@ -47,11 +57,12 @@ def _check_arguments(
         )
     if save_params and out is None:
         raise ValueError(
-            "save_params=True writes into the run folder: pass out= (jinit sweep --out)"
+            "save_params=True writes into the run folder: pass out= (jinit sweep --out); for the parameters in "
+            "memory without a folder: keep_params=True (result.params)"
         )
     if out is not None:
         check_writable(out)
-    return model if model is not None else make_model
+    return model
 
 
 def _train(plan, store, group, trainer: Trainer, progress: bool, callbacks: Sequence[Callback]):
@@ -104,7 +115,8 @@ def run(
       config: the sweep (default: ``SweepConfig()``, a quick sweep on ``digits``).
       out: a run folder to write (resumable: rerun the same call after a crash to continue).
       progress: show a tqdm progress bar (on stderr).
-      model: your own Flax model's factory (:func:`jinit.adapters.model_fns`); ``make_model`` is its older name.
+      model: your own model's factory: Flax linen or NNX, or Equinox (:func:`jinit.adapters.model_fns`);
+        ``make_model`` is its older name, deprecated.
       keep_params: also return every model's final variables as ``result.params`` (not written to the folder).
       overwrite: replace a different sweep found in ``out`` (only what jinit can show it wrote there), or train a
         complete one again.
@@ -135,7 +147,7 @@ def run(
     status = Status(None if out is None else Path(out))
     group = group_lib.SingleProcess()
     try:
-        model = _check_arguments(checkpoint_every, save_params, out, model, make_model)
+        model = _check_arguments(checkpoint_every, save_params, keep_params, out, model, make_model)
         group_name = None if out is None else Path(out).resolve().name
         callbacks = [*callbacks, *trackers.from_arguments(tensorboard, wandb, group_name)]
         group = group_lib.current(out)
