@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.schemes = args.schemes or ("torch_default,he_normal" if args.smoke else ",".join(SCHEMES))
     out = C.out_dir(args, NAME)
-    result = C.run_or_load(config(args), out / "run", args, make_model=make_model)
+    result = C.run_or_load(config(args), out / "run", args, model=make_model)
     path = report(result, out, C.command_line(argv, NAME))
     print(result.summary()[["scheme", "acc_mean", "acc_ci95_low", "acc_ci95_high", "acc_std"]])
     print(f"wrote {path}")

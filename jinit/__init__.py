@@ -3,7 +3,7 @@
 The public namespace is flat, in the style of optax: every initializer factory, the registry
 (`get`, `names`, `register`), the per-layer `rules`, the labelled `scheme` and the helpers are
 re-exported here; the larger pieces live in submodules
-(`jinit.adapters`, `jinit.data`, `jinit.models`, `jinit.sweep`, `jinit.metrics`, `jinit.propagation`,
+(`jinit.adapters`, `jinit.equinox`, `jinit.data`, `jinit.models`, `jinit.sweep`, `jinit.metrics`, `jinit.propagation`,
 `jinit.transfer`, ...).
 
 The names are loaded on first use (PEP 562), so ``import jinit`` and the command line start without JAX: the
@@ -23,6 +23,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "Rules": ("jinit.rules", "Rules"),
     "Scheme": ("jinit.labelled", "Scheme"),
     "adapters": ("jinit.adapters", None),
+    "apply_scheme": ("jinit.equinox", "apply_scheme"),
     "catalog": ("jinit.registry", "catalog"),
     "compute_fans": ("jinit.initializers", "compute_fans"),
     "constant": ("jinit.initializers", "constant"),

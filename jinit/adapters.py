@@ -1,4 +1,4 @@
-"""Your Flax model (linen or NNX) as two pure functions a sweep can jit and vmap.
+"""Your model (Flax linen or NNX, or Equinox) as two pure functions a sweep can jit and vmap.
 
 :func:`model_fns` turns a model factory into :class:`ModelFns`:
 
@@ -17,6 +17,8 @@ Factories (what :func:`model_fns` accepts):
 - a **linen** factory ``(kernel_init, bias_init) -> nn.Module``;
 - an **NNX** factory ``(kernel_init, bias_init, rngs) -> nnx.Module`` (a factory with a parameter named ``rngs``,
   or one that needs three arguments);
+- an **Equinox** factory ``key -> eqx.Module`` whose ``__call__`` takes one example (:mod:`jinit.equinox`: the
+  scheme is applied to the built module's weights with :func:`jinit.apply_scheme`, the batch is vmapped);
 - a factory with **no init arguments**: ``lambda: Net()``, a linen Module class whose fields all have defaults,
   an NNX factory ``lambda rngs: Net(rngs=rngs)`` or an NNX Module class built as ``Net(rngs=rngs)``. Such a model
   keeps its own initializers (``kernel_init`` / ``bias_init`` are ignored, and :class:`ModelInfo` says so): only
@@ -96,7 +98,7 @@ class ModelInfo(NamedTuple):
     """What a run records about the model.
 
     Attributes:
-      kind: ``"linen"`` or ``"nnx"``.
+      kind: ``"linen"``, ``"nnx"`` or ``"equinox"``.
       name: the module class name, e.g. ``"MyNet"``.
       param_count: the number of scalars in ``params``.
       description: the user's label, or a short repr (at most 200 characters); a model that takes no
@@ -175,8 +177,8 @@ def _signature(fn: Any) -> inspect.Signature | None:
 class FactoryKind(NamedTuple):
     """How a model factory is called (:func:`factory_kind`)."""
 
-    kind: str  # "linen" | "nnx"
-    build: Callable  # (kernel_init, bias_init, rngs) -> module
+    kind: str  # "linen" | "nnx" | "equinox"
+    build: Callable  # (kernel_init, bias_init, rngs) -> module; Equinox: the factory key -> module
     no_init_args: bool
 
 
@@ -184,8 +186,12 @@ def factory_kind(factory: Any, call: Callable | None = None) -> FactoryKind:
     """How to call ``factory``: its kind (as far as the signature tells) and whether it takes the init arguments.
     With ``call``, the build function calls ``call`` (e.g. ``factory`` with more arguments bound) the way it would
     call ``factory``."""
+    from jinit import equinox
+
     nn, nnx = _linen(), _nnx_if_imported()
     make = factory if call is None else call
+    if equinox.is_factory(factory):  # a factory key -> eqx.Module (raises for a module instance)
+        return FactoryKind("equinox", make, False)
     if isinstance(factory, nn.Module):
         raise TypeError(
             f"model: got the module instance {type(factory).__name__}(...); pass a factory, e.g. "
@@ -637,6 +643,11 @@ def model_fns(
       ValueError: the factory raised; a linen model with state collections but no training flag.
     """
     plan = factory_kind(factory)
+    if plan.kind == "equinox":
+        from jinit import equinox
+
+        init, apply, described = equinox.functions(factory, kernel_init, bias_init, label=label)
+        return ModelFns(init, apply, ModelInfo(*described))
     if plan.kind == "nnx":
         fns = _nnx_fns(factory, plan, kernel_init, bias_init, x, label)
         if x is not None:

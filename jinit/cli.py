@@ -66,6 +66,19 @@ def _run_schemes(args) -> int:
     if args.applies_to is not None:
         rows = [r for r in rows if r.applies_to == args.applies_to]
     print(registry.format_catalog(rows))
+    if args.applies_to is None:
+        from jinit import modern
+
+        print(
+            "\nresidual and transformer schemes: they depend on the model, so they are made for it (jinit sweep "
+            "--model resmlp|transformer --depth N --schemes NAME, or the Python call)"
+        )
+        print(
+            registry.format_table(
+                ("name", "model", "needs", "python"),
+                [(name, r.model, r.needs, r.python) for name, r in modern.MODERN.items()],
+            )
+        )
     if args.applies_to in (None, "any"):
         from jinit import propagation
 
@@ -141,7 +154,14 @@ _SWEEP_FLAGS = (
         "tensorflow-datasets has prepared locally (tfds build NAME --file_format=array_record)",
     ),
     ("--data-dir", "data_dir", str, "folder with the dataset's files (e.g. MNIST's IDX files)"),
-    ("--model", "model", str, "mlp or cnn"),
+    (
+        "--model",
+        "model",
+        str,
+        "mlp or cnn; resmlp (a residual MLP) or transformer (on associative recall), for the residual and "
+        "transformer schemes: fixup, rezero, skipinit, zero_gamma, gpt2, deepnet, mup (see jinit schemes; sizes: "
+        "--depth, --width, --norm, --base-width)",
+    ),
     ("--hidden", "hidden", "ints", "MLP hidden widths, comma-separated (default 128,64)"),
     ("--channels", "channels", "ints", "CNN channels, comma-separated (default 32,64)"),
     ("--activation", "activation", str, "relu, tanh, sigmoid, gelu, selu, leaky_relu, linear"),
@@ -304,6 +324,23 @@ def _add_sweep(sub) -> None:
     for flag, field, _, help_text in _SWEEP_FLAGS:
         extra = ("--learning-rate",) if field == "learning_rate" else ()
         p.add_argument(flag, *extra, dest=field, default=None, metavar="VALUE", help=help_text)
+    g = p.add_argument_group(
+        "--model resmlp / transformer",
+        "The residual MLP (jinit.models.ResidualMLP: blocks of two Dense layers, a scalar gate per branch; without a "
+        "norm, Fixup's scalar biases) and the transformer (jinit.models.LastTokenTransformer, pre-LN, on associative "
+        "recall); fixup, rezero, skipinit, zero_gamma, gpt2, deepnet and mup in --schemes are made for their depth "
+        "and width (jinit.presets).",
+    )
+    g.add_argument(
+        "--depth", default=None, metavar="N", help="residual blocks (default 4; transformer 2)"
+    )
+    g.add_argument(
+        "--width", default=None, metavar="W", help="units per block (default 64; transformer 32)"
+    )
+    g.add_argument(
+        "--norm", default=None, metavar="NORM", help="resmlp: none (default), layer or batch"
+    )
+    g.add_argument("--base-width", default=None, metavar="B", help="muP's base width (for mup)")
     p.add_argument(
         "--task",
         default=None,
@@ -331,6 +368,20 @@ def _add_sweep(sub) -> None:
         metavar="SECONDS",
         help="checkpoint the training state of the running chunk at an epoch boundary at most every that "
         "many seconds (default 60; 0: every epoch; 'never': whole chunks only)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="write one TensorBoard run per model into DIR (DIR/<scheme>/<axis values>/seed_<s>/: the curves of "
+        "results.csv at every evaluation point, the config; pip install 'jinit[tensorboard]')",
+    )
+    p.add_argument(
+        "--wandb",
+        default=None,
+        metavar="PROJECT",
+        help="log one Weights & Biases run per model into PROJECT, grouped by the run folder's name and by "
+        "scheme (pip install 'jinit[wandb]'; WANDB_MODE=offline writes the runs locally for wandb sync)",
     )
     _add_distributed_flags(p)
     p.add_argument(
@@ -481,17 +532,67 @@ def _checkpoint_every(text: str | None) -> float | None:
     return value
 
 
+_PRESET_FLAGS = (
+    ("--depth", "depth"),
+    ("--width", "width"),
+    ("--norm", "norm"),
+    ("--base-width", "base_width"),
+)
+
+
 def _sweep_config(args):
-    from jinit import sweep
+    config, _, _ = _sweep_inputs(args)
+    return config
+
+
+def _sweep_inputs(args):
+    """The sweep's config, the keywords ``run()`` takes beside it (``model=``, ``data=`` of ``--model resmlp /
+    transformer``: :func:`jinit.presets.preset`) and the notes to print."""
+    from jinit import presets, sweep
 
     kw = {}
     for flag, field, kind, _ in _SWEEP_FLAGS:
         text = getattr(args, field, None)
         if text is not None:
             kw[field] = _parse_flag(flag, kind, text)
+    sizes = {
+        field: _parse_flag(flag, str if field == "norm" else int, getattr(args, field))
+        for flag, field in _PRESET_FLAGS
+        if getattr(args, field, None) is not None
+    }
+    extra, notes = {}, ()
+    if kw.get("model") in presets.MODELS:
+        model = kw.pop("model")
+        for flag, field in (
+            ("--hidden", "hidden"),
+            ("--channels", "channels"),
+            ("--activation", "activation"),
+        ):
+            if field in kw:
+                raise ValueError(
+                    f"{flag} is the mlp's or cnn's; --model {model} takes --depth and --width"
+                )
+        dataset = kw.get("dataset") if model == "resmlp" else kw.pop("dataset", None)
+        p = presets.preset(
+            model,
+            kw.get("schemes", sweep.DEFAULT_SCHEMES),
+            dataset=dataset,
+            data_dir=kw.get("data_dir"),
+            seed=kw.get("seed", 0),
+            **sizes,
+        )
+        kw["schemes"], extra, notes = p.schemes, {"model": p.model}, p.notes
+        if p.data is not None:
+            extra["data"] = p.data
+    elif sizes:
+        flag = next(f for f, field in _PRESET_FLAGS if field in sizes)
+        raise ValueError(
+            f"{flag} applies to --model resmlp or transformer, not {kw.get('model', 'mlp')} (an MLP's widths: "
+            "--hidden)"
+        )
     config = sweep.SweepConfig(**kw)
     config.validate()
-    return config
+    return config, extra, notes
 
 
 def _resume_command(args, out) -> str:
@@ -503,11 +604,17 @@ def _resume_command(args, out) -> str:
     for flag, field, _, _ in _SWEEP_FLAGS:
         if getattr(args, field, None) is not None:
             argv += [flag, getattr(args, field)]
+    for flag, field in _PRESET_FLAGS:
+        if getattr(args, field, None) is not None:
+            argv += [flag, getattr(args, field)]
     if getattr(args, "task", None) is not None:
         argv += ["--task", args.task]
     argv += ["--out", str(out)]
     if args.checkpoint_every is not None:
         argv += ["--checkpoint-every", args.checkpoint_every]
+    for flag in ("tensorboard", "wandb"):
+        if getattr(args, flag, None) is not None:
+            argv += ["--" + flag, getattr(args, flag)]
     for flag in (
         "coordinator",
         "num_processes",
@@ -526,10 +633,14 @@ def _resume_command(args, out) -> str:
     return shlex.join(argv)
 
 
-def _run_check_determinism(config) -> int:
+def _run_check_determinism(config, extra) -> int:
     from jinit import report, sweep
 
-    r = sweep.check_determinism(config)
+    if "data" in extra:
+        raise ValueError(
+            "--check-determinism trains the config's dataset: not with --model transformer"
+        )
+    r = sweep.check_determinism(config, model=extra.get("model"))
     print(report.determinism(r))
     return 0 if r.bitwise_identical and r.layout_identical else 1
 
@@ -538,15 +649,17 @@ def _run_sweep(args) -> int:
     import time
     from pathlib import Path
 
-    config = _sweep_config(args)
+    config, extra, notes = _sweep_inputs(args)
     if getattr(args, "task", None) is not None:  # a bad name: one line, before anything runs
         from jinit import train
 
         train.make_task(args.task)
     checkpoint_every = _checkpoint_every(args.checkpoint_every)
+    for note in notes:
+        print(f"jinit sweep: note: {note}", file=sys.stderr)
     heartbeat_timeout = _join_distributed(args)
     if args.check_determinism:
-        return _run_check_determinism(config)
+        return _run_check_determinism(config, extra)
     out = args.out
     if out is not None and not out.strip():
         raise ValueError("--out expects a folder, got an empty name")
@@ -567,6 +680,9 @@ def _run_sweep(args) -> int:
             checkpoint_every=checkpoint_every,
             save_params=args.save_params,
             task=getattr(args, "task", None),
+            tensorboard=getattr(args, "tensorboard", None),
+            wandb=getattr(args, "wandb", None),
+            **extra,
         )
     except sweep.SweepInterrupted as e:
         print(f"jinit sweep: {e}", file=sys.stderr)

@@ -654,6 +654,41 @@ def _z_bwd(coef, logits, g):
 z_loss_gradient.defvjp(_z_fwd, _z_bwd)
 
 
+class LastTokenTransformer(nn.Module):
+    """A :class:`Transformer` that classifies a sequence of token ids by its last position's logits (the
+    associative-recall task of :func:`jinit.data.associative_recall`; token ids stored as floats are cast).
+
+    Parameter paths are the Transformer's under ``transformer/`` (``transformer/block_0/attn/out/kernel``), which
+    the patterns of :func:`jinit.gpt2`, :func:`jinit.deepnet` and :func:`jinit.mup` match.
+    """
+
+    vocab: int = 16
+    d_model: int = 32
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 16
+    deepnorm_alpha: float | None = None
+    kernel_init: Initializer = _gpt_init
+    bias_init: Initializer = _default_bias_init
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, tokens):
+        logits = Transformer(
+            vocab=self.vocab,
+            d_model=self.d_model,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            max_len=self.max_len,
+            deepnorm_alpha=self.deepnorm_alpha,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            dtype=self.dtype,
+            name="transformer",
+        )(tokens)
+        return logits[:, -1]
+
+
 MODELS = ("mlp", "cnn")
 
 
@@ -661,8 +696,9 @@ def factory(name: str = "mlp", **kwargs: Any) -> MakeModel:
     """Returns ``make_model(kernel_init, bias_init) -> nn.Module`` for a model name.
 
     Args:
-      name: ``"mlp"``, ``"cnn"`` (the sweep's models, :data:`MODELS`), ``"resmlp"`` (:class:`ResidualMLP`) or
-        ``"transformer"`` (:class:`Transformer`, over integer tokens).
+      name: ``"mlp"``, ``"cnn"`` (the sweep's models, :data:`MODELS`), ``"resmlp"`` (:class:`ResidualMLP`),
+        ``"transformer"`` (:class:`Transformer`, over integer tokens) or ``"last_token_transformer"``
+        (:class:`LastTokenTransformer`: a sequence classifier).
       **kwargs: the model's other attributes (``hidden``, ``activation``, ``num_classes``, ``channels``,
         ``dtype``, ...).
 
@@ -674,7 +710,13 @@ def factory(name: str = "mlp", **kwargs: Any) -> MakeModel:
     Raises:
       ValueError: for an unknown model name or activation.
     """
-    classes = {"mlp": MLP, "cnn": CNN, "resmlp": ResidualMLP, "transformer": Transformer}
+    classes = {
+        "mlp": MLP,
+        "cnn": CNN,
+        "resmlp": ResidualMLP,
+        "transformer": Transformer,
+        "last_token_transformer": LastTokenTransformer,
+    }
     if name not in classes:
         raise ValueError(f"unknown model {name!r}.{_closest(name, list(classes))}")
     if "activation" in kwargs:

@@ -39,6 +39,8 @@ from jinit import initializers as _init
 from jinit.rules import Rules, Scheme, path_str, rules
 
 __all__ = [
+    "MODERN",
+    "Requirement",
     "deepnet",
     "deepnet_constants",
     "fixup",
@@ -47,9 +49,11 @@ __all__ = [
     "mup_multipliers",
     "mup_optimizer",
     "per_layer_adam",
+    "named",
     "rezero",
     "skipinit",
     "zero_gamma",
+    "unknown_name_hint",
 ]
 
 
@@ -620,3 +624,128 @@ def _scale_by_table(mults: Mapping[str, float]) -> optax.GradientTransformation:
         return jax.tree_util.tree_unflatten(treedef, out), state
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The schemes by name: what each needs (``jinit schemes``), and the scheme for a model of a given depth (``jinit
+# sweep --model resmlp|transformer --depth N --schemes fixup,...``).
+
+
+class Requirement(NamedTuple):
+    """What a scheme of this module needs.
+
+    Attributes:
+      model: the built-in model it is written for: ``"resmlp"`` (:class:`jinit.models.ResidualMLP`),
+        ``"transformer"`` (:class:`jinit.models.Transformer`) or ``"any"``.
+      needs: what the model must have and what the scheme must be told, in words.
+      python: the Python call that makes it.
+    """
+
+    model: str
+    needs: str
+    python: str
+
+
+#: The schemes of this module by name, with what each needs.
+MODERN: dict[str, Requirement] = {
+    "gpt2": Requirement(
+        "transformer", "a transformer, and its depth (blocks)", "jinit.gpt2(n_layers)"
+    ),
+    "deepnet": Requirement(
+        "transformer",
+        "a transformer and its depth; its alpha belongs in the network (post-LN DeepNorm)",
+        "jinit.deepnet(n_layers) + models.Transformer(deepnorm_alpha=...)",
+    ),
+    "fixup": Requirement(
+        "resmlp",
+        "a residual network without normalization, and its depth (branches)",
+        "jinit.fixup(n_blocks, m)",
+    ),
+    "rezero": Requirement(
+        "resmlp",
+        "a residual network with a scalar gate per branch, without normalization",
+        "jinit.rezero()",
+    ),
+    "skipinit": Requirement(
+        "resmlp",
+        "a residual network with a scalar gate per branch (the same draws as rezero)",
+        "jinit.skipinit()",
+    ),
+    "zero_gamma": Requirement(
+        "resmlp",
+        "a residual network with a norm after each branch layer (--norm layer|batch)",
+        "jinit.zero_gamma(branch_layers)",
+    ),
+    "mup": Requirement(
+        "any",
+        "a base width (where muP equals SP); muP's learning rates are jinit.mup_optimizer",
+        "jinit.mup(base_width)",
+    ),
+}
+
+
+def unknown_name_hint(name: Any) -> str | None:
+    """For a spec that names a scheme of this module (``"fixup"``, ``"gpt2(12)"``): where to get it, since it
+    depends on the model and is no catalogue name; else None."""
+    if not isinstance(name, str):
+        return None
+    key = name.split("(")[0].strip().lower().replace("-", "_")
+    req = MODERN.get(key)
+    if req is None:
+        return None
+    where = (
+        f"jinit sweep --model {req.model} --depth N --schemes {key}"
+        if req.model != "any"
+        else f"jinit sweep --model resmlp|transformer --base-width B --schemes {key}"
+    )
+    return (
+        f"{key!r} depends on the model ({req.needs}), so it is no catalogue name: make it with {req.python} in "
+        f"Python (SweepConfig(schemes=(...,))), or on the command line: {where}"
+    )
+
+
+def named(
+    name: str,
+    *,
+    model: str,
+    depth: int,
+    branch_layers: int = 2,
+    base_width: int | None = None,
+) -> Rules:
+    """The scheme ``name`` of this module (:data:`MODERN`) for a built-in model of ``depth``.
+
+    Args:
+      name: ``gpt2``, ``deepnet``, ``fixup``, ``rezero``, ``skipinit``, ``zero_gamma`` or ``mup``.
+      model: ``"resmlp"`` (:class:`jinit.models.ResidualMLP`) or ``"transformer"``.
+      depth: the model's residual blocks (ResidualMLP ``depth``; Transformer ``n_layers``).
+      branch_layers: Dense layers per residual branch (ResidualMLP).
+      base_width: muP's base width (required for ``mup``).
+
+    Returns:
+      The :class:`jinit.Rules`, e.g. ``fixup(n_blocks=depth, m=branch_layers)``.
+
+    Raises:
+      ValueError: an unknown name, a scheme written for the other model, ``mup`` without ``base_width``.
+    """
+    if name not in MODERN:
+        raise ValueError(f"unknown modern scheme {name!r}; valid: {', '.join(MODERN)}")
+    if model not in ("resmlp", "transformer"):
+        raise ValueError(f"model must be 'resmlp' or 'transformer', got {model!r}")
+    req = MODERN[name]
+    if req.model not in ("any", model):
+        raise ValueError(f"{name} is written for --model {req.model} ({req.needs}), not {model}")
+    makers = {
+        "gpt2": lambda: gpt2(depth),
+        "deepnet": lambda: deepnet(depth, decoder=True),
+        "fixup": lambda: fixup(depth, branch_layers),
+        "rezero": rezero,
+        "skipinit": skipinit,
+        "zero_gamma": lambda: zero_gamma(branch_layers),
+    }
+    if name != "mup":
+        return makers[name]()
+    if base_width is None:
+        raise ValueError("mup needs a base width (--base-width B: the width where muP equals SP)")
+    if model == "transformer":
+        return mup(base_width, inputs=("embedding",), std=0.02)
+    return mup(base_width)

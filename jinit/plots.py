@@ -15,8 +15,9 @@ second time as the cell's value. Programs that only write files (the ``jinit`` c
 call :func:`use_file_backend` first.
 
 Diverged models are left out (their count is shown in the scheme's label), as in the summary. The accuracy axes
-are fitted to the schemes that learned: a scheme that stays at chance (``zeros``: 11%) would squash the others into
-a flat line at the top, so a scheme that ends below the range is named in its legend entry with its final value.
+are fitted to the schemes that learned: a scheme that stays near chance (``zeros``: 11%) would squash the others
+into a flat line at the top, so a scheme that ends below the range is named in the legend with its final value (its
+median, in the box plot). Every figure of a run gives a scheme the same colour (:func:`scheme_colors`).
 
 Example:
     >>> from jinit import plots, sweep  # doctest: +SKIP
@@ -111,6 +112,16 @@ _AXIS_SHORT = {
 }
 
 
+def _group_labels(df: pd.DataFrame, axes: Sequence[str]) -> pd.Series:
+    """Each row's (scheme, axis values) group as the figures label it: ``he_normal lr=0.001``."""
+    from jinit import metrics
+
+    labels = df["scheme"].astype(str)
+    for a in axes:
+        labels = labels + f" {_AXIS_SHORT[a]}=" + df[a].map(metrics.axis_value_text)
+    return labels
+
+
 def _by_group(result: Any) -> Any:
     """``result`` itself, or for a sweep with hyperparameter axes a copy whose ``scheme`` column names each
     (scheme, axis values) group (``he_normal lr=0.001``) and has no axis columns: the plots that draw one line or
@@ -126,16 +137,46 @@ def _by_group(result: Any) -> Any:
     def relabel(df):
         if not len(df) or not all(a in df.columns for a in axes):
             return df
-        df = df.copy()
-        for a in axes:
-            df["scheme"] = (
-                df["scheme"].astype(str)
-                + f" {_AXIS_SHORT[a]}="
-                + df[a].map(metrics.axis_value_text)
-            )
-        return df.drop(columns=axes)
+        return df.assign(scheme=_group_labels(df, axes)).drop(columns=axes)
 
     return dataclasses.replace(result, models=relabel(result.models), curves=relabel(result.curves))
+
+
+def _shade(color: Any, t: float) -> tuple[float, float, float]:
+    """``color`` mixed with white: ``t = 0`` the colour itself, ``t -> 1`` up to 60% white."""
+    from matplotlib.colors import to_rgb
+
+    rgb = np.asarray(to_rgb(color))
+    return tuple(float(c) for c in rgb + (1.0 - rgb) * 0.6 * t)
+
+
+def scheme_colors(result: Any) -> dict[str, Any]:
+    """The colour of each scheme of a run, the same in every figure jinit draws of it (use it in your own:
+    ``color=plots.scheme_colors(result)["he_normal"]``).
+
+    The schemes take ``tab10`` (``tab20`` beyond ten) in grid order (the order of ``models.csv``), whatever subset
+    or order a figure shows. In a sweep with hyperparameter axes each (scheme, axis values) group, labelled
+    ``he_normal lr=0.001`` in the figures, is a shade of its scheme's colour (the first value darkest).
+
+    Args:
+      result: a :class:`~jinit.results.SweepResult`.
+
+    Returns:
+      ``{scheme or group label: colour}``.
+    """
+    from jinit import metrics
+
+    models = result.models
+    schemes = list(dict.fromkeys(models["scheme"].astype(str)))
+    cmap = plt.get_cmap("tab10" if len(schemes) <= 10 else "tab20")
+    out: dict[str, Any] = {s: cmap(i % cmap.N) for i, s in enumerate(schemes)}
+    axes = metrics.axis_columns(models)
+    if axes and all(a in models.columns for a in axes):
+        labels = _group_labels(models, axes)
+        for s in schemes:
+            groups = list(dict.fromkeys(labels[models["scheme"].astype(str) == s]))
+            out.update({g: _shade(out[s], k / len(groups)) for k, g in enumerate(groups)})
+    return out
 
 
 def axis_curve(
@@ -181,10 +222,18 @@ def axis_curve(
     own = ax is None
     fig, ax = _axes(ax, (7, 5))
     ok = ~models["diverged"].astype(bool) & np.isfinite(models[metric].to_numpy(float))
-    groups = list(models.groupby(keys, sort=False))
-    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
-    for i, (group, sub) in enumerate(groups):
-        group = group if isinstance(group, tuple) else (group,)
+    groups = [
+        (g if isinstance(g, tuple) else (g,), sub) for g, sub in models.groupby(keys, sort=False)
+    ]
+    colors = scheme_colors(result)
+    per_scheme: dict[
+        Any, list
+    ] = {}  # a scheme's lines (values of the other axes): shades of its colour
+    for group, _ in groups:
+        per_scheme.setdefault(group[0], []).append(group)
+    for group, sub in groups:
+        mine = per_scheme[group[0]]
+        color = _shade(colors[str(group[0])], mine.index(group) / len(mine))
         label = str(group[0]) + "".join(
             f" {_AXIS_SHORT[k]}={metrics.axis_value_text(v)}"
             for k, v in zip(keys[1:], group[1:], strict=True)
@@ -207,7 +256,7 @@ def axis_curve(
             marker="o",
             ms=4,
             capsize=3,
-            color=cmap(i % cmap.N),
+            color=color,
             label=label,
         )
     values = models[axis].to_numpy(float)
@@ -261,16 +310,18 @@ def robust_range(
       pad: margin added on both sides, as a fraction of the span.
 
     Returns:
-      ``(low, high)`` within [0, 1] covering every value of the schemes whose final value is more than 1 point
-      above chance (the summary's definition of a failure), or None when no scheme learned (then matplotlib's
-      own range is right).
+      ``(low, high)`` within [0, 1] covering every value of the schemes that learned: whose final value is more
+      than 1 point above chance (the summary's definition of a failure) and closer to the best scheme's than to
+      chance (``zeros`` on MNIST ends at 11.35%, the share of its most frequent class, above 1 point over chance:
+      it would squash the others into a line at the top). None when no scheme learned (then matplotlib's own
+      range is right).
     """
-    learned = [
-        v[np.isfinite(v)]
-        for v in values.values()
-        if np.isfinite(v).any() and v[np.isfinite(v)][-1] > chance + 0.01
-    ]
-    learned = [v for v in learned if v.size]
+    finite = {k: v[np.isfinite(v)] for k, v in values.items()}
+    finals = {k: float(v[-1]) for k, v in finite.items() if v.size}
+    if not finals:
+        return None
+    floor = max(chance + 0.01, chance + 0.5 * (max(finals.values()) - chance))
+    learned = [finite[k] for k, f in finals.items() if f > chance + 0.01 and f >= floor]
     if not learned:
         return None
     both = np.concatenate(learned)
@@ -337,6 +388,7 @@ def curves(
     valid += [m for m in ("loss", primary) if m not in valid]
     if metric not in valid:
         raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(valid)}")
+    colors = scheme_colors(result)  # the run's colours, before the groups are relabelled
     result = _by_group(result)  # one line per (scheme, axis values)
     bare = metric in ("accuracy", "loss", primary)
     columns = [f"test_{metric}", f"train_{metric}"] if bare else [metric]
@@ -361,13 +413,12 @@ def curves(
     diverged = _diverged_counts(result)
     own = ax is None
     fig, ax = _axes(ax, (8, 5))
-    cmap = plt.get_cmap("tab10" if len(order) <= 10 else "tab20")
     means: dict[str, dict[str, np.ndarray]] = {c: {} for c in columns}
     epochs: dict[str, dict[str, np.ndarray]] = {c: {} for c in columns}
     lines = {}
-    for i, scheme in enumerate(order):
+    for scheme in order:
         sub = data[data["scheme"] == scheme]
-        color = cmap(i % cmap.N)
+        color = colors[scheme]
         for column in columns:
             g = sub.groupby("epoch")[column]
             mean, std = g.mean(), g.std(ddof=1).fillna(0.0)
@@ -454,6 +505,7 @@ def final_accuracy(
     Returns:
       A matplotlib Figure.
     """
+    colors = scheme_colors(result)  # the run's colours, before the groups are relabelled
     result = _by_group(result)  # one box per (scheme, axis values)
     models = result.models
     metric = _metric(result)
@@ -475,9 +527,9 @@ def final_accuracy(
             widths=0.5,
             showfliers=False,
         )
-    for pos, d in zip(positions, data, strict=True):
+    for pos, d, scheme in zip(positions, data, order, strict=True):
         jitter = rng.uniform(-0.12, 0.12, size=d.size)
-        ax.scatter(pos + jitter, d, s=14, alpha=0.7, zorder=3)
+        ax.scatter(pos + jitter, d, s=14, alpha=0.7, zorder=3, color=colors[scheme])
     ax.set_xticks(positions)
     ax.set_xticklabels([_label(s, diverged) for s in order], rotation=30, ha="right", fontsize=8)
     # a scheme's "final value" for the range is its median (robust_range reads the last entry)
@@ -488,9 +540,11 @@ def final_accuracy(
             chance=_chance(result),
         )
     shown = _set_ylim(ax, ylim, auto)
+    below = []
     if shown is not None:
-        for pos, d in zip(positions, data, strict=True):
+        for pos, d, scheme in zip(positions, data, order, strict=True):
             if d.size and np.median(d) < shown[0]:
+                below.append((scheme, f"{scheme} (below the range: {100 * np.median(d):.1f}%)"))
                 ax.annotate(
                     f"↓ {100 * np.median(d):.1f}%",
                     (pos, shown[0]),
@@ -499,6 +553,12 @@ def final_accuracy(
                     ha="center",
                     fontsize=8,
                 )
+    if below:  # as the curves do: the schemes the range leaves out, named with their median
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], ls="none", marker="o", color=colors[s]) for s, _ in below]
+        texts = [text for _, text in below]
+        ax.legend(handles, texts, fontsize=8, loc="lower right", title="median", title_fontsize=8)
     ax.set_ylabel(f"final test {metric}")
     ax.set_title(
         f"Final test {metric} per scheme (one point per seed)\n{_title(result)}", fontsize=10

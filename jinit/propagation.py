@@ -857,8 +857,9 @@ def coordinate_check(
       optimizer: an ``optax.GradientTransformation``, or ``(width, params) -> GradientTransformation`` (e.g.
         ``lambda w, p: jinit.mup_optimizer(lr, p, base_params)``), called once per width with the first seed's
         parameters.
-      scheme: None (the model's own init), a :class:`jinit.Rules` (e.g. :func:`jinit.mup`), or
-        ``width -> Rules | None``.
+      scheme: None (the model's own init), a :class:`jinit.Rules` (e.g. :func:`jinit.mup`), a scheme in any
+        spelling jinit takes (``"he_normal"``, ``"normal(stddev=0.02)"``, an Initializer: every kernel drawn by
+        it), or ``width -> `` one of these.
       steps: number of optimizer steps (>= 0).
       seeds: number of seeds (``0..seeds-1``) or the seeds; seed ``s`` initializes with ``PRNGKey(s)``.
 
@@ -875,7 +876,6 @@ def coordinate_check(
       Yang et al. Tensor Programs V. arXiv:2203.03466, 2022, sec. D.1 (coordinate check); the ``mup`` package,
       ``mup/coord_check.py``.
     """
-    from jinit.rules import Rules
 
     widths = _check_widths(widths)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
@@ -895,15 +895,12 @@ def coordinate_check(
             f"coordinate_check: optimizer must be an optax.GradientTransformation or (width, params) -> one, "
             f"got {optimizer!r}"
         )
-    if not (scheme is None or isinstance(scheme, Rules) or callable(scheme)):
-        raise TypeError(
-            f"coordinate_check: scheme must be None, jinit.Rules or width -> Rules, got {scheme!r}"
-        )
+    fixed = _coord_scheme(scheme)  # a name, an Initializer or Rules: checked before anything runs
     x, y = jnp.asarray(data[0]), jnp.asarray(data[1])
     rows = []
     for width in widths:
         model = make_model(width)
-        spec = scheme(width) if callable(scheme) and not isinstance(scheme, Rules) else scheme
+        spec = _coord_scheme(scheme(width)) if fixed is _PER_WIDTH else fixed
 
         def forward(params, rest, model=model):
             out, state = model.apply(
@@ -942,6 +939,34 @@ def coordinate_check(
                     delta = float(jnp.mean(jnp.abs(value - first[layer])))
                     rows.append((width, int(seed), t, layer, l1, delta))
     return pd.DataFrame(rows, columns=["width", "seed", "t", "layer", "l1", "delta"])
+
+
+_PER_WIDTH = object()
+
+
+def _coord_scheme(scheme: Any) -> Any:
+    """The scheme of a coordinate check: None, a :class:`jinit.Rules` as is, a scheme in any spelling jinit takes
+    (``"he_normal"``, ``"normal(stddev=0.02)"``, an Initializer, a :func:`jinit.scheme` value) as the rules that
+    draw every kernel with it; :data:`_PER_WIDTH` for a function ``width -> scheme``."""
+    from jinit.labelled import Scheme
+    from jinit.rules import Rules, rules
+
+    if scheme is None or isinstance(scheme, Rules):
+        return scheme
+    if isinstance(scheme, str | Mapping | Initializer | Scheme):
+        try:
+            init = scheme if isinstance(scheme, Scheme) else _registry.get(scheme)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"coordinate_check: bad scheme {scheme!r}: {e}") from None
+        if isinstance(init, Rules):  # a registered name of a rules scheme
+            return init
+        return rules({"kernel": init}, label=f"kernel={getattr(init, 'name', init)!r}")
+    if callable(scheme):
+        return _PER_WIDTH
+    raise TypeError(
+        "coordinate_check: scheme must be None, a scheme name or Initializer, jinit.Rules or width -> one of "
+        f"them, got {scheme!r}"
+    )
 
 
 def _coord_step(grad_fn, tx, params, opt_state, rest):

@@ -31,7 +31,7 @@ import ast
 import difflib
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from jinit import initializers as _init
@@ -547,10 +547,25 @@ def format_catalog(rows: list[SchemeInfo] | None = None) -> str:
     """
     rows = catalog() if rows is None else rows
     header = ("name", "aliases", "distribution", "variance", "defaults", "applies_to")
-    cells = [header] + [
-        (r.name, ", ".join(r.aliases) or "-", r.distribution, r.variance, r.defaults, r.applies_to)
-        for r in rows
-    ]
+    return format_table(
+        header,
+        [
+            (
+                r.name,
+                ", ".join(r.aliases) or "-",
+                r.distribution,
+                r.variance,
+                r.defaults,
+                r.applies_to,
+            )
+            for r in rows
+        ],
+    )
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Rows of text as a plain table: columns padded to their widest cell, a rule under the header."""
+    cells = [tuple(header)] + [tuple(r) for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells

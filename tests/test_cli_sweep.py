@@ -341,7 +341,7 @@ def test_check_determinism_cli(tmp_path, capsys, monkeypatch):
         sha256_layout=("a" * 64, "b" * 64),
         layouts=("2 models", "6 models"),
     )
-    monkeypatch.setattr(sweep, "check_determinism", lambda config: report)
+    monkeypatch.setattr(sweep, "check_determinism", lambda config, **kw: report)
     assert cli.main(["sweep", *TINY, "--check-determinism"]) == 1
     out = capsys.readouterr().out
     assert "bitwise identical: NO (param_sha256 equal for 1/2)" in out and "params: 0.5" in out

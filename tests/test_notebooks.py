@@ -26,19 +26,11 @@ EXPECTED_PLOTTING_CELLS = {
     "06_transfer.ipynb": 3,
 }
 #: Cells that only install jinit where it is missing (Colab); the tests run the checkout itself and skip them.
-SKIPPED_TAG = "colab-install"
+SKIPPED_TAG = "colab"  # the cell that installs jinit in Colab (test_colab_badge_and_install_cell)
 
 
 def _skipped(cell) -> bool:
     return SKIPPED_TAG in cell.get("metadata", {}).get("tags", [])
-
-
-def test_transfer_notebook_opens_with_a_colab_install_cell():
-    nbformat = pytest.importorskip("nbformat")
-    nb = nbformat.read(NOTEBOOKS[0].parent / "06_transfer.ipynb", as_version=4)
-    first = nb.cells[0]
-    assert first.cell_type == "code" and _skipped(first)
-    assert 'if "google.colab" in sys.modules:' in first.source and "%pip install" in first.source
 
 
 def _images(cell) -> int:
@@ -101,3 +93,46 @@ def test_importing_jinit_leaves_the_matplotlib_backend_alone():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "svg"
+
+
+def _repository() -> str:
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    return tomllib.loads(pyproject.read_text())["project"]["urls"]["Repository"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_colab_badge_and_install_cell(path):
+    """Each notebook opens in Colab from its badge (the repository of pyproject.toml, this notebook's path) and
+    its first code cell installs jinit there, and only there."""
+    import json
+
+    cells = json.loads(path.read_text())["cells"]
+    repo = _repository()
+    slug = repo.removeprefix("https://github.com/")
+    badge = (
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"(https://colab.research.google.com/github/{slug}/blob/main/notebooks/{path.name})"
+    )
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith(badge)
+    install = cells[1]
+    assert install["cell_type"] == "code" and install["metadata"].get("tags") == ["colab"]
+    source = "".join(install["source"])
+    assert (
+        'if "google.colab" in sys.modules and importlib.util.find_spec("jinit") is None:' in source
+    )
+    assert f'"jinit @ git+{repo}"' in source
+    assert sum("colab" in c.get("metadata", {}).get("tags", []) for c in cells) == 1
+    # run outside Colab, the cell does nothing (no pip)
+    namespace: dict = {}
+    calls = []
+    import subprocess as sp
+
+    real = sp.check_call
+    sp.check_call = lambda *a, **k: calls.append(a)
+    try:
+        exec(compile(source, path.name, "exec"), namespace)
+    finally:
+        sp.check_call = real
+    assert calls == []

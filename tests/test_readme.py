@@ -1,4 +1,5 @@
-"""Every ```python and ```bash block of README.md, experiments/README.md and notebooks/README.md runs as written.
+"""Every ```python and ```bash block of README.md, experiments/README.md, notebooks/README.md and the docs/ pages
+runs as written.
 
 What the test changes, and only this (blocks of other languages, e.g. the ```console transcript of an interrupted
 sweep, are not run):
@@ -45,7 +46,11 @@ MNIST_FILES = (
 DOCS = {
     "README.md": REPO / "README.md",
     "experiments/README.md": REPO / "experiments" / "README.md",
+    "docs/equinox.md": REPO / "docs" / "equinox.md",
+    "docs/modern.md": REPO / "docs" / "modern.md",
 }
+#: A page whose blocks continue each other (test_trackers_page_runs_in_order).
+TRACKERS_PAGE = REPO / "docs" / "trackers.md"
 #: Documents whose blocks continue each other (a run folder made by a bash block, read by the python block after
 #: it): all their blocks run in order, in one folder.
 SEQUENTIAL = {"notebooks/README.md": REPO / "notebooks" / "README.md"}
@@ -168,6 +173,31 @@ def test_sequential_docs_run_in_order(tmp_path):
             else:
                 output = _run([sys.executable, "-c", block], work, env, f"{doc} python block")
                 assert "'scheme': " in output and "(64, 128)" in output, output
+
+
+def test_trackers_page_runs_in_order(tmp_path):
+    """docs/trackers.md: a sweep with --tensorboard, one from Python, its event files read back, W&B offline, a
+    tracker of one's own; in one folder, in order (the ```py MLflow sketch is not run: it needs mlflow)."""
+    pytest.importorskip("tensorboardX")
+    pytest.importorskip("wandb")
+    env = _env(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    blocks = [(m.group(1), m.group(2)) for m in BLOCK.finditer(TRACKERS_PAGE.read_text("utf-8"))]
+    assert [lang for lang, _ in blocks] == ["bash", "python", "python", "python", "python"]
+    outputs = []
+    for i, (lang, block) in enumerate(blocks):
+        if lang == "bash":
+            for cmd in _commands(block):
+                outputs.append(_run(["bash", "-c", _smoke(cmd)], work, env, f"trackers.md: {cmd}"))
+        else:
+            outputs.append(_run([sys.executable, "-c", block], work, env, f"trackers.md block {i}"))
+    assert (work / "runs" / "tb" / "he_normal" / "seed_0").is_dir()
+    assert outputs[2].startswith("[(0, ")  # test/accuracy at init, then at each epoch's end
+    assert len(list((work / "runs" / "wandb").glob("offline-run-*"))) == 4
+    assert outputs[4].startswith(
+        "['step,tag,value', '0,test/"
+    )  # the CSV header, then step 0 (at init)
 
 
 def test_smoke_substitutions_keep_the_documented_flags():

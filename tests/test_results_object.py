@@ -190,6 +190,69 @@ def test_the_y_range_is_not_squashed_by_a_collapsed_scheme(saved):
     assert plots.robust_range({"a": np.array([0.1, 0.1])}, chance=0.1) is None  # nothing learned
 
 
+def test_final_accuracy_leaves_a_scheme_near_chance_out_of_the_range_and_names_it(saved):
+    """zeros on MNIST ends at 11.35% (its most frequent class), above chance + 1 point: it used to count as
+    learned and squash the others into a line at the top of final_accuracy.png."""
+    _, r = saved
+    models = r.models.copy()
+    zeros = models["scheme"] == "zeros"
+    models.loc[zeros, "final_accuracy"] = [0.1135, 0.1135, 0.1140]
+    models.loc[~zeros, "final_accuracy"] = np.linspace(0.95, 0.97, int((~zeros).sum()))
+    fig = plots.final_accuracy(dataclasses.replace(r, models=models))
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert 0.94 < low < 0.95 and 0.97 < high < 0.98  # the learned schemes fill the axis
+    note = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert note == ["zeros (below the range: 11.3%)"]
+    plt.close(fig)
+    # the rule: closer to chance than to the best scheme's final value, or within 1 point of chance
+    assert plots.robust_range(
+        {"a": np.array([0.6]), "b": np.array([0.9])}, chance=0.1
+    ) == pytest.approx((0.585, 0.915))
+    assert plots.robust_range(
+        {"a": np.array([0.4]), "b": np.array([0.9])}, chance=0.1
+    ) == pytest.approx((0.8995, 0.9005))
+
+
+def test_one_colour_per_scheme_across_figures_and_subsets(saved):
+    _, r = saved
+    colors = plots.scheme_colors(r)
+    assert list(colors) == [
+        "zeros",
+        "he_normal",
+        "glorot_uniform",
+    ]  # grid order, whatever a figure shows
+    fig, axes = plt.subplots(1, 3)
+    plots.curves(r, ["glorot_uniform", "he_normal"], ax=axes[0])
+    plots.curves(r, ["he_normal", "zeros"], metric="loss", ax=axes[1])
+    plots.final_accuracy(r, ["he_normal", "glorot_uniform"], ax=axes[2])
+    for ax in axes[:2]:
+        for line in ax.get_lines():
+            scheme = line.get_label() if not line.get_label().startswith("_") else None
+            if scheme in colors:
+                assert line.get_color() == colors[scheme]
+    first = {line.get_label(): line.get_color() for line in axes[0].get_lines()}
+    second = {line.get_label(): line.get_color() for line in axes[1].get_lines()}
+    assert first["he_normal"] == second["he_normal"] == colors["he_normal"]
+    points = [c.get_facecolor()[0][:3] for c in axes[2].collections]
+    assert np.allclose(points[0], colors["he_normal"][:3]) and np.allclose(
+        points[1], colors["glorot_uniform"][:3]
+    )
+    plt.close(fig)
+
+
+def test_scheme_colors_shade_the_groups_of_an_axis():
+    import pandas as pd
+
+    models = pd.DataFrame(
+        {"scheme": ["a", "a", "b", "b"], "learning_rate": [0.1, 0.01, 0.1, 0.01], "seed": 0}
+    )
+    colors = plots.scheme_colors(type("Result", (), {"models": models})())
+    assert colors["a lr=0.1"] == pytest.approx(colors["a"][:3])
+    assert colors["a lr=0.01"] == pytest.approx(tuple(c + (1 - c) * 0.3 for c in colors["a"][:3]))
+    assert colors["b lr=0.1"] == pytest.approx(colors["b"][:3]) and colors["a"] != colors["b"]
+
+
 def test_rich_display(saved):
     out, r = saved
     html = sweep.load(out)._repr_html_()

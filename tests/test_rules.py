@@ -140,11 +140,11 @@ class NoInitArgs(nn.Module):
 def test_a_model_without_init_arguments_takes_rules():
     cfg = _cfg((jinit.rules({"head/kernel": "zeros", "kernel": "he_normal"}),))
     for make in (NoInitArgs, lambda: NoInitArgs(), lambda kernel_init, bias_init: NoInitArgs()):
-        p = sweep.initial_params(cfg, make_model=make)["params"]
+        p = sweep.initial_params(cfg, model=make)["params"]
         np.testing.assert_array_equal(p["head"]["kernel"], 0.0)
         assert _he_ks_pvalue(p["hidden"]["kernel"][0]) > 1e-3
     fast = dataclasses.replace(cfg, optimizer="sgd", learning_rate=1e-9)
-    result = sweep.run(fast, make_model=NoInitArgs, progress=False, keep_params=True)
+    result = sweep.run(fast, model=NoInitArgs, progress=False, keep_params=True)
     assert len(result.models) == 2 and not result.models["diverged"].any()
     assert np.abs(result.params["params"]["head"]["kernel"]).max() < 1e-6
     np.testing.assert_allclose(
@@ -154,7 +154,7 @@ def test_a_model_without_init_arguments_takes_rules():
 
 def test_a_plain_scheme_for_a_model_without_init_arguments_is_an_error():
     with pytest.raises(ValueError, match=r"'he_normal'.*no kernel_init.*jinit.rules"):
-        sweep.initial_params(_cfg(("he_normal",)), make_model=NoInitArgs)
+        sweep.initial_params(_cfg(("he_normal",)), model=NoInitArgs)
 
 
 def test_custom_callable_scheme_with_a_label():

@@ -257,7 +257,7 @@ def test_inner_model_axis_with_conv_kernels_and_dropout():
     )
     # dropout was on: without it the same models train to other losses
     no_dropout = functools.partial(_ConvDropout, rate=0.0)
-    plain = sweep.run(cfg, progress=False, make_model=no_dropout)
+    plain = sweep.run(cfg, progress=False, model=no_dropout)
     trained = plain.curves["step"] > 0  # (the point at init has no training loss: NaN)
     assert not np.allclose(
         plain.curves.loc[trained, "train_loss"],
@@ -359,7 +359,7 @@ def test_vary_data_custom_model_and_eval_every():
     cfg = dataclasses.replace(
         BASE, schemes=("glorot_uniform",), vary="data", eval_every=3, eval_batch_size=50
     )
-    r = sweep.run(cfg, progress=False, make_model=make_model, keep_params=True)
+    r = sweep.run(cfg, progress=False, model=make_model, keep_params=True)
     assert r.meta["custom_model"] and r.predictions.shape == (2, 128)
     acc = (r.predictions == r.y_test[None]).mean(axis=1)
     np.testing.assert_allclose(r.models["final_accuracy"], acc, rtol=1e-6)
@@ -369,9 +369,7 @@ def test_vary_data_custom_model_and_eval_every():
         sorted(set(r.curves["epoch"])), np.array([0, 3, 6, 8, 11, 14, 16]) / 8
     )
     # vary="data": both seeds start from the same weights but see different batches
-    p0 = sweep.initial_params(
-        cfg, [("glorot_uniform", 0), ("glorot_uniform", 1)], make_model=make_model
-    )
+    p0 = sweep.initial_params(cfg, [("glorot_uniform", 0), ("glorot_uniform", 1)], model=make_model)
     np.testing.assert_array_equal(
         p0["params"]["Dense_0"]["kernel"][0], p0["params"]["Dense_0"]["kernel"][1]
     )

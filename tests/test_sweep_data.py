@@ -110,7 +110,7 @@ def test_binary_task_trains_one_logit(compile_counter):
         return models.MLP(hidden=(8,), num_classes=2, kernel_init=kernel_init)
 
     with pytest.raises(ValueError, match=r"outputs shape \(2,\) per example.*binary"):
-        sweep.run(cfg, data=ds, make_model=two_outputs, progress=False)
+        sweep.run(cfg, data=ds, model=two_outputs, progress=False)
     assert compile_counter.count == before
 
 
@@ -120,7 +120,7 @@ def test_wrong_output_width_for_the_classes_is_one_line_before_compiling(compile
 
     cfg = sweep.SweepConfig(**{**TINY, "seeds": 1}, train_size=128, test_size=64)
     with pytest.raises(ValueError) as info:
-        sweep.run(cfg, make_model=five, progress=False)
+        sweep.run(cfg, model=five, progress=False)
     msg = str(info.value)
     assert "outputs shape (5,)" in msg and "10 classes" in msg and "\n" not in msg
     assert compile_counter.count == 0
@@ -312,7 +312,7 @@ def test_regression_with_two_targets(diabetes):
     t2 = np.stack([diabetes.y_test, -diabetes.y_test], 1)
     ds = data.from_arrays(diabetes.x_train, y2, diabetes.x_test, t2)
     cfg = sweep.SweepConfig(**{**TINY, "seeds": 1, "epochs": 1})
-    r = sweep.run(cfg, data=ds, make_model=lambda k, b: _TwoHeads(kernel_init=k), progress=False)
+    r = sweep.run(cfg, data=ds, model=lambda k, b: _TwoHeads(kernel_init=k), progress=False)
     assert r.predictions.shape == (2, 100, 2)
     err = r.predictions.astype(np.float64) - t2
     np.testing.assert_allclose(

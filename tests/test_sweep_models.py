@@ -3,6 +3,7 @@ arguments, the errors, and what the run records."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import flax.linen as nn
@@ -201,6 +202,117 @@ def test_a_call_signature_jinit_cannot_drive_is_named():
 
 
 def test_model_and_make_model_are_one_argument():
-    with pytest.raises(TypeError, match="once"):
+    with pytest.raises(
+        TypeError, match="once, as model= .make_model= is its deprecated older name"
+    ):
         sweep.run(BASE, model=BNNet, make_model=BNNet, progress=False)
     assert isinstance(adapters.model_fns(BNNet, None, None), adapters.ModelFns)
+
+
+def test_make_model_is_deprecated_for_model():
+    cfg = dataclasses.replace(
+        BASE, dataset="no_such_dataset"
+    )  # stops when the data loads, after the warning
+    for call in (
+        lambda: sweep.run(cfg, make_model=BNNet, progress=False),
+        lambda: sweep.initial_params(cfg, make_model=BNNet),
+        lambda: sweep.check_determinism(cfg, make_model=BNNet),
+    ):
+        with pytest.warns(
+            DeprecationWarning, match="make_model= is deprecated: pass the same factory as model="
+        ) as w:
+            with pytest.raises((ValueError, FileNotFoundError)):
+                call()
+        assert w[0].filename == __file__  # the warning points at the caller's line
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "match"),
+    [
+        (
+            {"keep_params": "runs/x"},
+            TypeError,
+            "keep_params must be True or False, got 'runs/x'; the run folder is out=; save_params=True writes",
+        ),
+        (
+            {"save_params": "runs/x"},
+            TypeError,
+            "save_params must be True or False, got 'runs/x'; the run folder is out=; keep_params=True returns them in memory",
+        ),
+        (
+            {"save_params": 1},
+            TypeError,
+            "save_params must be True or False, got 1; keep_params=True",
+        ),
+        (
+            {"save_params": True},
+            ValueError,
+            "pass out= .* for the parameters in memory without a folder: keep_params=True",
+        ),
+        (
+            {"model": "mlp"},
+            TypeError,
+            "model= takes your own model's factory, got the name 'mlp'; a built-in model is SweepConfig",
+        ),
+    ],
+)
+def test_params_and_model_arguments_say_which_one_was_meant(kw, error, match):
+    with pytest.raises(error, match=match):
+        sweep.run(BASE, progress=False, **kw)
+
+
+def test_fields_of_the_built_in_models_are_said_to_be_ignored_with_your_model(caplog):
+    cfg = dataclasses.replace(BASE, hidden=(7,), activation="tanh")
+    with caplog.at_level("WARNING", logger="jinit.sweep"):
+        sweep.make_plan(cfg, model=BNNet)
+    (record,) = [r for r in caplog.records if "ignored" in r.getMessage()]
+    assert record.getMessage() == (
+        "hidden=(7,), activation='tanh': the built-in models' settings; your model= is trained as it is, so they "
+        "are ignored"
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="jinit.sweep"):
+        sweep.make_plan(BASE, model=BNNet)  # the defaults: nothing to say
+    assert not [r for r in caplog.records if "ignored" in r.getMessage()]
+
+
+def test_seeds_below_one_are_refused_when_the_config_is_made():
+    for bad in (-3, 0):
+        with pytest.raises(ValueError, match=f"seeds must be >= 1, got {bad}"):
+            sweep.SweepConfig(seeds=bad)
+
+
+def test_the_description_of_a_multi_scheme_sweep_names_no_single_scheme():
+    cfg = sweep.SweepConfig(schemes=("he_normal", "zeros"), hidden=(8,), train_size=64)
+    info = sweep.make_plan(cfg).inputs.model_info
+    assert (
+        "kernel_init=<each model's scheme>" in info.description
+        and "he_normal" not in info.description
+    )
+    one = sweep.make_plan(dataclasses.replace(cfg, schemes=("he_normal",))).inputs.model_info
+    assert "kernel_init=he_normal(" in one.description
+
+
+def test_what_the_run_records_of_your_model_and_optimizer_is_stable():
+    """meta["model"]["description"] of a sweep of several schemes names none as the kernel init (it named the
+    first); meta["optimizer"]["custom"] has no memory address, so two processes (or two runs) record the same."""
+    import optax
+
+    from jinit.sweep.plan import describe_plan
+
+    def sgd(lr):
+        return optax.sgd(lr)
+
+    metas = [describe_plan(sweep.make_plan(BASE, model=BNNet, optimizer=sgd)) for _ in range(2)]
+    meta = metas[0]
+    description = meta["model"]["description"]
+    assert "kernel_init=<each model's scheme>" in description, description
+    assert "he_normal" not in description and "glorot" not in description
+    assert meta["optimizer"]["custom"] == (
+        "<function test_what_the_run_records_of_your_model_and_optimizer_is_stable.<locals>.sgd>"
+    )
+    assert metas[1]["optimizer"]["custom"] == meta["optimizer"]["custom"]
+    chain = sweep.make_plan(BASE, model=BNNet, optimizer=optax.chain(optax.adam(1e-3)))
+    assert "0x" not in describe_plan(chain)["optimizer"]["custom"]
+    one = sweep.make_plan(dataclasses.replace(BASE, schemes=("he_normal",)), model=BNNet)
+    assert "he_normal" in describe_plan(one)["model"]["description"]

@@ -11,7 +11,7 @@ A sweep is a pipeline (``docs/architecture.md``), one module per stage:
   single-model step of :mod:`jinit.train`) and the schemes' init programs, in a :class:`ProgramCache` keyed by
   what they compute;
 * :mod:`~jinit.sweep.trainer`: the chunk loop, every device busy at once, no I/O (callbacks for checkpoints,
-  progress, trackers);
+  progress, trackers: :mod:`~jinit.sweep.trackers`, one TensorBoard or W&B run per model);
 * :mod:`~jinit.sweep.store`: the run folder (:mod:`~jinit.sweep.folder`, :mod:`~jinit.sweep.lock`,
   :mod:`~jinit.sweep.checkpoints`): resume, chunk files, the tables;
 * :mod:`~jinit.sweep.assemble`: chunk arrays -> :class:`SweepResult`; :func:`load` of a run folder;
@@ -56,6 +56,7 @@ from jinit.sweep import (
     schemes,
     signals,
     store,
+    trackers,
     trainer,
 )
 from jinit.sweep.assemble import load
@@ -151,6 +152,7 @@ __all__ = [
     "stable_hash",
     "state_bytes_per_model",
     "store",
+    "trackers",
     "trainer",
     "use_cpu_devices",
 ]

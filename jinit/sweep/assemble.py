@@ -30,6 +30,33 @@ def _task_of(inputs) -> tuple[str, tuple[str, ...]]:
     return task.name, tuple(metric_column(m) for m in task.metric_names)
 
 
+def curve_sources(inputs, has_val: bool) -> dict[str, str]:
+    """The curve columns of a sweep (``results.csv``: ``train_loss``, ``train_<metric>``, ``test_loss``,
+    ``test_<metric>`` for each of the task's metrics, the ``val_*`` ones with a validation set) and the field of
+    the flat epoch logs each is read from (:func:`jinit.sweep.chunks.flat_logs`; the primary metric is held in the
+    ``*accuracy`` fields, as in :class:`jinit.train.EpochLogs`). The columns of the test and validation sets are
+    also logged at initialization, as ``init_<field>``."""
+    _, names = _task_of(inputs)
+    primary, secondary = names[0], names[1:]
+    raw = inputs.task.metric_names if inputs.task is not None else ("accuracy",)
+    sources = {
+        "train_loss": "train_loss",
+        f"train_{primary}": "train_accuracy",
+        "test_loss": "test_loss",
+        f"test_{primary}": "test_accuracy",
+        **{f"test_{c}": f"test_metric_{m}" for c, m in zip(secondary, raw[1:], strict=True)},
+    }
+    if has_val:
+        sources.update(
+            {
+                "val_loss": "val_loss",
+                f"val_{primary}": "val_accuracy",
+                **{f"val_{c}": f"val_metric_{m}" for c, m in zip(secondary, raw[1:], strict=True)},
+            }
+        )
+    return sources
+
+
 def assemble(plan, chunk_arrays: dict[int, dict[str, np.ndarray]], meta: dict) -> SweepResult:
     """The :class:`SweepResult` of a plan (:class:`jinit.sweep.plan.Plan`) from the arrays of all its chunks
     (:func:`jinit.sweep.chunks.chunk_arrays`), with the run's ``meta``."""
@@ -46,27 +73,7 @@ def assemble(plan, chunk_arrays: dict[int, dict[str, np.ndarray]], meta: dict) -
     seeds = np.asarray([m.seed for m in grid], np.int64)
     n_models, n_evals = cat["step"].shape
     task_name, names = _task_of(setup)
-    primary, secondary = names[0], names[1:]
-    task_raw = setup.task.metric_names if setup.task is not None else ("accuracy",)
-    # public column -> chunk array (the primary metric is held in the "*accuracy" arrays, as in train.EpochLogs)
-    sources = {
-        "train_loss": "train_loss",
-        f"train_{primary}": "train_accuracy",
-        "test_loss": "test_loss",
-        f"test_{primary}": "test_accuracy",
-        **{f"test_{c}": f"test_metric_{m}" for c, m in zip(secondary, task_raw[1:], strict=True)},
-    }
-    if "val_loss" in cat:
-        sources.update(
-            {
-                "val_loss": "val_loss",
-                f"val_{primary}": "val_accuracy",
-                **{
-                    f"val_{c}": f"val_metric_{m}"
-                    for c, m in zip(secondary, task_raw[1:], strict=True)
-                },
-            }
-        )
+    sources = curve_sources(setup, "val_loss" in cat)
     f64 = {col: cat[src].astype(np.float64) for col, src in sources.items()}
     div = cat["diverged_step"]
     steps = cat["step"]

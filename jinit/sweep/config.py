@@ -85,8 +85,9 @@ class SweepConfig:
       weight_decay: None (the optimizer's default: none; optax's 1e-4 for ``adamw``), a number, or a tuple of
         numbers (an axis). ``adamw``: its decoupled weight decay; ``adam, sgd, momentum, rmsprop``: L2 added to the
         gradient before the optimizer (``optax.add_decayed_weights``, PyTorch's ``weight_decay``).
-      init_scale: a multiplier on every kernel's initial values (each parameter named ``kernel``, after the
-        scheme's initialization, rules and LSUV included), or a tuple of multipliers (an axis). Default 1.0.
+      init_scale: a multiplier on every kernel's initial values (each parameter named ``kernel``, an Equinox
+        weight; after the scheme's initialization, rules and LSUV included), or a tuple of multipliers (an axis).
+        Default 1.0.
       vary: which randomness changes with the seed: ``"init"`` (default: all models see the same batches),
         ``"data"`` (data order and dropout; the init depends on the scheme only) or ``"both"``.
       eval_every: also evaluate every that many steps within each epoch (``None``: at epoch ends only).

@@ -16,7 +16,7 @@ from jinit.keys import model_keys
 from jinit.sweep import hyper, precision
 from jinit.sweep.config import SweepConfig, check_int
 from jinit.sweep.driver import run
-from jinit.sweep.inputs import model_fns
+from jinit.sweep.inputs import model_argument, model_fns
 from jinit.sweep.plan import make_plan
 from jinit.sweep.program import ProgramCache, initial_variables, split_variables, state_variables
 from jinit.sweep.schemes import resolve_schemes
@@ -98,6 +98,19 @@ def _alone(sub: SweepConfig, params: Any, make_model: Any, optimizer: Any) -> tu
     return models, worst
 
 
+def _hashes_of(models: Any, wider: Any) -> tuple[str, ...]:
+    """The parameter hashes that the sweep of ``wider`` (a models table) gives the (scheme, seed) models of
+    ``models``, in their order."""
+    by_model = {
+        (scheme, int(s)): h
+        for scheme, s, h in zip(wider["scheme"], wider["seed"], wider["param_sha256"], strict=True)
+    }
+    return tuple(
+        by_model[(scheme, int(s))]
+        for scheme, s in zip(models["scheme"], models["seed"], strict=True)
+    )
+
+
 def check_determinism(
     config: SweepConfig | None = None,
     *,
@@ -121,8 +134,8 @@ def check_determinism(
       config: the sweep (default ``SweepConfig()``); its epochs, data and optimizer are used as they are, each
         hyperparameter axis at its first value.
       n_models: how many models (at least; rounded up to whole schemes when ``seeds < n_models``).
-      make_model: your own model's factory, as ``model`` for :func:`run`.
-      model: the same (``make_model`` is its older name).
+      make_model: the deprecated older name of ``model``.
+      model: your own model's factory, as for :func:`run`.
       optimizer: your own optimizer, as for :func:`run`.
 
     Returns:
@@ -132,10 +145,7 @@ def check_determinism(
     if not isinstance(config, SweepConfig):
         raise TypeError(f"config must be a SweepConfig, got {type(config).__name__}")
     config.validate()
-    if model is not None:
-        if make_model is not None:
-            raise TypeError("pass the model factory once: model= (make_model= is its older name)")
-        make_model = model
+    make_model = model_argument(model, make_model)
     check_int("n_models", n_models, minimum=1)
     model = None if make_model else config.model
     labels = [label for label, _ in resolve_schemes(config.schemes, model=model)]
@@ -175,16 +185,7 @@ def check_determinism(
     third = run(
         wide, progress=False, model=make_model, max_devices=other_devices, optimizer=optimizer
     )
-    by_model = {
-        (scheme, int(s)): h
-        for scheme, s, h in zip(
-            third.models["scheme"], third.models["seed"], third.models["param_sha256"], strict=True
-        )
-    }
-    sha3 = tuple(
-        by_model[(scheme, int(s))]
-        for scheme, s in zip(first.models["scheme"], first.models["seed"], strict=True)
-    )
+    sha3 = _hashes_of(first.models, third.models)
     layouts = (
         f"{len(first.models)} models, chunks of {first.meta['chunk_size']}, {n_first} device(s)",
         f"{len(third.models)} models (another scheme first, one more seed), chunks of "

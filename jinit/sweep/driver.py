@@ -20,9 +20,11 @@ import numpy as np
 from jinit.results import SweepResult
 from jinit.sweep import group as group_lib
 from jinit.sweep import program as program_lib
+from jinit.sweep import trackers
 from jinit.sweep.assemble import assemble
 from jinit.sweep.config import SweepConfig
 from jinit.sweep.folder import check_writable
+from jinit.sweep.inputs import model_argument
 from jinit.sweep.plan import fingerprint, make_plan
 from jinit.sweep.signals import SignalGuard, Status, SweepInterrupted
 from jinit.sweep.store import open_store, run_meta
@@ -30,12 +32,21 @@ from jinit.sweep.trainer import Callback, Collect, ProgressBar, Trainer
 
 
 def _check_arguments(
-    checkpoint_every: Any, save_params: bool, out: Any, model: Any, make_model: Any
+    checkpoint_every: Any, save_params: Any, keep_params: Any, out: Any, model: Any, make_model: Any
 ) -> Any:
-    """The model factory (``model`` or its older name ``make_model``), after checking the arguments of :func:`run`
-    that the plan does not see."""
-    if model is not None and make_model is not None:
-        raise TypeError("pass the model factory once: model= (make_model= is its older name)")
+    """The model factory (``model`` or its deprecated older name ``make_model``), after checking the arguments of
+    :func:`run` that the plan does not see."""
+    model = model_argument(model, make_model, stacklevel=4)
+    for name, flag, other in (
+        ("keep_params", keep_params, "save_params=True writes them into the run folder out="),
+        ("save_params", save_params, "keep_params=True returns them in memory, result.params"),
+    ):
+        if not isinstance(flag, bool):
+            raise TypeError(
+                f"{name} must be True or False, got {flag!r}; "
+                + ("the run folder is out=; " if isinstance(flag, str | os.PathLike) else "")
+                + other
+            )
     if checkpoint_every is not None and (
         isinstance(checkpoint_every, bool)
         or not isinstance(checkpoint_every, int | float)
@@ -46,11 +57,12 @@ def _check_arguments(
         )
     if save_params and out is None:
         raise ValueError(
-            "save_params=True writes into the run folder: pass out= (jinit sweep --out)"
+            "save_params=True writes into the run folder: pass out= (jinit sweep --out); for the parameters in "
+            "memory without a folder: keep_params=True (result.params)"
         )
     if out is not None:
         check_writable(out)
-    return model if model is not None else make_model
+    return model
 
 
 def _train(
@@ -96,6 +108,8 @@ def run(
     task: Any = None,
     programs: program_lib.ProgramCache | None = None,
     callbacks: Sequence[Callback] = (),
+    tensorboard: str | os.PathLike | None = None,
+    wandb: str | dict | None = None,
 ) -> SweepResult:
     """Trains every model of the grid and returns the results (see :mod:`jinit.sweep` and the README).
 
@@ -103,7 +117,8 @@ def run(
       config: the sweep (default: ``SweepConfig()``, a quick sweep on ``digits``).
       out: a run folder to write (resumable: rerun the same call after a crash to continue).
       progress: show a tqdm progress bar (on stderr).
-      model: your own Flax model's factory (:func:`jinit.adapters.model_fns`); ``make_model`` is its older name.
+      model: your own model's factory: Flax linen or NNX, or Equinox (:func:`jinit.adapters.model_fns`);
+        ``make_model`` is its older name, deprecated.
       keep_params: also return every model's final variables as ``result.params`` (not written to the folder).
       overwrite: replace a different sweep found in ``out`` (only what jinit can show it wrote there), or train a
         complete one again.
@@ -117,6 +132,8 @@ def run(
         process's, :func:`jinit.sweep.program.default_cache`).
       callbacks: your own :class:`jinit.sweep.trainer.Callback` objects, called as the models train (chunks read
         back from a run folder are not trained again, so not seen).
+      tensorboard: a folder: one TensorBoard run per model in it (:class:`jinit.sweep.trackers.TensorBoard`).
+      wandb: a W&B project, or a dict of :class:`jinit.sweep.trackers.WandB`'s arguments: one W&B run per model.
 
     Returns:
       A :class:`SweepResult`; ``result.meta["timings"]`` says where the time went.
@@ -134,7 +151,11 @@ def run(
     try:
         # from the very start: a signal while planning or reading the run folder is reported as well
         with SignalGuard() as guard:
-            model = _check_arguments(checkpoint_every, save_params, out, model, make_model)
+            model = _check_arguments(
+                checkpoint_every, save_params, keep_params, out, model, make_model
+            )
+            group_name = None if out is None else Path(out).resolve().name
+            callbacks = [*callbacks, *trackers.from_arguments(tensorboard, wandb, group_name)]
             group = group_lib.current(out)
             plan = make_plan(
                 config,

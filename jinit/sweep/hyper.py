@@ -10,7 +10,7 @@ One program for all values: the optimizer is built with ``optax.inject_hyperpara
 learning rate and weight decay are arrays in each model's ``opt_state.hyperparams``, set per model when a chunk's
 stacked state is created (:func:`set_hyperparams`). The injected form is used for one value too, so that a model's
 numbers never depend on what else is in the grid. The init scale multiplies every kernel (each leaf named
-``kernel``) after the scheme's initialization, on the host (:func:`scale_kernels`).
+``kernel``; an Equinox model's weights) after the scheme's initialization, on the host (:func:`scale_kernels`).
 
 Weight decay: ``adamw`` takes it as optax's decoupled ``weight_decay`` (default 1e-4, optax's); ``adam``, ``sgd``,
 ``momentum`` and ``rmsprop`` add ``weight_decay * params`` to the gradient before the optimizer
@@ -257,9 +257,19 @@ def set_hyperparams(state: Any, hypers: Sequence[Hyper], names: dict[str, str]) 
     return state._replace(opt_state=state.opt_state._replace(hyperparams=hp))
 
 
+def is_kernel(name: Any, ndim: int) -> bool:
+    """Whether a parameter named ``name`` with ``ndim`` dimensions (per model) is a kernel: Flax's ``kernel``, or an
+    Equinox weight (``weight``, ``weight_*``) of two or more dimensions (:mod:`jinit.equinox`; not a norm's
+    1-D ``weight``)."""
+    if name == "kernel":
+        return True
+    return isinstance(name, str) and (name == "weight" or name.startswith("weight_")) and ndim >= 2
+
+
 def scale_kernels(params: Any, scales: Sequence[float]) -> Any:
-    """Stacked variables (numpy, leading model axis) with every leaf named ``kernel`` of model ``i`` multiplied by
-    ``scales[i]``; leaves of models at scale 1.0 are left exactly as they are."""
+    """Stacked variables (numpy, leading model axis) with every kernel of model ``i`` (:func:`is_kernel`: each leaf
+    named ``kernel``, an Equinox model's weights) multiplied by ``scales[i]``; leaves of models at scale 1.0 are
+    left exactly as they are."""
     scales = np.asarray(scales, np.float64)
     if np.all(scales == 1.0):
         return params
@@ -267,7 +277,7 @@ def scale_kernels(params: Any, scales: Sequence[float]) -> Any:
     def scale(path, x):
         last = path[-1] if path else None
         name = getattr(last, "key", getattr(last, "name", None))
-        if name != "kernel":
+        if not is_kernel(name, np.ndim(x) - 1):
             return x
         x = np.asarray(x)
         s = scales.astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))

@@ -69,10 +69,52 @@ def with_compute(inputs: Inputs, compute_dtype: str) -> Inputs:
     return inputs._replace(make_model=mm, model_key=key)
 
 
+def model_argument(model: Any, make_model: Any, *, stacklevel: int = 3) -> Any:
+    """The model factory of :func:`jinit.sweep.run` (and :func:`~jinit.sweep.initial_params`,
+    :func:`~jinit.sweep.check_determinism`): ``model``, or ``make_model``, its deprecated older name (a
+    DeprecationWarning at the caller's ``stacklevel``). Raises TypeError for both, and for a model name where a
+    factory is wanted."""
+    import warnings
+
+    if model is not None and make_model is not None:
+        raise TypeError(
+            "pass the model factory once, as model= (make_model= is its deprecated older name)"
+        )
+    if make_model is not None:
+        warnings.warn(
+            "make_model= is deprecated: pass the same factory as model=",
+            DeprecationWarning,
+            stacklevel=stacklevel,
+        )
+        model = make_model
+    if isinstance(model, str):
+        raise TypeError(
+            f"model= takes your own model's factory, got the name {model!r}; a built-in model is "
+            f"SweepConfig(model=...), one of {', '.join(models_lib.MODELS)} (jinit sweep --model; also resmlp, "
+            "transformer: jinit.presets)"
+        )
+    return model
+
+
+class _EachScheme:
+    """The kernel initializer a model's description shows for a sweep of several schemes (each model is built
+    with its own): it draws as the first scheme does, so the model can be traced."""
+
+    def __init__(self, init: Any):
+        self.init = init
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.init(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return "<each model's scheme>"
+
+
 def _model_factory(config: SweepConfig, num_classes: int, make_model: Callable | None):
     if make_model is not None:
         from jinit import adapters
 
+        _warn_unused_fields(config)
         # a module instance, a bad signature: one-line errors (built with placeholder initializers)
         adapters.model_fns(
             make_model, jax.nn.initializers.lecun_normal(), jax.nn.initializers.zeros
@@ -91,6 +133,25 @@ def _model_factory(config: SweepConfig, num_classes: int, make_model: Callable |
         config.model,
         tuple(sorted(kw.items())),
     )
+
+
+def _warn_unused_fields(config: SweepConfig) -> None:
+    """Says which of the built-in models' fields a sweep of your own model ignores (set to other than their
+    defaults), instead of ignoring them silently."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(SweepConfig)}
+    unused = [
+        f"{name}={getattr(config, name)!r}"
+        for name in ("model", "hidden", "channels", "activation")
+        if getattr(config, name) not in (None, defaults[name]) and not is_custom_model(config.model)
+    ]
+    if unused:
+        _log.warning(
+            "%s: the built-in models' settings; your model= is trained as it is, so %s ignored",
+            ", ".join(unused),
+            "it is" if len(unused) == 1 else "they are",
+        )
 
 
 def resolve(
@@ -422,10 +483,15 @@ def make_optimizer(
 
 
 def model_fns(make_model: Callable, scheme: Any, bias_init: Any, x: Any = None):
-    """The :class:`jinit.adapters.ModelFns` of the model ``make_model`` builds with ``scheme``'s kernel init."""
+    """The :class:`jinit.adapters.ModelFns` of the model ``make_model`` builds with ``scheme``'s kernel init (an
+    Equinox model under a rules scheme keeps its own values where no rule matches: no kernel init)."""
     from jinit import adapters
+    from jinit.rules import Rules
 
-    return adapters.model_fns(make_model, kernel_init_of(scheme), bias_init, x=x)
+    kernel_init = kernel_init_of(scheme)
+    if isinstance(scheme, Rules) and adapters.factory_kind(make_model).kind == "equinox":
+        kernel_init = None
+    return adapters.model_fns(make_model, kernel_init, bias_init, x=x)
 
 
 def variables_init(fns) -> Callable:
@@ -509,7 +575,7 @@ def check_schemes_fit(make_model: Callable, schemes, bias_init, x1: np.ndarray):
         if is_lsuv(scheme) and plan.kind != "linen":
             raise ValueError(
                 f"scheme {label!r} needs a flax.linen model (LSUV rescales the outputs of linen layers); "
-                "this model is an NNX one"
+                f"this model is {'an NNX' if plan.kind == 'nnx' else 'an Equinox'} one"
             )
         # rules schemes: their patterns and the shapes their initializers serve
         if check_fit(shapes, label, scheme, bias_init, x1, no_init_args=plan.no_init_args):
@@ -526,7 +592,11 @@ def check_schemes_fit(make_model: Callable, schemes, bias_init, x1: np.ndarray):
                 f"scheme {label!r} cannot initialize this model: {e}".rstrip()
                 + " (`jinit schemes` says which kernels each scheme applies to)"
             ) from None
-    return model_fns(make_model, schemes[0][1], bias_init, x1).info
+    if len(schemes) == 1:
+        return model_fns(make_model, schemes[0][1], bias_init, x1).info
+    # several schemes: the description names none of them as the kernel init
+    each = _EachScheme(kernel_init_of(schemes[0][1]))
+    return adapters.model_fns(make_model, each, bias_init, x=x1).info
 
 
 def abstract_model(inputs: Inputs):

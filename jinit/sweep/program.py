@@ -37,7 +37,7 @@ from jinit import keys
 from jinit import train as train_lib
 from jinit.rules import Rules, sweep_init
 from jinit.sweep import hyper
-from jinit.sweep.inputs import Inputs, linen_module, model_fns, variables_init
+from jinit.sweep.inputs import Inputs, linen_module, model_argument, model_fns, variables_init
 from jinit.sweep.plan import GridModel, make_plan
 from jinit.sweep.schemes import is_lsuv, resolve_schemes
 
@@ -454,7 +454,8 @@ def initial_params(
       grid: the models: pairs ``(scheme spec or label, seed number)`` or triples ``(scheme, seed number,
         init_scale)`` (a pair takes the config's ``init_scale``, which must then be one value); default: the
         config's full grid.
-      model: your own model's factory, as for :func:`jinit.sweep.run` (``make_model`` is its older name).
+      model: your own model's factory, as for :func:`jinit.sweep.run` (``make_model`` is its older name,
+        deprecated).
       data, task: your own data and task, as for :func:`jinit.sweep.run`.
       programs: the :class:`ProgramCache` to use (default: :func:`default_cache`).
 
@@ -462,9 +463,7 @@ def initial_params(
       A pytree of numpy arrays with a leading model axis, in ``grid`` order, every kernel multiplied by its
       model's init scale.
     """
-    if model is not None and make_model is not None:
-        raise TypeError("pass the model factory once: model= (make_model= is its older name)")
-    model = model if model is not None else make_model
+    model = model_argument(model, make_model)
     if grid is None:
         plan = make_plan(config, model=model, data=data, task=task)
         models = list(plan.grid)

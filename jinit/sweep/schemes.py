@@ -136,6 +136,11 @@ def resolve_scheme(spec: Any):
     try:
         return initializer(spec, "scheme")
     except ValueError as e:
+        from jinit.modern import unknown_name_hint
+
+        hint = unknown_name_hint(spec)
+        if hint is not None:
+            raise ValueError(f"bad scheme {short_repr(spec)}: {hint}") from None
         if isinstance(spec, str) and difflib.get_close_matches(
             spec.split("(")[0], ["lsuv"], cutoff=0.6
         ):
