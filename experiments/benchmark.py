@@ -12,6 +12,13 @@ models, measured in one process on the same data:
   (``stack_module_state`` + ``vmap(grad(functional_call))`` + ``torch.optim.Adam`` on the stacked parameters);
 * ``torch_loop`` (when PyTorch is installed): a plain PyTorch training loop per model.
 
+Precision (``--precisions``): jinit's sweep at float32 (the default), with Adam's moments stored in bfloat16
+(``bf16_state``), with bfloat16 activations and matmuls too (``bf16_compute_state``), or bfloat16 compute alone
+(``bf16_compute``): ``SweepConfig.compute_dtype`` / ``state_dtype``. Each precision's row has its own FLOPs and
+bytes per step (XLA's cost analysis of its compiled single-model step), its own least state traffic (parameters
+float32, moments in the state dtype) and its own peak (a bfloat16 matmul for bfloat16 compute), so its share of the
+memory roofline is recomputed for that dtype. The other methods run in float32 only.
+
 The sequential methods (``naive``, ``scan_loop``, ``torch_loop``) train one model after another, so their time is
 exactly linear in N: they are timed on ``min(N, --sequential-models)`` models and their rate is reported per model
 (the JSON says how many models were timed). Every method does the same work per model: one epoch of
@@ -34,6 +41,8 @@ Usage::
     python experiments/benchmark.py --ns 1,8,64,256,1024,4096,8192   # on an accelerator (the default there)
     python experiments/benchmark.py --smoke --out /tmp/b  # seconds, on the embedded digits dataset
     python experiments/benchmark.py --batch-sizes 32 --merge  # one batch size per command, into one JSON
+    python experiments/benchmark.py --methods jinit --precisions float32,bf16_state,bf16_compute_state \
+        --ns 1024,2048,4096,8192 --out experiments/results/benchmark/precision   # the precision benchmark (GPU)
 """
 
 from __future__ import annotations
@@ -63,6 +72,15 @@ METHODS = ("jinit", "naive", "scan_loop", "torch_func", "torch_loop")
 SEQUENTIAL = ("naive", "scan_loop", "torch_loop")
 HIDDEN = (128, 64)
 LR = 1e-3
+#: jinit's precisions (``--precisions``): name -> (compute dtype, state dtype) of the sweep.
+PRECISIONS = {
+    "float32": ("float32", "float32"),
+    "bf16_state": ("float32", "bfloat16"),
+    "bf16_compute_state": ("bfloat16", "bfloat16"),
+    "bf16_compute": ("bfloat16", "float32"),
+}
+#: The share of its memory roofline each precision aims at on a GPU (issue 26).
+ROOFLINE_GOAL = 0.85
 #: The goals of the benchmark issue, as (platform, description, check on the rows).
 GOAL_N = {"cpu": 64, "gpu": 1024}
 WALL_GOAL_N = {"cpu": 1024, "gpu": 8192}
@@ -83,12 +101,13 @@ def _best_seconds(fn, *args, reps: int) -> float:
     return best
 
 
-def matmul_peak(n: int, reps: int = 5) -> dict[str, Any]:
-    """FLOP/s of an ``n x n`` float32 matmul at JAX's default precision (best of ``reps`` timed calls)."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+def matmul_peak(n: int, reps: int = 5, dtype: Any = jnp.float32) -> dict[str, Any]:
+    """FLOP/s of an ``n x n`` matmul in ``dtype`` (float32: at JAX's default precision; best of ``reps`` timed
+    calls)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32).astype(dtype)
     best = _best_seconds(jnp.matmul, a, b, reps=reps)
-    return {"n": n, "seconds": best, "flops_per_s": 2 * n**3 / best}
+    return {"n": n, "seconds": best, "flops_per_s": 2 * n**3 / best, "dtype": jnp.dtype(dtype).name}
 
 
 def memory_bandwidth(n_bytes: int, reps: int = 5) -> dict[str, Any]:
@@ -115,14 +134,25 @@ def precision_note(device) -> str:
 # ------------------------------------------------------------------------------------------ shared pieces
 
 
-def _mlp():
-    return models.MLP(hidden=HIDDEN, num_classes=10, kernel_init=jinit.glorot_uniform())
+def _mlp(compute_dtype: str = "float32"):
+    dtype = None if compute_dtype == "float32" else jnp.dtype(compute_dtype)
+    return models.MLP(
+        hidden=HIDDEN, num_classes=10, kernel_init=jinit.glorot_uniform(), dtype=dtype
+    )
 
 
-def flops_per_model_epoch(x_train, x_test, batch_size: int) -> dict[str, float]:
-    """XLA's FLOP count of one model's epoch: ``steps x`` (compiled train step) ``+`` (compiled evaluation)."""
-    model = _mlp()
-    tx = optax.adam(LR)
+def _adam(state_dtype: str = "float32"):
+    return train.named_optimizer("adam", LR, state_dtype)
+
+
+def flops_per_model_epoch(
+    x_train, x_test, batch_size: int, precision: str = "float32"
+) -> dict[str, float]:
+    """XLA's FLOP count of one model's epoch: ``steps x`` (compiled train step) ``+`` (compiled evaluation), and
+    the bytes its compiled step accesses (XLA's cost analysis), at ``precision`` (:data:`PRECISIONS`)."""
+    compute, state = PRECISIONS[precision]
+    model = _mlp(compute)
+    tx = _adam(state)
     steps = x_train.shape[0] // batch_size
     trainer = train.make_train(
         model.apply,
@@ -140,27 +170,29 @@ def flops_per_model_epoch(x_train, x_test, batch_size: int) -> dict[str, float]:
     yt = jax.ShapeDtypeStruct((x_test.shape[0],), jnp.int32)
     ev = jax.jit(trainer.evaluate).lower(params, xt, yt).compile()
 
-    def flops(c):
+    def cost(c, key):
         ca = c.cost_analysis()
         ca = ca[0] if isinstance(ca, list | tuple) else ca
-        return float(ca.get("flops", np.nan))
+        return float(ca.get(key, np.nan))
 
-    step_flops, eval_flops = flops(step), flops(ev)
+    step_flops, eval_flops = cost(step, "flops"), cost(ev, "flops")
     return {
         "step_flops": step_flops,
         "eval_flops": eval_flops,
         "steps": steps,
         "total": steps * step_flops + eval_flops,
+        "step_bytes_accessed": cost(step, "bytes accessed"),
     }
 
 
-def state_bytes_per_model_step(in_features: int = 784) -> int:
+def state_bytes_per_model_step(in_features: int = 784, precision: str = "float32") -> int:
     """The least memory traffic of one model's Adam step once the stacked training state no longer fits in a
     cache: its parameters and both moments read once and written once, ``2 x (params + optimizer state)``
-    bytes (the gradient, the batch and the activations not even counted). With the step's FLOPs this bounds
-    the FLOP/s any implementation that keeps float32 Adam state in memory can reach: ``FLOPs / bytes x
-    bandwidth`` (the memory roofline)."""
-    model, tx = _mlp(), optax.adam(LR)
+    bytes (the gradient, the batch and the activations not even counted), the moments in the state dtype of
+    ``precision``. With the step's FLOPs this bounds the FLOP/s any implementation that keeps its Adam state in
+    memory in that dtype can reach: ``FLOPs / bytes x bandwidth`` (the memory roofline)."""
+    compute, state = PRECISIONS[precision]
+    model, tx = _mlp(compute), _adam(state)
     params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, in_features)))
     nbytes = sum(
         int(np.prod(a.shape)) * a.dtype.itemsize
@@ -179,9 +211,13 @@ def _order(n_train: int, batch_size: int, seed: int = 0) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ the methods
 
 
-def run_jinit(args, n_models: int, batch_size: int) -> dict[str, Any]:
-    """``jinit.sweep.run`` of ``n_models`` seeds of one scheme (the work does not depend on the scheme)."""
+def run_jinit(args, n_models: int, batch_size: int, precision: str = "float32") -> dict[str, Any]:
+    """``jinit.sweep.run`` of ``n_models`` seeds of one scheme (the work does not depend on the scheme), at
+    ``precision`` (:data:`PRECISIONS`)."""
+    compute, state = PRECISIONS[precision]
     cfg = sweep.SweepConfig(
+        compute_dtype=compute,
+        state_dtype=state,
         dataset=args.dataset,
         data_dir=args.data_dir,
         hidden=HIDDEN,
@@ -393,6 +429,14 @@ def _time_sequential(one, warmup: Any, calls: list[Any]) -> dict[str, Any]:
     }
 
 
+def _runs(methods: list[str], precisions: list[str]) -> list[tuple[str, str]]:
+    """``(method, precision)`` pairs: jinit at every precision, the other methods in float32."""
+    out = []
+    for m in methods:
+        out += [(m, p) for p in precisions] if m == "jinit" else [(m, "float32")]
+    return out
+
+
 RUNNERS = {
     "naive": run_naive,
     "scan_loop": run_scan_loop,
@@ -468,6 +512,8 @@ def measure(args) -> dict[str, Any]:
     torch_v = torch_version()
     methods = [m for m in args.methods if not (m.startswith("torch") and torch_v is None)]
     peak = matmul_peak(args.peak_n)
+    bf16_compute = any(PRECISIONS[p][0] == "bfloat16" for p in args.precisions)
+    peak_bf16 = matmul_peak(args.peak_n, dtype=jnp.bfloat16) if bf16_compute else None
     bw = memory_bandwidth(args.bandwidth_bytes)
     print(
         f"matmul peak: {peak['flops_per_s'] / 1e9:.1f} GFLOP/s ({args.peak_n}x{args.peak_n} float32); "
@@ -478,15 +524,23 @@ def measure(args) -> dict[str, Any]:
     # A sequential method's rate does not depend on N (one model after another): it is timed once per batch
     # size on min(N, --sequential-models) models, and that measurement serves every larger N.
     sequential: dict[tuple[str, int, int], dict[str, Any]] = {}
+    in_features = int(np.prod(sub.input_shape))
     for bs in args.batch_sizes:
-        fl = flops_per_model_epoch(sub.x_train, sub.x_test, bs)
+        fls = {
+            p: flops_per_model_epoch(sub.x_train, sub.x_test, bs, p)
+            for p in dict.fromkeys(["float32", *args.precisions])
+        }
         for n in args.ns:
-            for method in methods:
+            for method, prec in _runs(methods, args.precisions):
                 if method == "torch_func" and n > args.torch_func_max:
                     continue
+                fl = fls[prec]
+                pk = peak_bf16 if PRECISIONS[prec][0] == "bfloat16" else peak
                 timed = min(n, args.sequential_models) if method in SEQUENTIAL else n
                 if method == "jinit":
-                    r = best_of(lambda n=n, bs=bs: run_jinit(args, n, bs), args.repeats)
+                    r = best_of(
+                        lambda n=n, bs=bs, prec=prec: run_jinit(args, n, bs, prec), args.repeats
+                    )
                 elif method in SEQUENTIAL:
                     if (method, bs, timed) not in sequential:
                         sequential[method, bs, timed] = RUNNERS[method](sub, timed, bs)
@@ -496,18 +550,21 @@ def measure(args) -> dict[str, Any]:
                 rate = r["timed_models"] / r["seconds"]
                 row = {
                     "method": method,
+                    "precision": prec,
                     "batch_size": bs,
                     "n_models": n,
                     **r,
                     "model_epochs_per_s": rate,
                     "flops_per_model_epoch": fl["total"],
                     "flops_per_s": rate * fl["total"],
-                    "fraction_of_peak": rate * fl["total"] / peak["flops_per_s"],
-                    "peak_flops_per_s": peak["flops_per_s"],
+                    "fraction_of_peak": rate * fl["total"] / pk["flops_per_s"],
+                    "peak_flops_per_s": pk["flops_per_s"],
+                    "state_bytes_per_model_step": state_bytes_per_model_step(in_features, prec),
+                    "xla_bytes_per_model_step": fl["step_bytes_accessed"],
                 }
                 rows.append(row)
                 print(
-                    f"  batch {bs:4d} N {n:5d} {method:<10s} {rate:9.3f} model-epochs/s "
+                    f"  batch {bs:4d} N {n:5d} {method:<10s} {prec:<18s} {rate:9.3f} model-epochs/s "
                     f"({row['flops_per_s'] / 1e9:6.1f} GFLOP/s, {100 * row['fraction_of_peak']:5.1f}% of peak; "
                     f"timed {r['timed_models']} model(s) in {r['seconds']:.2f} s, compile {r['compile_seconds']:.2f} s)",
                     flush=True,
@@ -535,8 +592,10 @@ def measure(args) -> dict[str, Any]:
         "model": f"MLP 784-{'-'.join(map(str, HIDDEN))}-10 ReLU, Adam {LR:g}, one epoch + one test evaluation",
         "sequential_models": args.sequential_models,
         "matmul_peak": peak,
+        "matmul_peak_bfloat16": peak_bf16,
         "memory_bandwidth": bw,
-        "state_bytes_per_model_step": state_bytes_per_model_step(int(np.prod(sub.input_shape))),
+        "state_bytes_per_model_step": state_bytes_per_model_step(in_features),
+        "precisions": list(args.precisions),
         "repeats": args.repeats,
         "rows": rows,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -556,11 +615,20 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             f"--merge: the JSON holds {old['device']['device_kind']!r} results, this run is on "
             f"{new['device']['device_kind']!r}; use another --out"
         )
-    done = {(r["batch_size"], r["method"]) for r in new["rows"]}
-    kept = [r for r in old["rows"] if (r["batch_size"], r["method"]) not in done]
+    done = {(r["batch_size"], r["method"], r.get("precision", "float32")) for r in new["rows"]}
+    kept = [
+        r
+        for r in old["rows"]
+        if (r["batch_size"], r["method"], r.get("precision", "float32")) not in done
+    ]
     rows = sorted(
         kept + new["rows"],
-        key=lambda r: (r["batch_size"], r["n_models"], METHODS.index(r["method"])),
+        key=lambda r: (
+            r["batch_size"],
+            r["n_models"],
+            METHODS.index(r["method"]),
+            list(PRECISIONS).index(r.get("precision", "float32")),
+        ),
     )
     merged_from = [*old.get("merged_from", [old["created"]]), new["created"]]
     commands = [*old.get("commands", []), *new.get("commands", [])]
@@ -571,9 +639,13 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 def table(doc: dict[str, Any]) -> pd.DataFrame:
-    """One row per (batch, N, method) with the speedup of jinit over the method."""
+    """One row per (batch, N, method, precision) with the speedup of float32 jinit over the method."""
     df = pd.DataFrame(doc["rows"])
-    jin = df[df["method"] == "jinit"].set_index(["batch_size", "n_models"])["model_epochs_per_s"]
+    if "precision" not in df:  # a JSON from before the precision rows: float32
+        df["precision"] = "float32"
+    df["precision"] = df["precision"].fillna("float32")
+    f32 = df[(df["method"] == "jinit") & (df["precision"] == "float32")]
+    jin = f32.set_index(["batch_size", "n_models"])["model_epochs_per_s"]
     df["jinit_speedup"] = [
         jin.get((b, n), np.nan) / r
         for b, n, r in zip(df["batch_size"], df["n_models"], df["model_epochs_per_s"], strict=True)
@@ -587,7 +659,10 @@ def table(doc: dict[str, Any]) -> pd.DataFrame:
     # at every step. A CPU sweep sizes its chunks to keep that state in the last-level cache (see
     # jinit.sweep.chunk_size), so a DRAM bound does not apply (the CPU's `y = x + 1` is also single-threaded).
     if doc["device"]["platform"] != "cpu" and "state_bytes_per_model_step" in doc:
-        bytes_epoch = (doc["n_train"] // df["batch_size"]) * doc["state_bytes_per_model_step"]
+        # each row's own state traffic (its precision's moments), else the document's (float32)
+        state = df.get("state_bytes_per_model_step", pd.Series(np.nan, index=df.index))
+        state = state.fillna(doc["state_bytes_per_model_step"]).astype(float)
+        bytes_epoch = (doc["n_train"] // df["batch_size"]) * state
         bound = df["flops_per_model_epoch"] / bytes_epoch * doc["memory_bandwidth"]["bytes_per_s"]
         df["roofline_flops_per_s"] = np.minimum(df["peak_flops_per_s"], bound)
         df["fraction_of_roofline"] = df["flops_per_s"] / df["roofline_flops_per_s"]
@@ -596,7 +671,8 @@ def table(doc: dict[str, Any]) -> pd.DataFrame:
 
 def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's goals, checked on the measured rows (only those this platform's run can decide)."""
-    df = table(doc)
+    full = table(doc)
+    df = full[full["precision"] == "float32"]  # the goals of the float32 benchmark
     plat = "gpu" if doc["device"]["platform"] == "gpu" else "cpu"
     out = []
 
@@ -650,6 +726,7 @@ def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
                         "met": None,
                     }
                 )
+    out += _precision_goals(full, plat)
     jit = df[df["method"] == "jinit"]
     if "wall_per_train" in jit:
         n_wall = WALL_GOAL_N[plat]
@@ -672,6 +749,28 @@ def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _precision_goals(df: pd.DataFrame, plat: str) -> list[dict[str, Any]]:
+    """Per precision other than float32 (``--precisions``): on an accelerator, jinit's share of that precision's
+    memory roofline at its largest N for each batch size (the goal: :data:`ROOFLINE_GOAL`); on a CPU, where no
+    roofline applies, nothing."""
+    out = []
+    rows = df[(df["method"] == "jinit") & (df["precision"] != "float32")]
+    if plat == "cpu" or "fraction_of_roofline" not in df or rows.empty:
+        return out
+    for (prec, bs), g in rows.groupby(["precision", "batch_size"], sort=False):
+        r = g.sort_values("n_models").iloc[-1]
+        f = float(r["fraction_of_roofline"])
+        out.append(
+            {
+                "goal": f"jinit {prec} >= {ROOFLINE_GOAL:.0%} of its memory roofline (N={int(r['n_models'])}, "
+                f"batch {bs})",
+                "measured": _p(f),
+                "met": bool(f >= ROOFLINE_GOAL) if np.isfinite(f) else None,
+            }
+        )
+    return out
+
+
 def _x(v: float) -> str:
     return "-" if not np.isfinite(v) else f"{v:.2f}x"
 
@@ -688,6 +787,12 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{doc['model']}; {doc['dataset']} ({doc['n_train']} train / {doc['n_test']} test). {doc['precision']}. "
         f"Measured matmul peak: **{doc['matmul_peak']['flops_per_s'] / 1e9:.1f} GFLOP/s** "
         f"({doc['matmul_peak']['n']}² float32)"
+        + (
+            f", bfloat16 matmul peak **{doc['matmul_peak_bfloat16']['flops_per_s'] / 1e9:.1f} GFLOP/s** (the peak of "
+            "the rows with bfloat16 compute)"
+            if doc.get("matmul_peak_bfloat16")
+            else ""
+        )
         + (
             f"; measured memory bandwidth **{doc['memory_bandwidth']['bytes_per_s'] / 1e9:.0f} GB/s** "
             f"(y = x + 1 on {doc['memory_bandwidth']['bytes'] >> 20} MiB)"
@@ -718,12 +823,16 @@ def markdown(doc: dict[str, Any]) -> str:
             "MB/model": df.get("bytes_per_model", pd.Series([None] * len(df))).map(
                 lambda v: "-" if v is None or not np.isfinite(v) else f"{v / 1e6:.2f}"
             ),
+            "XLA kB/step": df.get("xla_bytes_per_model_step", pd.Series([None] * len(df))).map(
+                lambda v: "-" if v is None or not np.isfinite(v) else f"{v / 1e3:.0f}"
+            ),
         }
     )[
         [
             "batch_size",
             "n_models",
             "method",
+            "precision",
             "model-epochs/s",
             "jinit speedup",
             "GFLOP/s",
@@ -733,6 +842,7 @@ def markdown(doc: dict[str, Any]) -> str:
             "wall / train",
             "timed models",
             "MB/model",
+            "XLA kB/step",
         ]
     ]
     gl = pd.DataFrame(goals(doc))
@@ -751,9 +861,10 @@ def plot(docs: list[dict[str, Any]]):
         for bs, g in df.groupby("batch_size"):
             ax = axes[0, i]
             i += 1
-            for method, gm in g.groupby("method", sort=False):
+            for (method, prec), gm in g.groupby(["method", "precision"], sort=False):
                 gm = gm.sort_values("n_models")
-                ax.plot(gm["n_models"], gm["model_epochs_per_s"], "o-", label=method)
+                label = method if prec == "float32" else f"{method} {prec}"
+                ax.plot(gm["n_models"], gm["model_epochs_per_s"], "o-", label=label)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel("models trained (N)")
@@ -801,6 +912,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--methods", default=",".join(METHODS), help="methods to run")
     p.add_argument(
+        "--precisions",
+        default="float32",
+        help=f"jinit's precisions, comma-separated: {', '.join(PRECISIONS)} (the other methods run float32)",
+    )
+    p.add_argument(
         "--sequential-models",
         type=int,
         default=None,
@@ -834,6 +950,10 @@ def main(argv: list[str] | None = None) -> int:
     bad = [m for m in args.methods if m not in METHODS]
     if bad:
         raise ValueError(f"unknown method(s) {bad}; valid: {', '.join(METHODS)}")
+    args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    bad = [p for p in args.precisions if p not in PRECISIONS]
+    if bad or not args.precisions:
+        raise ValueError(f"unknown precision(s) {bad}; valid: {', '.join(PRECISIONS)}")
     if args.sequential_models is None:
         args.sequential_models = 2 if args.smoke else 4
     if args.torch_func_max is None:

@@ -190,7 +190,8 @@ def table(rows: list[dict]) -> pd.DataFrame:
                 " / ".join(f"{v:.3g}" for v in rates) + f" (mean {rates.mean():.3g})"
             )
             rec[f"{engine} wall/train"] = f"{h['wall_per_train'].mean():.2f}"
-            rec[f"{engine} models/device"] = int(h["models_per_device"].iloc[0])
+            k = h["models_per_device"].iloc[0]
+            rec[f"{engine} models/device"] = "-" if pd.isna(k) else int(k)
         out.append(rec)
     return pd.DataFrame(out)
 
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         "models_per_device_scan": scan,
     }
     name = f"engine_ab_{doc['platform']}.json"
-    C.files.write_json(out / name, doc)
+    C.files.write_json(out / name, doc)  # first: the numbers are kept whatever the formatting does
     md = [
         f"Baseline {args.baseline} vs this tree, {doc['cores']} cores, {doc['device_kind']}; "
         f"model-epochs/s of training (each round, then the mean); wall/train = whole `sweep.run` / training.",

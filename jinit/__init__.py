@@ -3,7 +3,8 @@
 The public namespace is flat, in the style of optax: every initializer factory, the registry
 (`get`, `names`, `register`), the per-layer `rules`, the labelled `scheme` and the helpers are
 re-exported here; the larger pieces live in submodules
-(`jinit.adapters`, `jinit.data`, `jinit.models`, `jinit.sweep`, `jinit.metrics`, `jinit.propagation`, ...).
+(`jinit.adapters`, `jinit.data`, `jinit.models`, `jinit.sweep`, `jinit.metrics`, `jinit.propagation`,
+`jinit.transfer`, ...).
 
 The names are loaded on first use (PEP 562), so ``import jinit`` and the command line start without JAX: the
 ``jinit`` command checks what the process may use (the address-space limit) before it imports JAX.
@@ -53,6 +54,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "mup_optimizer": ("jinit.modern", "mup_optimizer"),
     "names": ("jinit.registry", "names"),
     "normal": ("jinit.initializers", "normal"),
+    "per_layer_adam": ("jinit.modern", "per_layer_adam"),
     "ones": ("jinit.initializers", "ones"),
     "orthogonal": ("jinit.initializers", "orthogonal"),
     "random_normal": ("jinit.initializers", "random_normal"),
@@ -65,6 +67,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "sparse": ("jinit.initializers", "sparse"),
     "torch_default": ("jinit.initializers", "torch_default"),
     "torch_default_bias": ("jinit.initializers", "torch_default_bias"),
+    "transfer": ("jinit.transfer", None),
     "truncated_normal": ("jinit.initializers", "truncated_normal"),
     "uniform": ("jinit.initializers", "uniform"),
     "variance_scaling": ("jinit.initializers", "variance_scaling"),

@@ -79,7 +79,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-__all__ = ["ModelFns", "ModelInfo", "check_outputs", "model_fns"]
+__all__ = ["ModelFns", "ModelInfo", "check_outputs", "model_fns", "takes_dtype", "with_dtype"]
 
 TRAIN_FLAGS = ("train", "training", "is_training")
 """``__call__`` parameter names passed ``train``."""
@@ -180,9 +180,12 @@ class FactoryKind(NamedTuple):
     no_init_args: bool
 
 
-def factory_kind(factory: Any) -> FactoryKind:
-    """How to call ``factory``: its kind (as far as the signature tells) and whether it takes the init arguments."""
+def factory_kind(factory: Any, call: Callable | None = None) -> FactoryKind:
+    """How to call ``factory``: its kind (as far as the signature tells) and whether it takes the init arguments.
+    With ``call``, the build function calls ``call`` (e.g. ``factory`` with more arguments bound) the way it would
+    call ``factory``."""
     nn, nnx = _linen(), _nnx_if_imported()
+    make = factory if call is None else call
     if isinstance(factory, nn.Module):
         raise TypeError(
             f"model: got the module instance {type(factory).__name__}(...); pass a factory, e.g. "
@@ -204,10 +207,10 @@ def factory_kind(factory: Any) -> FactoryKind:
         named = init_sig is not None and {"kernel_init", "bias_init"} <= set(init_sig.parameters)
         if named and _binds(init_sig, None, kernel_init=None, bias_init=None, rngs=None):
             return FactoryKind(
-                "nnx", lambda k, b, rngs: factory(kernel_init=k, bias_init=b, rngs=rngs), False
+                "nnx", lambda k, b, rngs: make(kernel_init=k, bias_init=b, rngs=rngs), False
             )
         if _binds(init_sig, None, rngs=None):  # __init__(self, *, rngs) with defaults
-            return FactoryKind("nnx", lambda k, b, rngs: factory(rngs=rngs), True)
+            return FactoryKind("nnx", lambda k, b, rngs: make(rngs=rngs), True)
         raise TypeError(
             f"model: the NNX class {factory.__name__} cannot be built as {factory.__name__}(rngs=rngs); pass a "
             f"factory, e.g. lambda kernel_init, bias_init, rngs: {factory.__name__}(..., rngs=rngs)"
@@ -216,23 +219,23 @@ def factory_kind(factory: Any) -> FactoryKind:
         from jinit.rules import takes_init_args
 
         if takes_init_args(factory):
-            return FactoryKind("linen", lambda k, b, rngs: factory(k, b), False)
-        return FactoryKind("linen", lambda k, b, rngs: factory(), True)
+            return FactoryKind("linen", lambda k, b, rngs: make(k, b), False)
+        return FactoryKind("linen", lambda k, b, rngs: make(), True)
     sig = _signature(factory)
     names = [] if sig is None else list(sig.parameters)
     if "rngs" in names:
         if _binds(sig, None, None, rngs=None):
-            return FactoryKind("nnx", lambda k, b, rngs: factory(k, b, rngs=rngs), False)
+            return FactoryKind("nnx", lambda k, b, rngs: make(k, b, rngs=rngs), False)
         if _binds(sig, rngs=None):
-            return FactoryKind("nnx", lambda k, b, rngs: factory(rngs=rngs), True)
+            return FactoryKind("nnx", lambda k, b, rngs: make(rngs=rngs), True)
     elif _binds(sig, None, None):
-        return FactoryKind("linen", lambda k, b, rngs: factory(k, b), False)
+        return FactoryKind("linen", lambda k, b, rngs: make(k, b), False)
     elif _binds(sig, None, None, None):
-        return FactoryKind("nnx", lambda k, b, rngs: factory(k, b, rngs), False)
+        return FactoryKind("nnx", lambda k, b, rngs: make(k, b, rngs), False)
     elif _binds(sig):
-        return FactoryKind("linen", lambda k, b, rngs: factory(), True)
+        return FactoryKind("linen", lambda k, b, rngs: make(), True)
     elif _binds(sig, None):
-        return FactoryKind("nnx", lambda k, b, rngs: factory(rngs), True)
+        return FactoryKind("nnx", lambda k, b, rngs: make(rngs), True)
     raise TypeError(
         f"model: the factory {_name(factory)}{sig} takes neither (kernel_init, bias_init) (linen), "
         "(kernel_init, bias_init, rngs) (NNX) nor no arguments; pass e.g. "
@@ -250,6 +253,70 @@ def _build(factory: Any, plan: FactoryKind, kernel_init: Any, bias_init: Any, rn
         raise ValueError(
             f"model: the factory {_name(factory)} raised {_one_line(e)}; it must build a module from {expect}"
         ) from e
+
+
+def takes_dtype(factory: Any) -> bool:
+    """Whether a model factory takes the compute dtype: a linen Module class with a ``dtype`` field, an NNX Module
+    class whose ``__init__`` has a ``dtype`` argument, or a factory function with a ``dtype`` parameter."""
+    nn, nnx = _linen(), _nnx_if_imported()
+    if isinstance(factory, type) and issubclass(factory, nn.Module):
+        return "dtype" in getattr(factory, "__dataclass_fields__", {})
+    if nnx is not None and isinstance(factory, type) and issubclass(factory, nnx.Module):
+        sig = _signature(factory.__init__)
+    else:
+        sig = _signature(factory)
+    if sig is None or "dtype" not in sig.parameters:
+        return False
+    return sig.parameters["dtype"].kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
+
+
+def with_dtype(factory: Any, dtype: Any) -> Callable:
+    """The model factory ``factory`` building its modules with ``dtype=dtype`` (Flax's compute dtype: activations
+    and matmuls; the parameters keep their own ``param_dtype``), called as ``factory`` is (same kind, same init
+    arguments).
+
+    Raises:
+      TypeError: ``factory`` takes no ``dtype`` (:func:`takes_dtype`): one line naming it and the fix.
+    """
+    kind = factory_kind(factory)
+    if not takes_dtype(factory):
+        name = _name(factory)
+        raise TypeError(
+            f"model: {name} takes no dtype, so the compute dtype {jax.numpy.dtype(dtype).name} cannot reach its layers; "
+            f"give it a dtype (a linen field `dtype: Any = None`, an NNX __init__ argument, or a factory "
+            f"parameter `dtype=None`) and pass it to its layers (nn.Dense(..., dtype=dtype)), or sweep "
+            "compute_dtype='float32' only"
+        )
+
+    def call(*args, **kwargs):
+        return factory(*args, **kwargs, dtype=dtype)
+
+    built = factory_kind(factory, call=call)
+    if kind.kind == "linen" and kind.no_init_args:
+
+        def model():
+            return built.build(None, None, None)
+
+    elif kind.kind == "linen":
+
+        def model(kernel_init, bias_init):
+            return built.build(kernel_init, bias_init, None)
+
+    elif kind.no_init_args:
+
+        def model(rngs):
+            return built.build(None, None, rngs)
+
+    else:
+
+        def model(kernel_init, bias_init, rngs):
+            return built.build(kernel_init, bias_init, rngs)
+
+    model.__name__ = model.__qualname__ = _name(factory)
+    return model
 
 
 # ------------------------------------------------------------------------------------------------ __call__

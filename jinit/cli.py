@@ -180,6 +180,20 @@ _SWEEP_FLAGS = (
         "floats",
         "multiplier on every kernel's initial values, or comma-separated values (an axis); default 1",
     ),
+    (
+        "--compute-dtype",
+        "compute_dtype",
+        "strs",
+        "dtype of the activations and matmuls: float32 (default) or bfloat16 (parameters stay float32), or "
+        "float32,bfloat16: a precision dimension, one compiled program per value",
+    ),
+    (
+        "--state-dtype",
+        "state_dtype",
+        "strs",
+        "dtype the optimizer's moments are stored in: float32 (default) or bfloat16, or float32,bfloat16 (a "
+        "precision dimension)",
+    ),
     ("--vary", "vary", str, "what changes with the seed: init (default), data, both"),
     ("--eval-every", "eval_every", int, "also evaluate every N steps within each epoch"),
     ("--target-accuracy", "target_accuracy", float, "accuracy (fraction) for steps-to-target"),
@@ -240,6 +254,11 @@ def _parse_flag(flag: str, kind, text: str):
     if kind is str:
         return text
     try:
+        if kind == "strs":  # one value, or a precision dimension
+            items = [t.strip() for t in text.split(",")]
+            if not all(items):
+                raise ValueError
+            return items[0] if len(items) == 1 else tuple(items)
         if kind == "ints":
             items = [t.strip() for t in text.split(",")]
             if not all(items):
@@ -263,6 +282,7 @@ def _parse_flag(flag: str, kind, text: str):
     except ValueError:
         want = {
             "ints": "comma-separated integers",
+            "strs": "comma-separated names",
             "floats": "comma-separated numbers" if "," in text else "a number",
             "bytes": "a size such as 2GiB or 500MB (below 2**63 bytes)",
             int: "an integer",
@@ -714,6 +734,110 @@ def _run_propagate(args) -> int:
 _SUBCOMMANDS.append(_add_propagate)
 
 
+def _add_transfer(sub) -> None:
+    p = sub.add_parser(
+        "transfer",
+        help="does the best learning rate transfer across width (and depth)? a verdict with statistics",
+        description="Train the learning-rate grid x seeds at every width (and depth) under a parameterization "
+        "(one compiled program per shape), fit log2(best learning rate) against log2(width) with a bootstrap "
+        "interval over seeds, and print a verdict per axis: transfers, drifts or inconclusive "
+        "(jinit.transfer.check). --smoke: a seconds-long check on digits (not a result).",
+    )
+    p.add_argument("--model", choices=("mlp", "resmlp"), default="mlp",
+                   help="mlp: hidden=(w, w); resmlp: pre-activation ResidualMLP(w, depth), one layer per block")  # fmt: skip
+    p.add_argument("--widths", default=None, help="comma-separated widths (default 32,64,128,256)")
+    p.add_argument(
+        "--depths", default=None, help="comma-separated depths (resmlp only; default: 4 only)"
+    )
+    p.add_argument(
+        "--lrs", default=None, help="comma-separated learning rates (default 2^-12 ... 2^-3)"
+    )
+    p.add_argument("--parameterization", default="mup",
+                   help="sp, mup, sp_per_layer_lr or depth_mup (default mup)")  # fmt: skip
+    p.add_argument("--seeds", type=int, default=None, help="seeds per learning rate (default 8)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default 10)")
+    p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    p.add_argument("--dataset", default="digits", help="dataset name (default digits)")
+    p.add_argument(
+        "--train-size", type=int, default=None, help="use only this many training examples"
+    )
+    p.add_argument("--metric", default="val_loss", help="val_loss or train_loss (default val_loss)")
+    p.add_argument("--optimizer", default="adam", help="adam or adamw (default adam)")
+    p.add_argument(
+        "--tolerance", type=float, default=None, help="band of slopes that transfer (0.25)"
+    )
+    p.add_argument(
+        "--out", default=None, help="folder: one run folder per shape, tables, report.md"
+    )
+    p.add_argument("--no-coords", action="store_true", help="skip the coordinate check")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace run folders holding other sweeps"
+    )
+    p.add_argument("--smoke", action="store_true",
+                   help="digits, 256 images, widths 16,32,64, 7 learning rates, 2 seeds, 2 epochs")  # fmt: skip
+    p.set_defaults(func=_run_transfer)
+
+
+def _run_transfer(args) -> int:
+    import pandas as pd
+
+    from jinit import models, transfer
+
+    widths = _parse_flag(
+        "--widths", "ints", args.widths or ("16,32,64" if args.smoke else "32,64,128,256")
+    )
+    depths = _parse_flag("--depths", "ints", args.depths) if args.depths else None
+    if depths and args.model != "resmlp":
+        raise ValueError("--depths needs --model resmlp (a residual network)")
+    if args.lrs:
+        lrs = _parse_flag("--lrs", "floats", args.lrs)
+        lrs = lrs if isinstance(lrs, tuple) else (lrs,)
+    else:
+        lrs = tuple(2.0**k for k in (range(-10, -3) if args.smoke else range(-12, -2)))
+    if args.model == "mlp":
+        make = lambda w: models.factory("mlp", hidden=(w, w))  # noqa: E731
+    elif depths:
+        make = lambda w, d: models.factory("resmlp", width=w, depth=d, preact=True, branch_layers=1)  # noqa: E731
+    else:
+        make = lambda w: models.factory("resmlp", width=w, depth=4, preact=True, branch_layers=1)  # noqa: E731
+    result = transfer.check(
+        make,
+        widths=widths,
+        depths=depths,
+        learning_rates=lrs,
+        parameterization=args.parameterization,
+        seeds=args.seeds or (2 if args.smoke else 8),
+        epochs=args.epochs or (2 if args.smoke else 10),
+        batch_size=args.batch_size,
+        data=args.dataset,
+        train_size=args.train_size or (256 if args.smoke else None),
+        metric=args.metric,
+        optimizer=args.optimizer,
+        tolerance=args.tolerance if args.tolerance is not None else transfer.DEFAULT_TOLERANCE,
+        out=args.out,
+        coords=not args.no_coords,
+        n_boot=500 if args.smoke else 4000,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
+    cols = [c for c in ("width", "depth") if c in result.optima.columns]
+    view = result.optima[cols + ["best_lr", "optimum_lr", "optimum_ci_low", "optimum_ci_high", "at_edge",
+                                 "loss_at_best", "lr_sensitivity", "diverged"]]  # fmt: skip
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(view.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for v in result.verdict.values():
+        print(f"{v.axis}: {v.verdict} -- {v.reason}")
+    if args.smoke:
+        print("(smoke run: 2 seeds, 2 epochs on 256 images; not a result)")
+    if result.path is not None:
+        print(f"wrote {result.path / 'report.md'}")
+    return 0
+
+
+_SUBCOMMANDS.append(_add_transfer)
+
+
 class _StderrHandler(logging.Handler):
     """Prints the library's notices (resuming, a stale lock taken over, ...) as ``jinit <command>: ...`` lines on
     the stderr of the moment."""
@@ -802,14 +926,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"jinit {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    if argv is None and args.command in ("sweep", "propagate"):
+    if argv is None and args.command in ("sweep", "propagate", "transfer"):
         # The process: on a CPU, one JAX device per core trains the model axis on every core at once
         # (jinit.sweep.use_cpu_devices; JAX_NUM_CPU_DEVICES overrides). Not done for an in-process call, which
         # must not change the devices of the program that called it.
         from jinit.sweep import use_cpu_devices
 
         use_cpu_devices()
-    if argv is None and args.command in ("report", "propagate"):
+    if argv is None and args.command in ("report", "propagate", "transfer"):
         # The process only writes figures to files: no window, no display needed (an in-process call, e.g. from
         # a notebook, keeps its backend).
         from jinit.plots import use_file_backend
@@ -831,7 +955,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.excepthook = lambda *exc: logger.debug("background error: %s", exc[1])
     sys.stderr = _MainThreadOnly(stderr)
     try:
-        if args.command != "sweep":
+        if args.command not in ("sweep", "transfer"):
             return int(args.func(args) or 0)
         # SIGINT / SIGTERM from now on end the command with one line and 130 / 143 (inside the sweep, with what
         # was saved and how to resume)
@@ -842,7 +966,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         signum = int(getattr(e, "signum", 2))
         code = getattr(e, "exit_code", 128 + signum)
-        if not hasattr(e, "exit_code"):
+        if (
+            hasattr(e, "exit_code") and args.command == "transfer"
+        ):  # the sweep of one shape was interrupted
+            again = (
+                "; the same command continues from it"
+                if getattr(e, "path", None) is not None
+                else ""
+            )
+            print(f"jinit transfer: {e}{again}", file=sys.stderr)
+        elif not hasattr(e, "exit_code"):
             import signal
 
             try:

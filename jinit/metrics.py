@@ -27,6 +27,8 @@ Building blocks (each usable on its own):
 * :func:`min_detectable_difference`, :func:`seeds_needed` -- what a comparison could detect at 80% power, and
   the seeds needed to detect a given difference;
 * :func:`param_sha256` -- a bit-exact fingerprint of a parameter tree;
+* :func:`lr_sensitivity`, :func:`lr_sensitivity_summary` -- how much worse than its best a run gets over a
+  learning-rate grid (Wortsman et al. 2023), per seed and per model group of a sweep;
 * :func:`summarize` -- one row per scheme with all of the above (``summary.csv``); its columns are
   documented in :data:`SUMMARY_COLUMNS`.
 
@@ -84,6 +86,8 @@ __all__ = [
     "failures",
     "iqm",
     "iqm_ci",
+    "lr_sensitivity",
+    "lr_sensitivity_summary",
     "min_detectable_difference",
     "paired_seeds",
     "probability_of_improvement",
@@ -802,6 +806,8 @@ HYPERPARAMETER_FIELDS = (
     "learning_rate",
     "weight_decay",
     "init_scale",
+    "compute_dtype",
+    "state_dtype",
     "optimizer",
     "activation",
     "epochs",
@@ -1796,14 +1802,23 @@ def _convergence(
     return out
 
 
-#: The columns of the hyperparameter axes of a sweep (:mod:`jinit.sweep.axes`), present in ``models.csv`` and
+#: The columns of the hyperparameter axes of a sweep (:mod:`jinit.sweep.hyper`), present in ``models.csv`` and
 #: ``results.csv`` when the axis has more than one value.
 AXIS_COLUMNS = ("learning_rate", "weight_decay", "init_scale")
 
+#: The columns of its precision dimensions (:mod:`jinit.sweep.precision`; dtype names), present when swept.
+PRECISION_COLUMNS = ("compute_dtype", "state_dtype")
+
 
 def axis_columns(table: pd.DataFrame) -> list[str]:
-    """The hyperparameter-axis columns (:data:`AXIS_COLUMNS`) of a models or curves table, in grid order."""
-    return [c for c in AXIS_COLUMNS if c in table.columns]
+    """The columns of the swept dimensions of a models or curves table, in grid order: the hyperparameter axes
+    (:data:`AXIS_COLUMNS`), then the precision dimensions (:data:`PRECISION_COLUMNS`)."""
+    return [c for c in AXIS_COLUMNS + PRECISION_COLUMNS if c in table.columns]
+
+
+def axis_value_text(v: Any) -> str:
+    """An axis value as the tables and labels write it: ``0.001``, ``bfloat16``."""
+    return v if isinstance(v, str) else f"{float(v):g}"
 
 
 def _ok_rows(models: pd.DataFrame, col: str) -> np.ndarray:
@@ -1829,7 +1844,8 @@ def compare_axis_values(
 
     Models that differ only in an axis value share their initial weights (before the init scale) and their
     batches (the values do not enter the keys), so the comparison is **paired by seed**, over the seeds that
-    did not diverge at either value.
+    did not diverge at either value. A precision dimension is an axis here too (``axis="compute_dtype"``,
+    ``a="bfloat16"``, ``b="float32"``): the precisions of a model share its initial weights and batches.
 
     Raises:
       ValueError: for a missing scheme, axis or value, or other axes with several values in the scheme.
@@ -1850,7 +1866,10 @@ def compare_axis_values(
         )
     series = []
     for v in (a, b):
-        rows = sub[np.isclose(sub[axis].to_numpy(np.float64), float(v), rtol=1e-12, atol=0.0)]
+        if axis in PRECISION_COLUMNS:
+            rows = sub[sub[axis].astype(str) == str(v)]
+        else:
+            rows = sub[np.isclose(sub[axis].to_numpy(np.float64), float(v), rtol=1e-12, atol=0.0)]
         if not len(rows):
             raise ValueError(
                 f"{axis}={v!r} is not in this run; its values: {sorted(sub[axis].unique())}"
@@ -1957,3 +1976,129 @@ def tune(
     return out.sort_values(
         "report_mean", ascending=lower_report, kind="stable", na_position="last"
     ).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Learning-rate sensitivity (Wortsman et al. 2023).
+
+
+def lr_sensitivity(final_losses: Any, initial_loss: Any) -> float | np.ndarray:
+    """Learning-rate sensitivity: how much worse than its best a training run gets over a grid of learning rates.
+
+    ``mean over the grid's learning rates lr of min(loss(lr), initial_loss) - min over lr of loss(lr)``
+    (Wortsman et al. 2023, sec. 2, "LR sensitivity"): lower is more robust. A diverged run (NaN or infinite final
+    loss) counts as ``initial_loss``, and no run counts as worse than that; the minimum is over the runs that did
+    not diverge. Computed on the last axis of ``final_losses`` (one final loss per learning rate of the grid), so
+    a ``[seeds, learning_rates]`` array gives one value per seed.
+
+    Args:
+      final_losses: final losses, ``[..., learning_rates]`` (at least 2 learning rates).
+      initial_loss: the loss at initialization: a number, one per row (``final_losses.shape[:-1]``) or one per
+        entry (``final_losses.shape``; the learning rates of a sweep share their initial model, so these agree).
+
+    Returns:
+      A float for a 1-D input, else an array of ``final_losses.shape[:-1]``; NaN where every learning rate
+      diverged. Negative only when no learning rate ended below the initial loss (nothing was learned).
+
+    Raises:
+      ValueError: fewer than 2 learning rates, an ``initial_loss`` that is not finite or does not broadcast.
+
+    Example:
+      >>> lr_sensitivity([3.0, 1.0, 2.0, float("nan")], 2.5)  # mean of 1.5, 0, 1, 1.5
+      1.0
+
+    References:
+      Wortsman et al. Small-scale proxies for large-scale Transformer training instabilities.
+      arXiv:2309.14322, 2023.
+    """
+    losses = np.asarray(final_losses, dtype=np.float64)
+    if losses.ndim == 0 or losses.shape[-1] < 2:
+        raise ValueError(
+            f"final_losses needs a last axis of at least 2 learning rates, got shape {losses.shape}"
+        )
+    init = np.asarray(initial_loss, dtype=np.float64)
+    if not np.isfinite(init).all():
+        raise ValueError(f"initial_loss must be finite, got {initial_loss!r}")
+    if init.shape != losses.shape:
+        init = init[..., None]
+    try:
+        init = np.broadcast_to(init, losses.shape)
+    except ValueError:
+        raise ValueError(
+            f"initial_loss of shape {np.shape(initial_loss)} does not fit final_losses of shape "
+            f"{losses.shape}: give a number, one per row {losses.shape[:-1]} or one per entry"
+        ) from None
+    ok = np.isfinite(losses)
+    capped = np.where(ok, np.minimum(losses, init), init)
+    with np.errstate(invalid="ignore"):
+        best = np.where(ok, losses, np.inf).min(axis=-1)
+        out = np.where(np.isfinite(best), capped.mean(axis=-1) - best, np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
+def lr_sensitivity_summary(
+    curves: pd.DataFrame, *, loss: str = "test_loss", level: float = 0.95
+) -> pd.DataFrame:
+    """:func:`lr_sensitivity` of every model group of a sweep with a learning-rate axis, with an interval over seeds.
+
+    A group is a scheme (and a value of each other swept axis); within it, seed ``s`` has one final ``loss`` per
+    learning rate (the curve's last point; a diverged model counts as its initial loss) and one initial ``loss``
+    (the curve's point at step 0, the model at initialization, which the learning rates share). The sensitivity is
+    computed per seed, then averaged over seeds with a Student-t interval (:func:`mean_ci`).
+
+    Args:
+      curves: a sweep's tidy curves (``result.curves``, ``results.csv``) with a ``learning_rate`` column.
+      loss: an evaluated loss column that has a value at initialization: ``test_loss`` or ``val_loss``.
+      level: confidence level of the interval.
+
+    Returns:
+      One row per group: ``scheme``, the other axis columns, ``lr_sensitivity`` (mean over seeds), ``ci_low``,
+      ``ci_high``, ``n`` (seeds), ``n_lrs`` (learning rates), ``initial_loss`` (mean over seeds); in the order of
+      the curves.
+
+    Raises:
+      ValueError: no ``learning_rate`` column (a sweep of one learning rate), or no ``loss`` column.
+    """
+    if "learning_rate" not in curves.columns:
+        raise ValueError(
+            "lr_sensitivity needs a sweep with a learning-rate axis (several learning rates, e.g. "
+            "learning_rate=(1e-3, 3e-3, 1e-2)); this one has no learning_rate column"
+        )
+    if loss not in ("test_loss", "val_loss") or loss not in curves.columns:
+        have = [c for c in ("test_loss", "val_loss") if c in curves.columns]
+        raise ValueError(
+            f"loss must be an evaluated loss column of the curves, one of {have}; got {loss!r}"
+        )
+    _check_level(level)
+    keys = ["scheme"] + [c for c in axis_columns(curves) if c != "learning_rate"]
+    c = curves.sort_values("step", kind="stable")
+    rows = []
+    for group, sub in c.groupby(keys, sort=False):
+        group = group if isinstance(group, tuple) else (group,)
+        first = sub.groupby(["seed", "learning_rate"]).head(1)
+        last = sub.groupby(["seed", "learning_rate"]).tail(1)
+        final = last[loss].where(~last["diverged"].astype(bool))
+        wide = pd.DataFrame(
+            {
+                "seed": last["seed"].to_numpy(),
+                "lr": last["learning_rate"].to_numpy(),
+                "final": final.to_numpy(),
+                "init": first[loss].to_numpy(),
+            }
+        )
+        f = wide.pivot(index="seed", columns="lr", values="final").sort_index(axis=1)
+        i = wide.pivot(index="seed", columns="lr", values="init").sort_index(axis=1)
+        per_seed = lr_sensitivity(f.to_numpy(), i.to_numpy())
+        ci = mean_ci(np.atleast_1d(per_seed), level=level)
+        rows.append(
+            {
+                **dict(zip(keys, group, strict=True)),
+                "lr_sensitivity": ci.mean,
+                "ci_low": ci.low,
+                "ci_high": ci.high,
+                "n": int(f.shape[0]),
+                "n_lrs": int(f.shape[1]),
+                "initial_loss": float(i.to_numpy().mean()),
+            }
+        )
+    return pd.DataFrame(rows)

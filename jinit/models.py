@@ -5,6 +5,10 @@ initializer) and applies them to *every* Dense/Conv layer, as the classic Keras 
 engine needs only a factory ``make_model(kernel_init, bias_init) -> nn.Module``; :func:`factory` builds one from a
 model name, and a user may pass their own.
 
+Every model also takes ``dtype`` (Flax's: the dtype of its activations and matmuls, e.g. ``jnp.bfloat16``; None,
+the default, computes in the dtype of the inputs and parameters, float32). The parameters are float32 whatever it
+is (``param_dtype``); the sweep's ``compute_dtype`` sets it (:mod:`jinit.sweep.precision`).
+
 Each hidden layer records its pre-activation and activation with ``Module.sow`` in the ``"intermediates"``
 collection (``pre_0, act_0, pre_1, ...``). Sowing costs nothing unless that collection is made mutable, which is how
 :mod:`jinit.propagation` reads per-layer statistics.
@@ -38,6 +42,12 @@ _default_bias_init = jax.nn.initializers.zeros
 
 def _linear(x):
     return x
+
+
+def _in(x, dtype):
+    """``x`` in the model's ``dtype`` (a float32 scalar parameter added to bfloat16 activations would promote them
+    back to float32); as it is when the model has no dtype."""
+    return x if dtype is None else x.astype(dtype)
 
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -90,6 +100,7 @@ class MLP(nn.Module):
       activation: activation name (see :data:`ACTIVATIONS`).
       kernel_init: initializer of every kernel, output layer included.
       bias_init: initializer of every bias.
+      dtype: the dtype of the activations and matmuls (None: float32); the parameters are float32.
     """
 
     hidden: Sequence[int] = (128, 64)
@@ -97,6 +108,7 @@ class MLP(nn.Module):
     activation: str = "relu"
     kernel_init: Initializer = _default_kernel_init
     bias_init: Initializer = _default_bias_init
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
@@ -104,7 +116,11 @@ class MLP(nn.Module):
         x = x.reshape((x.shape[0], -1))
         for i, width in enumerate(self.hidden):
             x = nn.Dense(
-                width, kernel_init=self.kernel_init, bias_init=self.bias_init, name=f"Dense_{i}"
+                width,
+                kernel_init=self.kernel_init,
+                bias_init=self.bias_init,
+                dtype=self.dtype,
+                name=f"Dense_{i}",
             )(x)
             self.sow("intermediates", f"pre_{i}", x)
             x = act(x)
@@ -113,6 +129,7 @@ class MLP(nn.Module):
             self.num_classes,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
+            dtype=self.dtype,
             name=f"Dense_{len(self.hidden)}",
         )(x)
 
@@ -130,6 +147,7 @@ class CNN(nn.Module):
       activation: activation name.
       kernel_init: initializer of every kernel.
       bias_init: initializer of every bias.
+      dtype: the dtype of the activations and matmuls (None: float32); the parameters are float32.
     """
 
     channels: Sequence[int] = (32, 64)
@@ -138,6 +156,7 @@ class CNN(nn.Module):
     activation: str = "relu"
     kernel_init: Initializer = _default_kernel_init
     bias_init: Initializer = _default_bias_init
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
@@ -147,7 +166,12 @@ class CNN(nn.Module):
         i = 0
         for i, ch in enumerate(self.channels):
             x = nn.Conv(
-                ch, (3, 3), kernel_init=self.kernel_init, bias_init=self.bias_init, name=f"Conv_{i}"
+                ch,
+                (3, 3),
+                kernel_init=self.kernel_init,
+                bias_init=self.bias_init,
+                dtype=self.dtype,
+                name=f"Conv_{i}",
             )(x)
             self.sow("intermediates", f"pre_{i}", x)
             x = act(x)
@@ -156,13 +180,21 @@ class CNN(nn.Module):
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape((x.shape[0], -1))
         x = nn.Dense(
-            self.dense, kernel_init=self.kernel_init, bias_init=self.bias_init, name="Dense_0"
+            self.dense,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            dtype=self.dtype,
+            name="Dense_0",
         )(x)
         self.sow("intermediates", f"pre_{i + 1}", x)
         x = act(x)
         self.sow("intermediates", f"act_{i + 1}", x)
         return nn.Dense(
-            self.num_classes, kernel_init=self.kernel_init, bias_init=self.bias_init, name="Dense_1"
+            self.num_classes,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            dtype=self.dtype,
+            name="Dense_1",
         )(x)
 
 
@@ -202,11 +234,12 @@ GATES = (None, "scalar")
 
 
 class ResidualBlock(nn.Module):
-    """One residual block of :class:`ResidualMLP`: ``x -> act(x + gate * branch(x) + bias_out)``.
+    """One residual block of :class:`ResidualMLP`: ``x -> act(x + branch_multiplier * gate * branch(x) + bias_out)``.
 
     ``branch`` is ``[+bias_ja] -> dense_j -> [norm_j] -> [+bias_jb] -> act`` for ``j < branch_layers - 1`` and
     ``[+bias_ma] -> dense_m -> [norm_m]`` for the last layer ``m`` (bracketed pieces are optional, see
-    :class:`ResidualMLP`).
+    :class:`ResidualMLP`). With ``preact=True`` the block is the pre-activation one, ``x -> x + branch_multiplier *
+    gate * branch(x)`` with ``branch = [act -> dense_j -> norm_j]`` for every ``j`` (no activation after the sum).
     """
 
     width: int
@@ -217,35 +250,44 @@ class ResidualBlock(nn.Module):
     activation: str = "relu"
     kernel_init: Initializer = _default_kernel_init
     bias_init: Initializer = _default_bias_init
+    branch_multiplier: float = 1.0
+    preact: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
         act = activation(self.activation)
         zero = jax.nn.initializers.zeros
+        dt = self.dtype
         m = int(self.branch_layers)
         h = x
         for j in range(m):
+            if self.preact:
+                h = act(h)
             if self.scalar_bias:
-                h = h + self.param(f"bias_{j}a", zero, ())
+                h = h + _in(self.param(f"bias_{j}a", zero, ()), dt)
             h = nn.Dense(
                 self.width,
                 kernel_init=self.kernel_init,
                 bias_init=self.bias_init,
+                dtype=dt,
                 name=f"dense_{j}",
             )(h)
             if self.norm == "layer":
-                h = nn.LayerNorm(name=f"norm_{j}")(h)
+                h = nn.LayerNorm(dtype=dt, name=f"norm_{j}")(h)
             elif self.norm == "batch":
-                h = nn.BatchNorm(use_running_average=False, name=f"norm_{j}")(h)
-            if j < m - 1:
+                h = nn.BatchNorm(use_running_average=False, dtype=dt, name=f"norm_{j}")(h)
+            if j < m - 1 and not self.preact:
                 if self.scalar_bias:
-                    h = h + self.param(f"bias_{j}b", zero, ())
+                    h = h + _in(self.param(f"bias_{j}b", zero, ()), dt)
                 h = act(h)
         if self.gate == "scalar":
-            h = h * self.param("gate", jax.nn.initializers.ones, ())
+            h = h * _in(self.param("gate", jax.nn.initializers.ones, ()), dt)
+        if self.branch_multiplier != 1.0:  # a constant, not a parameter (Depth-muP's 1/sqrt(L))
+            h = h * self.branch_multiplier
         if self.scalar_bias:
-            h = h + self.param("bias_out", zero, ())
-        return act(x + h)
+            h = h + _in(self.param("bias_out", zero, ()), dt)
+        return x + h if self.preact else act(x + h)
 
 
 class ResidualMLP(nn.Module):
@@ -261,6 +303,13 @@ class ResidualMLP(nn.Module):
       block); SkipInit / ReZero set it to 0; Fixup keeps it as its scalar multiplier (init 1).
     - ``scalar_bias=True``: Fixup's scalar biases, built as 0: ``block_i/bias_ja`` before each branch Dense,
       ``block_i/bias_jb`` before each branch activation and ``block_i/bias_out`` after the multiplier.
+    - ``branch_multiplier``: a constant (not a parameter) multiplying every branch's output; Depth-muP's
+      ``a / sqrt(depth)`` (Yang et al. 2023, Tensor Programs VI; Bordelon et al. 2023). 1.0 leaves the block as is.
+    - ``preact=True``: the pre-activation block (He et al. 2016, "Identity mappings"), ``x <- x +
+      branch_multiplier * branch(x)`` with ``branch = act -> dense_0 -> [norm_0] -> act -> dense_1 ...``: the stem
+      has no activation, nothing follows the sum, and the head reads ``act(x)``; the residual stream is never
+      passed through the activation, as in the Depth-muP papers (``branch_layers=1``: ``x + m W act(x)``).
+      Not with ``scalar_bias`` (Fixup's biases belong to the post-activation block).
 
     Parameter paths (``branch_layers=2``, ``norm="layer"``, ``gate="scalar"``): ``stem/{kernel,bias}``,
     ``block_i/dense_0/{kernel,bias}``, ``block_i/norm_0/{scale,bias}``, ``block_i/dense_1/...``,
@@ -278,9 +327,15 @@ class ResidualMLP(nn.Module):
       activation: activation name (see :data:`ACTIVATIONS`).
       kernel_init: initializer of every Dense kernel (stem, branches, head).
       bias_init: initializer of every Dense bias.
+      branch_multiplier: constant multiplier of every branch's output (> 0; default 1.0).
+      preact: pre-activation blocks (default False: the post-activation ResNet v1 block).
+      dtype: the dtype of the activations and matmuls (None: float32); the parameters are float32.
 
     References:
       He, Zhang, Ren, Sun. Deep residual learning for image recognition. CVPR 2016.
+      He, Zhang, Ren, Sun. Identity mappings in deep residual networks. ECCV 2016 (pre-activation).
+      Yang, Yu, Zhu, Hayou. Tensor Programs VI: feature learning in infinite-depth neural networks.
+      arXiv:2310.02244, 2023 (branch multiplier a / sqrt(L)).
     """
 
     width: int = 64
@@ -293,6 +348,9 @@ class ResidualMLP(nn.Module):
     activation: str = "relu"
     kernel_init: Initializer = _default_kernel_init
     bias_init: Initializer = _default_bias_init
+    branch_multiplier: float = 1.0
+    preact: bool = False
+    dtype: Any = None
 
     def __post_init__(self):
         _check_choice("norm", self.norm, NORMS)
@@ -300,6 +358,13 @@ class ResidualMLP(nn.Module):
         for field in ("width", "depth", "num_classes", "branch_layers"):
             if int(getattr(self, field)) < 1:
                 raise ValueError(f"ResidualMLP: {field} must be >= 1, got {getattr(self, field)}")
+        m = self.branch_multiplier
+        if isinstance(m, bool) or not isinstance(m, int | float) or not 0 < m < float("inf"):
+            raise ValueError(f"ResidualMLP: branch_multiplier must be a number > 0, got {m!r}")
+        if self.preact and self.scalar_bias:
+            raise ValueError(
+                "ResidualMLP: scalar_bias (Fixup's biases) needs the post-activation block; use preact=False"
+            )
         activation(self.activation)
         super().__post_init__()
 
@@ -308,9 +373,14 @@ class ResidualMLP(nn.Module):
         act = activation(self.activation)
         x = x.reshape((x.shape[0], -1))
         x = nn.Dense(
-            self.width, kernel_init=self.kernel_init, bias_init=self.bias_init, name="stem"
+            self.width,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            dtype=self.dtype,
+            name="stem",
         )(x)
-        x = act(x)
+        if not self.preact:
+            x = act(x)
         self.sow("intermediates", "stem_out", x)
         for i in range(int(self.depth)):
             x = ResidualBlock(
@@ -322,11 +392,20 @@ class ResidualMLP(nn.Module):
                 activation=self.activation,
                 kernel_init=self.kernel_init,
                 bias_init=self.bias_init,
+                branch_multiplier=float(self.branch_multiplier),
+                preact=self.preact,
+                dtype=self.dtype,
                 name=f"block_{i}",
             )(x)
             self.sow("intermediates", f"block_{i}_out", x)
+        if self.preact:
+            x = act(x)
         return nn.Dense(
-            self.num_classes, kernel_init=self.kernel_init, bias_init=self.bias_init, name="head"
+            self.num_classes,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            dtype=self.dtype,
+            name="head",
         )(x)
 
 
@@ -338,7 +417,10 @@ class SelfAttention(nn.Module):
 
     ``qkv/kernel`` has shape ``(d_model, 3 * d_model)``: the query, key and value columns in that order, each
     ``d_model`` wide (heads contiguous inside each). The logits are scaled by ``1 / sqrt(d_head)``
-    (``attention_scale="sqrt"``) or by muP's ``1 / d_head`` (``"mup"``, Yang et al. 2022, sec. 4).
+    (``attention_scale="sqrt"``) or by muP's ``1 / d_head`` (``"mup"``, Yang et al. 2022, sec. 4). With
+    ``qk_norm`` the queries and keys pass through a LayerNorm over each head's ``d_head`` features (``q_norm``,
+    ``k_norm``: one scale and bias of ``d_head`` values, shared by the heads) before the dot product: qk-layernorm
+    (Dehghani et al. 2023; Wortsman et al. 2023, sec. 3.1), which bounds the attention logits.
     """
 
     d_model: int
@@ -346,20 +428,31 @@ class SelfAttention(nn.Module):
     attention_scale: str = "sqrt"
     kernel_init: Initializer = _gpt_init
     bias_init: Initializer = _default_bias_init
+    qk_norm: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
         b, t, d = x.shape
         hd = d // self.n_heads
-        qkv = nn.Dense(3 * d, kernel_init=self.kernel_init, bias_init=self.bias_init, name="qkv")(x)
+        kw = dict(kernel_init=self.kernel_init, bias_init=self.bias_init, dtype=self.dtype)
+        qkv = nn.Dense(3 * d, name="qkv", **kw)(x)
         q, k, v = jnp.split(qkv, 3, axis=-1)
         q, k, v = (a.reshape(b, t, self.n_heads, hd) for a in (q, k, v))
+        if self.qk_norm:
+            q = nn.LayerNorm(dtype=self.dtype, name="q_norm")(q)
+            k = nn.LayerNorm(dtype=self.dtype, name="k_norm")(k)
         scale = 1.0 / hd if self.attention_scale == "mup" else 1.0 / jnp.sqrt(hd)
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * scale
         mask = jnp.tril(jnp.ones((t, t), bool))
+        if (
+            self.dtype is not None
+        ):  # the softmax in float32, as mixed-precision transformers compute it
+            logits = logits.astype(jnp.float32)
         logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
-        y = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v).reshape(b, t, d)
-        return nn.Dense(d, kernel_init=self.kernel_init, bias_init=self.bias_init, name="out")(y)
+        weights = _in(jax.nn.softmax(logits, axis=-1), self.dtype)
+        y = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, t, d)
+        return nn.Dense(d, name="out", **kw)(y)
 
 
 class FeedForward(nn.Module):
@@ -369,19 +462,14 @@ class FeedForward(nn.Module):
     mlp_ratio: int = 4
     kernel_init: Initializer = _gpt_init
     bias_init: Initializer = _default_bias_init
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
-        h = nn.Dense(
-            self.mlp_ratio * self.d_model,
-            kernel_init=self.kernel_init,
-            bias_init=self.bias_init,
-            name="fc",
-        )(x)
+        kw = dict(kernel_init=self.kernel_init, bias_init=self.bias_init, dtype=self.dtype)
+        h = nn.Dense(self.mlp_ratio * self.d_model, name="fc", **kw)(x)
         h = nn.gelu(h)
-        return nn.Dense(
-            self.d_model, kernel_init=self.kernel_init, bias_init=self.bias_init, name="proj"
-        )(h)
+        return nn.Dense(self.d_model, name="proj", **kw)(h)
 
 
 class TransformerBlock(nn.Module):
@@ -395,15 +483,23 @@ class TransformerBlock(nn.Module):
     deepnorm_alpha: float | None = None
     kernel_init: Initializer = _gpt_init
     bias_init: Initializer = _default_bias_init
+    qk_norm: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
-        kw = dict(kernel_init=self.kernel_init, bias_init=self.bias_init)
+        kw = dict(kernel_init=self.kernel_init, bias_init=self.bias_init, dtype=self.dtype)
         attn = SelfAttention(
-            self.d_model, self.n_heads, attention_scale=self.attention_scale, name="attn", **kw
+            self.d_model,
+            self.n_heads,
+            attention_scale=self.attention_scale,
+            qk_norm=self.qk_norm,
+            name="attn",
+            **kw,
         )
         mlp = FeedForward(self.d_model, self.mlp_ratio, name="mlp", **kw)
-        ln_1, ln_2 = nn.LayerNorm(name="ln_1"), nn.LayerNorm(name="ln_2")
+        ln_1 = nn.LayerNorm(dtype=self.dtype, name="ln_1")
+        ln_2 = nn.LayerNorm(dtype=self.dtype, name="ln_2")
         if self.deepnorm_alpha is None:
             x = x + attn(ln_1(x))
             return x + mlp(ln_2(x))
@@ -434,10 +530,20 @@ class Transformer(nn.Module):
       kernel_init: initializer of every Dense kernel (default GPT-2's normal(0.02)).
       bias_init: initializer of every Dense bias.
       embed_init: initializer of both embeddings (default normal(0.02)).
+      qk_norm: LayerNorm on the queries and keys of every block (``block_i/attn/q_norm``, ``k_norm``; see
+        :class:`SelfAttention`).
+      z_loss: the coefficient ``c`` of the z-loss (PaLM; Wortsman et al. 2023, sec. 3.2: ``1e-4``), 0 for none.
+        It is added to the *gradient* at the logits (:func:`z_loss_gradient`: the forward pass is unchanged), as
+        if the training loss had the term ``c * mean over the logits' rows of log(Z)^2``, ``Z`` the softmax
+        normalizer; the reported losses stay the cross-entropy, so runs with and without it compare on the same
+        loss. It assumes the training loss is a mean over the logits' rows (as jinit's tasks are).
+      dtype: the dtype of the activations and matmuls (None: float32); the parameters are float32.
 
     References:
       Radford et al. Language models are unsupervised multitask learners. 2019 (GPT-2).
       Xiong et al. On layer normalization in the transformer architecture. ICML 2020 (pre-LN).
+      Wortsman et al. Small-scale proxies for large-scale Transformer training instabilities. arXiv:2309.14322,
+      2023 (qk-layernorm, z-loss).
     """
 
     vocab: int = 16
@@ -451,11 +557,17 @@ class Transformer(nn.Module):
     kernel_init: Initializer = _gpt_init
     bias_init: Initializer = _default_bias_init
     embed_init: Initializer = _gpt_init
+    qk_norm: bool = False
+    z_loss: float = 0.0
+    dtype: Any = None
 
     def __post_init__(self):
         for field in ("vocab", "d_model", "n_layers", "n_heads", "max_len", "mlp_ratio"):
             if int(getattr(self, field)) < 1:
                 raise ValueError(f"Transformer: {field} must be >= 1, got {getattr(self, field)}")
+        z = self.z_loss
+        if isinstance(z, bool) or not isinstance(z, int | float) or not 0 <= z < float("inf"):
+            raise ValueError(f"Transformer: z_loss must be a number >= 0, got {z!r}")
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"Transformer: n_heads={self.n_heads} must divide d_model={self.d_model}"
@@ -476,8 +588,9 @@ class Transformer(nn.Module):
         t = tokens.shape[1]
         if t > self.max_len:
             raise ValueError(f"sequence length {t} exceeds max_len={self.max_len}")
-        x = nn.Embed(self.vocab, self.d_model, embedding_init=self.embed_init, name="embed")(tokens)
-        pos = nn.Embed(self.max_len, self.d_model, embedding_init=self.embed_init, name="pos_embed")
+        emb = dict(embedding_init=self.embed_init, dtype=self.dtype)
+        x = nn.Embed(self.vocab, self.d_model, name="embed", **emb)(tokens)
+        pos = nn.Embed(self.max_len, self.d_model, name="pos_embed", **emb)
         x = x + pos(jnp.arange(t))[None]
         for i in range(int(self.n_layers)):
             x = TransformerBlock(
@@ -488,13 +601,57 @@ class Transformer(nn.Module):
                 deepnorm_alpha=self.deepnorm_alpha,
                 kernel_init=self.kernel_init,
                 bias_init=self.bias_init,
+                qk_norm=self.qk_norm,
+                dtype=self.dtype,
                 name=f"block_{i}",
             )(x)
             self.sow("intermediates", f"block_{i}_out", x)
-        x = nn.LayerNorm(name="ln_f")(x)
-        return nn.Dense(
-            self.vocab, kernel_init=self.kernel_init, bias_init=self.bias_init, name="head"
+        x = nn.LayerNorm(dtype=self.dtype, name="ln_f")(x)
+        logits = nn.Dense(
+            self.vocab,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            dtype=self.dtype,
+            name="head",
         )(x)
+        return z_loss_gradient(logits, float(self.z_loss)) if self.z_loss else logits
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def z_loss_gradient(logits: jax.Array, coef: float) -> jax.Array:
+    """The identity on ``logits``, whose gradient adds that of the z-loss ``coef * mean_rows(log(Z)^2)``.
+
+    ``Z = sum(exp(logits), axis=-1)`` is the softmax normalizer of each row (a row: all axes but the last). The
+    z-loss pulls ``log Z`` towards 0, so the logits cannot drift to large values where the softmax saturates
+    (PaLM, sec. 5; Wortsman et al. 2023, sec. 3.2, ``coef = 1e-4``). Written as a gradient at the logits
+    (``d/dlogits = 2 coef log(Z) softmax(logits) / rows``), the term reaches the parameters without changing
+    the loss a task computes, so the model works with any sweep and the reported loss stays the cross-entropy.
+
+    Args:
+      logits: ``[..., classes]``.
+      coef: the z-loss coefficient (a Python float).
+
+    Returns:
+      ``logits`` unchanged.
+
+    References:
+      Chowdhery et al. PaLM: scaling language modeling with pathways. arXiv:2204.02311, 2022, sec. 5.
+      Wortsman et al. Small-scale proxies for large-scale Transformer training instabilities. arXiv:2309.14322.
+    """
+    return logits
+
+
+def _z_fwd(logits, coef):
+    return logits, logits
+
+
+def _z_bwd(coef, logits, g):
+    rows = max(1, logits.size // logits.shape[-1])
+    lse = jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+    return (g + (2.0 * coef / rows) * lse * jax.nn.softmax(logits, axis=-1),)
+
+
+z_loss_gradient.defvjp(_z_fwd, _z_bwd)
 
 
 MODELS = ("mlp", "cnn")
@@ -506,10 +663,13 @@ def factory(name: str = "mlp", **kwargs: Any) -> MakeModel:
     Args:
       name: ``"mlp"``, ``"cnn"`` (the sweep's models, :data:`MODELS`), ``"resmlp"`` (:class:`ResidualMLP`) or
         ``"transformer"`` (:class:`Transformer`, over integer tokens).
-      **kwargs: the model's other attributes (``hidden``, ``activation``, ``num_classes``, ``channels``, ...).
+      **kwargs: the model's other attributes (``hidden``, ``activation``, ``num_classes``, ``channels``,
+        ``dtype``, ...).
 
     Returns:
-      A function building the module with the given initializers, as the sweep engine expects.
+      A function ``(kernel_init, bias_init, dtype=None)`` building the module with the given initializers, as the
+      sweep engine expects; its ``dtype`` (the compute dtype, :mod:`jinit.sweep.precision`) overrides the one in
+      ``kwargs``.
 
     Raises:
       ValueError: for an unknown model name or activation.
@@ -531,5 +691,8 @@ def factory(name: str = "mlp", **kwargs: Any) -> MakeModel:
     return functools.partial(_build, cls, tuple(sorted(kwargs.items())))
 
 
-def _build(cls, items, kernel_init, bias_init):
-    return cls(kernel_init=kernel_init, bias_init=bias_init, **dict(items))
+def _build(cls, items, kernel_init, bias_init, dtype=None):
+    kw = dict(items)
+    if dtype is not None:
+        kw["dtype"] = dtype
+    return cls(kernel_init=kernel_init, bias_init=bias_init, **kw)

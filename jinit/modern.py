@@ -11,7 +11,8 @@ written for the parameter paths of :class:`jinit.models.ResidualMLP` and :class:
 - :func:`mup`: muP's init, input and hidden Var 1/fan_in, readout Var ~ 1/fan_in^2 or zero (any model).
 
 :func:`mup_optimizer` is muP's other half, the per-layer learning rates of ``mup.MuAdam`` as an optax
-transformation, and :func:`mup_multipliers` the table it uses. The coordinate check that tests a parametrization is
+transformation, and :func:`mup_multipliers` the table it uses; :func:`per_layer_adam` is the same Adam with any
+table of per-layer multipliers. The coordinate check that tests a parametrization is
 :func:`jinit.propagation.coordinate_check` (plot: :func:`jinit.plots.coordinate_check`).
 
 Example:
@@ -45,6 +46,7 @@ __all__ = [
     "mup",
     "mup_multipliers",
     "mup_optimizer",
+    "per_layer_adam",
     "rezero",
     "skipinit",
     "zero_gamma",
@@ -540,3 +542,81 @@ def mup_optimizer(
         steps.append(optax.add_decayed_weights(weight_decay))
     steps += [_scale_by_path(mults), optax.scale_by_learning_rate(learning_rate)]
     return optax.chain(*steps)
+
+
+def per_layer_adam(
+    learning_rate: float | optax.Schedule,
+    multipliers: Mapping[str, float],
+    *,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> optax.GradientTransformation:
+    """Adam whose learning rate is ``learning_rate * multipliers[path]`` for the parameter at ``path``.
+
+    The same transformation as :func:`mup_optimizer` (``optax.chain(scale_by_adam, add_decayed_weights, scale by
+    the multiplier, scale_by_learning_rate)``), with the multipliers given instead of derived from base shapes:
+    ``per_layer_adam(lr, mup_multipliers(params, base_params))`` updates bit for bit as
+    ``mup_optimizer(lr, params, base_params)``. It is how per-layer learning-rate prescriptions other than muP's
+    are written: SP with muP's per-layer rates (Everett et al. 2024), Depth-muP's ``1 / sqrt(depth)`` on the
+    residual blocks (Yang et al. 2023), or a deliberately broken one.
+
+    Args:
+      learning_rate: the base learning rate, an optax schedule, or a JAX array (what
+        ``optax.inject_hyperparams`` passes: a sweep's learning-rate axis).
+      multipliers: ``{path: multiplier}`` over the ``/``-joined parameter paths (``"Dense_0/kernel"``); every
+        parameter needs one (:func:`mup_multipliers` makes such a table).
+      b1, b2, eps: Adam's hyperparameters.
+      weight_decay: decoupled weight decay (0: Adam), scaled with the learning rate and the multiplier.
+
+    Returns:
+      An ``optax.GradientTransformation``; an update of a parameter without a multiplier raises ValueError
+      naming it.
+
+    Raises:
+      ValueError: a multiplier that is not a finite number >= 0, or a learning rate that is not > 0.
+
+    References:
+      Kingma & Ba. Adam: a method for stochastic optimization. ICLR 2015.
+      Yang et al. Tensor Programs V. arXiv:2203.03466, 2022, Table 3 (per-layer Adam learning rates).
+    """
+    mults = {}
+    for path, m in dict(multipliers).items():
+        if isinstance(m, bool) or not isinstance(m, int | float) or not 0 <= m < math.inf:
+            raise ValueError(
+                f"per_layer_adam: the multiplier of {path} must be a finite number >= 0, got {m!r}"
+            )
+        mults[str(path)] = float(m)
+    if not callable(learning_rate) and not isinstance(learning_rate, jax.Array):
+        _positive("per_layer_adam: learning_rate", learning_rate)
+    steps = [optax.scale_by_adam(b1=b1, b2=b2, eps=eps)]
+    if weight_decay:
+        steps.append(optax.add_decayed_weights(weight_decay))
+    steps += [_scale_by_table(mults), optax.scale_by_learning_rate(learning_rate)]
+    return optax.chain(*steps)
+
+
+def _scale_by_table(mults: Mapping[str, float]) -> optax.GradientTransformation:
+    """Each update times its path's multiplier (:func:`per_layer_adam`'s step; a missing path is named)."""
+
+    def init_fn(params):
+        del params
+        return ScaleByTreeState()
+
+    from jinit.rules import param_paths  # the rules' '/'-joined paths, leaf by leaf
+
+    def update_fn(updates, state, params=None):
+        del params
+        leaves, treedef = jax.tree_util.tree_flatten(updates)
+        paths = param_paths(updates)
+        missing = [p for p in paths if p not in mults]
+        if missing:
+            raise ValueError(
+                f"per_layer_adam: no multiplier for parameter(s) {', '.join(missing[:4])}; the table has "
+                f"{', '.join(list(mults)[:4])}{' ...' if len(mults) > 4 else ''}"
+            )
+        out = [u * mults[p] for p, u in zip(paths, leaves, strict=True)]
+        return jax.tree_util.tree_unflatten(treedef, out), state
+
+    return optax.GradientTransformation(init_fn, update_fn)

@@ -102,7 +102,13 @@ def _title(result: Any) -> str:
     return ", ".join(p for p in parts if p)
 
 
-_AXIS_SHORT = {"learning_rate": "lr", "weight_decay": "wd", "init_scale": "scale"}
+_AXIS_SHORT = {
+    "learning_rate": "lr",
+    "weight_decay": "wd",
+    "init_scale": "scale",
+    "compute_dtype": "compute",
+    "state_dtype": "state",
+}
 
 
 def _by_group(result: Any) -> Any:
@@ -125,7 +131,7 @@ def _by_group(result: Any) -> Any:
             df["scheme"] = (
                 df["scheme"].astype(str)
                 + f" {_AXIS_SHORT[a]}="
-                + df[a].map(lambda v: f"{float(v):g}")
+                + df[a].map(metrics.axis_value_text)
             )
         return df.drop(columns=axes)
 
@@ -165,6 +171,10 @@ def axis_curve(
         raise ValueError(
             f"this sweep has no {axis} column: {axis} was not swept; its axis columns: {metrics.axis_columns(models)}"
         )
+    if axis not in metrics.AXIS_COLUMNS:
+        raise ValueError(
+            f"{axis} is not a numeric axis; axis_curve draws one of {', '.join(metrics.AXIS_COLUMNS)}"
+        )
     if metric not in models.columns:
         raise ValueError(f"unknown metric {metric!r}; the models table has {list(models.columns)}")
     keys = ["scheme"] + [a for a in metrics.axis_columns(models) if a != axis]
@@ -176,7 +186,8 @@ def axis_curve(
     for i, (group, sub) in enumerate(groups):
         group = group if isinstance(group, tuple) else (group,)
         label = str(group[0]) + "".join(
-            f" {_AXIS_SHORT[k]}={float(v):g}" for k, v in zip(keys[1:], group[1:], strict=True)
+            f" {_AXIS_SHORT[k]}={metrics.axis_value_text(v)}"
+            for k, v in zip(keys[1:], group[1:], strict=True)
         )
         xs, mean, low, high = [], [], [], []
         for v, rows in sub[ok.loc[sub.index]].groupby(axis, sort=True):
@@ -501,12 +512,18 @@ def final_accuracy(
 def figure_names(result: Any) -> list[str]:
     """The files :func:`save_all` writes for ``result``: ``<metric>_curves.png``, ``final_<metric>.png`` (the
     task's primary metric: ``accuracy``, ``r2``, ...) and ``<axis>_curve.png`` for each hyperparameter axis."""
-    from jinit import metrics
 
     metric = _metric(result)
     return [f"{metric}_curves.png", f"final_{metric}.png"] + [
-        f"{a}_curve.png" for a in metrics.axis_columns(result.models)
+        f"{a}_curve.png" for a in _numeric_axes(result.models)
     ]
+
+
+def _numeric_axes(models: Any) -> list[str]:
+    """The swept hyperparameter axes (numbers: an axis curve each), not the precision dimensions."""
+    from jinit import metrics
+
+    return [a for a in metrics.axis_columns(models) if a in metrics.AXIS_COLUMNS]
 
 
 def save_all(result: Any, folder: str | os.PathLike | None = None) -> list[Path]:
@@ -514,12 +531,11 @@ def save_all(result: Any, folder: str | os.PathLike | None = None) -> list[Path]
     result's run folder), and ``<axis>_curve.png`` (:func:`axis_curve`) for each hyperparameter axis of the sweep,
     and returns their paths; for a task whose metric is not the accuracy they are named by its metric
     (``r2_curves.png``, ``final_r2.png``)."""
-    from jinit import metrics
 
     folder = Path(folder if folder is not None else result.path)
     written = []
     makers = [accuracy_curves, final_accuracy]
-    makers += [lambda r, a=a: axis_curve(r, a) for a in metrics.axis_columns(result.models)]
+    makers += [lambda r, a=a: axis_curve(r, a) for a in _numeric_axes(result.models)]
     for name, make in zip(figure_names(result), makers, strict=True):
         fig = make(result)
         try:

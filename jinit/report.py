@@ -11,7 +11,13 @@ from typing import Any
 
 import pandas as pd
 
-_AXIS_SHORT = {"learning_rate": "lr", "weight_decay": "wd", "init_scale": "scale"}
+_AXIS_SHORT = {
+    "learning_rate": "lr",
+    "weight_decay": "wd",
+    "init_scale": "scale",
+    "compute_dtype": "compute",
+    "state_dtype": "state",
+}
 
 
 def _num(fmt: str):
@@ -29,7 +35,7 @@ def group_names(table: pd.DataFrame) -> pd.Series:
 
     names = table["scheme"].astype(str)
     for a in metrics.axis_columns(table):
-        names = names + f" {_AXIS_SHORT[a]}=" + table[a].map(lambda v: f"{float(v):g}")
+        names = names + f" {_AXIS_SHORT[a]}=" + table[a].map(metrics.axis_value_text)
     return names
 
 

@@ -78,9 +78,14 @@ MODEL_DTYPES = {
 }
 
 #: The hyperparameter-axis columns that follow ``scheme`` in both tables when the axis was swept (several values;
-#: :mod:`jinit.sweep.axes`).
+#: :mod:`jinit.sweep.hyper`).
 AXIS_COLUMNS = ("learning_rate", "weight_decay", "init_scale")
-AXIS_DTYPES = dict.fromkeys(AXIS_COLUMNS, "float64")
+#: The precision columns that follow them when a precision dimension was swept (:mod:`jinit.sweep.precision`):
+#: dtype names.
+PRECISION_COLUMNS = ("compute_dtype", "state_dtype")
+#: Every column of a swept dimension, in grid order.
+GRID_COLUMNS = AXIS_COLUMNS + PRECISION_COLUMNS
+AXIS_DTYPES = {**dict.fromkeys(AXIS_COLUMNS, "float64"), **dict.fromkeys(PRECISION_COLUMNS, str)}
 
 
 class NoParams:
@@ -164,9 +169,9 @@ class SweepResult:
         ``vary="data"`` every seed of a scheme starts from the same weights, so the rows compare one init draw
         per scheme and are no verdict about the schemes.
 
-        A sweep with hyperparameter axes (``learning_rate``, ``weight_decay``, ``init_scale`` of several values) has
-        one row per (scheme, axis values), with those columns after ``scheme``; every group is compared with the
-        best as above. (Groups of one scheme share init and batches and could be paired by seed; the summary does
+        A sweep with hyperparameter axes (``learning_rate``, ``weight_decay``, ``init_scale`` of several values) or
+        precision dimensions (``compute_dtype``, ``state_dtype``) has one row per (scheme, axis values), with those
+        columns after ``scheme``; every group is compared with the best as above. (Groups of one scheme share init and batches and could be paired by seed; the summary does
         not, which is conservative: :func:`jinit.metrics.compare_axis_values` makes that paired comparison.)
 
         Args:
@@ -208,7 +213,8 @@ class SweepResult:
             labels = table["scheme"].tolist()
             table["scheme"] = [groups[lab][0] for lab in labels]
             for j, a in enumerate(axes):
-                table.insert(1 + j, a, [float(groups[lab][1][j]) for lab in labels])
+                cast = str if a in PRECISION_COLUMNS else float
+                table.insert(1 + j, a, [cast(groups[lab][1][j]) for lab in labels])
         return table
 
     def tune(
@@ -382,14 +388,17 @@ class SweepResult:
 def _axis_labels(models: pd.DataFrame, curves: pd.DataFrame):
     """For tables with axis columns: the tables with ``scheme`` replaced by one label per (scheme, axis values)
     group, and ``{label: (scheme, values)}``; ``None`` when there are no axis columns."""
-    axes = [c for c in AXIS_COLUMNS if c in models.columns]
+    axes = [c for c in GRID_COLUMNS if c in models.columns]
     if not axes:
         return None
+
+    def text(v):
+        return v if isinstance(v, str) else f"{float(v):.6g}"
 
     def label(df):
         parts = [df["scheme"].astype(str)]
         for a in axes:
-            parts.append(" " + a + "=" + df[a].map(lambda v: f"{float(v):.6g}"))
+            parts.append(" " + a + "=" + df[a].map(text))
         out = parts[0]
         for p in parts[1:]:
             out = out + p

@@ -333,29 +333,128 @@ OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
     "rmsprop": lambda lr: optax.rmsprop(lr),
 }
 
+#: The named optimizers with their state stored in a dtype: optax's own options where it has them (Adam's
+#: ``mu_dtype``, the momentum's ``accumulator_dtype``); :func:`state_in` stores what optax has no option for.
+_IN_DTYPE: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "adam": lambda lr, dt: optax.adam(lr, mu_dtype=dt),
+    "sgd": lambda lr, dt: optax.sgd(lr),
+    "momentum": lambda lr, dt: optax.sgd(lr, momentum=0.9, accumulator_dtype=dt),
+    "adamw": lambda lr, dt: optax.adamw(lr, mu_dtype=dt),
+    "rmsprop": lambda lr, dt: optax.rmsprop(lr),
+}
+
 #: optax's default weight decay of ``adamw`` (what ``make_optimizer("adamw", lr)`` uses).
 ADAMW_DEFAULT_WEIGHT_DECAY = 1e-4
 
+#: The dtypes an optimizer's state may be stored in (``state_dtype``).
+STATE_DTYPES = ("float32", "bfloat16")
 
-def injectable(name: str, decayed: bool) -> Callable[..., optax.GradientTransformation]:
+
+def _stored(dtype: Any) -> Callable[[Any], Any]:
+    """``state -> state`` with its float32 leaves in ``dtype``, except injected hyperparameters (a learning rate in
+    ``opt_state.hyperparams`` stays float32)."""
+
+    def leaf(x):
+        return x.astype(dtype) if getattr(x, "dtype", None) == jnp.float32 else x
+
+    def store(state):
+        def node(n):
+            if isinstance(n, _INJECTED):
+                return n._replace(inner_state=store(n.inner_state))
+            return leaf(n)
+
+        return jax.tree.map(node, state, is_leaf=lambda n: isinstance(n, _INJECTED))
+
+    return store
+
+
+def state_in(tx: optax.GradientTransformation, dtype: Any) -> optax.GradientTransformationExtraArgs:
+    """``tx`` with every float32 leaf of its state stored in ``dtype`` (e.g. ``jnp.bfloat16``).
+
+    Each update casts the stored leaves back to the dtypes ``tx`` keeps them in, runs ``tx.update`` (its arithmetic
+    unchanged, in float32), and stores the new state in ``dtype`` again (round to nearest even): the moments lose
+    bits between steps, never within one. Leaves of other dtypes (step counts, leaves ``tx`` already keeps in a
+    low precision, such as Adam's first moment under ``mu_dtype``) are left as they are, and so are the
+    hyperparameters of an ``optax.inject_hyperparams`` state inside ``tx`` (its learning rate stays float32).
+
+    Args:
+      tx: an optax transformation.
+      dtype: the dtype of the stored state.
+
+    Returns:
+      The transformation (its ``init`` and ``update`` take and return the stored state).
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> tx = state_in(optax.adam(1e-3), jnp.bfloat16)
+      >>> state = tx.init({"w": jnp.ones(3)})
+      >>> state[0].nu["w"].dtype, state[0].count.dtype
+      (dtype(bfloat16), dtype('int32'))
+    """
+    inner = optax.with_extra_args_support(tx)
+    store = _stored(jnp.dtype(dtype))
+
+    def init(params):
+        return store(inner.init(params))
+
+    def update(updates, state, params=None, **extra_args):
+        kept = jax.eval_shape(inner.init, updates)  # the dtypes tx keeps its state in
+        state = jax.tree.map(
+            lambda x, t: x if x.dtype == t.dtype else x.astype(t.dtype), state, kept
+        )
+        updates, state = inner.update(updates, state, params, **extra_args)
+        return updates, store(state)
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _check_state_dtype(state_dtype: Any) -> Any:
+    if state_dtype is None or state_dtype == "float32":
+        return None
+    if state_dtype not in STATE_DTYPES:
+        raise ValueError(
+            f"state_dtype={state_dtype!r} is not valid; valid choices: {', '.join(STATE_DTYPES)}"
+        )
+    return jnp.dtype(state_dtype)
+
+
+def named_optimizer(
+    name: str, learning_rate: Any, state_dtype: Any = None
+) -> optax.GradientTransformation:
+    """The optimizer ``name`` (:data:`OPTIMIZERS`) with its state stored in ``state_dtype`` (None or
+    ``"float32"``: optax's optimizer as it is; ``"bfloat16"``: optax's dtype options, then :func:`state_in`)."""
+    dt = _check_state_dtype(state_dtype)
+    if dt is None:
+        return OPTIMIZERS[name](learning_rate)
+    return state_in(_IN_DTYPE[name](learning_rate, dt), dt)
+
+
+def injectable(
+    name: str, decayed: bool, state_dtype: Any = None
+) -> Callable[..., optax.GradientTransformation]:
     """The optimizer ``name`` as a factory of its hyperparameters, for ``optax.inject_hyperparams`` (which reads
-    their names from the signature)."""
-    base = OPTIMIZERS[name]
+    their names from the signature); its state stored in ``state_dtype`` (:func:`named_optimizer`)."""
+    dt = _check_state_dtype(state_dtype)
     if name == "adamw":
 
         def adamw(learning_rate, weight_decay):
-            return optax.adamw(learning_rate, weight_decay=weight_decay)
+            if dt is None:
+                return optax.adamw(learning_rate, weight_decay=weight_decay)
+            return state_in(optax.adamw(learning_rate, mu_dtype=dt, weight_decay=weight_decay), dt)
 
         return adamw
     if decayed:
 
         def with_l2(learning_rate, weight_decay):
-            return optax.chain(optax.add_decayed_weights(weight_decay), base(learning_rate))
+            return optax.chain(
+                optax.add_decayed_weights(weight_decay),
+                named_optimizer(name, learning_rate, state_dtype),
+            )
 
         return with_l2
 
     def plain(learning_rate):
-        return base(learning_rate)
+        return named_optimizer(name, learning_rate, state_dtype)
 
     return plain
 
@@ -366,6 +465,7 @@ def make_optimizer(
     weight_decay: float | None = None,
     *,
     inject: bool = False,
+    state_dtype: Any = None,
 ) -> optax.GradientTransformation:
     """Returns the optax optimizer called ``name``.
 
@@ -379,6 +479,8 @@ def make_optimizer(
       inject: return ``optax.inject_hyperparams(...)``: the same optimizer with ``learning_rate`` (and
         ``weight_decay``, when given or for ``adamw``) held in ``opt_state.hyperparams`` as arrays, which
         :func:`set_hyperparams` sets per model. It gives the same updates as ``inject=False`` (tested bit for bit).
+      state_dtype: None or ``"float32"`` (optax's optimizer), or ``"bfloat16"``: its moments stored in bfloat16
+        (:func:`named_optimizer`; the learning rate and weight decay stay float32).
 
     Returns:
       An ``optax.GradientTransformation``.
@@ -395,13 +497,14 @@ def make_optimizer(
         )
     lr = check_learning_rate(learning_rate)
     wd = None if weight_decay is None else check_weight_decay(weight_decay)
+    _check_state_dtype(state_dtype)
     if not inject:
         if wd is None:
-            return OPTIMIZERS[name](lr)
-        return injectable(name, True)(lr, wd)
+            return named_optimizer(name, lr, state_dtype)
+        return injectable(name, True, state_dtype)(lr, wd)
     if name == "adamw" and wd is None:
         wd = ADAMW_DEFAULT_WEIGHT_DECAY
-    factory = optax.inject_hyperparams(injectable(name, wd is not None))
+    factory = optax.inject_hyperparams(injectable(name, wd is not None, state_dtype))
     return factory(lr) if wd is None else factory(lr, wd)
 
 
@@ -802,6 +905,20 @@ def _init_state(s: _Setup, params, model_state=None) -> TrainState:
     )
 
 
+def _in_float32(outputs):
+    """The model's outputs as the loss and metrics take them: low-precision floats (a model computing in
+    bfloat16) in float32, so the loss, its gradient into the model and the metrics are float32 (mixed precision);
+    float32 outputs are left as they are (the same program as before)."""
+
+    def up(x):
+        dtype = getattr(x, "dtype", None)
+        if dtype is not None and jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+            return x.astype(jnp.float32)
+        return x
+
+    return jax.tree.map(up, outputs)
+
+
 def _batch_metric(task: Task, outputs, y):
     """The primary metric on one training batch (every example counted)."""
     reference = None if task.reference is None else task.reference(y, jnp.ones(y.shape[:1], bool))
@@ -817,6 +934,7 @@ def _step_metrics(s: _Setup, state: TrainState, x, y, rng=None):
         outputs, new_model_state = s.fns.apply(
             params, {} if model_state is None else model_state, x, True, rng
         )
+        outputs = _in_float32(outputs)
         loss = _per_example_loss(s.task, outputs, y).mean()
         return loss, (_batch_metric(s.task, outputs, y), new_model_state)
 
@@ -858,6 +976,7 @@ def _evaluate_tuple(s: _Setup, params, model_state, x_test, y_test, test_mask=No
     def one(batch):
         xb, yb, mb = batch
         outputs, _ = s.fns.apply(params, model_state, xb, False, None)
+        outputs = _in_float32(outputs)
         losses = _per_example_loss(task, outputs, yb)
         stats = tuple(jnp.sum(jnp.where(mb, v, 0)) for v in task.stats(outputs, yb, reference))
         return jnp.sum(jnp.where(mb, losses, 0.0)), stats, task.predict(outputs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -467,6 +468,117 @@ def test_benchmark_merge_and_roofline():
     assert "roofline_flops_per_s" not in b.table(doc)
 
 
+def test_benchmark_roofline_per_precision():
+    """A bfloat16-state row's roofline uses its own state traffic (moments at 2 bytes): half the bytes of float32
+    state per step double the memory-bound FLOP/s; its goal is its share of that roofline; the float32 goals read
+    the float32 rows only."""
+    b = _load("benchmark")
+    rows = [
+        {
+            **_row("jinit", 1024, 32, 50.0),
+            "precision": prec,
+            "flops_per_model_epoch": 1e9,
+            "peak_flops_per_s": 1e12,
+            "flops_per_s": 50 * 1e9,
+            "state_bytes_per_model_step": traffic,
+        }
+        for prec, traffic in (("float32", 1e6), ("bf16_state", 5e5))
+    ]
+    doc = {**_bench_doc(rows, "gpu"), "n_train": 320}
+    doc |= {"memory_bandwidth": {"bytes_per_s": 1e9}, "state_bytes_per_model_step": 1e6}
+    t = b.table(doc).set_index("precision")
+    assert t.loc["float32", "roofline_flops_per_s"] == pytest.approx(1e11)
+    assert t.loc["bf16_state", "roofline_flops_per_s"] == pytest.approx(2e11)
+    assert t.loc["bf16_state", "fraction_of_roofline"] == pytest.approx(0.25)
+    goals = {g["goal"]: g for g in b.goals(doc)}
+    g = goals["jinit bf16_state >= 85% of its memory roofline (N=1024, batch 32)"]
+    assert g["measured"] == "25.0%" and g["met"] is False
+    assert not any("float32 >=" in k for k in goals)
+    # a JSON from before the precision rows reads as float32
+    old = {**doc, "rows": [{k: v for k, v in rows[0].items() if k != "precision"}]}
+    assert list(b.table(old)["precision"]) == ["float32"]
+
+
+@pytest.mark.slow
+def test_benchmark_precisions_smoke(tmp_path):
+    """The precision benchmark's code path on CPU: jinit at float32, bf16 state and bf16 compute+state, each with
+    its own FLOPs, XLA bytes and state traffic (the GPU numbers are measured on a GPU)."""
+    import json
+
+    out = tmp_path / "bench"
+    argv = ["--smoke", "--no-progress", "--out", str(out), "--ns", "2", "--methods", "jinit"]
+    argv += ["--precisions", "float32,bf16_state,bf16_compute_state"]
+    assert _load("benchmark").main(argv) == 0
+    doc = json.loads((out / "benchmark_cpu.json").read_text())
+    rows = {r["precision"]: r for r in doc["rows"]}
+    assert set(rows) == {"float32", "bf16_state", "bf16_compute_state"}
+    for r in rows.values():
+        assert r["model_epochs_per_s"] > 0 and r["xla_bytes_per_model_step"] > 0
+    # Adam's two moments at 2 bytes instead of 4, read and written once: 2 x 2 x 2 bytes per parameter less
+    n_params = 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10
+    saved = (
+        rows["float32"]["state_bytes_per_model_step"]
+        - rows["bf16_state"]["state_bytes_per_model_step"]
+    )
+    assert saved == 8 * n_params
+    assert (
+        rows["bf16_compute_state"]["peak_flops_per_s"] == doc["matmul_peak_bfloat16"]["flops_per_s"]
+    )
+    assert "| bf16_state |" in (out / "report.md").read_text()
+    with pytest.raises(ValueError, match="unknown precision"):
+        _load("benchmark").main([*argv[:-1], "float16"])
+
+
+# ------------------------------------------------------------------------------------------ precision
+
+
+def test_precision_statistics_on_known_numbers():
+    p = _load("precision")
+    # Pitman-Morgan: y = 2x (paired, perfectly correlated) has 4x the variance: x + y and x - y correlate
+    x = np.array([0.1, 0.4, 0.2, 0.9, 0.5, 0.7])
+    assert p.pitman_morgan(x, 2 * x) < 1e-6
+    assert np.isnan(p.pitman_morgan(x, x))  # x - y does not vary
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 200), rng.normal(0, 1, 200)
+    assert p.pitman_morgan(a, b) > 0.05
+    # McNemar's exact test: 6 seeds fail at A only, none at B only: p = 2 * 0.5**6
+    fa = pd.Series([True] * 6 + [False] * 2)
+    fb = pd.Series([False] * 8)
+    assert p.mcnemar_exact(fa, fb) == pytest.approx(2 * 0.5**6)
+    assert p.mcnemar_exact(fb, fb) == 1.0
+    lo, hi = p.clopper_pearson(0, 8)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 8))
+
+
+@pytest.mark.slow
+def test_precision_smoke(tmp_path):
+    out = _run("precision", tmp_path / "precision")
+    text = _check_new_report(
+        out,
+        "## mlp: accuracy per precision",
+        "## resmlp: each bfloat16 precision against float32",
+        "## tanh10: each bfloat16 precision against float32",
+        "## Cost on this machine",
+        "## On a GPU",
+    )
+    assert "bf16 compute+state" in text and "Pitman-Morgan" in text
+    r = sweep.load(out / "run_mlp")
+    # one sweep per network: 3 schemes x 4 precisions x 2 seeds
+    assert len(r.models) == 3 * 4 * 2
+    assert set(zip(r.models["compute_dtype"], r.models["state_dtype"], strict=True)) == set(
+        _load("precision").ARMS
+    )
+    res = sweep.load(out / "run_resmlp")
+    assert res.meta["custom_model"] and res.meta["model"]["name"] == "ResidualMLP"
+    seconds = json.loads((out / "arm_seconds.json").read_text())
+    assert set(seconds) == {"mlp", "resmlp", "tanh10"}
+    assert set(seconds["mlp"]["seconds"]) == set(_load("precision").ARMS.values())
+    # --report-only rebuilds the report from the run folders, training nothing
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("run_*/models.csv")}
+    assert _load("precision").main(["--smoke", "--out", str(out), "--report-only"]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("run_*/models.csv")} == before
+
+
 @pytest.mark.slow
 def test_script_errors_are_one_line_with_exit_code_2(tmp_path):
     """Run as a process, a study's bad input is one line on stderr (no traceback) and exit code 2, like jinit."""
@@ -723,3 +835,121 @@ def test_mup_transfer_smoke(tmp_path):
     m = jinit.mup_multipliers(shapes[32], shapes[8])
     assert m["params/Dense_1/kernel"] == m["params/Dense_2/kernel"] == pytest.approx(0.25)
     assert m["params/Dense_0/kernel"] == m["params/Dense_1/bias"] == 1.0
+
+
+# ------------------------------------------------------------------------------------------ issue 25: transfer
+
+
+def _verdict_result(name, verdict, slope=0.0, low=-0.1, high=0.1):
+    from jinit import transfer
+
+    v = transfer.Verdict("width", verdict, slope, low, high, 0.25, 8, float("nan"), "the reason")
+    return SimpleNamespace(verdict={"width": v})
+
+
+def test_transfer_findings_say_when_the_data_disagree_with_the_expectation():
+    T = _load("_transfer")
+    expected = {"sp": "drifts", "mup": "transfers"}
+    text = {"sp": "SP", "mup": "muP"}
+    ok = T.findings({"sp": _verdict_result("sp", "drifts", -0.8), "mup": _verdict_result("mup", "transfers")},
+                    expected, "width", text)  # fmt: skip
+    assert ok[0] == "**The verdicts separate the parameterizations as expected.**"
+    assert "**muP: transfers** (expected: transfers; as expected)" in ok[2]
+    bad = T.findings({"sp": _verdict_result("sp", "inconclusive"), "mup": _verdict_result("mup", "transfers")},
+                     expected, "width", text)  # fmt: skip
+    assert bad[0].startswith(
+        "**The verdicts do not separate the parameterizations as expected**: SP"
+    )
+    assert "the data say otherwise" in bad[1]
+
+
+def test_transfer_verdicts_merge_keeps_the_other_studys_rows(tmp_path):
+    T = _load("_transfer")
+    path = tmp_path / "verdicts.csv"
+    row = lambda p, a, s: dict(parameterization=p, axis=a, slope=s, slope_ci_low=s - 0.1,  # noqa: E731
+                               slope_ci_high=s + 0.1, verdict="drifts", reason="r")  # fmt: skip
+    T.merge_verdicts(path, pd.DataFrame([row("sp", "width", -0.5), row("mup", "width", 0.0)]))
+    T.merge_verdicts(path, pd.DataFrame([row("sp", "depth", -0.4)]))
+    T.merge_verdicts(path, pd.DataFrame([row("sp", "width", -0.7)]))  # a rerun replaces its own row
+    got = pd.read_csv(path)
+    assert got.columns.tolist() == T.VERDICT_COLUMNS
+    assert (
+        len(got) == 3
+        and got.set_index(["parameterization", "axis"]).loc[("sp", "width"), "slope"] == -0.7
+    )
+
+
+@pytest.mark.slow  # 12 small sweeps: ~1.5 min on 2 busy CPU cores
+def test_transfer_width_smoke(tmp_path):
+    out = _run("transfer_width", tmp_path / "tw")
+    text = _check_new_report(out, "## Optimum per width", "## The coordinate check", "| muP |")
+    assert "broken muP (readout unscaled)" in text and "not a result" in text
+    v = pd.read_csv(out / "verdicts.csv")
+    assert v["parameterization"].tolist() == [
+        "sp",
+        "mup",
+        "sp_per_layer_lr",
+        "mup_readout_unscaled",
+    ]
+    assert (v["verdict"] == "inconclusive").all()  # 2 seeds: fewer than MIN_SEEDS
+    assert sorted(p.name for p in (out / "mup").glob("w*")) == ["w16", "w32", "w64"]
+    r = sweep.load(out / "mup" / "w64")
+    assert r.models["learning_rate"].nunique() == 7 and len(r.models) == 7 * 2
+    assert r.models["scheme"].iloc[0].startswith("mup(base_width=16")
+
+
+@pytest.mark.slow  # 6 small residual sweeps
+def test_transfer_depth_smoke(tmp_path):
+    out = _run("transfer_depth", tmp_path / "td")
+    _check_new_report(out, "## Optimum per depth", "| Depth-muP |")
+    v = pd.read_csv(out / "verdicts.csv")
+    assert v["parameterization"].tolist() == ["sp", "depth_mup"] and set(v["axis"]) == {"depth"}
+    assert sorted(p.name for p in (out / "depth_mup").glob("w*")) == ["w16_d1", "w16_d2", "w16_d4"]
+
+
+@pytest.mark.slow  # 2 small transformer sweeps
+def test_lr_sensitivity_smoke(tmp_path):
+    out = _run("lr_sensitivity", tmp_path / "ls")
+    _check_new_report(out, "## LR sensitivity per init", "| gpt2 |", "| normal(0.02) |")
+    tab = pd.read_csv(out / "sensitivity.csv")
+    assert len(tab) == 4 and set(tab["qk_norm"]) == {True, False}
+    on, off = sweep.load(out / "run_qk_on"), sweep.load(out / "run_qk_off")
+    # qk-layernorm adds a scale and a bias of d_head = 8 values for queries and keys in each of the 2 blocks
+    assert on.meta["model"]["param_count"] - off.meta["model"]["param_count"] == 2 * 2 * 2 * 8
+    # the table's sensitivities are jinit.metrics.lr_sensitivity_summary's on the same curves
+    summ = metrics.lr_sensitivity_summary(on.curves, loss="val_loss")
+    np.testing.assert_allclose(
+        np.sort(summ["lr_sensitivity"]), np.sort(tab[tab["qk_norm"]]["lr_sensitivity"]), rtol=1e-9
+    )
+
+
+def test_lr_sensitivity_findings_on_known_numbers():
+    ls = _load("lr_sensitivity")
+    diffs = pd.DataFrame(
+        [
+            dict(scheme="gpt2", diff=-0.2, ci_low=-0.3, ci_high=-0.1, p=0.001, p_rank=0.01, p_on_lower=1.0,
+                 mdd=0.05, n=8, holm_significant=True),
+            dict(scheme="normal(0.02)", diff=0.01, ci_low=-0.05, ci_high=0.07, p=0.6, p_rank=0.7, p_on_lower=0.4,
+                 mdd=0.09, n=8, holm_significant=False),
+        ]
+    )  # fmt: skip
+    text = ls.findings(diffs)
+    assert text[0].startswith("**gpt2: holds: qk-layernorm lowers the learning-rate sensitivity.**")
+    assert "not resolved at these seeds (not a tie: a difference smaller than 0.090" in text[1]
+    # raised sensitivity with a lower best loss: the report says the two go together, and why
+    diffs = diffs.iloc[:1].assign(diff=0.4, ci_low=0.1, ci_high=0.7, best_diff=-0.5, best_ci_low=-0.8,
+                                  best_ci_high=-0.2, best_p=0.01)  # fmt: skip
+    tab = pd.DataFrame(
+        [
+            dict(scheme="gpt2", qk_norm=True, best_loss=0.7, solved=5, n=8, above_init=3, runs=72),
+            dict(scheme="gpt2", qk_norm=False, best_loss=1.4, solved=0, n=8, above_init=0, runs=72),
+        ]
+    )
+    line = ls.findings(diffs, tab)[0]
+    assert line.startswith("**gpt2: reversed: qk-layernorm raises the learning-rate sensitivity.**")
+    assert (
+        "0.700 with qk-layernorm and 1.400 without (paired difference -0.500 [-0.800, -0.200])"
+        in line
+    )
+    assert "5 of 8 with, 0 of 8 without" in line and "3 of 72 with, 0 of 72 without" in line
+    assert "The higher sensitivity comes with a lower best loss" in line

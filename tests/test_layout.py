@@ -33,13 +33,21 @@ SCRIPT = textwrap.dedent(
         "c": dict(schemes=("glorot_uniform", "he_normal"), seeds=2, max_models_per_chunk=2),
         "d": dict(schemes=("he_normal",), seeds=3, vary="both"),
         "e": dict(schemes=("lecun_normal", "he_normal"), seeds=3, vary="both", max_models_per_chunk=4),
+        # precisions: each a block of its own; a model's bits are the same beside other precisions or alone
+        "f": dict(schemes=("he_normal", "glorot_uniform"), seeds=3, compute_dtype=("float32", "bfloat16"),
+                  state_dtype="bfloat16"),
+        "g": dict(schemes=("glorot_uniform",), seeds=2, compute_dtype="bfloat16", state_dtype="bfloat16",
+                  max_models_per_chunk=2),
     }
     out = {}
     for name, g in grids.items():
         r = sweep.run(sweep.SweepConfig(**common, **g), progress=False)
         vary = g.get("vary", "init")
-        for scheme, seed, sha in zip(r.models["scheme"], r.models["seed"], r.models["param_sha256"]):
-            out.setdefault(f"{vary}/{scheme}/{seed}", {})[f"{name}@{n}"] = sha
+        m = r.models
+        dims = [m[c] if c in m else [getattr(r.config, c)] * len(m) for c in ("compute_dtype", "state_dtype")]
+        for scheme, seed, sha, c, s in zip(m["scheme"], m["seed"], m["param_sha256"], *dims):
+            at = "" if (c, s) == ("float32", "float32") else f"/{c}/{s}"
+            out.setdefault(f"{vary}/{scheme}/{seed}{at}", {})[f"{name}@{n}"] = sha
         out.setdefault("_layout", {})[f"{name}@{n}"] = [r.meta["chunk_size"], r.meta["device_count"]]
     print("JSON" + json.dumps(out))
     """

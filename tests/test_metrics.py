@@ -764,3 +764,65 @@ def test_runs_that_differ_only_in_a_hyperparameter_are_paired_by_seed():
     # Another root seed: nothing shared either.
     run_c = SimpleNamespace(config=dataclasses.replace(base, seed=7), models=run_b.models)
     assert metrics.compare_runs(run_a, run_c, "A").test == "Welch's t-test"
+
+
+# --------------------------------------------------------------------------------------------- lr sensitivity
+
+
+def test_lr_sensitivity_matches_hand_computed_values():
+    # row 1: capped at 2.5 -> [2.5, 1, 2, 2.5 (NaN: diverged)], best 1 -> mean of [1.5, 0, 1, 1.5] = 1.0
+    # row 2: capped at 2.0 -> [0.5, 2.0 (inf), 0.7, 0.6], best 0.5 -> mean of [0, 1.5, 0.2, 0.1] = 0.45
+    losses = [[3.0, 1.0, 2.0, np.nan], [0.5, np.inf, 0.7, 0.6]]
+    np.testing.assert_allclose(metrics.lr_sensitivity(losses, [2.5, 2.0]), [1.0, 0.45], rtol=1e-12)
+    assert metrics.lr_sensitivity([3.0, 1.0, 2.0, np.nan], 2.5) == pytest.approx(1.0, abs=1e-12)
+    # one initial loss per entry (as a sweep's curves give it), all equal: the same numbers
+    np.testing.assert_allclose(
+        metrics.lr_sensitivity(losses, [[2.5] * 4, [2.0] * 4]), [1.0, 0.45], rtol=1e-12
+    )
+    assert metrics.lr_sensitivity([1.0, 1.0, 1.0], 3.0) == 0.0  # flat: not sensitive at all
+    assert np.isnan(metrics.lr_sensitivity([np.nan, np.inf], 2.0))  # every learning rate diverged
+    assert metrics.lr_sensitivity([3.0, 4.0], 2.5) == pytest.approx(
+        -0.5
+    )  # nothing learned: negative
+    with pytest.raises(ValueError, match="at least 2 learning rates"):
+        metrics.lr_sensitivity([1.0], 2.0)
+    with pytest.raises(ValueError, match="initial_loss must be finite"):
+        metrics.lr_sensitivity([1.0, 2.0], np.nan)
+    with pytest.raises(ValueError, match="does not fit final_losses"):
+        metrics.lr_sensitivity([[1.0, 2.0], [1.0, 2.0]], [1.0, 2.0, 3.0])
+
+
+def _lr_curves():
+    """A sweep's curves: 2 schemes x 3 learning rates x 2 seeds, the point at init (step 0) and the last one."""
+    rows = []
+    final = {  # (scheme, seed) -> final test loss at lr 1e-3, 1e-2, 1e-1
+        ("a", 0): [1.0, 0.5, np.nan],
+        ("a", 1): [1.2, 0.4, 3.0],
+        ("b", 0): [0.9, 0.8, 0.7],
+        ("b", 1): [1.1, 0.9, 0.6],
+    }
+    for (scheme, seed), vals in final.items():
+        for lr, v in zip((1e-3, 1e-2, 1e-1), vals, strict=True):
+            diverged = not np.isfinite(v)
+            rows.append((scheme, lr, seed, 0, 2.0, False))
+            rows.append((scheme, lr, seed, 10, v, diverged))
+    return pd.DataFrame(
+        rows, columns=["scheme", "learning_rate", "seed", "step", "test_loss", "diverged"]
+    )
+
+
+def test_lr_sensitivity_summary_per_group_with_an_interval_over_seeds():
+    out = metrics.lr_sensitivity_summary(_lr_curves()).set_index("scheme")
+    # a, seed 0: capped [1.0, 0.5, 2.0], best 0.5 -> mean [0.5, 0, 1.5] = 2/3; seed 1: [1.2, 0.4, 2.0] -> 0.8
+    # b, seed 0: [0.9, 0.8, 0.7] -> mean [0.2, 0.1, 0] = 0.1; seed 1: [1.1, 0.9, 0.6] -> (0.5 + 0.3) / 3
+    a, b = (2 / 3 + 0.8) / 2, (0.1 + 0.8 / 3) / 2
+    assert out.loc["a", "lr_sensitivity"] == pytest.approx(a)
+    assert out.loc["b", "lr_sensitivity"] == pytest.approx(b)
+    half = stats.t.ppf(0.975, 1) * np.std([2 / 3, 0.8], ddof=1) / np.sqrt(2)
+    assert out.loc["a", "ci_low"] == pytest.approx(a - half)
+    assert out.loc["a", ["n", "n_lrs"]].tolist() == [2, 3]
+    assert out.loc["a", "initial_loss"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="learning-rate axis"):
+        metrics.lr_sensitivity_summary(_lr_curves().drop(columns="learning_rate"))
+    with pytest.raises(ValueError, match="loss must be an evaluated loss column"):
+        metrics.lr_sensitivity_summary(_lr_curves(), loss="train_loss")

@@ -556,3 +556,114 @@ def test_coordinate_check_plot_and_errors():
         propagation.coordinate_check(
             lambda w: None, [8], (X, X), optimizer=optax.adam(1e-3), steps=-1
         )
+
+
+# ------------------------------------------------------------------------------------------------- issue 25
+
+
+def test_per_layer_adam_is_mup_optimizer_with_its_table_and_scales_per_path():
+    x = jax.random.normal(jax.random.PRNGKey(0), (16, 12))
+    y = jnp.arange(16) % 5
+    model = _resmlp(width=64, depth=2)
+    params = model.init(jax.random.PRNGKey(1), x)["params"]
+    grads = jax.grad(
+        lambda p: optax.softmax_cross_entropy_with_integer_labels(
+            model.apply({"params": p}, x), y
+        ).mean()
+    )(params)
+    base = _shapes(_resmlp(width=32, depth=2), x)
+    mup_tx = jinit.mup_optimizer(3e-3, params, base, weight_decay=1e-4)
+    tx = jinit.per_layer_adam(3e-3, jinit.mup_multipliers(params, base), weight_decay=1e-4)
+    a, _ = mup_tx.update(grads, mup_tx.init(params), params)
+    b, _ = tx.update(grads, tx.init(params), params)
+    jax.tree.map(lambda u, v: np.testing.assert_array_equal(np.asarray(u), np.asarray(v)), a, b)
+    # one multiplier of 0.3 on one path: that path's update is 0.3 x Adam's, the others Adam's
+    ones = dict.fromkeys(param_paths(params), 1.0)
+    ones["head/kernel"] = 0.3
+    ref, _ = optax.adam(3e-3).update(grads, optax.adam(3e-3).init(params), params)
+    one = jinit.per_layer_adam(3e-3, ones)
+    upd, _ = one.update(grads, one.init(params), params)
+    np.testing.assert_allclose(upd["head"]["kernel"], 0.3 * ref["head"]["kernel"], rtol=1e-6)
+    np.testing.assert_allclose(upd["stem"]["kernel"], ref["stem"]["kernel"], rtol=1e-6)
+    with pytest.raises(
+        ValueError, match=r"per_layer_adam: no multiplier for parameter\(s\) block_0/dense_0/bias"
+    ):
+        short = jinit.per_layer_adam(1e-3, {"stem/kernel": 1.0})
+        short.update(grads, short.init(params), params)
+    with pytest.raises(ValueError, match="multiplier of a must be a finite number >= 0"):
+        jinit.per_layer_adam(1e-3, {"a": -1.0})
+    with pytest.raises(ValueError, match="learning_rate"):
+        jinit.per_layer_adam(0.0, ones)
+
+
+def test_residual_mlp_branch_multiplier_and_preact_blocks_by_hand():
+    x = jax.random.normal(jax.random.PRNGKey(3), (4, 12))
+    net = _resmlp(depth=2, branch_layers=1, branch_multiplier=0.25, preact=True)
+    v = net.init(jax.random.PRNGKey(0), x)
+    p = v["params"]
+    dense = lambda h, q: h @ q["kernel"] + q["bias"]  # noqa: E731
+    h = dense(x, p["stem"])  # pre-activation: no activation after the stem ...
+    for i in range(2):  # ... x + m W relu(x) per block ...
+        h = h + 0.25 * dense(jax.nn.relu(h), p[f"block_{i}"]["dense_0"])
+    want = dense(jax.nn.relu(h), p["head"])  # ... and the head reads relu(x)
+    np.testing.assert_allclose(net.apply(v, x), want, rtol=1e-5, atol=1e-6)
+    # the post-activation block with a multiplier: relu(x + m branch(x)); the same paths as without one
+    post = _resmlp(depth=1, branch_layers=2, branch_multiplier=0.5)
+    v = post.init(jax.random.PRNGKey(0), x)
+    q = v["params"]
+    h = jax.nn.relu(dense(x, q["stem"]))
+    b = dense(jax.nn.relu(dense(h, q["block_0"]["dense_0"])), q["block_0"]["dense_1"])
+    want = dense(jax.nn.relu(h + 0.5 * b), q["head"])
+    np.testing.assert_allclose(post.apply(v, x), want, rtol=1e-5, atol=1e-6)
+    assert param_paths(q) == param_paths(_resmlp(depth=1).init(jax.random.PRNGKey(0), x)["params"])
+    with pytest.raises(ValueError, match="branch_multiplier must be a number > 0"):
+        _resmlp(branch_multiplier=0.0)
+    with pytest.raises(ValueError, match="scalar_bias .* post-activation"):
+        _resmlp(preact=True, scalar_bias=True)
+
+
+def test_transformer_qk_norm_normalizes_queries_and_keys():
+    net = _transformer(qk_norm=True)
+    p = net.init(jax.random.PRNGKey(0), TOKENS)["params"]
+    attn = p["block_0"]["attn"]
+    assert attn["q_norm"]["scale"].shape == (32,) and attn["k_norm"]["bias"].shape == (
+        32,
+    )  # d_head = 64 / 2
+    assert (
+        "q_norm"
+        not in _transformer().init(jax.random.PRNGKey(0), TOKENS)["params"]["block_0"]["attn"]
+    )
+    # with a huge qkv kernel, the attention logits of qk-layernorm stay bounded; without it they explode
+    big = jax.tree.map(lambda a: a, p)
+    big["block_0"]["attn"]["qkv"]["kernel"] = 100.0 * p["block_0"]["attn"]["qkv"]["kernel"]
+    toks = jax.random.randint(jax.random.PRNGKey(1), (2, 8), 0, 16)
+    assert np.isfinite(np.asarray(net.apply({"params": big}, toks))).all()
+
+
+def test_z_loss_adds_its_gradient_and_leaves_the_forward_pass():
+    toks = jax.random.randint(jax.random.PRNGKey(1), (4, 8), 0, 16)
+    plain, zl = _transformer(), _transformer(z_loss=1e-2)
+    p = plain.init(jax.random.PRNGKey(0), toks)["params"]
+    np.testing.assert_array_equal(plain.apply({"params": p}, toks), zl.apply({"params": p}, toks))
+
+    def ce(model, q):
+        logits = model.apply({"params": q}, toks)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, toks).mean()
+
+    def ce_plus_z(q):  # what the z-loss option trains on: CE + c * mean over the rows of log(Z)^2
+        logits = plain.apply({"params": q}, toks)
+        z = jax.nn.logsumexp(logits, axis=-1)
+        return (
+            optax.softmax_cross_entropy_with_integer_labels(logits, toks).mean()
+            + 1e-2 * (z**2).mean()
+        )
+
+    got = jax.grad(lambda q: ce(zl, q))(p)
+    want = jax.grad(ce_plus_z)(p)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7), got, want)
+    plain_g = jax.grad(lambda q: ce(plain, q))(p)
+    assert not np.allclose(
+        plain_g["head"]["bias"], got["head"]["bias"]
+    )  # the term reaches the parameters
+    with pytest.raises(ValueError, match="z_loss must be a number >= 0"):
+        _transformer(z_loss=-1.0)

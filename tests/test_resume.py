@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -372,6 +373,15 @@ def test_complete_folder_is_read_back_without_training(tmp_path, capsys, compile
     pd.testing.assert_frame_equal(again.models, first.models, check_exact=True)
     with pytest.raises(ValueError, match="keep_params=True needs the models trained in this call"):
         sweep.run(cfg, out=out, progress=False, keep_params=True)
+    part = (
+        tmp_path / "part"
+    )  # a sweep with some chunks done: their models are not trained in this call either
+    shutil.copytree(out, part)
+    (part / "chunks" / "00000.npz").unlink()
+    doc = json.loads((part / "config.json").read_text())
+    files_lib.write_json(part / "config.json", {**doc, "status": "running"})
+    with pytest.raises(ValueError, match="already holds 2 finished chunk"):
+        sweep.run(cfg, out=part, progress=False, keep_params=True)
     args = ["sweep", *ARGS, "--epochs", "1", "--out", str(out)]
     assert cli.main(args) == 0
     captured = capsys.readouterr()

@@ -34,7 +34,11 @@ def _imported(name: str, tree: ast.Module) -> list[tuple[str, str | None, int]]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("jinit"):
             for a in node.names:
                 sub = f"{node.module}.{a.name}"
-                out.append((sub, None, node.lineno) if sub in MODULES else (node.module, a.name, node.lineno))
+                out.append(
+                    (sub, None, node.lineno)
+                    if sub in MODULES
+                    else (node.module, a.name, node.lineno)
+                )
     return out
 
 

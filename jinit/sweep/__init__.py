@@ -1,10 +1,11 @@
 """The sweep engine: many seeds x many initialization schemes (x hyperparameter values) trained at once by one
-compiled, vmapped program per device.
+compiled, vmapped program per device (and per precision, :mod:`~jinit.sweep.precision`).
 
 A sweep is a pipeline (``docs/architecture.md``), one module per stage:
 
 * :mod:`~jinit.sweep.plan`: validate the :class:`SweepConfig`, resolve the data, task, model, schemes and optimizer
-  (:mod:`~jinit.sweep.inputs`, :mod:`~jinit.sweep.schemes`, :mod:`~jinit.sweep.hyper`), build the grid and the
+  (:mod:`~jinit.sweep.inputs`, :mod:`~jinit.sweep.schemes`, :mod:`~jinit.sweep.hyper`,
+  :mod:`~jinit.sweep.precision`), build the grid and the
   layout (:mod:`~jinit.sweep.layout`): a :class:`~jinit.sweep.plan.Plan`, before anything compiles;
 * :mod:`~jinit.sweep.program`: the compiled epoch (``jit`` of a ``lax.scan`` over steps of the ``vmap``-ped
   single-model step of :mod:`jinit.train`) and the schemes' init programs, in a :class:`ProgramCache` keyed by
@@ -50,6 +51,7 @@ from jinit.sweep import (
     layout,
     lock,
     plan,
+    precision,
     program,
     schemes,
     signals,
@@ -75,6 +77,7 @@ from jinit.sweep.layout import (
 )
 from jinit.sweep.lock import RunFolderInUse
 from jinit.sweep.plan import Plan, make_plan
+from jinit.sweep.precision import Precision
 from jinit.sweep.program import (
     INIT_BLOCK,
     MAX_CACHED_PROGRAMS,
@@ -101,6 +104,7 @@ __all__ = [
     "MODEL_NAMES",
     "ModelKeys",
     "Plan",
+    "Precision",
     "ProgramCache",
     "RunFolderInUse",
     "RunFolderMismatch",
@@ -137,6 +141,7 @@ __all__ = [
     "models_per_device",
     "parse_schemes",
     "plan",
+    "precision",
     "program",
     "resolve_schemes",
     "run",

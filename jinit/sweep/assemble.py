@@ -11,7 +11,7 @@ import pandas as pd
 from jinit import train as train_lib
 from jinit.results import SweepResult
 from jinit.sweep import folder as folder_lib
-from jinit.sweep import hyper
+from jinit.sweep import hyper, precision
 from jinit.sweep.config import SweepConfig
 
 #: Column names a metric cannot take (its columns would clash with the loss columns): ``test_loss`` is the loss.
@@ -80,8 +80,12 @@ def assemble(plan, chunk_arrays: dict[int, dict[str, np.ndarray]], meta: dict) -
     steps = np.concatenate([np.zeros((n_models, 1), steps.dtype), steps], axis=1)
     cols = {k: np.concatenate([at_init[k], f64[k]], axis=1) for k in f64}
     n_points = n_evals + 1
-    # one column per swept axis (jinit.sweep.hyper), after the scheme: none for a sweep of single values
-    axis_cols = hyper.columns(config, [m.hyper for m in grid])
+    # one column per swept axis (jinit.sweep.hyper) and precision dimension (jinit.sweep.precision), after the
+    # scheme: none for a sweep of single values
+    axis_cols = {
+        **hyper.columns(config, [m.hyper for m in grid]),
+        **precision.columns(config, [m.precision for m in grid]),
+    }
     curves = pd.DataFrame(
         {
             "scheme": np.repeat(schemes, n_points),

@@ -17,7 +17,7 @@ from jinit import files as files_lib
 from jinit import models as models_lib
 from jinit import train as train_lib
 from jinit.registry import parse_schemes
-from jinit.sweep import hyper
+from jinit.sweep import hyper, precision
 from jinit.sweep import schemes as schemes_lib
 
 _log = logging.getLogger("jinit.sweep")
@@ -106,12 +106,22 @@ class SweepConfig:
         the device kind: the same value gives the same models in any layout.
       max_memory: memory budget in bytes per device for one chunk (default: from the device, see module doc).
       eval_batch_size: test-set batch size of the evaluation.
+      compute_dtype: ``"float32"`` (default) or ``"bfloat16"``: the dtype of the models' activations and matmuls
+        (Flax's ``dtype``; the parameters stay float32), or a tuple of both (a precision dimension, see below).
+      state_dtype: ``"float32"`` (default) or ``"bfloat16"``: the dtype the optimizer's moments are stored in, or
+        a tuple of both.
 
     Grid axes: ``learning_rate``, ``weight_decay`` and ``init_scale`` each take one value or a tuple of values;
     the grid is ``schemes x learning_rate x weight_decay x init_scale x seeds`` (scheme-major, the seed fastest),
     all trained by one compiled program (:mod:`jinit.sweep.hyper`). A value does not enter a model's keys: models
     that differ only in a value start from the same weights and see the same batches (paired comparisons).
     ``config.json`` keeps a single value as a scalar.
+
+    Precision dimensions (:mod:`jinit.sweep.precision`): ``compute_dtype`` and ``state_dtype`` each take one dtype
+    or a tuple of dtypes. A dtype changes the program, so each precision is its own block of the grid (``compute_dtype
+    x state_dtype x`` the grid above), trained by its own compiled program; a precision does not enter the keys and
+    every model starts from the weights the float32 model draws, so models that differ only in their precision are
+    paired by seed like the values of an axis.
 
     Every field is checked when the config is made (:meth:`validate`): a bad value raises ValueError/TypeError
     naming it, before anything is loaded or compiled.
@@ -144,6 +154,8 @@ class SweepConfig:
     models_per_device: int | None = None
     weight_decay: float | tuple[float, ...] | None = None
     init_scale: float | tuple[float, ...] = 1.0
+    compute_dtype: str | tuple[str, ...] = "float32"
+    state_dtype: str | tuple[str, ...] = "float32"
 
     def __post_init__(self):
         if isinstance(self.schemes, str):
@@ -158,6 +170,10 @@ class SweepConfig:
                 if name in _AXES and len(value) == 1:
                     value = value[0]
                 object.__setattr__(self, name, value)
+        for (
+            name
+        ) in precision.DIMENSIONS:  # "bf16", jnp.bfloat16 -> "bfloat16"; a 1-tuple is its value
+            object.__setattr__(self, name, precision.normalized(getattr(self, name)))
         if self.data_dir is not None and isinstance(self.data_dir, os.PathLike):
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
         if isinstance(
@@ -228,6 +244,7 @@ class SweepConfig:
                 check_int(name, getattr(self, name), minimum=1)
         _check_validation_split(self.val_size, self.val_fraction)
         hyper.check(self)
+        precision.check(self)
         train_lib.make_optimizer(self.optimizer, hyper.values(self, "learning_rate")[0])
         if self.vary not in VARY:
             raise ValueError(f"unknown vary {self.vary!r}.{_closest(self.vary, VARY)}")

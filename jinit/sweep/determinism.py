@@ -13,7 +13,7 @@ import numpy as np
 
 from jinit import train as train_lib
 from jinit.keys import model_keys
-from jinit.sweep import hyper
+from jinit.sweep import hyper, precision
 from jinit.sweep.config import SweepConfig, check_int
 from jinit.sweep.driver import run
 from jinit.sweep.inputs import model_fns
@@ -71,16 +71,16 @@ def _alone(sub: SweepConfig, params: Any, make_model: Any, optimizer: Any) -> tu
     ``params`` (stacked) and those of each model trained alone by :func:`jinit.train.train_plain`."""
     plan = make_plan(sub, model=make_model, optimizer=optimizer)
     inits = ProgramCache().inits(plan)
-    inputs = plan.inputs
+    inputs, training = plan.inputs, plan.trainings[0]  # sub has one precision
     models, worst = [], 0.0
     for k, m in enumerate(plan.grid):
         variables = jax.tree.map(lambda a: a[0], initial_variables(plan, inits, [m]))
         keys = model_keys(sub.seed, m.label, m.seed, sub.vary)
         trained, model_state = split_variables(variables)
         alone = train_lib.train_plain(
-            model_fns(inputs.make_model, m.scheme, inputs.bias_init),
+            model_fns(training.make_model, m.scheme, inputs.bias_init),
             trained,
-            plan.tx,
+            training.tx,
             inputs.x_train,
             inputs.y_train,
             inputs.x_test,
@@ -145,8 +145,12 @@ def check_determinism(
         schemes, seeds = specs[:1], n_models
     else:
         schemes, seeds = specs[: math.ceil(n_models / config.seeds)], config.seeds
-    # at the first value of each hyperparameter axis (a model's numbers do not depend on the other values)
+    # at the first value of each hyperparameter axis and precision dimension (a model's numbers do not depend on
+    # the other values)
     first_values = {name: hyper.values(config, name)[0] for name in hyper.swept(config)}
+    first_values.update(
+        {name: precision.values(config, name)[0] for name in precision.swept(config)}
+    )
     sub = dataclasses.replace(config, schemes=tuple(schemes), seeds=seeds, **first_values)
 
     first = run(sub, progress=False, keep_params=True, model=make_model, optimizer=optimizer)

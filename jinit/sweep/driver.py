@@ -53,12 +53,14 @@ def _check_arguments(
     return model if model is not None else make_model
 
 
-def _train(plan, store, group, trainer: Trainer, progress: bool, callbacks: Sequence[Callback]):
+def _train(
+    plan, store, group, trainer: Trainer, progress: bool, callbacks: Sequence[Callback], keep: bool
+):
     """This process's chunks, read from the folder or trained (each written as it is handed over); returns every
     chunk's arrays (all processes') and the variables the trainer kept, in chunk order."""
     mine = group.chunks(plan.layout.n_chunks)
     done = store.done(mine)
-    collect = Collect(done)
+    collect = Collect(done, keep=keep)
     bar = ProgressBar(plan, len(mine), len(done)) if progress else None
     trainer.callbacks += [*store.callbacks(), collect, *callbacks] + ([bar] if bar else [])
     todo = [c for c in mine if c not in done]
@@ -169,15 +171,17 @@ def run(
                 init_compile = programs.compile_seconds - before
                 trainer = Trainer(
                     store.plan,
-                    programs.epoch(store.plan, jax.local_devices()[0].platform),
+                    programs.epochs(store.plan, jax.local_devices()[0].platform),  # per precision
                     inits,
                     jax.local_devices(),
                     keep_variables=keep_params or save_params,
                 )
                 trainer.seconds["compile"] = init_compile
                 trainer.seconds["setup"] = time.perf_counter() - t0 - init_compile
-                arrays, kept = _train(store.plan, store, group, trainer, progress, callbacks)
-                return _finish(store, trainer, arrays, kept if keep_params else [], status, t0)
+                arrays, kept = _train(
+                    store.plan, store, group, trainer, progress, callbacks, keep_params
+                )
+                return _finish(store, trainer, arrays, kept, status, t0)
             finally:
                 store.close()
     except KeyboardInterrupt as e:
@@ -223,4 +227,8 @@ def _meta(meta, plan, trainer, compile_seconds, status) -> dict[str, Any]:
         trainer.program.memory
     ):  # what XLA allocates for one chunk's epoch (per device; data included)
         meta["epoch_program_bytes"] = trainer.program.memory
+    if len(trainer.programs) > 1:  # each precision's program (jinit.sweep.precision)
+        meta["epoch_program_bytes_by_precision"] = {
+            p.label: prog.memory for p, prog in trainer.programs.items() if prog.memory
+        }
     return meta

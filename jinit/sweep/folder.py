@@ -57,13 +57,13 @@ from jinit.files import (
     write_npz,
 )
 from jinit.results import (
-    AXIS_COLUMNS,
     AXIS_DTYPES,
     CURVE_COLUMNS,
     CURVE_DTYPES,
     MODEL_COLUMNS,
     MODEL_DTYPES,
 )
+from jinit.results import GRID_COLUMNS as AXIS_COLUMNS
 from jinit.sweep.config import LOCATION_FIELDS
 from jinit.sweep.lock import LOCK_FILE
 

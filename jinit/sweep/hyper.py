@@ -19,6 +19,7 @@ Weight decay: ``adamw`` takes it as optax's decoupled ``weight_decay`` (default 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -121,7 +122,7 @@ def check(config: Any) -> None:
 
 
 def injected(
-    name: str, weight_decay: float | None = None
+    name: str, weight_decay: float | None = None, state_dtype: str = "float32"
 ) -> Callable[..., optax.GradientTransformation]:
     """The named optimizer with injected hyperparameters: ``factory(learning_rate[, weight_decay]) -> tx``.
 
@@ -129,6 +130,7 @@ def injected(
       name: ``adam, sgd, momentum, adamw, rmsprop``.
       weight_decay: None for the optimizer's default (none; ``adamw``: 1e-4), else a number: ``adamw``'s decoupled
         decay, or L2 added to the gradient (``optax.add_decayed_weights`` before the optimizer) for the others.
+      state_dtype: the dtype its moments are stored in (:func:`jinit.train.injectable`).
 
     Returns:
       ``optax.inject_hyperparams`` of the optimizer (:func:`jinit.train.make_optimizer`'s, with the learning rate
@@ -136,7 +138,9 @@ def injected(
       ``learning_rate=`` (and ``weight_decay=`` when the optimizer has one) to get a transformation whose
       ``opt_state.hyperparams`` holds them.
     """
-    return optax.inject_hyperparams(train_lib.injectable(name, weight_decay is not None))
+    return optax.inject_hyperparams(
+        train_lib.injectable(name, weight_decay is not None, state_dtype)
+    )
 
 
 def lr_argument(factory: Callable) -> str:
@@ -156,8 +160,26 @@ def lr_argument(factory: Callable) -> str:
     return params[0].name
 
 
+def _stored_in(custom: Any, state_dtype: str) -> Any:
+    """Your own optimizer (a factory or a transformation) with its state stored in ``state_dtype``
+    (:func:`jinit.train.state_in`); as it is for float32."""
+    if state_dtype == "float32":
+        return custom
+    dtype = jnp.dtype(state_dtype)
+    if isinstance(custom, optax.GradientTransformation):
+        return train_lib.state_in(custom, dtype)
+
+    @functools.wraps(
+        custom
+    )  # keeps the factory's signature: inject_hyperparams reads its argument's name
+    def stored(*args, **kwargs):
+        return train_lib.state_in(custom(*args, **kwargs), dtype)
+
+    return stored
+
+
 def optimizer(
-    config: Any, custom: Any = None
+    config: Any, custom: Any = None, state_dtype: str = "float32"
 ) -> tuple[optax.GradientTransformation, dict[str, str]]:
     """The sweep's optimizer in injected form, built at the first value of each axis.
 
@@ -165,6 +187,9 @@ def optimizer(
       config: the SweepConfig.
       custom: None (``config.optimizer``), a factory ``learning_rate -> tx`` (wrapped with
         ``optax.inject_hyperparams``), or an ``optax.GradientTransformation`` (used as it is: one learning rate).
+      state_dtype: the dtype the optimizer's state is stored in (a precision, :mod:`jinit.sweep.precision`):
+        ``"float32"`` leaves it as optax keeps it; ``"bfloat16"`` stores its moments in bfloat16 (optax's options
+        where it has them, :func:`jinit.train.state_in` for the rest and for your own optimizer).
 
     Returns:
       ``(tx, names)``: the transformation and ``{axis: key in opt_state.hyperparams}`` of the axes it holds.
@@ -185,19 +210,24 @@ def optimizer(
                 "optax.GradientTransformation with its own learning rate; pass a factory learning_rate -> "
                 "GradientTransformation (e.g. optimizer=lambda lr: optax.adam(lr))"
             )
-        return custom, {}
+        return _stored_in(custom, state_dtype), {}
     if custom is not None:
         arg = lr_argument(custom)
-        return optax.inject_hyperparams(custom)(float(lrs[0])), {"learning_rate": arg}
+        tx = optax.inject_hyperparams(_stored_in(custom, state_dtype))(float(lrs[0]))
+        return tx, {"learning_rate": arg}
     if config.optimizer == "adamw":
         wd = ADAMW_WEIGHT_DECAY if wds[0] is None else float(wds[0])
-        tx = injected("adamw")(learning_rate=float(lrs[0]), weight_decay=wd)
+        tx = injected("adamw", state_dtype=state_dtype)(
+            learning_rate=float(lrs[0]), weight_decay=wd
+        )
         return tx, {"learning_rate": "learning_rate", "weight_decay": "weight_decay"}
     if wds[0] is None:
-        return injected(config.optimizer)(learning_rate=float(lrs[0])), {
+        return injected(config.optimizer, state_dtype=state_dtype)(learning_rate=float(lrs[0])), {
             "learning_rate": "learning_rate"
         }
-    tx = injected(config.optimizer, wds[0])(learning_rate=float(lrs[0]), weight_decay=float(wds[0]))
+    tx = injected(config.optimizer, wds[0], state_dtype)(
+        learning_rate=float(lrs[0]), weight_decay=float(wds[0])
+    )
     return tx, {"learning_rate": "learning_rate", "weight_decay": "weight_decay"}
 
 

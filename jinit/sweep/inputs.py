@@ -1,6 +1,6 @@
 """What a sweep trains on and with, resolved and checked before anything compiles: the data and its splits, the task,
-the model factory (and a key of what it computes), the schemes checked against the model, the optimizer (and a key of
-what it computes). :func:`resolve` returns them as one :class:`Inputs` value; :mod:`jinit.sweep.plan` builds the
+the model factory (and a key of what it computes) and its form for each compute dtype of the sweep, the schemes
+checked against the model, the optimizer (and a key of what it computes). :func:`resolve` returns them as one :class:`Inputs` value; :mod:`jinit.sweep.plan` builds the
 grid and the layout on it.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from jinit import models as models_lib
 from jinit import train as train_lib
-from jinit.sweep import hyper
+from jinit.sweep import hyper, precision
 from jinit.sweep.config import SweepConfig, is_custom_model
 from jinit.sweep.schemes import initializer, is_lsuv, kernel_init_of, resolve_schemes
 
@@ -48,6 +48,25 @@ class Inputs(NamedTuple):
     outputs_tail: tuple[int, ...] | None = (
         None  # one example's output shape (None: not known before training)
     )
+    # {compute dtype: (model factory, its key)} of the sweep's compute dtypes (None: float32 only, make_model);
+    # float32 is make_model itself, which also initializes every model (see compute_model)
+    compute: dict[str, tuple[Callable, Any]] | None = None
+
+
+def compute_model(inputs: Inputs, compute_dtype: str = "float32") -> tuple[Callable, Any]:
+    """``(model factory, key)`` of the model that trains in ``compute_dtype`` (:mod:`jinit.sweep.precision`):
+    ``make_model`` itself for float32, the model built with ``dtype=bfloat16`` for bfloat16."""
+    if inputs.compute and compute_dtype in inputs.compute:
+        return inputs.compute[compute_dtype]
+    if compute_dtype != "float32":
+        raise ValueError(f"the sweep has no compute dtype {compute_dtype!r}")
+    return inputs.make_model, inputs.model_key
+
+
+def with_compute(inputs: Inputs, compute_dtype: str) -> Inputs:
+    """``inputs`` whose ``make_model`` and ``model_key`` are the model that trains in ``compute_dtype``."""
+    mm, key = compute_model(inputs, compute_dtype)
+    return inputs._replace(make_model=mm, model_key=key)
 
 
 def _model_factory(config: SweepConfig, num_classes: int, make_model: Callable | None):
@@ -115,6 +134,7 @@ def resolve(
     if model_key is None:
         model_key = _custom_model_key(mm, schemes, bias_init, x_train[:1])
     task_key, outputs_tail = _check_task(task, ds, mm, schemes, bias_init, x_train[:1], y_train[:1])
+    compute = _compute_models(config, make_model, mm, model_key, schemes, bias_init, x_train[:1])
     return Inputs(
         mm,
         model_key,
@@ -133,7 +153,34 @@ def resolve(
         x_val=None if x_val is None else np.asarray(x_val, np.float32),
         y_val=None if y_val is None else np.asarray(y_val, y_dtype),
         outputs_tail=outputs_tail,
+        compute=compute,
     )
+
+
+def _compute_models(config, make_model, mm, model_key, schemes, bias_init, x1) -> dict | None:
+    """``{compute dtype: (factory, key)}`` of the sweep's compute dtypes (None for float32 only). A bfloat16
+    model is the factory called with ``dtype=jnp.bfloat16`` (:func:`jinit.adapters.with_dtype`: your own model is
+    refused, in one line, when it takes no dtype); its key adds the dtype (jinit's models) or is a SHA-256 of its
+    lowered apply (yours)."""
+    from jinit import adapters
+
+    names = precision.values(config, "compute_dtype")
+    if names == ("float32",):
+        return None
+    out = {}
+    for name in names:
+        if name == "float32":
+            out[name] = (mm, model_key)
+            continue
+        built = adapters.with_dtype(mm, jnp.dtype(name))
+        if make_model is None:
+            out[name] = (built, (*model_key, ("dtype", name)))
+            continue
+        try:
+            out[name] = (built, ("custom", name, _apply_key(built, schemes[0][1], bias_init, x1)))
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"with compute_dtype={name!r}: {str(e).splitlines()[0]}") from None
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -335,19 +382,23 @@ def describe(value: Any, limit: int = 200, *, object_ids: bool = True) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def make_optimizer(config: SweepConfig, optimizer: Any, inputs: Inputs):
+def make_optimizer(
+    config: SweepConfig, optimizer: Any, inputs: Inputs, state_dtype: str = "float32"
+):
     """The optax transformation of a sweep and its key for the program cache.
 
     The transformation is the injected form of :func:`jinit.sweep.hyper.optimizer` (the learning rate and weight
     decay live in each model's ``opt_state.hyperparams``, so one program serves every value of those axes). Its
     key: the config's optimizer name and whether it adds a weight decay (not the values: they are arrays of the
     state), or for your own optimizer a SHA-256 of its lowered (not compiled) ``init`` and ``update``, so that a
-    changed optimizer never gets a cached program."""
+    changed optimizer never gets a cached program. ``state_dtype``: the dtype its state is stored in (a precision of
+    the sweep; the key says it for the named optimizers, and what your own computes shows it)."""
     import optax
 
     if optimizer is None:
-        tx, names = hyper.optimizer(config)
-        return tx, (config.optimizer, "injected", tuple(sorted(names)))
+        tx, names = hyper.optimizer(config, state_dtype=state_dtype)
+        key = (config.optimizer, "injected", tuple(sorted(names)))
+        return tx, key if state_dtype == "float32" else (*key, ("state_dtype", state_dtype))
     if not isinstance(optimizer, optax.GradientTransformation):
         hyper.lr_argument(optimizer)
         probe = optimizer(float(hyper.values(config, "learning_rate")[0]))
@@ -355,7 +406,7 @@ def make_optimizer(config: SweepConfig, optimizer: Any, inputs: Inputs):
             raise TypeError(
                 f"the optimizer factory returned {describe(probe)}, not an optax.GradientTransformation"
             )
-    tx, _ = hyper.optimizer(config, optimizer)
+    tx, _ = hyper.optimizer(config, optimizer, state_dtype)
     params = {"params": abstract_model(inputs)[2]["params"]}  # what the optimizer updates
     try:
         state = jax.eval_shape(tx.init, params)
@@ -414,14 +465,28 @@ def _custom_model_key(make_model: Callable, schemes, bias_init, x1: np.ndarray) 
             continue  # built on the model's own init, lowered below with the first plain scheme
         fns = model_fns(make_model, scheme, bias_init)
         h.update(jax.jit(fns.init).lower(key, x).as_text().encode())
-    fns = model_fns(make_model, schemes[0][1], bias_init)
+    _hash_apply(h, make_model, schemes[0][1], bias_init, x1)
+    return ("custom", h.hexdigest())
+
+
+def _hash_apply(h, make_model: Callable, scheme, bias_init, x1: np.ndarray) -> None:
+    """Updates ``h`` with the model's lowered ``apply`` in evaluation and in training (with a dropout key: a dropout
+    rate shows only there)."""
+    x = jax.ShapeDtypeStruct((1,) + x1.shape[1:], jnp.float32)
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    fns = model_fns(make_model, scheme, bias_init)
     params, state = jax.eval_shape(fns.init, jax.random.PRNGKey(0), x)
-    # as evaluation calls it, and as training does: with a dropout key (a dropout rate shows only there)
     evaluate = jax.jit(lambda p, s, x: fns.apply(p, s, x, False, None))
     h.update(evaluate.lower(params, state, x).as_text().encode())
     train = jax.jit(lambda p, s, x, r: fns.apply(p, s, x, True, r))
     h.update(train.lower(params, state, x, key).as_text().encode())
-    return ("custom", h.hexdigest())
+
+
+def _apply_key(make_model: Callable, scheme, bias_init, x1: np.ndarray) -> str:
+    """A SHA-256 of the model's lowered ``apply`` (:func:`_hash_apply`)."""
+    h = hashlib.sha256()
+    _hash_apply(h, make_model, scheme, bias_init, x1)
+    return h.hexdigest()
 
 
 def check_schemes_fit(make_model: Callable, schemes, bias_init, x1: np.ndarray):

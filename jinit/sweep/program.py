@@ -270,9 +270,11 @@ class ProgramCache:
         self._epochs.clear()
         self._inits.clear()
 
-    def epoch(self, plan, platform: str) -> EpochProgram:
-        """The epoch program of ``plan`` (a :class:`jinit.sweep.plan.Plan`) on devices of ``platform``."""
+    def epoch(self, plan, platform: str, precision: Any = None) -> EpochProgram:
+        """The epoch program of ``plan`` (a :class:`jinit.sweep.plan.Plan`) on devices of ``platform``, for the
+        models of ``precision`` (:class:`jinit.sweep.precision.Precision`; default: the grid's first)."""
         inputs, config = plan.inputs, plan.config
+        training = plan.training(precision) if precision is not None else plan.trainings[0]
         kw = dict(
             task=inputs.task,
             batch_size=config.batch_size,
@@ -285,18 +287,22 @@ class ProgramCache:
             else self.inner_model_axis,
         )
         key = (
-            inputs.model_key,
-            plan.optimizer_key,
+            training.model_key,
+            training.optimizer_key,
             inputs.task_key,
             tuple(sorted((k, v) for k, v in kw.items() if k != "task")),
         )
-        fns = model_fns(inputs.make_model, plan.schemes[0][1], inputs.bias_init)
+        fns = model_fns(training.make_model, plan.schemes[0][1], inputs.bias_init)
 
         def make():
             self.epoch_programs += 1
-            return EpochProgram(fns, plan.tx, **kw)
+            return EpochProgram(fns, training.tx, **kw)
 
         return self._get(self._epochs, key, make)
+
+    def epochs(self, plan, platform: str) -> dict[Any, EpochProgram]:
+        """The epoch program of every precision of ``plan``: ``{precision: program}``, in grid order."""
+        return {p: self.epoch(plan, platform, p) for p in plan.precisions}
 
     def inits(self, plan) -> dict[str, InitProgram]:
         """Every scheme's :class:`InitProgram` of ``plan``, compiled at once where new. Each is lowered for this

@@ -172,6 +172,7 @@ class RunStore(Callback):
     status: Any
     meta: dict[str, Any]
     save_params: bool = False
+    keep_params: bool = False
     checkpoint_every: float | None = None
     lock: Any = None
     complete: Any = None
@@ -194,6 +195,12 @@ class RunStore(Callback):
                 continue  # trained again (its parameters too)
             out[c] = arrays
         self.status.chunks_done = self.status.chunks_reused = len(out)
+        if out and self.keep_params:
+            raise ValueError(
+                f"keep_params=True needs the models trained in this call, but {self.out} already holds "
+                f"{len(out)} finished chunk(s) of this sweep; pass overwrite=True to train it all again, or another "
+                "out"
+            )
         if out:
             _log.info(
                 "resuming the sweep in %s: %d of %d chunks are done%s",
@@ -392,6 +399,7 @@ def open_store(
         status,
         {**meta, "fingerprint": fingerprint},
         save_params=save_params,
+        keep_params=keep_params,
         checkpoint_every=checkpoint_every,
     )
     try:

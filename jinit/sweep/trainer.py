@@ -1,7 +1,8 @@
 """The chunk loop: trains one chunk of the grid at a time on every device at once, without any I/O.
 
 A chunk is ``chunk_size`` models in groups of ``models_per_device``; group ``g`` trains on device ``g % devices``
-with the same single-device program (:class:`jinit.sweep.program.EpochProgram`). Each device's epoch is run from a
+with the same single-device program (:class:`jinit.sweep.program.EpochProgram`: the program of the chunk's
+precision; a chunk holds one precision, :mod:`jinit.sweep.precision`). Each device's epoch is run from a
 thread of its own, so the devices compute at the same time (dispatched from one thread, XLA:CPU ran them one after
 another: 2 CPU devices trained no faster than one). What happens around the epochs -- restoring a checkpoint,
 saving one, the progress bar, trackers -- are :class:`Callback` objects the driver passes in.
@@ -96,7 +97,8 @@ class Trainer:
 
     Args:
       plan: the sweep's plan.
-      program: its epoch program.
+      program: its epoch programs, ``{precision: program}`` (:meth:`jinit.sweep.program.ProgramCache.epochs`), or
+        the one program of a sweep of one precision.
       inits: its schemes' init programs.
       devices: the local devices it trains on (at most ``plan.layout.devices`` are used).
       callbacks: :class:`Callback` objects, called in order.
@@ -106,14 +108,18 @@ class Trainer:
     def __init__(
         self,
         plan: Any,
-        program: EpochProgram,
+        program: EpochProgram | dict[Any, EpochProgram],
         inits: dict[str, InitProgram],
         devices: Sequence[Any],
         *,
         callbacks: Sequence[Callback] = (),
         keep_variables: bool = False,
     ):
-        self.plan, self.program, self.inits = plan, program, inits
+        if not isinstance(program, dict):
+            program = {plan.precisions[0] if plan.trainings else None: program}
+        self.plan, self.programs, self.inits = plan, program, inits
+        #: the program of the grid's first precision (what a sweep of one precision trains with)
+        self.program = next(iter(program.values()))
         self.devices = list(devices)[: plan.layout.devices]
         self.callbacks = list(callbacks)
         self.keep_variables = keep_variables
@@ -128,7 +134,7 @@ class Trainer:
             host += train_lib.pad_test(inputs.x_val, inputs.y_val, plan.eval_batch_size)
         self._data = {d: jax.device_put(host, d) for d in self.devices}  # once per device
         self._root = keys.root_key(plan.config.seed)
-        self._executables: dict[Any, Any] = {}  # device -> its compiled epoch
+        self._executables: dict[Any, Any] = {}  # (precision, device) -> its compiled epoch
         self._pool = concurrent.futures.ThreadPoolExecutor(len(self.devices), "jinit-device")
         self._prepare = concurrent.futures.ThreadPoolExecutor(1, "jinit-init")
         self._next: tuple[int, concurrent.futures.Future] | None = None
@@ -140,9 +146,14 @@ class Trainer:
         self._pool.shutdown(wait=not interrupted, cancel_futures=True)
         self._prepare.shutdown(wait=not interrupted, cancel_futures=True)
 
+    def _precision(self, c: int) -> Any:
+        """The precision of chunk ``c`` (the key of its program)."""
+        return self.plan.chunk_precision(c) if len(self.programs) > 1 else next(iter(self.programs))
+
     def _groups(self, c: int, idx: list[int]) -> list[tuple[Any, Any, tuple]]:
         """The chunk's groups: ``(device, training state, (data keys, dropout keys))`` of each, on its device."""
         plan = self.plan
+        program = self.programs[self._precision(c)]
         size, k = plan.layout.chunk_size, plan.layout.models_per_device
         padded = idx + [idx[-1]] * (size - len(idx))
         models = [plan.grid[i] for i in padded]
@@ -157,7 +168,7 @@ class Trainer:
                 if plan.vary_data
                 else (data_keys, dropout_keys)
             )
-            state = self.program.init_state(
+            state = program.init_state(
                 jax.device_put(jax.tree.map(lambda a, p=part: a[p], variables), dev)
             )
             state = hyper.set_hyperparams(state, [m.hyper for m in models[part]], plan.hyper_names)
@@ -193,13 +204,17 @@ class Trainer:
             return groups, list(saved.logs), saved.epoch
         return groups, [], 0
 
-    def _epoch(self, groups: list, epoch: int, flush: bool = False) -> tuple[list, dict[str, Any]]:
-        """One epoch of every group, each on its device from its own thread (with ``flush``, the previous chunk
-        is handed to the callbacks meanwhile); returns the new groups and the epoch's flat logs of the chunk."""
+    def _epoch(
+        self, p: Any, groups: list, epoch: int, flush: bool = False
+    ) -> tuple[list, dict[str, Any]]:
+        """One epoch of every group of precision ``p``, each on its device from its own thread (with ``flush``, the
+        previous chunk is handed to the callbacks meanwhile); returns the new groups and the epoch's flat logs of
+        the chunk."""
 
         def one(group):
             dev, state, stream = group
-            state, logs = self._executables[dev](state, *stream, np.int32(epoch), *self._data[dev])
+            run = self._executables[(p, dev)]
+            state, logs = run(state, *stream, np.int32(epoch), *self._data[dev])
             return (dev, state, stream), jax.device_get(logs)
 
         futures = [self._pool.submit(one, g) for g in groups]
@@ -209,16 +224,18 @@ class Trainer:
         logs = _concat([chunks.flat_logs(ep) for _, ep in done])
         return [g for g, _ in done], logs
 
-    def _compile(self, groups: list, epoch: int) -> None:
-        """Every device's executable of the epoch, compiled at once the first time (the shapes stay)."""
-        todo = [g for g in groups if g[0] not in self._executables]
+    def _compile(self, p: Any, groups: list, epoch: int) -> None:
+        """Every device's executable of precision ``p``'s epoch, compiled at once the first time (the shapes
+        stay)."""
+        todo = [g for g in groups if (p, g[0]) not in self._executables]
         if not todo:
             return
-        before = self.program.compile_seconds
+        program = self.programs[p]
+        before = program.compile_seconds
         args = {dev: (st, *stream, np.int32(epoch), *self._data[dev]) for dev, st, stream in todo}
-        self.program.compile(list(args.values()))
-        self._executables.update({dev: self.program.executable(a) for dev, a in args.items()})
-        self.seconds["compile"] += self.program.compile_seconds - before
+        program.compile(list(args.values()))
+        self._executables.update({(p, dev): program.executable(a) for dev, a in args.items()})
+        self.seconds["compile"] += program.compile_seconds - before
 
     def _start(self, c: int) -> list:
         """Chunk ``c``'s groups: prepared in the background while the previous chunk trained, or now."""
@@ -255,14 +272,15 @@ class Trainer:
         :meth:`flush`. With ``then``, the models of chunk ``then`` are initialized in the background meanwhile."""
         plan = self.plan
         idx = plan.chunk(c)
+        p = self._precision(c)
         try:
             groups, logs, start = self._resume(c, idx, self._start(c))
             if then is not None:
                 self._next = (then, self._prepare.submit(self._groups, then, plan.chunk(then)))
             for epoch in range(start, plan.config.epochs):
-                self._compile(groups, epoch)
+                self._compile(p, groups, epoch)
                 t = time.perf_counter()
-                groups, ep = self._epoch(groups, epoch, flush=epoch == start)
+                groups, ep = self._epoch(p, groups, epoch, flush=epoch == start)
                 seconds = time.perf_counter() - t
                 self.seconds["train"] += seconds
                 logs.append(ep)
@@ -282,15 +300,19 @@ class Trainer:
 
 
 class Collect(Callback):
-    """Keeps every chunk's arrays (``arrays[c]``) and, in chunk order, the variables the trainer kept."""
+    """Keeps every chunk's arrays (``arrays[c]``) and, with ``keep``, in chunk order, the variables the trainer
+    handed over."""
 
-    def __init__(self, arrays: dict[int, dict[str, np.ndarray]] | None = None):
+    def __init__(
+        self, arrays: dict[int, dict[str, np.ndarray]] | None = None, *, keep: bool = False
+    ):
         self.arrays = dict(arrays or {})
+        self.keep = keep
         self.variables: list[Any] = []
 
     def chunk_end(self, chunk, models, arrays, variables) -> None:
         self.arrays[chunk] = arrays
-        if variables is not None:
+        if self.keep and variables is not None:
             self.variables.append(variables)
 
 
