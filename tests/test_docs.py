@@ -113,5 +113,7 @@ def test_docs_build_with_warnings_as_errors(tmp_path):
         "jinit.metrics.best_set",
         "jinit.distributed.initialize",
         "jinit.results.SweepResult",
+        "jinit.transfer.check",
+        "jinit.sweep.precision.Precision",
     ):
         assert f'id="{name}"' in api, name

@@ -115,6 +115,10 @@ def test_the_docs_have_blocks():
         ("docs/sweeps.md", "bash"),
         ("docs/experiment.md", "python"),
         ("docs/modern.md", "python"),
+        ("docs/transfer.md", "python"),
+        ("docs/transfer.md", "bash"),
+        ("docs/precision.md", "python"),
+        ("docs/precision.md", "bash"),
         ("experiments/README.md", "bash"),
     } <= kinds
 
