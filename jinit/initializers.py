@@ -1359,7 +1359,7 @@ def kaiming_normal(
       An Initializer.
 
     References:
-      He et al., 2015, https://arxiv.org/abs/1502.01852; torch.nn.init.kaiming_normal_,
+      He et al., 2015, https://arxiv.org/abs/1502.01852; ``torch.nn.init.kaiming_normal_``,
       https://pytorch.org/docs/stable/nn.init.html.
     """
     return _kaiming("kaiming_normal", a, mode, nonlinearity)
@@ -1377,7 +1377,7 @@ def kaiming_uniform(
       An Initializer.
 
     References:
-      torch.nn.init.kaiming_uniform_, https://pytorch.org/docs/stable/nn.init.html.
+      ``torch.nn.init.kaiming_uniform_``, https://pytorch.org/docs/stable/nn.init.html.
     """
     return _kaiming("kaiming_uniform", a, mode, nonlinearity)
 
@@ -1404,7 +1404,7 @@ def xavier_normal(gain: float = 1.0) -> Initializer:
       An Initializer.
 
     References:
-      Glorot & Bengio, 2010, http://proceedings.mlr.press/v9/glorot10a.html; torch.nn.init.xavier_normal_.
+      Glorot & Bengio, 2010, http://proceedings.mlr.press/v9/glorot10a.html; ``torch.nn.init.xavier_normal_``.
     """
     return _xavier("xavier_normal", gain)
 
@@ -1421,7 +1421,7 @@ def xavier_uniform(gain: float = 1.0) -> Initializer:
       An Initializer.
 
     References:
-      torch.nn.init.xavier_uniform_, https://pytorch.org/docs/stable/nn.init.html.
+      ``torch.nn.init.xavier_uniform_``, https://pytorch.org/docs/stable/nn.init.html.
     """
     return _xavier("xavier_uniform", gain)
 

@@ -859,7 +859,7 @@ def coordinate_check(
         parameters.
       scheme: None (the model's own init), a :class:`jinit.Rules` (e.g. :func:`jinit.mup`), a scheme in any
         spelling jinit takes (``"he_normal"``, ``"normal(stddev=0.02)"``, an Initializer: every kernel drawn by
-        it), or ``width -> `` one of these.
+        it), or a function of the width returning one of these.
       steps: number of optimizer steps (>= 0).
       seeds: number of seeds (``0..seeds-1``) or the seeds; seed ``s`` initializes with ``PRNGKey(s)``.
 

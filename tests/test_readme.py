@@ -1,5 +1,5 @@
-"""Every ```python and ```bash block of README.md, experiments/README.md, notebooks/README.md and the docs/ pages
-runs as written.
+"""Every ```python and ```bash block of README.md, the documentation pages docs/*.md, experiments/README.md and
+notebooks/README.md runs as written.
 
 What the test changes, and only this (blocks of other languages, e.g. the ```console transcript of an interrupted
 sweep, are not run):
@@ -15,7 +15,8 @@ sweep, are not run):
 * ``path/to/mnist`` becomes the real MNIST folder of ``tests/conftest.py``; a block that names it is skipped when
   that folder is absent; ``/tmp/`` becomes the temporary folder;
 * installing (``pip install ...``) and the test suite itself (``python3 -m pytest ...``) are not run: this test
-  runs inside the installed environment, as part of that suite; ``ruff check .`` runs in the repository root;
+  runs inside the installed environment, as part of that suite; ``ruff check .`` runs in the repository root; the
+  documentation build (``python3 -m sphinx ...``) runs in tests/test_docs.py;
 * a block of commands for a cluster (``srun``, ``gcloud``, or ``jinit ... --coordinator``, written with ``...``
   for the flags) is reported as skipped: it needs machines CI does not have.
 """
@@ -45,9 +46,13 @@ MNIST_FILES = (
 )
 DOCS = {
     "README.md": REPO / "README.md",
+    **{
+        f"docs/{p.name}": p
+        for p in sorted((REPO / "docs").glob("*.md"))
+        if p.name
+        != "trackers.md"  # its blocks continue each other: test_trackers_page_runs_in_order
+    },
     "experiments/README.md": REPO / "experiments" / "README.md",
-    "docs/equinox.md": REPO / "docs" / "equinox.md",
-    "docs/modern.md": REPO / "docs" / "modern.md",
 }
 #: A page whose blocks continue each other (test_trackers_page_runs_in_order).
 TRACKERS_PAGE = REPO / "docs" / "trackers.md"
@@ -56,7 +61,7 @@ TRACKERS_PAGE = REPO / "docs" / "trackers.md"
 SEQUENTIAL = {"notebooks/README.md": REPO / "notebooks" / "README.md"}
 BLOCK = re.compile(r"^```(python|bash)\n(.*?)^```", re.S | re.M)
 SWEEP_SMOKE = " --seeds 2 --epochs 1 --train-size 512 --test-size 256 --no-progress"
-NOT_RUN = ("pip install", "python3 -m pytest", "python -m pytest")
+NOT_RUN = ("pip install", "python3 -m pytest", "python -m pytest", "python3 -m sphinx")
 
 
 def _blocks() -> list[tuple[str, int, str, str]]:
@@ -111,6 +116,16 @@ def test_the_docs_have_blocks():
     assert {
         ("README.md", "python"),
         ("README.md", "bash"),
+        ("docs/initializers.md", "python"),
+        ("docs/initializers.md", "bash"),
+        ("docs/sweeps.md", "python"),
+        ("docs/sweeps.md", "bash"),
+        ("docs/experiment.md", "python"),
+        ("docs/modern.md", "python"),
+        ("docs/transfer.md", "python"),
+        ("docs/transfer.md", "bash"),
+        ("docs/precision.md", "python"),
+        ("docs/precision.md", "bash"),
         ("experiments/README.md", "bash"),
     } <= kinds
 
@@ -137,8 +152,11 @@ def test_block_runs(doc, index, lang, block, tmp_path):
         if 'sweep.load("runs/x").params' in block:
             assert "(15, 64, 128)" in output  # the shape its comment promises
         return
+    commands = _commands(block)
+    if all(c.startswith("python3 -m sphinx") for c in commands):
+        pytest.skip("the documentation build: tests/test_docs.py runs it")
     ran = 0
-    for cmd in _commands(block):
+    for cmd in commands:
         if cmd.startswith(NOT_RUN):
             continue
         if cmd.startswith("ruff"):

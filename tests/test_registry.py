@@ -239,12 +239,12 @@ def test_cli_schemes_prints_the_catalog(capsys):
 
 # ------------------------------------------------------------------------------------------ torch spellings
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+INITIALIZERS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "initializers.md"
 
 
 def _torch_table() -> list[list[str]]:
-    """The rows of the README's table of torch.nn.init spellings (cells without backticks)."""
-    text = README.read_text(encoding="utf-8")
+    """The rows of the table of torch.nn.init spellings in docs/initializers.md (cells without backticks)."""
+    text = INITIALIZERS_PAGE.read_text(encoding="utf-8")
     start = text.index("| torch.nn.init |")
     rows = []
     for line in text[start:].splitlines()[2:]:
@@ -254,8 +254,8 @@ def _torch_table() -> list[list[str]]:
     return rows
 
 
-def test_readme_torch_table_is_what_get_does():
-    """Every row of the README table: the torch spelling is the jinit scheme it names and draws the same arrays as
+def test_docs_torch_table_is_what_get_does():
+    """Every row of the docs' table: the torch spelling is the jinit scheme it names and draws the same arrays as
     the equivalent it names, or is refused with what to write instead."""
     rows = _torch_table()
     assert len(rows) >= 10

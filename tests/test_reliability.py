@@ -717,7 +717,7 @@ sys.exit(cli.main())
 def test_sigterm_while_starting_or_reading_the_folder_is_one_line_and_143(
     tmp_path, finished, where
 ):
-    """The README promises 143 and what was saved whenever a sweep is interrupted: also while it starts (planning)
+    """docs/run-folder.md promises 143 and what was saved whenever a sweep is interrupted: also while it starts (planning)
     and while it reads a run folder back; the folder stays as it was (resumable)."""
     out = tmp_path / "run"
     shutil.copytree(finished, out, symlinks=True)

@@ -316,17 +316,18 @@ def test_bad_registered_rules_is_one_line_exit_2(clean_registry, tmp_path, capsy
     assert "unknown initializer 'no_such_scheme'" in capsys.readouterr().err
 
 
-def _readme_section_blocks(title: str) -> list[str]:
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+def _docs_section_blocks(title: str) -> list[str]:
+    path = Path(__file__).resolve().parents[1] / "docs" / "initializers.md"
+    text = path.read_text(encoding="utf-8")
     section = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
-def test_readme_rules_and_custom_scheme_examples_run(clean_registry, capsys):
-    blocks = _readme_section_blocks("Per-layer rules and your own schemes")
+def test_docs_rules_and_custom_scheme_examples_run(clean_registry, capsys):
+    blocks = _docs_section_blocks("Per-layer rules and your own schemes")
     assert len(blocks) == 2
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})
+        exec(compile(block, "docs/initializers.md", "exec"), {})
     out = capsys.readouterr().out
     assert "rules(Dense_2/kernel=zeros, kernel=he_normal)" in out
     assert "['jax_he', 'small_normal(stddev=0.02)']" in out
