@@ -219,8 +219,11 @@ def test_bad_specs(spec, exc, match):
 def test_cli_schemes_prints_the_catalog(capsys):
     assert cli.main(["schemes"]) == 0
     out = capsys.readouterr().out
-    table, lsuv = out.strip().split("\n\n")
+    table, modern, lsuv = out.strip().split("\n\n")
     lines = table.splitlines()
+    # the residual/transformer schemes, with what each needs, after the catalogue
+    for name in ("gpt2", "deepnet", "fixup", "rezero", "skipinit", "zero_gamma", "mup"):
+        assert any(line.startswith(name + " ") for line in modern.splitlines()), name
     assert lines[0].split()[:5] == ["name", "aliases", "distribution", "variance", "defaults"]
     assert len(lines) == 2 + len(jinit.names())
     assert (
