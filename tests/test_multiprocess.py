@@ -133,12 +133,13 @@ def _same_results(run: Path, reference: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
-    """The sweep in one process on 1 device: 8 chunks of 2 models."""
+    """The sweep in one process on 1 device: chunks of 2 models per stream (the device's cores)."""
     out = tmp_path_factory.mktemp("one-process") / "run"
     [(rc, _, err)] = _finish([_start([*ARGS, "--out", str(out)], devices=1)])
     assert rc == 0, err
     meta = json.loads((out / "config.json").read_text())["meta"]
-    assert (meta["process_count"], meta["device_count"], meta["chunk_size"]) == (1, 1, 2)
+    assert (meta["process_count"], meta["device_count"]) == (1, 1)
+    assert meta["chunk_size"] == 2 * meta["streams_per_device"]
     return out
 
 
