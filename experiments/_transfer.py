@@ -1,4 +1,5 @@
-"""What the transfer studies share (transfer_width.py, transfer_depth.py): where they write, the verdict table
+"""What the transfer studies share (transfer_width.py, transfer_depth.py): the learning-rate grid and the check
+they run, where they write, the verdict table
 they merge into ``experiments/results/transfer/verdicts.csv``, the expected-versus-observed findings and the
 figure of every parameterization's optimum against the size. The statistics are :mod:`jinit.transfer`'s.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import _common as C
 import numpy as np
@@ -30,6 +32,38 @@ def out_dir(args: argparse.Namespace, sub: str) -> Path:
         path = TRANSFER_DIR / sub
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def learning_rates(args: argparse.Namespace) -> tuple[float, ...]:
+    """The studies' learning-rate grid: powers of two from ``--lr-min`` to ``--lr-max``."""
+    k = int(round(np.log2(args.lr_max / args.lr_min)))
+    return tuple(float(args.lr_min * 2.0**i) for i in range(k + 1))
+
+
+def run_check(args: argparse.Namespace, name: str, out: Path, make_model, **shape) -> Any:
+    """One parameterization's :func:`jinit.transfer.check` into ``out / name`` with the studies' common settings
+    (``shape``: ``widths=``, ``depths=``, ``parameterization=``), or with ``--report-only`` the folder read back
+    (:func:`jinit.transfer.load`: nothing is trained)."""
+    from jinit import transfer
+
+    if args.report_only:
+        return transfer.load(out / name)
+    shape.setdefault("parameterization", name)
+    return transfer.check(
+        make_model,
+        learning_rates=learning_rates(args),
+        seeds=C.pick(args, "seeds", 8, 2),
+        epochs=C.pick(args, "epochs", 10, 1),
+        batch_size=64,
+        data=args.dataset,
+        train_size=256 if args.smoke else None,
+        tolerance=args.tolerance,
+        n_boot=500 if args.smoke else 4000,
+        out=out / name,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        **shape,
+    )
 
 
 def merge_verdicts(path: Path, rows: pd.DataFrame) -> pd.DataFrame:

@@ -26,7 +26,6 @@ import sys
 
 import _common as C
 import _transfer as T
-import numpy as np
 import pandas as pd
 
 from jinit import files, models, transfer
@@ -46,31 +45,9 @@ def model(norm: str | None):
     return make
 
 
-def learning_rates(args) -> tuple[float, ...]:
-    k = int(round(np.log2(args.lr_max / args.lr_min)))
-    return tuple(float(args.lr_min * 2.0**i) for i in range(k + 1))
-
-
 def run(args, param: str, out) -> transfer.TransferResult:
-    if args.report_only:  # the folders as they are (transfer.load): nothing is trained
-        return transfer.load(out / param)
-    return transfer.check(
-        model(None if args.norm == "none" else args.norm),
-        widths=(args.width,),
-        depths=args.depths,
-        learning_rates=learning_rates(args),
-        parameterization=param,
-        seeds=C.pick(args, "seeds", 8, 2),
-        epochs=C.pick(args, "epochs", 10, 1),
-        batch_size=64,
-        data=args.dataset,
-        train_size=256 if args.smoke else None,
-        tolerance=args.tolerance,
-        n_boot=500 if args.smoke else 4000,
-        out=out / param,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-    )
+    make = model(None if args.norm == "none" else args.norm)
+    return T.run_check(args, param, out, make, widths=(args.width,), depths=args.depths)
 
 
 def report(results: dict, out, command: str, args) -> str:
