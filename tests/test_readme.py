@@ -134,12 +134,12 @@ def test_the_docs_have_blocks():
     "doc,index,lang,block", BLOCKS, ids=[f"{d}-{i}-{lang}" for d, i, lang, _ in BLOCKS]
 )
 def test_block_runs(doc, index, lang, block, tmp_path):
+    block = block.replace("/tmp/", f"{tmp_path}/")  # first: the data's own path may be under /tmp
     if "path/to/mnist" in block:
         missing = [f for f in MNIST_FILES if not (REAL_MNIST_DIR / f).is_file()]
         if missing:
             pytest.skip(f"the block reads MNIST; not found at {REAL_MNIST_DIR}")
         block = block.replace("path/to/mnist", str(REAL_MNIST_DIR))
-    block = block.replace("/tmp/", f"{tmp_path}/")
     cluster = [c for c in _commands(block) if c.startswith(("srun ", "gcloud ")) or " ... " in c]
     if cluster:
         pytest.skip(f"commands for a cluster: {cluster[0][:60]}")
