@@ -7,8 +7,10 @@ and turn :func:`jinit.metrics` numbers into markdown. Nothing here trains or com
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -147,6 +149,22 @@ def run_or_load(config, folder: Path, args: argparse.Namespace, **kwargs: Any):
         overwrite=getattr(args, "overwrite", False),
         **kwargs,
     )
+
+
+def run_child(code: str, args: Sequence[str], env: dict[str, str], what: str) -> dict[str, Any]:
+    """Runs ``python -c code *args`` in a fresh process (from the temporary folder, ``env`` over this process's
+    environment) and returns the JSON object its last line of output prints; a failure raises with ``what`` and
+    the end of its stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
+    if proc.returncode:
+        raise RuntimeError(f"{what}: {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def command_line(argv: Sequence[str] | None, script: str) -> str:

@@ -98,23 +98,16 @@ def export(rev: str, where: Path) -> Path:
 def one(tree: Path, work: dict[str, Any], cache: Path) -> dict[str, Any]:
     """One sweep of ``work`` with the engine in ``tree``, in a fresh process with its own compilation cache."""
     env = {
-        **os.environ,
         "PYTHONPATH": str(tree),
         "JAX_NUM_CPU_DEVICES": str(work["devices"]),
         "JINIT_CACHE_DIR": str(cache),
     }
-    proc = subprocess.run(
-        [sys.executable, "-c", _ONE, json.dumps(work["config"])],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=tempfile.gettempdir(),
-    )
-    if proc.returncode:
-        raise RuntimeError(f"{tree}: {work['name']}: {proc.stderr.strip()[-2000:]}")
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
-    if not row["jinit"].startswith(str(tree)):
-        raise RuntimeError(f"imported {row['jinit']}, not the engine in {tree}")
+    row = C.run_child(_ONE, [json.dumps(work["config"])], env, f"{tree}: {work['name']}")
+    imported = Path(row["jinit"])
+    if not imported.is_relative_to(tree):
+        raise RuntimeError(f"imported {imported}, not the engine in {tree}")
+    # the engine's file, not where this machine kept it
+    row["jinit"] = str(imported.relative_to(tree))
     row["model_epochs_per_second"] = row["n_models"] * row["epochs"] / row["train_seconds"]
     return row
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -84,22 +83,12 @@ def one(work: dict[str, Any], variant: str, scratch: Path) -> dict[str, Any]:
     """One sweep in a fresh process (2 CPU devices, a compilation cache of its own)."""
     scratch.mkdir(parents=True)
     env = {
-        **os.environ,
         "PYTHONPATH": str(C.REPO_ROOT),
         "JAX_NUM_CPU_DEVICES": "2",
         "JINIT_CACHE_DIR": str(scratch / "cache"),
     }
     args = [json.dumps(work["config"]), json.dumps(tracker_arguments(variant, scratch))]
-    proc = subprocess.run(
-        [sys.executable, "-c", _ONE, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=tempfile.gettempdir(),
-    )
-    if proc.returncode:
-        raise RuntimeError(f"{work['name']} {variant}: {proc.stderr.strip()[-2000:]}")
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    row = C.run_child(_ONE, args, env, f"{work['name']} {variant}")
     model_epochs = row["n_models"] * row["epochs"]
     row["train_rate"] = model_epochs / row["train_seconds"]
     row["wall_rate"] = model_epochs / row["wall_seconds"]
