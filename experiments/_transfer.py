@@ -1,7 +1,8 @@
-"""What the transfer studies share (transfer_width.py, transfer_depth.py): the learning-rate grid and the check
-they run, where they write, the verdict table
-they merge into ``experiments/results/transfer/verdicts.csv``, the expected-versus-observed findings and the
-figure of every parameterization's optimum against the size. The statistics are :mod:`jinit.transfer`'s.
+"""What the transfer studies share (transfer_width.py, transfer_depth.py): the size and learning-rate grids and
+the check they run, where they write, the verdict table they merge into
+``experiments/results/transfer/verdicts.csv``, the report's common sections (the expected-versus-observed
+findings, the figure of every parameterization's optimum against the size). The statistics are
+:mod:`jinit.transfer`'s.
 """
 
 from __future__ import annotations
@@ -63,6 +64,50 @@ def run_check(args: argparse.Namespace, name: str, out: Path, make_model, **shap
         progress=not args.no_progress,
         overwrite=args.overwrite,
         **shape,
+    )
+
+
+def int_list(flag: str, text: str) -> tuple[int, ...]:
+    """A flag's comma-separated sizes (``--widths``, ``--depths``), sorted: at least two integers >= 1."""
+    try:
+        values = tuple(sorted(int(v) for v in text.split(",")))
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
+    if len(values) < 2 or min(values) < 1:
+        raise ValueError(f"{flag} needs at least two integers >= 1, got {text!r}")
+    return values
+
+
+def save_verdicts(results: dict, out: Path, args: argparse.Namespace) -> None:
+    """Every parameterization's verdicts into ``out/verdicts.csv``, and (a full run into the committed folder)
+    merged into the table of every transfer study."""
+    rows = pd.concat([r.verdicts() for r in results.values()], ignore_index=True)
+    files.write_csv(out / "verdicts.csv", rows)
+    if not args.smoke and not args.out:
+        merge_verdicts(TRANSFER_DIR / "verdicts.csv", rows)
+
+
+def totals(results: dict) -> tuple[int, float]:
+    """The models trained and the minutes spent in sweeps, over every parameterization."""
+    n_models = sum(r.settings["n_models"] for r in results.values())
+    return n_models, sum(r.settings["sweep_seconds"] for r in results.values()) / 60
+
+
+def held_section(results: dict, expected: dict[str, str], axis: str, text: dict[str, str]) -> str:
+    """The report's "What held and what did not": the findings, then each one's learning-rate sensitivity."""
+    return (
+        "## What held and what did not\n\n"
+        + "\n\n".join(f"- {f}" for f in findings(results, expected, axis, text))
+        + "\n\nHow robust each is to the learning rate, at the two ends (Wortsman et al.'s sensitivity on the "
+        "validation loss; lower is more robust):\n\n"
+        + "\n".join(f"- {line}" for line in sensitivity_lines(results, text, axis))
+    )
+
+
+def figures_section(fig: str, results: dict, text: dict[str, str]) -> str:
+    """The report's figure, and a link to each parameterization's own report and figure."""
+    return f"## Figures\n\n![{fig}]({fig})\n\nPer parameterization: " + ", ".join(
+        f"[{text[p]}]({p}/report.md) ([figure]({p}/transfer.png))" for p in results
     )
 
 

@@ -28,7 +28,7 @@ import _common as C
 import _transfer as T
 import pandas as pd
 
-from jinit import files, models, transfer
+from jinit import models, transfer
 
 NAME = "transfer_depth"
 PARAMS = ("sp", "depth_mup")
@@ -51,15 +51,11 @@ def run(args, param: str, out) -> transfer.TransferResult:
 
 
 def report(results: dict, out, command: str, args) -> str:
-    rows = pd.concat([r.verdicts() for r in results.values()], ignore_index=True)
-    files.write_csv(out / "verdicts.csv", rows)
-    if not args.smoke and not args.out:
-        T.merge_verdicts(T.TRANSFER_DIR / "verdicts.csv", rows)
+    T.save_verdicts(results, out, args)
     fig = C.save_figure(T.optimum_figure(results, "depth", TEXT), out / "optimum_vs_depth.png")
     first = next(iter(results.values()))
     s = first.settings
-    n_models = sum(r.settings["n_models"] for r in results.values())
-    minutes = sum(r.settings["sweep_seconds"] for r in results.values()) / 60
+    n_models, minutes = T.totals(results)
     norm = "a LayerNorm after each block's Dense" if args.norm != "none" else "no normalization"
     setup = (
         f"`{s['data']}` ({'first 256 training images, ' if args.smoke else ''}20% of the training set held out "
@@ -89,11 +85,7 @@ def report(results: dict, out, command: str, args) -> str:
         "Does the best Adam learning rate stay put as the residual network deepens? Expected (Yang et al. 2023; "
         "Bordelon et al. 2023): under SP it drifts with depth; under Depth-muP it transfers.",
         "## Setup\n\n" + setup,
-        "## What held and what did not\n\n"
-        + "\n\n".join(f"- {f}" for f in T.findings(results, EXPECTED, "depth", TEXT))
-        + "\n\nHow robust each is to the learning rate, at the two ends (Wortsman et al.'s sensitivity on the "
-        "validation loss; lower is more robust):\n\n"
-        + "\n".join(f"- {line}" for line in T.sensitivity_lines(results, TEXT, "depth")),
+        T.held_section(results, EXPECTED, "depth", TEXT),
         "## Slope of the optimum (log2 learning rate per doubling of the depth)\n\n"
         + C.md_table(T.slope_table(results, TEXT, "depth")),
         "## Optimum per depth\n\n"
@@ -108,24 +100,13 @@ def report(results: dict, out, command: str, args) -> str:
         + "\n\nGrowth of the mean |change| of a layer's output after 3 Adam steps from the shallowest to the "
         "deepest network (at each parameterization's best learning rate at the base depth); the layers every depth "
         "has (the stem, the first two blocks, the logits).",
-        f"## Figures\n\n![{fig}]({fig})\n\nPer parameterization: "
-        + ", ".join(f"[{TEXT[p]}]({p}/report.md) ([figure]({p}/transfer.png))" for p in results),
+        T.figures_section(fig, results, TEXT),
         f"## Reproduce\n\n```bash\n{command}\n```",
         "References: Yang, Yu, Zhu, Hayou. Tensor Programs VI: feature learning in infinite-depth neural "
         "networks. arXiv:2310.02244, 2023. Bordelon, Noci, Li, Hanin, Pehlevan. Depthwise hyperparameter transfer "
         "in residual networks. arXiv:2309.16620, 2023.",
     ]
     return C.write_report(out, "Learning-rate transfer across depth", sections)
-
-
-def _ints(flag: str, text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(sorted(int(v) for v in text.split(",")))
-    except ValueError:
-        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
-    if len(values) < 2 or min(values) < 1:
-        raise ValueError(f"{flag} needs at least two integers >= 1, got {text!r}")
-    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--dataset", default="digits", help="dataset name (digits, mnist1d, ...)")
     args = p.parse_args(argv)
-    args.depths = _ints("--depths", args.depths or ("1,2,4" if args.smoke else "2,4,8,16,32"))
+    args.depths = T.int_list("--depths", args.depths or ("1,2,4" if args.smoke else "2,4,8,16,32"))
     args.width = args.width or (16 if args.smoke else 64)
     if args.width < 1:
         raise ValueError(f"--width must be >= 1, got {args.width}")

@@ -32,7 +32,7 @@ import _transfer as T
 import pandas as pd
 
 import jinit
-from jinit import files, models, transfer
+from jinit import models, transfer
 
 NAME = "transfer_width"
 PARAMS = ("sp", "mup", "sp_per_layer_lr", "mup_readout_unscaled")
@@ -73,15 +73,11 @@ def run(args, param: str, out) -> transfer.TransferResult:
 
 
 def report(results: dict, out, command: str, args) -> str:
-    rows = pd.concat([r.verdicts() for r in results.values()], ignore_index=True)
-    files.write_csv(out / "verdicts.csv", rows)
-    if not args.smoke and not args.out:
-        T.merge_verdicts(T.TRANSFER_DIR / "verdicts.csv", rows)
+    T.save_verdicts(results, out, args)
     fig = C.save_figure(T.optimum_figure(results, "width", TEXT), out / "optimum_vs_width.png")
     first = next(iter(results.values()))
     s = first.settings
-    n_models = sum(r.settings["n_models"] for r in results.values())
-    minutes = sum(r.settings["sweep_seconds"] for r in results.values()) / 60
+    n_models, minutes = T.totals(results)
     setup = (
         f"`{s['data']}` ({'first 256 training images, ' if args.smoke else ''}20% of the training set held out "
         f"for validation). MLP in-w-w-10, ReLU, widths {', '.join(map(str, s['widths']))} "
@@ -105,11 +101,7 @@ def report(results: dict, out, command: str, args) -> str:
         "Does the best Adam learning rate stay put as the MLP widens? Expected (Yang et al. 2022; Everett et al. "
         "2024): SP and a muP with an unscaled readout drift; muP and SP with per-layer learning rates transfer.",
         "## Setup\n\n" + setup,
-        "## What held and what did not\n\n"
-        + "\n\n".join(f"- {f}" for f in T.findings(results, EXPECTED, "width", TEXT))
-        + "\n\nHow robust each is to the learning rate, at the two ends (Wortsman et al.'s sensitivity on the "
-        "validation loss; lower is more robust):\n\n"
-        + "\n".join(f"- {line}" for line in T.sensitivity_lines(results, TEXT, "width")),
+        T.held_section(results, EXPECTED, "width", TEXT),
         "## Slope of the optimum (log2 learning rate per doubling of the width)\n\n"
         + C.md_table(T.slope_table(results, TEXT, "width")),
         "## Optimum per width\n\n"
@@ -122,24 +114,13 @@ def report(results: dict, out, command: str, args) -> str:
         + "\n\nGrowth of the mean |change| of the layer's output after 3 Adam steps (at each parameterization's "
         "best learning rate at the base width) from the narrowest to the widest width: ~x1 is what muP's "
         "coordinate check asks for.",
-        f"## Figures\n\n![{fig}]({fig})\n\nPer parameterization: "
-        + ", ".join(f"[{TEXT[p]}]({p}/report.md) ([figure]({p}/transfer.png))" for p in results),
+        T.figures_section(fig, results, TEXT),
         f"## Reproduce\n\n```bash\n{command}\n```",
         "References: Yang et al. Tensor Programs V. arXiv:2203.03466, 2022. Everett et al. Scaling exponents "
         "across parameterizations and optimizers. ICML 2024. Wortsman et al. arXiv:2309.14322, 2023. Hesterberg. "
         "What teachers should know about the bootstrap. 2015.",
     ]
     return C.write_report(out, "Learning-rate transfer across width", sections)
-
-
-def _widths(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(sorted(int(v) for v in text.split(",")))
-    except ValueError:
-        raise ValueError(f"--widths must be comma-separated integers, got {text!r}") from None
-    if len(values) < 2 or min(values) < 1:
-        raise ValueError(f"--widths needs at least two integers >= 1, got {text!r}")
-    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         "--params", default=",".join(PARAMS), help=f"parameterizations ({', '.join(PARAMS)})"
     )
     args = p.parse_args(argv)
-    args.widths = _widths(args.widths or ("16,32,64" if args.smoke else "32,64,128,256,512,1024"))
+    args.widths = T.int_list(
+        "--widths", args.widths or ("16,32,64" if args.smoke else "32,64,128,256,512,1024")
+    )
     args.lr_min = args.lr_min or (2.0**-10 if args.smoke else 2.0**-13)
     args.lr_max = args.lr_max or (2.0**-4 if args.smoke else 2.0**-3)
     if not 0 < args.lr_min < args.lr_max:
