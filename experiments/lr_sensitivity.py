@@ -30,8 +30,6 @@ import sys
 from pathlib import Path
 
 import _common as C
-import flax.linen as nn
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -40,30 +38,6 @@ from jinit import data, files, metrics, models, sweep
 
 NAME = "lr_sensitivity"
 QK = {"qk_off": False, "qk_on": True}
-
-
-class RecallTransformer(nn.Module):
-    """:class:`jinit.models.Transformer` over the float-stored token ids, returning the last position's logits."""
-
-    vocab: int
-    d_model: int
-    n_layers: int
-    n_heads: int
-    max_len: int
-    qk_norm: bool = False
-
-    @nn.compact
-    def __call__(self, x):
-        logits = models.Transformer(
-            vocab=self.vocab,
-            d_model=self.d_model,
-            n_layers=self.n_layers,
-            n_heads=self.n_heads,
-            max_len=self.max_len,
-            qk_norm=self.qk_norm,
-            name="transformer",
-        )(x.astype(jnp.int32))
-        return logits[:, -1]
 
 
 def plain(std: float = 0.02) -> jinit.Rules:
@@ -91,7 +65,7 @@ def model(args, qk: bool):
               max_len=2 * args.n_pairs + 1, qk_norm=qk)  # fmt: skip
 
     def make():
-        return RecallTransformer(**kw)
+        return models.LastTokenTransformer(**kw)
 
     return make
 

@@ -33,8 +33,6 @@ import sys
 from pathlib import Path
 
 import _common as C
-import flax.linen as nn
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
@@ -53,32 +51,6 @@ ARMS = {
     ("post", "plain"): "post-LN + normal(0.02)",
     ("deepnorm", "deepnet"): "post-LN + DeepNet",
 }
-
-
-class RecallTransformer(nn.Module):
-    """:class:`jinit.models.Transformer` over the float-stored token ids, returning the last position's logits."""
-
-    vocab: int
-    d_model: int
-    n_layers: int
-    n_heads: int
-    max_len: int
-    attention_scale: str = "sqrt"
-    deepnorm_alpha: float | None = None
-
-    @nn.compact
-    def __call__(self, x):
-        logits = models.Transformer(
-            vocab=self.vocab,
-            d_model=self.d_model,
-            n_layers=self.n_layers,
-            n_heads=self.n_heads,
-            max_len=self.max_len,
-            attention_scale=self.attention_scale,
-            deepnorm_alpha=self.deepnorm_alpha,
-            name="transformer",
-        )(x.astype(jnp.int32))
-        return logits[:, -1]
 
 
 def plain(std: float = 0.02) -> jinit.Rules:
@@ -118,7 +90,7 @@ def model(args, net: str):
     )
 
     def make():
-        return RecallTransformer(**kw)
+        return models.LastTokenTransformer(**kw)
 
     return make
 

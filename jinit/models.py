@@ -659,7 +659,8 @@ class LastTokenTransformer(nn.Module):
     associative-recall task of :func:`jinit.data.associative_recall`; token ids stored as floats are cast).
 
     Parameter paths are the Transformer's under ``transformer/`` (``transformer/block_0/attn/out/kernel``), which
-    the patterns of :func:`jinit.gpt2`, :func:`jinit.deepnet` and :func:`jinit.mup` match.
+    the patterns of :func:`jinit.gpt2`, :func:`jinit.deepnet` and :func:`jinit.mup` match; the other fields are the
+    Transformer's (``attention_scale``, DeepNorm's ``deepnorm_alpha``, ``qk_norm``).
     """
 
     vocab: int = 16
@@ -667,7 +668,9 @@ class LastTokenTransformer(nn.Module):
     n_layers: int = 2
     n_heads: int = 2
     max_len: int = 16
+    attention_scale: str = "sqrt"
     deepnorm_alpha: float | None = None
+    qk_norm: bool = False
     kernel_init: Initializer = _gpt_init
     bias_init: Initializer = _default_bias_init
     dtype: Any = None
@@ -680,7 +683,9 @@ class LastTokenTransformer(nn.Module):
             n_layers=self.n_layers,
             n_heads=self.n_heads,
             max_len=self.max_len,
+            attention_scale=self.attention_scale,
             deepnorm_alpha=self.deepnorm_alpha,
+            qk_norm=self.qk_norm,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
             dtype=self.dtype,
