@@ -242,6 +242,14 @@ def chunk_plan(
     return per_device * groups, min(n_devices, groups)
 
 
+def host_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def streams_per_device(device, group_bytes: int, budget: int) -> int:
     """How many groups of models one device trains at the same time: on a CPU device, the cores each CPU device
     has (a group's small matmuls leave cores idle, and XLA:CPU runs two executions of one device at once), as long
@@ -251,12 +259,8 @@ def streams_per_device(device, group_bytes: int, budget: int) -> int:
     """
     if getattr(device, "platform", None) != "cpu":
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
     n_cpu = max(1, sum(d.platform == "cpu" for d in jax.local_devices(backend="cpu")))
-    return max(1, min(cores // n_cpu, budget // max(1, group_bytes)))
+    return max(1, min(host_cores() // n_cpu, budget // max(1, group_bytes)))
 
 
 def use_cpu_devices(n: int | None = None) -> int | None:
@@ -283,11 +287,7 @@ def use_cpu_devices(n: int | None = None) -> int | None:
     if os.environ.get("JAX_NUM_CPU_DEVICES") or "xla_force_host_platform_device_count" in flags:
         return None
     if n is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-        n = min(cores, 8)
+        n = min(host_cores(), 8)
     check_int("n", n, minimum=1)
     try:
         jax.config.update("jax_num_cpu_devices", int(n))

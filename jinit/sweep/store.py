@@ -23,6 +23,7 @@ from jinit.sweep import chunks, folder
 from jinit.sweep.assemble import load
 from jinit.sweep.checkpoints import CheckpointCallback
 from jinit.sweep.config import is_int
+from jinit.sweep.layout import host_cores
 from jinit.sweep.lock import acquire_lock
 from jinit.sweep.plan import Plan, describe_plan
 from jinit.sweep.trainer import Callback
@@ -51,12 +52,8 @@ def cpu_threads() -> int:
     """The threads XLA's CPU client computes with: the cores this process may use, or the CPU devices when there
     are more of them. Large reductions (a weight gradient over a batch of 512 or more) are split over them, so a
     model's last bits on a CPU depend on this number (the reproducibility contract)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
     cpus = sum(d.platform == "cpu" for d in jax.local_devices(backend="cpu"))
-    return max(cores, cpus)
+    return max(host_cores(), cpus)
 
 
 def run_meta(plan: Plan, devices: list[Any], process_count: int) -> dict[str, Any]:
